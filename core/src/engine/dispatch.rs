@@ -1,0 +1,844 @@
+//! The hot path: claiming steps from queues and applying their outcomes, plus the timed duties
+//! (re-enqueueing due retries, failing overdue attempts) and cancellation.
+//!
+//! Each public function is one transaction. Decisions are made here from the rows the store
+//! returns; the store only executes compare-and-swap primitives, so a concurrent writer (another
+//! worker, an orchestrator, a late completion) loses cleanly instead of corrupting state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{CompiledTemplate, EngineEvent, Tasker};
+use crate::backoff;
+use crate::error::{Result, TaskerError};
+use crate::outcome::{error_types, StepFailure, StepOutcome};
+use crate::state::{NamedState, StepState, StepTrigger, TaskTrigger};
+use crate::store::*;
+
+/// A step claimed by a worker: everything needed to run one attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimedStep {
+    pub message: MessageRef,
+    pub step_uuid: Uuid,
+    pub task_uuid: Uuid,
+    pub step_name: String,
+    /// 1-based number of this attempt.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub template: Arc<CompiledTemplate>,
+    pub context: Value,
+    pub dependency_results: Map<String, Value>,
+    pub correlation_id: Uuid,
+    /// When the engine fails this attempt with a `timeout` error.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// An outcome to apply to one attempt.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub step_uuid: Uuid,
+    /// The attempt this outcome belongs to; anything else is fenced off.
+    pub attempt: i32,
+    /// The queue message of the attempt, deleted when the outcome is applied.
+    pub message: Option<MessageRef>,
+    pub outcome: StepOutcome,
+    /// Free-form worker identity recorded in the audit row.
+    pub worker: Option<String>,
+}
+
+/// What happened to one [`Completion`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompletionReport {
+    /// The step moved to `state`.
+    Applied { step_uuid: Uuid, state: StepState },
+    /// The completion lost: the step is no longer in that attempt (it timed out, was re-claimed,
+    /// or already completed). Nothing was written.
+    Fenced { step_uuid: Uuid, reason: String },
+    /// The task was cancelled while the step ran; the result was discarded.
+    Discarded { step_uuid: Uuid },
+}
+
+/// Side effects to publish once a transaction commits.
+#[derive(Default)]
+struct Effects {
+    queues: Vec<String>,
+    finished_tasks: Vec<Uuid>,
+    events: Vec<EngineEvent>,
+    timers_changed: bool,
+}
+
+/// Rows to write in one transaction, built by the decision functions below.
+#[derive(Default)]
+struct Plan {
+    step_changes: Vec<StepChange>,
+    step_transitions: Vec<TransitionRecord>,
+    deltas: BTreeMap<Uuid, TaskDelta>,
+    succeeded: Vec<Uuid>,
+    delete: Vec<MessageRef>,
+    send: Vec<OutgoingMessage>,
+}
+
+impl Plan {
+    fn delta(&mut self, task: Uuid) -> &mut TaskDelta {
+        self.deltas.entry(task).or_insert_with(|| TaskDelta {
+            task_uuid: task,
+            ..TaskDelta::default()
+        })
+    }
+
+    /// Records a step transition chosen by the state table.
+    #[allow(clippy::too_many_arguments)]
+    fn transition(
+        &mut self,
+        effects: &mut Effects,
+        lock: &StepLock,
+        from: StepState,
+        trigger: StepTrigger,
+        attempt: i32,
+        metadata: Value,
+        now: DateTime<Utc>,
+    ) -> Result<StepState> {
+        let to = from.apply(trigger)?;
+        self.step_transitions.push(TransitionRecord {
+            entity_uuid: lock.step_uuid,
+            task_uuid: lock.task_uuid,
+            from_state: Some(from.as_str()),
+            to_state: to.as_str(),
+            event: trigger.as_str(),
+            metadata,
+            at: now,
+        });
+        effects.events.push(EngineEvent::Step {
+            task_uuid: lock.task_uuid,
+            step_uuid: lock.step_uuid,
+            step_name: lock.name.clone(),
+            from,
+            to,
+            attempt,
+        });
+        Ok(to)
+    }
+}
+
+fn empty() -> Value {
+    Value::Object(Map::new())
+}
+
+fn message_body(lock_step: Uuid, task: Uuid, attempt: i32) -> StepMessage {
+    StepMessage {
+        step_uuid: lock_step,
+        task_uuid: task,
+        attempt,
+    }
+}
+
+impl Tasker {
+    /// Claims up to `max` steps from `queues` (read in rotation starting at `start`), hiding
+    /// their messages for `lease`. One transaction.
+    ///
+    /// A message whose step is already `in_progress` in the attempt it was sent for means the
+    /// worker holding that attempt stopped renewing its lease: that attempt is failed with a
+    /// retryable `worker_lost` error and goes through the normal retry path.
+    pub async fn claim(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+        start: usize,
+    ) -> Result<Vec<ClaimedStep>> {
+        if queues.is_empty() || max == 0 {
+            return Ok(Vec::new());
+        }
+        let store = self.store();
+        let mut tx = store.begin().await?;
+        let mut messages = Vec::new();
+        for i in 0..queues.len() {
+            let queue = &queues[(start + i) % queues.len()];
+            let want = (max - messages.len()) as i64;
+            messages.extend(tx.read_messages(queue, lease, want).await?);
+            if messages.len() >= max {
+                break;
+            }
+        }
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let mut plan = Plan::default();
+        let mut effects = Effects::default();
+        let mut parsed = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match serde_json::from_value::<StepMessage>(m.payload.clone()) {
+                Ok(body) => parsed.push((m, body)),
+                Err(e) => {
+                    tracing::error!(queue = %m.queue, msg_id = m.msg_id, error = %e, "dropping malformed queue message");
+                    plan.delete.push(m.reference());
+                }
+            }
+        }
+        let ids: Vec<Uuid> = parsed.iter().map(|(_, b)| b.step_uuid).collect();
+        let locks: HashMap<Uuid, StepLock> = tx
+            .lock_steps(&ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.step_uuid, l))
+            .collect();
+        let mut claims = Vec::new();
+        let mut lost = Vec::new();
+        for (m, body) in parsed {
+            let Some(lock) = locks.get(&body.step_uuid) else {
+                plan.delete.push(m.reference());
+                continue;
+            };
+            let live = !lock.task_state.is_terminal();
+            match lock.state {
+                StepState::Enqueued if live && lock.attempts == body.attempt => {
+                    let attempt = lock.attempts + 1;
+                    let step_t = template_step_timeout(self, lock).await?;
+                    let deadline = step_t.map(|secs| now + chrono::Duration::seconds(secs as i64));
+                    let to = plan.transition(
+                        &mut effects,
+                        lock,
+                        lock.state,
+                        StepTrigger::Claim,
+                        attempt,
+                        json!({ "attempt": attempt }),
+                        now,
+                    )?;
+                    plan.step_changes.push(StepChange {
+                        step_uuid: lock.step_uuid,
+                        expected_state: lock.state,
+                        expected_attempts: lock.attempts,
+                        new_state: to,
+                        new_attempts: attempt,
+                        results: None,
+                        last_error: None,
+                        next_retry_at: None,
+                        deadline_at: deadline,
+                        attempt_started: true,
+                        finished: false,
+                    });
+                    claims.push((m.reference(), lock.clone(), attempt, deadline));
+                }
+                StepState::InProgress if live && lock.attempts == body.attempt + 1 => {
+                    lost.push(Completion {
+                        step_uuid: lock.step_uuid,
+                        attempt: lock.attempts,
+                        message: Some(m.reference()),
+                        outcome: StepOutcome::Failure(StepFailure::retryable(
+                            error_types::WORKER_LOST,
+                            format!(
+                                "the worker running attempt {} stopped renewing its lease (crashed or killed)",
+                                lock.attempts
+                            ),
+                        )),
+                        worker: None,
+                    });
+                }
+                // Terminal task or step, or a message superseded by a newer one.
+                _ => plan.delete.push(m.reference()),
+            }
+        }
+        let applied = tx.change_steps(&plan.step_changes, now).await?;
+        claims.retain(|(_, lock, _, _)| applied.contains(&lock.step_uuid));
+        plan.step_transitions.retain(|t| applied.contains(&t.entity_uuid));
+        tx.insert_step_transitions(&plan.step_transitions).await?;
+        tx.delete_messages(&plan.delete).await?;
+        if !lost.is_empty() {
+            let lost_locks: HashMap<Uuid, StepLock> = lost
+                .iter()
+                .filter_map(|c| locks.get(&c.step_uuid).map(|l| (l.step_uuid, l.clone())))
+                .collect();
+            self.apply_in_tx(tx.as_mut(), &lost_locks, lost, now, &mut effects)
+                .await?;
+        }
+        let task_ids: Vec<Uuid> = {
+            let mut v: Vec<Uuid> = claims.iter().map(|(_, l, _, _)| l.task_uuid).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let claimed_ids: Vec<Uuid> = claims.iter().map(|(_, l, _, _)| l.step_uuid).collect();
+        let inputs: HashMap<Uuid, TaskInput> = tx
+            .task_inputs(&task_ids)
+            .await?
+            .into_iter()
+            .map(|i| (i.task_uuid, i))
+            .collect();
+        let mut deps: HashMap<Uuid, Map<String, Value>> = HashMap::new();
+        for (child, name, result) in tx.dependency_results(&claimed_ids).await? {
+            deps.entry(child).or_default().insert(name, result);
+        }
+        tx.commit().await?;
+        self.publish(effects);
+
+        let mut out = Vec::with_capacity(claims.len());
+        for (message, lock, attempt, deadline) in claims {
+            let input = inputs.get(&lock.task_uuid).ok_or_else(|| {
+                TaskerError::Corrupt(format!("task {} of step {} vanished", lock.task_uuid, lock.step_uuid))
+            })?;
+            out.push(ClaimedStep {
+                message,
+                step_uuid: lock.step_uuid,
+                task_uuid: lock.task_uuid,
+                step_name: lock.name.clone(),
+                attempt,
+                max_attempts: lock.max_attempts,
+                template: self.template_by_id(input.template_id).await?,
+                context: input.context.clone(),
+                dependency_results: deps.remove(&lock.step_uuid).unwrap_or_default(),
+                correlation_id: input.correlation_id,
+                deadline,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies a batch of outcomes in one transaction: stores results and errors, schedules
+    /// retries, releases children whose last dependency completed (enqueueing them in the same
+    /// transaction) and finalizes tasks.
+    pub async fn apply_completions(&self, batch: Vec<Completion>) -> Result<Vec<CompletionReport>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.store().begin().await?;
+        let mut ids: Vec<Uuid> = batch.iter().map(|c| c.step_uuid).collect();
+        ids.sort();
+        ids.dedup();
+        let locks: HashMap<Uuid, StepLock> = tx
+            .lock_steps(&ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.step_uuid, l))
+            .collect();
+        let now = Utc::now();
+        let mut effects = Effects::default();
+        let reports = self.apply_in_tx(tx.as_mut(), &locks, batch, now, &mut effects).await?;
+        tx.commit().await?;
+        self.publish(effects);
+        Ok(reports)
+    }
+
+    /// The decision logic shared by completions, lost leases and timeouts.
+    async fn apply_in_tx(
+        &self,
+        tx: &mut dyn StoreTx,
+        locks: &HashMap<Uuid, StepLock>,
+        batch: Vec<Completion>,
+        now: DateTime<Utc>,
+        effects: &mut Effects,
+    ) -> Result<Vec<CompletionReport>> {
+        let mut plan = Plan::default();
+        let mut reports = Vec::with_capacity(batch.len());
+        // A step may appear twice in one batch (e.g. a late completion and a timeout); only the
+        // first matching one wins, exactly as if they had been separate transactions.
+        let mut decided: HashMap<Uuid, ()> = HashMap::new();
+        for c in batch {
+            let Some(lock) = locks.get(&c.step_uuid) else {
+                reports.push(CompletionReport::Fenced {
+                    step_uuid: c.step_uuid,
+                    reason: "no such step".into(),
+                });
+                continue;
+            };
+            if lock.state != StepState::InProgress || lock.attempts != c.attempt || decided.contains_key(&c.step_uuid) {
+                reports.push(CompletionReport::Fenced {
+                    step_uuid: c.step_uuid,
+                    reason: format!(
+                        "step is {} at attempt {}, completion was for attempt {}",
+                        lock.state, lock.attempts, c.attempt
+                    ),
+                });
+                continue;
+            }
+            decided.insert(c.step_uuid, ());
+            if let Some(m) = &c.message {
+                plan.delete.push(m.clone());
+            }
+            let worker = c.worker.clone().map(Value::String).unwrap_or(Value::Null);
+            if lock.task_state.is_terminal() {
+                plan.transition(
+                    effects,
+                    lock,
+                    lock.state,
+                    StepTrigger::Cancel,
+                    c.attempt,
+                    json!({"reason": "task cancelled; result discarded", "worker": worker}),
+                    now,
+                )?;
+                plan.step_changes
+                    .push(finish_change(lock, StepState::Cancelled, None, None));
+                plan.delta(lock.task_uuid).active -= 1;
+                reports.push(CompletionReport::Discarded { step_uuid: c.step_uuid });
+                continue;
+            }
+            let state = match c.outcome {
+                StepOutcome::Success { result, metadata } => {
+                    let to = plan.transition(
+                        effects,
+                        lock,
+                        lock.state,
+                        StepTrigger::Succeed,
+                        c.attempt,
+                        json!({"attempt": c.attempt, "worker": worker, "metadata": metadata}),
+                        now,
+                    )?;
+                    plan.step_changes.push(finish_change(lock, to, Some(result), None));
+                    let d = plan.delta(lock.task_uuid);
+                    d.completed += 1;
+                    d.active -= 1;
+                    plan.succeeded.push(lock.step_uuid);
+                    to
+                }
+                StepOutcome::Failure(failure) => {
+                    let template = self.template_by_id(lock.template_id).await?;
+                    let policy = template.step(&lock.name).map(|s| s.retry.clone()).unwrap_or_default();
+                    let error = failure.to_record(c.attempt);
+                    let retry = failure.retryable && policy.retryable && lock.attempts < lock.max_attempts;
+                    if retry {
+                        let delay =
+                            backoff::retry_delay(&policy, u32::try_from(c.attempt).unwrap_or(1), failure.retry_after);
+                        let retry_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                        let to = plan.transition(effects, lock, lock.state, StepTrigger::ScheduleRetry, c.attempt, json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type, "retry_in_ms": delay.as_millis() as u64}), now)?;
+                        plan.step_changes.push(StepChange {
+                            next_retry_at: Some(retry_at),
+                            ..finish_change(lock, to, None, Some(error))
+                        });
+                        effects.timers_changed = true;
+                        to
+                    } else {
+                        let to = plan.transition(
+                            effects,
+                            lock,
+                            lock.state,
+                            StepTrigger::Fail,
+                            c.attempt,
+                            json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type}),
+                            now,
+                        )?;
+                        plan.step_changes.push(finish_change(lock, to, None, Some(error)));
+                        let d = plan.delta(lock.task_uuid);
+                        d.failed += 1;
+                        d.active -= 1;
+                        to
+                    }
+                }
+            };
+            reports.push(CompletionReport::Applied {
+                step_uuid: c.step_uuid,
+                state,
+            });
+        }
+
+        let applied = tx.change_steps(&plan.step_changes, now).await?;
+        if applied.len() != plan.step_changes.len() {
+            // Rows were locked by lock_steps, so this means the store broke its contract.
+            return Err(TaskerError::Corrupt("a locked step changed under its lock".into()));
+        }
+        tx.insert_step_transitions(&plan.step_transitions).await?;
+        tx.delete_messages(&plan.delete).await?;
+
+        // Children whose last dependency just completed are enqueued in this same transaction.
+        let ready = tx.release_children(&plan.succeeded).await?;
+        if !ready.is_empty() {
+            let mut changes = Vec::with_capacity(ready.len());
+            let mut transitions = Vec::with_capacity(ready.len());
+            for child in &ready {
+                changes.push(StepChange {
+                    step_uuid: child.step_uuid,
+                    expected_state: StepState::Pending,
+                    expected_attempts: 0,
+                    new_state: StepState::Pending.apply(StepTrigger::Enqueue)?,
+                    new_attempts: 0,
+                    results: None,
+                    last_error: None,
+                    next_retry_at: None,
+                    deadline_at: None,
+                    attempt_started: false,
+                    finished: false,
+                });
+                transitions.push(TransitionRecord {
+                    entity_uuid: child.step_uuid,
+                    task_uuid: child.task_uuid,
+                    from_state: Some(StepState::Pending.as_str()),
+                    to_state: StepState::Enqueued.as_str(),
+                    event: StepTrigger::Enqueue.as_str(),
+                    metadata: empty(),
+                    at: now,
+                });
+            }
+            let enqueued = tx.change_steps(&changes, now).await?;
+            transitions.retain(|t| enqueued.contains(&t.entity_uuid));
+            tx.insert_step_transitions(&transitions).await?;
+            for child in ready.iter().filter(|c| enqueued.contains(&c.step_uuid)) {
+                plan.send.push(OutgoingMessage {
+                    queue: child.queue.clone(),
+                    body: message_body(child.step_uuid, child.task_uuid, 0),
+                });
+                plan.delta(child.task_uuid).active += 1;
+                effects.events.push(EngineEvent::Step {
+                    task_uuid: child.task_uuid,
+                    step_uuid: child.step_uuid,
+                    step_name: child.name.clone(),
+                    from: StepState::Pending,
+                    to: StepState::Enqueued,
+                    attempt: 0,
+                });
+            }
+            tx.send_messages(&plan.send).await?;
+            effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
+        }
+
+        let deltas: Vec<TaskDelta> = plan
+            .deltas
+            .into_values()
+            .filter(|d| {
+                *d != TaskDelta {
+                    task_uuid: d.task_uuid,
+                    ..TaskDelta::default()
+                }
+            })
+            .collect();
+        let counters = tx.apply_task_deltas(&deltas, now).await?;
+        self.finalize_tasks(tx, &counters, now, effects).await?;
+        Ok(reports)
+    }
+
+    /// Moves tasks whose counters show they are done to `complete`, or to
+    /// `blocked_by_failures` → `error` when a step failed for good and nothing else can run.
+    async fn finalize_tasks(
+        &self,
+        tx: &mut dyn StoreTx,
+        counters: &[TaskCounters],
+        now: DateTime<Utc>,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        let mut changes = Vec::new();
+        let mut transitions = Vec::new();
+        for c in counters {
+            if c.state.is_terminal() {
+                continue;
+            }
+            let triggers: &[TaskTrigger] = if c.completed == c.total {
+                &[TaskTrigger::EvaluateResults, TaskTrigger::AllStepsComplete]
+            } else if c.active == 0 && c.failed > 0 {
+                &[TaskTrigger::EvaluateResults, TaskTrigger::Block, TaskTrigger::Fail]
+            } else {
+                continue;
+            };
+            let mut state = c.state;
+            for &trigger in triggers {
+                let next = state.apply(trigger)?;
+                transitions.push(TransitionRecord {
+                    entity_uuid: c.task_uuid,
+                    task_uuid: c.task_uuid,
+                    from_state: Some(state.as_str()),
+                    to_state: next.as_str(),
+                    event: trigger.as_str(),
+                    metadata: json!({"completed_steps": c.completed, "failed_steps": c.failed, "total_steps": c.total}),
+                    at: now,
+                });
+                effects.events.push(EngineEvent::Task {
+                    task_uuid: c.task_uuid,
+                    from: Some(state),
+                    to: next,
+                });
+                state = next;
+            }
+            changes.push(TaskChange {
+                task_uuid: c.task_uuid,
+                expected: c.state,
+                new: state,
+            });
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let applied = tx.change_tasks(&changes, now).await?;
+        transitions.retain(|t| applied.contains(&t.entity_uuid));
+        tx.insert_task_transitions(&transitions).await?;
+        for id in &applied {
+            tx.notify_task_finished(*id).await?;
+            effects.finished_tasks.push(*id);
+        }
+        Ok(())
+    }
+
+    /// Re-enqueues steps whose retry is due. Safe to run in many processes at once.
+    pub async fn enqueue_due_retries(&self, limit: i64) -> Result<usize> {
+        let now = Utc::now();
+        let due = self.store().due_retries(now, limit).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.store().begin().await?;
+        let ids: Vec<Uuid> = due.iter().map(|l| l.step_uuid).collect();
+        let locks = tx.lock_steps(&ids).await?;
+        let mut plan = Plan::default();
+        let mut effects = Effects::default();
+        for lock in locks.iter().filter(|l| l.state == StepState::WaitingForRetry) {
+            if lock.task_state.is_terminal() {
+                continue;
+            }
+            let to = plan.transition(
+                &mut effects,
+                lock,
+                lock.state,
+                StepTrigger::Enqueue,
+                lock.attempts,
+                json!({"retry_of_attempt": lock.attempts}),
+                now,
+            )?;
+            plan.step_changes.push(StepChange {
+                step_uuid: lock.step_uuid,
+                expected_state: lock.state,
+                expected_attempts: lock.attempts,
+                new_state: to,
+                new_attempts: lock.attempts,
+                results: None,
+                last_error: None,
+                next_retry_at: None,
+                deadline_at: None,
+                attempt_started: false,
+                finished: false,
+            });
+            plan.send.push(OutgoingMessage {
+                queue: lock.queue.clone(),
+                body: message_body(lock.step_uuid, lock.task_uuid, lock.attempts),
+            });
+        }
+        let applied = tx.change_steps(&plan.step_changes, now).await?;
+        plan.step_transitions.retain(|t| applied.contains(&t.entity_uuid));
+        plan.send.retain(|m| applied.contains(&m.body.step_uuid));
+        tx.insert_step_transitions(&plan.step_transitions).await?;
+        tx.send_messages(&plan.send).await?;
+        tx.commit().await?;
+        effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
+        self.publish(effects);
+        Ok(applied.len())
+    }
+
+    /// Fails attempts that overran their `timeout_seconds` (retryable `timeout` errors). Workers
+    /// enforce their own deadlines too; this catches attempts whose worker went away.
+    pub async fn fail_overdue_attempts(&self, limit: i64) -> Result<usize> {
+        let now = Utc::now();
+        let overdue = self.store().overdue_attempts(now, limit).await?;
+        if overdue.is_empty() {
+            return Ok(0);
+        }
+        let batch = overdue
+            .iter()
+            .map(|l| Completion {
+                step_uuid: l.step_uuid,
+                attempt: l.attempts,
+                message: None,
+                outcome: StepOutcome::Failure(timeout_failure(self, l)),
+                worker: Some("orchestrator".into()),
+            })
+            .collect();
+        let reports = self.apply_completions(batch).await?;
+        Ok(reports
+            .iter()
+            .filter(|r| matches!(r, CompletionReport::Applied { .. }))
+            .count())
+    }
+
+    /// Gives claimed-but-unstarted steps back to their queue (graceful shutdown): the attempt
+    /// is undone and the message becomes visible at once.
+    pub async fn release_claims(&self, claims: &[(Uuid, i32, MessageRef)]) -> Result<usize> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.store().begin().await?;
+        let ids: Vec<Uuid> = claims.iter().map(|c| c.0).collect();
+        let locks: HashMap<Uuid, StepLock> = tx
+            .lock_steps(&ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.step_uuid, l))
+            .collect();
+        let now = Utc::now();
+        let mut plan = Plan::default();
+        let mut effects = Effects::default();
+        let mut visible = Vec::new();
+        for (step, attempt, message) in claims {
+            let Some(lock) = locks.get(step) else { continue };
+            if lock.state != StepState::InProgress || lock.attempts != *attempt {
+                continue;
+            }
+            let to = plan.transition(
+                &mut effects,
+                lock,
+                lock.state,
+                StepTrigger::Release,
+                *attempt,
+                json!({"reason": "worker shutting down before the attempt started"}),
+                now,
+            )?;
+            plan.step_changes.push(StepChange {
+                step_uuid: lock.step_uuid,
+                expected_state: lock.state,
+                expected_attempts: lock.attempts,
+                new_state: to,
+                new_attempts: lock.attempts - 1,
+                results: None,
+                last_error: None,
+                next_retry_at: None,
+                deadline_at: None,
+                attempt_started: false,
+                finished: false,
+            });
+            visible.push(message.clone());
+        }
+        let applied = tx.change_steps(&plan.step_changes, now).await?;
+        plan.step_transitions.retain(|t| applied.contains(&t.entity_uuid));
+        tx.insert_step_transitions(&plan.step_transitions).await?;
+        tx.set_message_visibility(&visible, Duration::ZERO).await?;
+        tx.commit().await?;
+        effects.queues.extend(visible.iter().map(|m| m.queue.clone()));
+        self.publish(effects);
+        Ok(applied.len())
+    }
+
+    /// Extends the leases of messages whose handlers are still running.
+    pub async fn extend_leases(&self, messages: &[MessageRef], lease: Duration) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store().begin().await?;
+        tx.set_message_visibility(messages, lease).await?;
+        tx.commit().await
+    }
+
+    fn publish(&self, effects: Effects) {
+        let mut queues = effects.queues;
+        queues.sort();
+        queues.dedup();
+        for q in queues {
+            self.publish_signal(RemoteSignal::Queue(q));
+        }
+        for t in effects.finished_tasks {
+            self.publish_signal(RemoteSignal::TaskFinished(t));
+        }
+        if effects.timers_changed {
+            self.publish_signal(RemoteSignal::Timers);
+        }
+        for e in effects.events {
+            self.emit(|| e);
+        }
+    }
+}
+
+/// A step change that ends an attempt (success, retry scheduling, failure, cancellation).
+fn finish_change(lock: &StepLock, to: StepState, results: Option<Value>, error: Option<Value>) -> StepChange {
+    StepChange {
+        step_uuid: lock.step_uuid,
+        expected_state: lock.state,
+        expected_attempts: lock.attempts,
+        new_state: to,
+        new_attempts: lock.attempts,
+        results,
+        last_error: error,
+        next_retry_at: None,
+        deadline_at: None,
+        attempt_started: false,
+        finished: to.is_terminal(),
+    }
+}
+
+async fn template_step_timeout(tasker: &Tasker, lock: &StepLock) -> Result<Option<u64>> {
+    let template = tasker.template_by_id(lock.template_id).await?;
+    Ok(template.step(&lock.name).and_then(|s| s.timeout_seconds))
+}
+
+fn timeout_failure(_tasker: &Tasker, lock: &StepLock) -> StepFailure {
+    StepFailure::retryable(
+        error_types::TIMEOUT,
+        format!(
+            "step '{}' attempt {} exceeded its timeout_seconds",
+            lock.name, lock.attempts
+        ),
+    )
+}
+
+/// Cancels a task and its open steps in one transaction.
+pub(super) async fn cancel(tasker: &Tasker, task_uuid: Uuid) -> Result<()> {
+    let task = tasker.task_summary(task_uuid).await?;
+    let state = task
+        .task_state()
+        .ok_or_else(|| TaskerError::Corrupt(format!("task {task_uuid} has unknown state '{}'", task.state)))?;
+    let to = state.apply(TaskTrigger::Cancel)?;
+    let now = Utc::now();
+    let mut tx = tasker.store().begin().await?;
+    let applied = tx
+        .change_tasks(
+            &[TaskChange {
+                task_uuid,
+                expected: state,
+                new: to,
+            }],
+            now,
+        )
+        .await?;
+    if applied.is_empty() {
+        // Someone else changed the task meanwhile; report what it is now.
+        drop(tx);
+        let now_state = tasker.task_summary(task_uuid).await?.state;
+        return Err(TaskerError::InvalidArgument(format!(
+            "task {task_uuid} changed concurrently (now {now_state}); retry the cancel if still wanted"
+        )));
+    }
+    tx.insert_task_transitions(&[TransitionRecord {
+        entity_uuid: task_uuid,
+        task_uuid,
+        from_state: Some(state.as_str()),
+        to_state: to.as_str(),
+        event: TaskTrigger::Cancel.as_str(),
+        metadata: empty(),
+        at: now,
+    }])
+    .await?;
+    let open = [StepState::Pending, StepState::Enqueued, StepState::WaitingForRetry];
+    let cancelled = tx.cancel_open_steps(task_uuid, &open, now).await?;
+    let mut transitions = Vec::with_capacity(cancelled.len());
+    let mut active_delta = 0;
+    for (step, from) in &cancelled {
+        let to = from.apply(StepTrigger::Cancel)?;
+        if *from != StepState::Pending {
+            active_delta -= 1;
+        }
+        transitions.push(TransitionRecord {
+            entity_uuid: *step,
+            task_uuid,
+            from_state: Some(from.as_str()),
+            to_state: to.as_str(),
+            event: StepTrigger::Cancel.as_str(),
+            metadata: json!({"reason": "task cancelled"}),
+            at: now,
+        });
+    }
+    tx.insert_step_transitions(&transitions).await?;
+    tx.apply_task_deltas(
+        &[TaskDelta {
+            task_uuid,
+            active: active_delta,
+            ..TaskDelta::default()
+        }],
+        now,
+    )
+    .await?;
+    tx.notify_task_finished(task_uuid).await?;
+    tx.commit().await?;
+    tasker.publish_signal(RemoteSignal::TaskFinished(task_uuid));
+    tasker.emit(|| EngineEvent::Task {
+        task_uuid,
+        from: Some(state),
+        to,
+    });
+    Ok(())
+}

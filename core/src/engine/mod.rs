@@ -1,0 +1,491 @@
+//! The engine: [`Tasker`] is the client API (register templates, create/get/list/cancel/wait for
+//! tasks) and holds the orchestration logic that workers and the orchestrator run.
+//!
+//! Any number of processes may run engines against one database at once; they coordinate
+//! only through it (compare-and-swap state changes, queue visibility timeouts, row locks).
+
+mod dispatch;
+mod signals;
+mod templates;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub use dispatch::{ClaimedStep, Completion, CompletionReport};
+pub use templates::{CompiledTemplate, RegisteredTemplate};
+
+use crate::error::{Result, TaskerError};
+use crate::state::{NamedState, StepState, StepTrigger, TaskState, TaskTrigger};
+use crate::store::*;
+use crate::template::LoadedTemplate;
+use signals::SignalHub;
+use templates::TemplateCache;
+
+/// Default database when none is configured: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tasker.db";
+
+/// The database URL to use: `explicit`, else `TASKER_DATABASE_URL`, else `DATABASE_URL`, else
+/// [`DEFAULT_DATABASE_URL`].
+pub fn resolve_database_url(explicit: Option<&str>) -> String {
+    explicit
+        .map(str::to_owned)
+        .or_else(|| std::env::var("TASKER_DATABASE_URL").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct TaskerOptions {
+    /// `sqlite://path`, `sqlite::memory:` is not supported (processes must share a file),
+    /// a plain file path, or `postgres://…`. `None` resolves with [`resolve_database_url`].
+    pub database_url: Option<String>,
+    /// PostgreSQL pool size.
+    pub max_connections: u32,
+    /// Listen for NOTIFY wake-ups (PostgreSQL).
+    pub listen: bool,
+}
+
+impl Default for TaskerOptions {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            max_connections: 10,
+            listen: true,
+        }
+    }
+}
+
+/// Something that happened in this process, for live display (the CLI demo) and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    Step {
+        task_uuid: Uuid,
+        step_uuid: Uuid,
+        step_name: String,
+        from: StepState,
+        to: StepState,
+        attempt: i32,
+    },
+    Task {
+        task_uuid: Uuid,
+        from: Option<TaskState>,
+        to: TaskState,
+    },
+}
+
+/// A request to create a task.
+#[derive(Debug, Clone, Default)]
+pub struct TaskRequest {
+    pub namespace: String,
+    pub name: String,
+    /// `None` picks the highest registered version.
+    pub version: Option<String>,
+    pub context: Value,
+    pub initiator: Option<String>,
+    pub source_system: Option<String>,
+    pub reason: Option<String>,
+    pub tags: Vec<String>,
+    pub priority: i32,
+    /// Creating twice with the same key returns the first task.
+    pub idempotency_key: Option<String>,
+}
+
+/// The result of [`Tasker::create_task`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedTask {
+    pub task: TaskSummary,
+    /// `false` when the idempotency key matched an existing task.
+    pub created: bool,
+}
+
+/// Handle to the engine. Cheap to clone; all clones share one pool and cache.
+#[derive(Debug, Clone)]
+pub struct Tasker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    templates: TemplateCache,
+    signals: SignalHub,
+    events: broadcast::Sender<EngineEvent>,
+    /// Where we are connected, without credentials (for messages).
+    target: String,
+}
+
+/// Describes a database URL without credentials: `host:port/db` or the SQLite file.
+pub fn describe_database(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme().starts_with("postgres") => {
+            let host = u.host_str().unwrap_or("localhost");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("postgres://{host}{port}{}", u.path())
+        }
+        _ => sqlite_path(url).to_owned(),
+    }
+}
+
+fn sqlite_path(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest)
+}
+
+impl Tasker {
+    /// Connects with default options to `database_url` (or the resolved default).
+    pub async fn connect(database_url: Option<&str>) -> Result<Self> {
+        Self::connect_with(TaskerOptions {
+            database_url: database_url.map(str::to_owned),
+            ..TaskerOptions::default()
+        })
+        .await
+    }
+
+    /// Connects, runs migrations (and installs PGMQ on PostgreSQL if needed).
+    pub async fn connect_with(options: TaskerOptions) -> Result<Self> {
+        let url = resolve_database_url(options.database_url.as_deref());
+        let target = describe_database(&url);
+        let connect_error = |e: TaskerError| match e {
+            TaskerError::Database(db) => TaskerError::Connect {
+                target: target.clone(),
+                reason: redact(&db.to_string(), &url),
+            },
+            other => other,
+        };
+        let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+                .map_err(|e| TaskerError::DatabaseUrl(redact(&e.to_string(), &url)))?;
+            Arc::new(
+                PostgresStore::connect(opts, options.max_connections, options.listen)
+                    .await
+                    .map_err(connect_error)?,
+            )
+        } else if url.contains("://") && !url.starts_with("sqlite:") {
+            return Err(TaskerError::DatabaseUrl(format!(
+                "unsupported scheme in '{target}': use sqlite://PATH or postgres://…"
+            )));
+        } else {
+            let path = sqlite_path(&url);
+            if path.is_empty() || path == ":memory:" {
+                return Err(TaskerError::DatabaseUrl(
+                    "SQLite needs a file path (an in-memory database cannot be shared with workers)".into(),
+                ));
+            }
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            Arc::new(SqliteStore::connect(opts).await.map_err(connect_error)?)
+        };
+        let signals = SignalHub::new();
+        if let Some(remote) = store.subscribe_remote() {
+            signals.forward(remote);
+        }
+        let (events, _) = broadcast::channel(4096);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                templates: TemplateCache::default(),
+                signals,
+                events,
+                target,
+            }),
+        })
+    }
+
+    /// Which backend this engine uses.
+    pub fn backend(&self) -> Backend {
+        self.inner.store.backend()
+    }
+
+    /// The database, without credentials.
+    pub fn database(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// The store (for tools and tests that need raw access).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Live events of this process.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub(crate) fn subscribe_signals(&self) -> broadcast::Receiver<RemoteSignal> {
+        self.inner.signals.subscribe()
+    }
+
+    pub(crate) fn publish_signal(&self, signal: RemoteSignal) {
+        self.inner.signals.publish(signal);
+    }
+
+    fn emit(&self, event: impl FnOnce() -> EngineEvent) {
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(event());
+        }
+    }
+
+    /// Loads, validates and registers every template in a file or directory (for the current
+    /// `TASKER_ENV`). Nothing is stored unless every file is valid.
+    pub async fn register_templates(&self, path: impl AsRef<Path>) -> Result<Vec<RegisteredTemplate>> {
+        let loaded = templates::load(path.as_ref())?;
+        let mut out = Vec::with_capacity(loaded.len());
+        for t in &loaded {
+            out.push(self.register_template(t).await?);
+        }
+        Ok(out)
+    }
+
+    /// Registers one loaded template.
+    pub async fn register_template(&self, loaded: &LoadedTemplate) -> Result<RegisteredTemplate> {
+        templates::register(self.inner.store.as_ref(), &self.inner.templates, loaded).await
+    }
+
+    /// All registered templates.
+    pub async fn list_templates(&self) -> Result<Vec<TemplateRow>> {
+        self.inner.store.list_templates().await
+    }
+
+    /// The compiled template of `(namespace, name, version)`.
+    pub async fn template(&self, namespace: &str, name: &str, version: Option<&str>) -> Result<Arc<CompiledTemplate>> {
+        self.inner
+            .templates
+            .resolve(self.inner.store.as_ref(), namespace, name, version)
+            .await
+    }
+
+    pub(crate) async fn template_by_id(&self, id: i64) -> Result<Arc<CompiledTemplate>> {
+        self.inner.templates.get(self.inner.store.as_ref(), id).await
+    }
+
+    /// Creates a task and enqueues its root steps, in one transaction. With an idempotency key,
+    /// a second call returns the first task (`created == false`) and writes nothing.
+    pub async fn create_task(&self, request: TaskRequest) -> Result<CreatedTask> {
+        let template = self
+            .template(&request.namespace, &request.name, request.version.as_deref())
+            .await?;
+        template.validator.validate(&request.context)?;
+        let t = &template.template;
+        let now = Utc::now();
+        let task_uuid = Uuid::now_v7();
+        let identity_hash = match &request.idempotency_key {
+            Some(key) => {
+                let mut h = Sha256::new();
+                for part in [t.namespace_name.as_str(), t.name.as_str(), key.as_str()] {
+                    h.update(part.as_bytes());
+                    h.update([0u8]);
+                }
+                format!("{:x}", h.finalize())
+            }
+            None => task_uuid.to_string(),
+        };
+        let step_uuids: Vec<Uuid> = t.steps.iter().map(|_| Uuid::now_v7()).collect();
+        let mut steps = Vec::with_capacity(t.steps.len());
+        let mut edges = Vec::new();
+        let mut messages = Vec::new();
+        let mut step_transitions = Vec::new();
+        for (i, s) in t.steps.iter().enumerate() {
+            let parents = &template.parents[i];
+            let state = if parents.is_empty() {
+                StepState::Enqueued
+            } else {
+                StepState::Pending
+            };
+            for &p in parents {
+                edges.push((step_uuids[p], step_uuids[i]));
+            }
+            let queue = template.queue_of(s);
+            if state == StepState::Enqueued {
+                messages.push(OutgoingMessage {
+                    queue: queue.clone(),
+                    body: StepMessage {
+                        step_uuid: step_uuids[i],
+                        task_uuid,
+                        attempt: 0,
+                    },
+                });
+                step_transitions.push(TransitionRecord {
+                    entity_uuid: step_uuids[i],
+                    task_uuid,
+                    from_state: Some(StepState::Pending.as_str()),
+                    to_state: StepState::Pending.apply(StepTrigger::Enqueue)?.as_str(),
+                    event: StepTrigger::Enqueue.as_str(),
+                    metadata: Value::Object(Default::default()),
+                    at: now,
+                });
+            }
+            steps.push(NewStep {
+                step_uuid: step_uuids[i],
+                name: s.name.clone(),
+                position: i32::try_from(i).unwrap_or(i32::MAX),
+                queue,
+                state,
+                max_attempts: i32::try_from(s.retry.max_attempts.max(1)).unwrap_or(100),
+                retryable: s.retry.retryable,
+                pending_parents: i32::try_from(parents.len()).unwrap_or(i32::MAX),
+            });
+        }
+        // Creation walks pending → initializing → enqueuing_steps → steps_in_process inside one
+        // transaction; each step is audited.
+        let mut task_transitions = vec![TransitionRecord {
+            entity_uuid: task_uuid,
+            task_uuid,
+            from_state: None,
+            to_state: TaskState::Pending.as_str(),
+            event: "create",
+            metadata: serde_json::json!({ "template": t.key() }),
+            at: now,
+        }];
+        let mut state = TaskState::Pending;
+        for trigger in [TaskTrigger::Start, TaskTrigger::Initialized, TaskTrigger::StepsEnqueued] {
+            let next = state.apply(trigger)?;
+            task_transitions.push(TransitionRecord {
+                entity_uuid: task_uuid,
+                task_uuid,
+                from_state: Some(state.as_str()),
+                to_state: next.as_str(),
+                event: trigger.as_str(),
+                metadata: Value::Object(Default::default()),
+                at: now,
+            });
+            state = next;
+        }
+        let new_task = NewTask {
+            task_uuid,
+            template_id: template.id,
+            namespace: t.namespace_name.clone(),
+            name: t.name.clone(),
+            version: t.version.clone(),
+            state,
+            context: request.context,
+            initiator: request.initiator,
+            source_system: request.source_system,
+            reason: request.reason,
+            tags: request.tags,
+            priority: request.priority,
+            correlation_id: Uuid::now_v7(),
+            identity_hash,
+            idempotency_key: request.idempotency_key,
+            active_steps: i32::try_from(messages.len()).unwrap_or(i32::MAX),
+            steps,
+            edges,
+            created_at: now,
+        };
+        let mut tx = self.inner.store.begin().await?;
+        match tx.insert_task(&new_task).await? {
+            InsertedTask::Existing(existing) => {
+                drop(tx);
+                let task = self.task_summary(existing).await?;
+                return Ok(CreatedTask { task, created: false });
+            }
+            InsertedTask::Created => {}
+        }
+        tx.insert_task_transitions(&task_transitions).await?;
+        tx.insert_step_transitions(&step_transitions).await?;
+        tx.send_messages(&messages).await?;
+        tx.commit().await?;
+        for m in &messages {
+            self.publish_signal(RemoteSignal::Queue(m.queue.clone()));
+        }
+        self.emit(|| EngineEvent::Task {
+            task_uuid,
+            from: None,
+            to: state,
+        });
+        let task = self.task_summary(task_uuid).await?;
+        Ok(CreatedTask { task, created: true })
+    }
+
+    /// A task with its steps and transitions.
+    pub async fn get_task(&self, task_uuid: Uuid) -> Result<TaskDetail> {
+        self.inner
+            .store
+            .task_detail(task_uuid)
+            .await?
+            .ok_or(TaskerError::TaskNotFound(task_uuid))
+    }
+
+    /// Only the task row.
+    pub async fn task_summary(&self, task_uuid: Uuid) -> Result<TaskSummary> {
+        self.inner
+            .store
+            .task_summary(task_uuid)
+            .await?
+            .ok_or(TaskerError::TaskNotFound(task_uuid))
+    }
+
+    /// Tasks, newest first.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
+        self.inner.store.list_tasks(filter).await
+    }
+
+    /// Waits until the task reaches a terminal state, then returns it in full. Wakes on this
+    /// process's own completions and on NOTIFY (PostgreSQL); polls as a fallback, which is how
+    /// completions made by other processes are seen on SQLite.
+    pub async fn wait_for_task(&self, task_uuid: Uuid, timeout: Duration) -> Result<TaskDetail> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut signals = self.subscribe_signals();
+        let fallback = match self.backend() {
+            Backend::Sqlite => Duration::from_millis(5),
+            Backend::Postgres => Duration::from_millis(100),
+        };
+        loop {
+            let task = self.task_summary(task_uuid).await?;
+            if task.is_terminal() {
+                return self.get_task(task_uuid).await;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(TaskerError::Timeout(timeout));
+            }
+            let wait = fallback.min(deadline - now);
+            let _ = tokio::time::timeout(wait, async {
+                loop {
+                    match signals.recv().await {
+                        Ok(RemoteSignal::TaskFinished(id)) if id == task_uuid => break,
+                        Ok(RemoteSignal::Reconnected) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Cancels a task: pending, enqueued and waiting steps are cancelled now; results of steps
+    /// already running are ignored when they arrive. Cancelling a finished task is an error.
+    pub async fn cancel_task(&self, task_uuid: Uuid) -> Result<TaskSummary> {
+        dispatch::cancel(self, task_uuid).await?;
+        self.task_summary(task_uuid).await
+    }
+
+    /// Closes the connection pool.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+}
+
+/// Removes the password of `url` from a message, should a driver ever echo it.
+fn redact(message: &str, url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match u.password() {
+            Some(pw) if !pw.is_empty() => message.replace(pw, "***"),
+            _ => message.to_owned(),
+        },
+        Err(_) => message.to_owned(),
+    }
+}

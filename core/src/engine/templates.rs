@@ -1,0 +1,170 @@
+//! Registered templates: registration, lookup by `(namespace, name, version)`, and an
+//! in-process cache of compiled templates (template versions are immutable once stored, so a
+//! cached copy never goes stale).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Result, TaskerError};
+use crate::store::{NewTemplate, Store, TemplateRow};
+use crate::template::{self, ContextValidator, LoadedTemplate, StepTemplate, TaskTemplate};
+
+/// A stored template, parsed and ready to instantiate.
+#[derive(Debug)]
+pub struct CompiledTemplate {
+    pub id: i64,
+    pub template: TaskTemplate,
+    pub version: semver::Version,
+    pub validator: ContextValidator,
+    /// For each step (by index), the indices of its dependencies.
+    pub parents: Vec<Vec<usize>>,
+}
+
+impl CompiledTemplate {
+    fn from_row(row: &TemplateRow) -> Result<Self> {
+        let template: TaskTemplate = serde_json::from_value(row.definition.clone()).map_err(|e| {
+            TaskerError::Corrupt(format!(
+                "stored template {}/{}@{} cannot be read: {e}",
+                row.namespace, row.name, row.version
+            ))
+        })?;
+        let version = semver::Version::parse(&template.version)
+            .map_err(|e| TaskerError::Corrupt(format!("stored template version '{}': {e}", template.version)))?;
+        let validator = ContextValidator::new(template.input_schema.as_ref())?;
+        let parents = template
+            .steps
+            .iter()
+            .map(|s| s.dependencies.iter().filter_map(|d| template.step_index(d)).collect())
+            .collect();
+        Ok(Self {
+            id: row.id,
+            template,
+            version,
+            validator,
+            parents,
+        })
+    }
+
+    /// The step called `name`.
+    pub fn step(&self, name: &str) -> Option<&StepTemplate> {
+        self.template.steps.iter().find(|s| s.name == name)
+    }
+
+    /// The queue of a step.
+    pub fn queue_of(&self, step: &StepTemplate) -> String {
+        step.queue_name(&self.template.namespace_name).to_owned()
+    }
+}
+
+/// What registering one template did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredTemplate {
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub id: i64,
+    /// The queues its steps are dispatched to.
+    pub queues: Vec<String>,
+    /// Non-fatal findings (e.g. a misspelled field).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TemplateCache {
+    by_id: RwLock<HashMap<i64, Arc<CompiledTemplate>>>,
+}
+
+impl TemplateCache {
+    pub(crate) async fn get(&self, store: &dyn Store, id: i64) -> Result<Arc<CompiledTemplate>> {
+        if let Some(t) = self.by_id.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(t);
+        }
+        let row = store
+            .template_by_id(id)
+            .await?
+            .ok_or_else(|| TaskerError::Corrupt(format!("template id {id} referenced but missing")))?;
+        self.insert(&row)
+    }
+
+    pub(crate) fn insert(&self, row: &TemplateRow) -> Result<Arc<CompiledTemplate>> {
+        let compiled = Arc::new(CompiledTemplate::from_row(row)?);
+        if let Ok(mut m) = self.by_id.write() {
+            m.insert(row.id, compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    /// Resolves `(namespace, name, version)`; without a version, the highest semver wins.
+    pub(crate) async fn resolve(
+        &self,
+        store: &dyn Store,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<CompiledTemplate>> {
+        let not_found = || TaskerError::TemplateNotFound {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+        };
+        let rows = store.template_versions(namespace, name).await?;
+        let chosen = match version {
+            Some(v) => rows.iter().find(|r| r.version == v),
+            None => rows
+                .iter()
+                .filter_map(|r| semver::Version::parse(&r.version).ok().map(|v| (v, r)))
+                .max_by(|a, b| a.0.cmp(&b.0))
+                .map(|(_, r)| r),
+        }
+        .ok_or_else(not_found)?;
+        if let Some(t) = self.by_id.read().ok().and_then(|m| m.get(&chosen.id).cloned()) {
+            return Ok(t);
+        }
+        self.insert(chosen)
+    }
+}
+
+/// Stores one loaded template and makes sure its queues exist.
+pub(crate) async fn register(
+    store: &dyn Store,
+    cache: &TemplateCache,
+    loaded: &LoadedTemplate,
+) -> Result<RegisteredTemplate> {
+    let t = &loaded.template;
+    let definition = serde_json::to_value(t).map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
+    // serde_json's map is ordered, so equal templates serialise identically.
+    let content_hash = format!("{:x}", Sha256::digest(definition.to_string().as_bytes()));
+    let row = store
+        .register_template(&NewTemplate {
+            namespace: t.namespace_name.clone(),
+            name: t.name.clone(),
+            version: t.version.clone(),
+            definition,
+            content_hash,
+            source_path: loaded.source.as_ref().map(|p| p.display().to_string()),
+        })
+        .await?;
+    let compiled = cache.insert(&row)?;
+    let mut queues: Vec<String> = compiled.template.steps.iter().map(|s| compiled.queue_of(s)).collect();
+    queues.sort();
+    queues.dedup();
+    for q in &queues {
+        store.ensure_queue(q).await?;
+    }
+    Ok(RegisteredTemplate {
+        namespace: t.namespace_name.clone(),
+        name: t.name.clone(),
+        version: t.version.clone(),
+        id: row.id,
+        queues,
+        warnings: loaded.warnings.iter().map(|w| w.to_string()).collect(),
+    })
+}
+
+/// Loads and validates every template under `path` for the current `TASKER_ENV`.
+pub(crate) fn load(path: &Path) -> Result<Vec<LoadedTemplate>> {
+    template::load_path(path, &template::current_env())
+}

@@ -1,0 +1,161 @@
+//! Error types of the engine. Bindings map these to their language's exceptions in one place.
+
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+use crate::state::{StepState, TaskState};
+
+/// Result alias used across the crate.
+pub type Result<T, E = TaskerError> = std::result::Result<T, E>;
+
+/// Every error the engine reports to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskerError {
+    /// A template file could not be read, parsed or validated. Holds one entry per problem.
+    #[error("{}", format_template_problems(.0))]
+    Template(Vec<TemplateProblem>),
+
+    /// The task context failed the template's `input_schema` or a size limit.
+    #[error("invalid task context: {0}")]
+    Validation(#[from] ValidationError),
+
+    #[error("template not found: {namespace}/{name}{}", version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default())]
+    TemplateNotFound {
+        namespace: String,
+        name: String,
+        version: Option<String>,
+    },
+
+    #[error("template {namespace}/{name} version {version} is already registered with different content; bump the version to change it")]
+    TemplateConflict {
+        namespace: String,
+        name: String,
+        version: String,
+    },
+
+    #[error("task not found: {0}")]
+    TaskNotFound(Uuid),
+
+    #[error("illegal task transition: {event} from {from}")]
+    IllegalTaskTransition { from: TaskState, event: String },
+
+    #[error("illegal step transition: {event} from {from}")]
+    IllegalStepTransition { from: StepState, event: String },
+
+    /// The database URL is malformed or names an unsupported scheme.
+    #[error("invalid database url: {0}")]
+    DatabaseUrl(String),
+
+    /// The database could not be reached. `target` names the host/file, never credentials.
+    #[error("cannot connect to database at {target}: {reason}")]
+    Connect { target: String, reason: String },
+
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    #[error("database migration failed: {0}")]
+    Migration(String),
+
+    #[error("queue error: {0}")]
+    Queue(String),
+
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+
+    /// A completion or call referred to a step event this worker never handed out (or already
+    /// completed).
+    #[error("unknown step event id {0}")]
+    UnknownEvent(u64),
+
+    #[error("worker is shut down")]
+    ShutDown,
+
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+}
+
+/// One problem found while loading or validating a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    /// File the template came from, when it came from a file.
+    pub file: Option<PathBuf>,
+    /// `namespace/name@version` when known.
+    pub template: Option<String>,
+    /// Step the problem is in, when it is in a step.
+    pub step: Option<String>,
+    /// Field path, e.g. `retry.max_attempts`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut wrote = false;
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            wrote = true;
+        }
+        if let Some(t) = &self.template {
+            write!(f, "{}{t}", if wrote { ": " } else { "" })?;
+            wrote = true;
+        }
+        if let Some(step) = &self.step {
+            write!(f, "{}step '{step}'", if wrote { ": " } else { "" })?;
+            wrote = true;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{}field '{field}'", if wrote { ": " } else { "" })?;
+            wrote = true;
+        }
+        write!(f, "{}{}", if wrote { ": " } else { "" }, self.message)
+    }
+}
+
+fn format_template_problems(problems: &[TemplateProblem]) -> String {
+    match problems {
+        [one] => format!("invalid template: {one}"),
+        many => {
+            let lines: Vec<String> = many.iter().map(|p| format!("  - {p}")).collect();
+            format!("invalid template ({} problems):\n{}", many.len(), lines.join("\n"))
+        }
+    }
+}
+
+/// The task context was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("at '{path}': ") })]
+pub struct ValidationError {
+    /// JSON pointer of the failing value inside the context (empty for the whole context).
+    pub path: String,
+    pub message: String,
+}
+
+impl TaskerError {
+    /// Stable machine-readable code, used by bindings as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TaskerError::Template(_) => "template_invalid",
+            TaskerError::Validation(_) => "validation_failed",
+            TaskerError::TemplateNotFound { .. } => "template_not_found",
+            TaskerError::TemplateConflict { .. } => "template_conflict",
+            TaskerError::TaskNotFound(_) => "task_not_found",
+            TaskerError::IllegalTaskTransition { .. } | TaskerError::IllegalStepTransition { .. } => {
+                "illegal_transition"
+            }
+            TaskerError::DatabaseUrl(_) => "database_url_invalid",
+            TaskerError::Connect { .. } => "database_unreachable",
+            TaskerError::Database(_) => "database_error",
+            TaskerError::Migration(_) => "migration_failed",
+            TaskerError::Queue(_) => "queue_error",
+            TaskerError::Timeout(_) => "timeout",
+            TaskerError::UnknownEvent(_) => "unknown_event",
+            TaskerError::ShutDown => "shut_down",
+            TaskerError::InvalidArgument(_) => "invalid_argument",
+            TaskerError::Corrupt(_) => "corrupt_data",
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! What a handler reports for one attempt of a step.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepOutcome {
+    Success {
+        result: Value,
+        #[serde(default)]
+        metadata: Value,
+    },
+    Failure(StepFailure),
+}
+
+impl StepOutcome {
+    /// Success with a result and no metadata.
+    pub fn success(result: Value) -> Self {
+        StepOutcome::Success {
+            result,
+            metadata: Value::Null,
+        }
+    }
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFailure {
+    pub message: String,
+    /// A short machine-readable kind, e.g. `timeout`, `handler_not_found`, `ValueError`.
+    pub error_type: String,
+    /// `false` fails the step at once; `true` retries while attempts remain.
+    pub retryable: bool,
+    /// Overrides the template's backoff for the next attempt.
+    #[serde(default, with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtrace: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub metadata: Value,
+}
+
+impl StepFailure {
+    /// A failure that will be retried while attempts remain.
+    pub fn retryable(error_type: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            error_type: error_type.into(),
+            retryable: true,
+            retry_after: None,
+            backtrace: None,
+            metadata: Value::Null,
+        }
+    }
+
+    /// A failure that is never retried.
+    pub fn permanent(error_type: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            ..Self::retryable(error_type, message)
+        }
+    }
+
+    /// Sets the delay before the next attempt.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// The JSON stored as the step's `last_error`.
+    pub fn to_record(&self, attempt: i32) -> Value {
+        let mut v = serde_json::json!({
+            "message": self.message,
+            "error_type": self.error_type,
+            "retryable": self.retryable,
+            "attempt": attempt,
+        });
+        if let Some(after) = self.retry_after {
+            v["retry_after_seconds"] = serde_json::json!(after.as_secs_f64());
+        }
+        if let Some(bt) = &self.backtrace {
+            v["backtrace"] = Value::String(bt.clone());
+        }
+        if !self.metadata.is_null() {
+            v["metadata"] = self.metadata.clone();
+        }
+        v
+    }
+}
+
+/// Error types the engine itself produces.
+pub mod error_types {
+    /// The attempt overran `timeout_seconds`.
+    pub const TIMEOUT: &str = "timeout";
+    /// The worker holding the attempt stopped renewing its lease (crashed or was killed).
+    pub const WORKER_LOST: &str = "worker_lost";
+    /// No handler matches the step's callable.
+    pub const HANDLER_NOT_FOUND: &str = "handler_not_found";
+    /// The handler's result could not be turned into JSON.
+    pub const RESULT_NOT_SERIALIZABLE: &str = "result_not_serializable";
+}
+
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let secs = Option::<f64>::deserialize(d)?;
+        match secs {
+            Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s.min(1e9)))),
+            Some(s) => Err(serde::de::Error::custom(format!(
+                "retry_after must be a non-negative number of seconds, got {s}"
+            ))),
+            None => Ok(None),
+        }
+    }
+}

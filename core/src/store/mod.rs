@@ -1,0 +1,177 @@
+//! Persistence: one [`Store`] abstraction, a SQLite and a PostgreSQL implementation.
+//!
+//! The split of responsibilities is deliberate: a backend only knows how to execute
+//! *set-based primitives* inside a transaction ([`StoreTx`]): compare-and-swap state changes,
+//! audit rows, counter updates, queue sends/reads. All decisions (which transition, retry or
+//! fail, finalize the task) live once, in [`crate::engine`], so both backends behave the same by
+//! construction and the same integration suite runs against both.
+
+mod postgres;
+mod records;
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use crate::error::Result;
+
+/// A database backend.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> Backend;
+
+    /// Starts a write transaction.
+    async fn begin(&self) -> Result<Box<dyn StoreTx>>;
+
+    /// Makes sure a queue exists (idempotent).
+    async fn ensure_queue(&self, queue: &str) -> Result<()>;
+
+    /// Whether any of `queues` may have a visible message. A cheap read-only check that lets
+    /// idle workers skip the claim transaction; `true` when the backend cannot tell cheaply.
+    async fn has_visible_messages(&self, queues: &[String]) -> Result<bool>;
+
+    /// Stores a template version. Returns the existing row when the same content is already
+    /// registered; a different content under the same version is
+    /// [`crate::TaskerError::TemplateConflict`].
+    async fn register_template(&self, template: &NewTemplate) -> Result<TemplateRow>;
+
+    /// A template by id.
+    async fn template_by_id(&self, id: i64) -> Result<Option<TemplateRow>>;
+
+    /// Every registered version of `namespace/name`, in no particular order.
+    async fn template_versions(&self, namespace: &str, name: &str) -> Result<Vec<TemplateRow>>;
+
+    /// All registered templates (latest first within a name).
+    async fn list_templates(&self) -> Result<Vec<TemplateRow>>;
+
+    /// A task, its steps (in template order) and transitions.
+    async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>>;
+
+    /// Only the task row (cheap; used when waiting for a terminal state).
+    async fn task_summary(&self, task_uuid: Uuid) -> Result<Option<TaskSummary>>;
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>>;
+
+    /// Steps waiting for a retry that is due at `now`, at most `limit`.
+    async fn due_retries(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>>;
+
+    /// Steps in progress whose attempt deadline passed before `now`, at most `limit`.
+    async fn overdue_attempts(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>>;
+
+    /// Earliest `next_retry_at` / `deadline_at` still pending, so the orchestrator can sleep
+    /// exactly until the next thing is due.
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Commits on the server since start-up, when the backend can tell (PostgreSQL's
+    /// `pg_stat_database.xact_commit`); used by the benchmark.
+    async fn commit_count(&self) -> Result<Option<i64>>;
+
+    /// Waits for a wake-up signal from another process (PostgreSQL LISTEN/NOTIFY). Backends
+    /// without cross-process notification return `None` and callers poll.
+    fn subscribe_remote(&self) -> Option<tokio::sync::broadcast::Receiver<RemoteSignal>>;
+
+    /// Closes the pool.
+    async fn close(&self);
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A cross-process notification received through the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteSignal {
+    /// Messages were sent to this queue.
+    Queue(String),
+    /// This task reached a terminal state.
+    TaskFinished(Uuid),
+    /// Retry/timeout timers changed.
+    Timers,
+    /// The listener reconnected; anything may have been missed.
+    Reconnected,
+}
+
+/// Set-based primitives executed inside one transaction. Every state change is a
+/// compare-and-swap: rows whose current state/attempts differ from the expected ones are left
+/// alone and are missing from the returned list, so a late or concurrent writer loses cleanly.
+#[async_trait]
+pub trait StoreTx: Send {
+    /// Claims up to `max` messages from `queue`, hiding them for `lease`.
+    async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>>;
+
+    /// Sends one message per step and notifies listeners of each queue at commit.
+    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<()>;
+
+    async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()>;
+
+    /// Makes messages visible again `after` from now (lease extension or release).
+    async fn set_message_visibility(&mut self, messages: &[MessageRef], after: Duration) -> Result<()>;
+
+    /// Current state of these steps and of their tasks, locking the step rows until commit
+    /// where the backend supports row locks.
+    async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>>;
+
+    /// Compare-and-swap of step rows. Returns the uuids that changed.
+    async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>>;
+
+    /// Cancels every step of the task in one of `from` states; returns (uuid, previous state).
+    async fn cancel_open_steps(
+        &mut self,
+        task_uuid: Uuid,
+        from: &[crate::state::StepState],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, crate::state::StepState)>>;
+
+    /// Decrements the pending-parents counter of every child of `parents` and returns the
+    /// children that reached zero while still `pending`.
+    async fn release_children(&mut self, parents: &[Uuid]) -> Result<Vec<ReadyChild>>;
+
+    /// Adds deltas to task counters; returns the counters after the update.
+    async fn apply_task_deltas(&mut self, deltas: &[TaskDelta], now: DateTime<Utc>) -> Result<Vec<TaskCounters>>;
+
+    /// Compare-and-swap of task states. Returns the uuids that changed.
+    async fn change_tasks(&mut self, changes: &[TaskChange], now: DateTime<Utc>) -> Result<Vec<Uuid>>;
+
+    async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()>;
+
+    async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()>;
+
+    /// Inserts a task with its steps and edges unless a task with the same identity hash
+    /// exists, in which case nothing is written and the existing task's uuid is returned.
+    async fn insert_task(&mut self, task: &NewTask) -> Result<InsertedTask>;
+
+    /// Task context, correlation id and template of each task.
+    async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>>;
+
+    /// Results of the direct dependencies of each step: (child, parent name, parent result).
+    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<(Uuid, String, Value)>>;
+
+    /// Signals that a task finished, delivered to other processes at commit.
+    async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()>;
+
+    /// Signals that retry/timeout timers changed, delivered at commit.
+    async fn notify_timers(&mut self) -> Result<()>;
+
+    async fn commit(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,930 @@
+//! PostgreSQL store: tables of `migrations/postgres`, queues in PGMQ, wake-ups through
+//! LISTEN/NOTIFY.
+//!
+//! Every primitive is one statement over arrays (`unnest`), so a batch of N steps costs the same
+//! number of round trips as one step.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::records::*;
+use super::{Backend, RemoteSignal, Store, StoreTx};
+use crate::error::{Result, TaskerError};
+use crate::state::{NamedState, StepState};
+
+/// NOTIFY channels. Payloads: queue name / task uuid / empty.
+const QUEUE_CHANNEL: &str = "tasker_queue";
+const TASK_CHANNEL: &str = "tasker_task_finished";
+const TIMER_CHANNEL: &str = "tasker_timers";
+
+/// Serialises schema and PGMQ installation across processes starting at once.
+const MIGRATION_LOCK_KEY: i64 = 0x7461_736b_6572; // "tasker"
+
+/// A PostgreSQL-backed [`Store`].
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    signals: broadcast::Sender<RemoteSignal>,
+    known_queues: Mutex<HashSet<String>>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PostgresStore {
+    /// Connects, installs PGMQ (SQL-only, from the `pgmq` crate's embedded scripts) unless the
+    /// extension is present, runs migrations and starts the LISTEN task.
+    pub async fn connect(options: PgConnectOptions, max_connections: u32, listen: bool) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        migrate(&pool).await?;
+        let (signals, _) = broadcast::channel(1024);
+        let listener = if listen {
+            Some(spawn_listener(pool.clone(), signals.clone()).await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            pool,
+            signals,
+            known_queues: Mutex::new(HashSet::new()),
+            listener: Mutex::new(listener),
+        })
+    }
+
+    /// The underlying pool (tests and the benchmark read statistics with it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    let outcome = async {
+        let extension: Option<String> =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'pgmq'")
+                .fetch_optional(&mut *conn)
+                .await?;
+        if extension.is_none() {
+            pgmq::install::install_sql_from_embedded(pool)
+                .await
+                .map_err(|e| TaskerError::Migration(format!("installing PGMQ: {e}")))?;
+        }
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut *conn)
+            .await
+            .map_err(|e| TaskerError::Migration(e.to_string()))
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    outcome
+}
+
+async fn spawn_listener(pool: PgPool, signals: broadcast::Sender<RemoteSignal>) -> Result<tokio::task::JoinHandle<()>> {
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener
+        .listen_all([QUEUE_CHANNEL, TASK_CHANNEL, TIMER_CHANNEL])
+        .await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            // `try_recv` returns Ok(None) when the connection dropped; the next call reconnects
+            // and re-listens. Anything sent meanwhile was missed, so say so.
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    let signal = match n.channel() {
+                        QUEUE_CHANNEL => RemoteSignal::Queue(n.payload().to_owned()),
+                        TASK_CHANNEL => match Uuid::parse_str(n.payload()) {
+                            Ok(id) => RemoteSignal::TaskFinished(id),
+                            Err(_) => continue,
+                        },
+                        _ => RemoteSignal::Timers,
+                    };
+                    let _ = signals.send(signal);
+                }
+                Ok(None) => {
+                    let _ = signals.send(RemoteSignal::Reconnected);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                    let _ = signals.send(RemoteSignal::Reconnected);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }))
+}
+
+fn parse_state<S: NamedState>(name: &str, what: &str) -> Result<S> {
+    S::parse(name).ok_or_else(|| TaskerError::Corrupt(format!("unknown {what} state '{name}'")))
+}
+
+fn step_lock_from_row(row: &sqlx::postgres::PgRow) -> Result<StepLock> {
+    Ok(StepLock {
+        step_uuid: row.try_get("step_uuid")?,
+        task_uuid: row.try_get("task_uuid")?,
+        name: row.try_get("name")?,
+        queue: row.try_get("queue")?,
+        state: parse_state(row.try_get::<&str, _>("state")?, "step")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        task_state: parse_state(row.try_get::<&str, _>("task_state")?, "task")?,
+        template_id: row.try_get("template_id")?,
+    })
+}
+
+const STEP_LOCK_COLUMNS: &str = "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, \
+     s.max_attempts, t.state AS task_state, t.template_id";
+
+fn template_from_row(row: &sqlx::postgres::PgRow) -> Result<TemplateRow> {
+    Ok(TemplateRow {
+        id: row.try_get("id")?,
+        namespace: row.try_get("namespace_name")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        definition: row.try_get::<Json<Value>, _>("definition")?.0,
+        content_hash: row.try_get("content_hash")?,
+        source_path: row.try_get("source_path")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const TASK_COLUMNS: &str = "task_uuid, namespace_name, name, version, state, context, initiator, \
+     source_system, reason, tags, priority, correlation_id, idempotency_key, total_steps, \
+     completed_steps, active_steps, failed_steps, created_at, updated_at, completed_at";
+
+fn task_from_row(row: &sqlx::postgres::PgRow) -> Result<TaskSummary> {
+    Ok(TaskSummary {
+        task_uuid: row.try_get("task_uuid")?,
+        namespace: row.try_get("namespace_name")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        state: row.try_get("state")?,
+        context: row.try_get::<Json<Value>, _>("context")?.0,
+        initiator: row.try_get("initiator")?,
+        source_system: row.try_get("source_system")?,
+        reason: row.try_get("reason")?,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        priority: row.try_get("priority")?,
+        correlation_id: row.try_get("correlation_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        total_steps: row.try_get("total_steps")?,
+        completed_steps: row.try_get("completed_steps")?,
+        active_steps: row.try_get("active_steps")?,
+        failed_steps: row.try_get("failed_steps")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
+
+fn transition_from_row(row: &sqlx::postgres::PgRow, step_name: Option<String>) -> Result<Transition> {
+    Ok(Transition {
+        step_name,
+        from_state: row.try_get("from_state")?,
+        to_state: row.try_get("to_state")?,
+        event: row.try_get("event")?,
+        metadata: row.try_get::<Json<Value>, _>("metadata")?.0,
+        most_recent: row.try_get("most_recent")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn lease_seconds(lease: Duration) -> i32 {
+    // PGMQ's read takes whole seconds; round up so a lease is never shorter than asked.
+    let secs = lease.as_millis().div_ceil(1000).max(1);
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn begin(&self) -> Result<Box<dyn StoreTx>> {
+        Ok(Box::new(PgTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
+    async fn ensure_queue(&self, queue: &str) -> Result<()> {
+        if self.known_queues.lock().map(|q| q.contains(queue)).unwrap_or(false) {
+            return Ok(());
+        }
+        // pgmq.create is idempotent but takes DDL locks; skip it when the queue is listed.
+        let exists: Option<String> = sqlx::query_scalar("SELECT queue_name FROM pgmq.meta WHERE queue_name = $1")
+            .bind(queue)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *conn)
+                .await?;
+            let created = sqlx::query("SELECT pgmq.create($1)")
+                .bind(queue)
+                .execute(&mut *conn)
+                .await;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *conn)
+                .await?;
+            created.map_err(|e| TaskerError::Queue(format!("creating queue '{queue}': {e}")))?;
+        }
+        if let Ok(mut known) = self.known_queues.lock() {
+            known.insert(queue.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn has_visible_messages(&self, _queues: &[String]) -> Result<bool> {
+        // pgmq.read on an empty queue is already a cheap index probe and takes no global lock.
+        Ok(true)
+    }
+
+    async fn register_template(&self, t: &NewTemplate) -> Result<TemplateRow> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO tasker_namespaces (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(&t.namespace)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tasker_templates (namespace_name, name, version, definition, content_hash, source_path) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace_name, name, version) DO NOTHING",
+        )
+        .bind(&t.namespace)
+        .bind(&t.name)
+        .bind(&t.version)
+        .bind(Json(&t.definition))
+        .bind(&t.content_hash)
+        .bind(&t.source_path)
+        .execute(&mut *tx)
+        .await?;
+        let row =
+            sqlx::query("SELECT * FROM tasker_templates WHERE namespace_name = $1 AND name = $2 AND version = $3")
+                .bind(&t.namespace)
+                .bind(&t.name)
+                .bind(&t.version)
+                .fetch_one(&mut *tx)
+                .await?;
+        let stored = template_from_row(&row)?;
+        if stored.content_hash != t.content_hash {
+            return Err(TaskerError::TemplateConflict {
+                namespace: t.namespace.clone(),
+                name: t.name.clone(),
+                version: t.version.clone(),
+            });
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn template_by_id(&self, id: i64) -> Result<Option<TemplateRow>> {
+        let row = sqlx::query("SELECT * FROM tasker_templates WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn template_versions(&self, namespace: &str, name: &str) -> Result<Vec<TemplateRow>> {
+        let rows = sqlx::query("SELECT * FROM tasker_templates WHERE namespace_name = $1 AND name = $2")
+            .bind(namespace)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn list_templates(&self) -> Result<Vec<TemplateRow>> {
+        let rows = sqlx::query("SELECT * FROM tasker_templates ORDER BY namespace_name, name, id DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
+        let Some(task) = self.task_summary(task_uuid).await? else {
+            return Ok(None);
+        };
+        let step_rows = sqlx::query(
+            "SELECT s.*, COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
+                JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{}') AS deps \
+             FROM tasker_steps s WHERE s.task_uuid = $1 ORDER BY s.position",
+        )
+        .bind(task_uuid)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut names = BTreeMap::new();
+        let mut steps = Vec::with_capacity(step_rows.len());
+        for row in &step_rows {
+            let step = StepSummary {
+                step_uuid: row.try_get("step_uuid")?,
+                name: row.try_get("name")?,
+                queue: row.try_get("queue")?,
+                state: row.try_get("state")?,
+                attempts: row.try_get("attempts")?,
+                max_attempts: row.try_get("max_attempts")?,
+                retryable: row.try_get("retryable")?,
+                results: row.try_get::<Option<Json<Value>>, _>("results")?.map(|j| j.0),
+                last_error: row.try_get::<Option<Json<Value>>, _>("last_error")?.map(|j| j.0),
+                next_retry_at: row.try_get("next_retry_at")?,
+                created_at: row.try_get("created_at")?,
+                first_attempted_at: row.try_get("first_attempted_at")?,
+                last_attempted_at: row.try_get("last_attempted_at")?,
+                completed_at: row.try_get("completed_at")?,
+                dependencies: row.try_get("deps")?,
+            };
+            names.insert(step.step_uuid, step.name.clone());
+            steps.push(step);
+        }
+        let task_transitions = sqlx::query("SELECT * FROM tasker_task_transitions WHERE task_uuid = $1 ORDER BY id")
+            .bind(task_uuid)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| transition_from_row(r, None))
+            .collect::<Result<Vec<_>>>()?;
+        let step_transitions = sqlx::query("SELECT * FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY id")
+            .bind(task_uuid)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let uuid: Uuid = r.try_get("step_uuid")?;
+                transition_from_row(r, names.get(&uuid).cloned())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(TaskDetail {
+            task,
+            steps,
+            task_transitions,
+            step_transitions,
+        }))
+    }
+
+    async fn task_summary(&self, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
+        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasker_tasks WHERE task_uuid = $1"))
+            .bind(task_uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasker_tasks \
+             WHERE ($1::text IS NULL OR namespace_name = $1) AND ($2::text IS NULL OR name = $2) \
+               AND ($3::text IS NULL OR state = $3) \
+             ORDER BY created_at DESC, task_uuid DESC LIMIT $4"
+        ))
+        .bind(&filter.namespace)
+        .bind(&filter.name)
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.limit.unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn due_retries(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+             WHERE s.state = 'waiting_for_retry' AND s.next_retry_at <= $1 ORDER BY s.next_retry_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(step_lock_from_row).collect()
+    }
+
+    async fn overdue_attempts(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+             WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL AND s.deadline_at <= $1 \
+             ORDER BY s.deadline_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(step_lock_from_row).collect()
+    }
+
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT LEAST( \
+               (SELECT min(next_retry_at) FROM tasker_steps WHERE state = 'waiting_for_retry'), \
+               (SELECT min(deadline_at) FROM tasker_steps WHERE state = 'in_progress' AND deadline_at IS NOT NULL))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next)
+    }
+
+    async fn commit_count(&self) -> Result<Option<i64>> {
+        let n: i64 = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(n))
+    }
+
+    fn subscribe_remote(&self) -> Option<broadcast::Receiver<RemoteSignal>> {
+        Some(self.signals.subscribe())
+    }
+
+    async fn close(&self) {
+        if let Ok(mut l) = self.listener.lock() {
+            if let Some(handle) = l.take() {
+                handle.abort();
+            }
+        }
+        self.pool.close().await;
+    }
+}
+
+struct PgTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl StoreTx for PgTx {
+    async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
+        let rows = sqlx::query("SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read($1, $2, $3)")
+            .bind(queue)
+            .bind(lease_seconds(lease))
+            .bind(i32::try_from(max).unwrap_or(i32::MAX))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| TaskerError::Queue(format!("reading queue '{queue}': {e}")))?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueMessage {
+                    queue: queue.to_owned(),
+                    msg_id: r.try_get("msg_id")?,
+                    read_ct: r.try_get("read_ct")?,
+                    enqueued_at: r.try_get("enqueued_at")?,
+                    payload: r.try_get::<Json<Value>, _>("message")?.0,
+                })
+            })
+            .collect()
+    }
+
+    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<()> {
+        let mut by_queue: BTreeMap<&str, Vec<Json<&StepMessage>>> = BTreeMap::new();
+        for m in messages {
+            by_queue.entry(m.queue.as_str()).or_default().push(Json(&m.body));
+        }
+        for (queue, bodies) in by_queue {
+            sqlx::query("SELECT pgmq.send_batch($1, $2::jsonb[])")
+                .bind(queue)
+                .bind(&bodies)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| TaskerError::Queue(format!("sending to queue '{queue}': {e}")))?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(QUEUE_CHANNEL)
+                .bind(queue)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()> {
+        let mut by_queue: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for m in messages {
+            by_queue.entry(m.queue.as_str()).or_default().push(m.msg_id);
+        }
+        for (queue, ids) in by_queue {
+            sqlx::query("SELECT pgmq.delete($1, $2::bigint[])")
+                .bind(queue)
+                .bind(&ids)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| TaskerError::Queue(format!("deleting from queue '{queue}': {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn set_message_visibility(&mut self, messages: &[MessageRef], after: Duration) -> Result<()> {
+        let at = Utc::now() + after;
+        let mut by_queue: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for m in messages {
+            by_queue.entry(m.queue.as_str()).or_default().push(m.msg_id);
+        }
+        for (queue, ids) in by_queue {
+            sqlx::query("SELECT pgmq.set_vt($1, m, $3::timestamptz) FROM unnest($2::bigint[]) AS m")
+                .bind(queue)
+                .bind(&ids)
+                .bind(at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| TaskerError::Queue(format!("setting visibility in queue '{queue}': {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+             WHERE s.step_uuid = ANY($1) ORDER BY s.step_uuid FOR UPDATE OF s"
+        ))
+        .bind(step_uuids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(step_lock_from_row).collect()
+    }
+
+    async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = changes.iter().map(|c| c.step_uuid).collect();
+        let expected_state: Vec<&str> = changes.iter().map(|c| c.expected_state.as_str()).collect();
+        let expected_attempts: Vec<i32> = changes.iter().map(|c| c.expected_attempts).collect();
+        let new_state: Vec<&str> = changes.iter().map(|c| c.new_state.as_str()).collect();
+        let new_attempts: Vec<i32> = changes.iter().map(|c| c.new_attempts).collect();
+        let results: Vec<Option<Json<&Value>>> = changes.iter().map(|c| c.results.as_ref().map(Json)).collect();
+        let errors: Vec<Option<Json<&Value>>> = changes.iter().map(|c| c.last_error.as_ref().map(Json)).collect();
+        let retry_at: Vec<Option<DateTime<Utc>>> = changes.iter().map(|c| c.next_retry_at).collect();
+        let deadline: Vec<Option<DateTime<Utc>>> = changes.iter().map(|c| c.deadline_at).collect();
+        let started: Vec<bool> = changes.iter().map(|c| c.attempt_started).collect();
+        let finished: Vec<bool> = changes.iter().map(|c| c.finished).collect();
+        let applied: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE tasker_steps s SET state = v.new_state, attempts = v.new_attempts, \
+                results = COALESCE(v.results, s.results), last_error = COALESCE(v.last_error, s.last_error), \
+                next_retry_at = v.retry_at, deadline_at = v.deadline, updated_at = $12, \
+                first_attempted_at = CASE WHEN v.started THEN COALESCE(s.first_attempted_at, $12) ELSE s.first_attempted_at END, \
+                last_attempted_at = CASE WHEN v.started THEN $12 ELSE s.last_attempted_at END, \
+                completed_at = CASE WHEN v.finished THEN $12 ELSE s.completed_at END \
+             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], \
+                         $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[]) \
+                  AS v(id, expected_state, expected_attempts, new_state, new_attempts, results, last_error, \
+                       retry_at, deadline, started, finished) \
+             WHERE s.step_uuid = v.id AND s.state = v.expected_state AND s.attempts = v.expected_attempts \
+             RETURNING s.step_uuid",
+        )
+        .bind(&ids)
+        .bind(&expected_state)
+        .bind(&expected_attempts)
+        .bind(&new_state)
+        .bind(&new_attempts)
+        .bind(&results)
+        .bind(&errors)
+        .bind(&retry_at)
+        .bind(&deadline)
+        .bind(&started)
+        .bind(&finished)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(applied)
+    }
+
+    async fn cancel_open_steps(
+        &mut self,
+        task_uuid: Uuid,
+        from: &[StepState],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, StepState)>> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(
+            "WITH old AS (SELECT step_uuid, state FROM tasker_steps WHERE task_uuid = $1 AND state = ANY($2) FOR UPDATE) \
+             UPDATE tasker_steps s SET state = 'cancelled', updated_at = $3, completed_at = $3, \
+                next_retry_at = NULL, deadline_at = NULL \
+             FROM old WHERE s.step_uuid = old.step_uuid RETURNING s.step_uuid, old.state AS old_state",
+        )
+        .bind(task_uuid)
+        .bind(&from)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("step_uuid")?,
+                    parse_state(r.try_get::<&str, _>("old_state")?, "step")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn release_children(&mut self, parents: &[Uuid]) -> Result<Vec<ReadyChild>> {
+        if parents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "UPDATE tasker_steps c SET pending_parents = c.pending_parents - x.n \
+             FROM (SELECT to_step, count(*)::int AS n FROM tasker_step_edges WHERE from_step = ANY($1) GROUP BY to_step) x \
+             WHERE c.step_uuid = x.to_step \
+             RETURNING c.step_uuid, c.name, c.task_uuid, c.queue, c.pending_parents, c.state",
+        )
+        .bind(parents)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut ready = Vec::new();
+        for r in &rows {
+            let pending: i32 = r.try_get("pending_parents")?;
+            let state: &str = r.try_get("state")?;
+            if pending == 0 && state == StepState::Pending.as_str() {
+                ready.push(ReadyChild {
+                    step_uuid: r.try_get("step_uuid")?,
+                    name: r.try_get("name")?,
+                    task_uuid: r.try_get("task_uuid")?,
+                    queue: r.try_get("queue")?,
+                });
+            }
+        }
+        Ok(ready)
+    }
+
+    async fn apply_task_deltas(&mut self, deltas: &[TaskDelta], now: DateTime<Utc>) -> Result<Vec<TaskCounters>> {
+        if deltas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sorted: Vec<&TaskDelta> = deltas.iter().collect();
+        // A fixed lock order keeps concurrent batches touching the same tasks deadlock-free.
+        sorted.sort_by_key(|d| d.task_uuid);
+        let ids: Vec<Uuid> = sorted.iter().map(|d| d.task_uuid).collect();
+        let completed: Vec<i32> = sorted.iter().map(|d| d.completed).collect();
+        let active: Vec<i32> = sorted.iter().map(|d| d.active).collect();
+        let failed: Vec<i32> = sorted.iter().map(|d| d.failed).collect();
+        let rows = sqlx::query(
+            "UPDATE tasker_tasks t SET completed_steps = t.completed_steps + v.completed, \
+                active_steps = t.active_steps + v.active, failed_steps = t.failed_steps + v.failed, updated_at = $5 \
+             FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[]) AS v(id, completed, active, failed) \
+             WHERE t.task_uuid = v.id \
+             RETURNING t.task_uuid, t.state, t.total_steps, t.completed_steps, t.active_steps, t.failed_steps",
+        )
+        .bind(&ids)
+        .bind(&completed)
+        .bind(&active)
+        .bind(&failed)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskCounters {
+                    task_uuid: r.try_get("task_uuid")?,
+                    state: parse_state(r.try_get::<&str, _>("state")?, "task")?,
+                    total: r.try_get("total_steps")?,
+                    completed: r.try_get("completed_steps")?,
+                    active: r.try_get("active_steps")?,
+                    failed: r.try_get("failed_steps")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn change_tasks(&mut self, changes: &[TaskChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = changes.iter().map(|c| c.task_uuid).collect();
+        let expected: Vec<&str> = changes.iter().map(|c| c.expected.as_str()).collect();
+        let new: Vec<&str> = changes.iter().map(|c| c.new.as_str()).collect();
+        let terminal: Vec<bool> = changes.iter().map(|c| c.new.is_terminal()).collect();
+        let applied = sqlx::query_scalar(
+            "UPDATE tasker_tasks t SET state = v.new_state, updated_at = $5, \
+                completed_at = CASE WHEN v.terminal THEN $5 ELSE t.completed_at END \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[]) AS v(id, expected, new_state, terminal) \
+             WHERE t.task_uuid = v.id AND t.state = v.expected RETURNING t.task_uuid",
+        )
+        .bind(&ids)
+        .bind(&expected)
+        .bind(&new)
+        .bind(&terminal)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(applied)
+    }
+
+    async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
+        insert_transitions(&mut self.tx, "tasker_step_transitions", "step_uuid", rows).await
+    }
+
+    async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
+        insert_transitions(&mut self.tx, "tasker_task_transitions", "task_uuid", rows).await
+    }
+
+    async fn insert_task(&mut self, t: &NewTask) -> Result<InsertedTask> {
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO tasker_tasks (task_uuid, template_id, namespace_name, name, version, state, context, \
+                initiator, source_system, reason, tags, priority, correlation_id, identity_hash, idempotency_key, \
+                total_steps, active_steps, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) \
+             ON CONFLICT (identity_hash) DO NOTHING RETURNING task_uuid",
+        )
+        .bind(t.task_uuid)
+        .bind(t.template_id)
+        .bind(&t.namespace)
+        .bind(&t.name)
+        .bind(&t.version)
+        .bind(t.state.as_str())
+        .bind(Json(&t.context))
+        .bind(&t.initiator)
+        .bind(&t.source_system)
+        .bind(&t.reason)
+        .bind(Json(&t.tags))
+        .bind(t.priority)
+        .bind(t.correlation_id)
+        .bind(&t.identity_hash)
+        .bind(&t.idempotency_key)
+        .bind(i32::try_from(t.steps.len()).unwrap_or(i32::MAX))
+        .bind(t.active_steps)
+        .bind(t.created_at)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if inserted.is_none() {
+            let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
+                .bind(&t.identity_hash)
+                .fetch_one(&mut *self.tx)
+                .await?;
+            return Ok(InsertedTask::Existing(existing));
+        }
+        let ids: Vec<Uuid> = t.steps.iter().map(|s| s.step_uuid).collect();
+        let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
+        let positions: Vec<i32> = t.steps.iter().map(|s| s.position).collect();
+        let queues: Vec<&str> = t.steps.iter().map(|s| s.queue.as_str()).collect();
+        let states: Vec<&str> = t.steps.iter().map(|s| s.state.as_str()).collect();
+        let max_attempts: Vec<i32> = t.steps.iter().map(|s| s.max_attempts).collect();
+        let retryable: Vec<bool> = t.steps.iter().map(|s| s.retryable).collect();
+        let pending: Vec<i32> = t.steps.iter().map(|s| s.pending_parents).collect();
+        sqlx::query(
+            "INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, max_attempts, retryable, \
+                pending_parents, created_at, updated_at) \
+             SELECT v.id, $1, v.name, v.position, v.queue, v.state, v.max_attempts, v.retryable, v.pending, $10, $10 \
+             FROM unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[], $8::bool[], $9::int[]) \
+                  AS v(id, name, position, queue, state, max_attempts, retryable, pending)",
+        )
+        .bind(t.task_uuid)
+        .bind(&ids)
+        .bind(&names)
+        .bind(&positions)
+        .bind(&queues)
+        .bind(&states)
+        .bind(&max_attempts)
+        .bind(&retryable)
+        .bind(&pending)
+        .bind(t.created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        if !t.edges.is_empty() {
+            let from: Vec<Uuid> = t.edges.iter().map(|e| e.0).collect();
+            let to: Vec<Uuid> = t.edges.iter().map(|e| e.1).collect();
+            sqlx::query(
+                "INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) \
+                 SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS v(f, t)",
+            )
+            .bind(t.task_uuid)
+            .bind(&from)
+            .bind(&to)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(InsertedTask::Created)
+    }
+
+    async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>> {
+        let rows = sqlx::query(
+            "SELECT task_uuid, context, correlation_id, template_id FROM tasker_tasks WHERE task_uuid = ANY($1)",
+        )
+        .bind(task_uuids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskInput {
+                    task_uuid: r.try_get("task_uuid")?,
+                    context: r.try_get::<Json<Value>, _>("context")?.0,
+                    correlation_id: r.try_get("correlation_id")?,
+                    template_id: r.try_get("template_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<(Uuid, String, Value)>> {
+        let rows = sqlx::query(
+            "SELECT e.to_step, p.name, p.results FROM tasker_step_edges e \
+             JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = ANY($1)",
+        )
+        .bind(step_uuids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let results: Option<Json<Value>> = r.try_get("results")?;
+                Ok((
+                    r.try_get("to_step")?,
+                    r.try_get("name")?,
+                    results.map(|j| j.0).unwrap_or(Value::Null),
+                ))
+            })
+            .collect()
+    }
+
+    async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(TASK_CHANNEL)
+            .bind(task_uuid.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn notify_timers(&mut self) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(TIMER_CHANNEL)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_transitions(
+    tx: &mut Transaction<'static, Postgres>,
+    table: &str,
+    key: &str,
+    rows: &[TransitionRecord],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Only the last row per entity in this batch is the most recent one.
+    let mut last = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(r.entity_uuid, i);
+    }
+    let entities: Vec<Uuid> = last.keys().copied().collect();
+    sqlx::query(&format!(
+        "UPDATE {table} SET most_recent = false WHERE {key} = ANY($1) AND most_recent"
+    ))
+    .bind(&entities)
+    .execute(&mut **tx)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.entity_uuid).collect();
+    let tasks: Vec<Uuid> = rows.iter().map(|r| r.task_uuid).collect();
+    let from: Vec<Option<&str>> = rows.iter().map(|r| r.from_state).collect();
+    let to: Vec<&str> = rows.iter().map(|r| r.to_state).collect();
+    let events: Vec<&str> = rows.iter().map(|r| r.event).collect();
+    let metadata: Vec<Json<&Value>> = rows.iter().map(|r| Json(&r.metadata)).collect();
+    let recent: Vec<bool> = (0..rows.len())
+        .map(|i| last.get(&rows[i].entity_uuid) == Some(&i))
+        .collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
+    let columns = if key == "task_uuid" {
+        "task_uuid, from_state, to_state, event, metadata, most_recent, created_at"
+    } else {
+        "step_uuid, task_uuid, from_state, to_state, event, metadata, most_recent, created_at"
+    };
+    let select = if key == "task_uuid" {
+        "id, from_state, to_state, event, metadata, recent, at"
+    } else {
+        "id, task, from_state, to_state, event, metadata, recent, at"
+    };
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({columns}) SELECT {select} \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bool[], $8::timestamptz[]) \
+              WITH ORDINALITY AS v(id, task, from_state, to_state, event, metadata, recent, at, ord) ORDER BY ord"
+    ))
+    .bind(&ids)
+    .bind(&tasks)
+    .bind(&from)
+    .bind(&to)
+    .bind(&events)
+    .bind(&metadata)
+    .bind(&recent)
+    .bind(&at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

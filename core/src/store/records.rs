@@ -1,0 +1,317 @@
+//! Plain data exchanged between the engine and the stores.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::state::{StepState, TaskState};
+
+/// A template version as stored.
+#[derive(Debug, Clone)]
+pub struct TemplateRow {
+    pub id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    /// The template after environment merge, as JSON.
+    pub definition: Value,
+    pub content_hash: String,
+    pub source_path: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A template version to store.
+#[derive(Debug, Clone)]
+pub struct NewTemplate {
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub definition: Value,
+    pub content_hash: String,
+    pub source_path: Option<String>,
+}
+
+/// A queue message as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueMessage {
+    pub queue: String,
+    pub msg_id: i64,
+    /// How many times it has been read, this read included.
+    pub read_ct: i32,
+    pub enqueued_at: DateTime<Utc>,
+    pub payload: Value,
+}
+
+impl QueueMessage {
+    pub fn reference(&self) -> MessageRef {
+        MessageRef {
+            queue: self.queue.clone(),
+            msg_id: self.msg_id,
+        }
+    }
+}
+
+/// Identifies one message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub queue: String,
+    pub msg_id: i64,
+}
+
+/// The body of every step message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMessage {
+    pub step_uuid: Uuid,
+    pub task_uuid: Uuid,
+    /// The step's attempt count when the message was sent. A message whose count no longer
+    /// matches the step (a retry or release sent a newer one) is stale and is dropped.
+    pub attempt: i32,
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub queue: String,
+    pub body: StepMessage,
+}
+
+/// The current state of a step and its task.
+#[derive(Debug, Clone)]
+pub struct StepLock {
+    pub step_uuid: Uuid,
+    pub task_uuid: Uuid,
+    pub name: String,
+    pub queue: String,
+    pub state: StepState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub task_state: TaskState,
+    pub template_id: i64,
+}
+
+/// A compare-and-swap of one step row.
+#[derive(Debug, Clone)]
+pub struct StepChange {
+    pub step_uuid: Uuid,
+    pub expected_state: StepState,
+    pub expected_attempts: i32,
+    pub new_state: StepState,
+    pub new_attempts: i32,
+    /// Stored when `Some`; the previous value is kept otherwise.
+    pub results: Option<Value>,
+    /// Stored when `Some`; the previous value is kept otherwise.
+    pub last_error: Option<Value>,
+    /// Always written (`None` clears it).
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// Always written (`None` clears it).
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// An attempt starts: stamps `last_attempted_at` (and `first_attempted_at` once).
+    pub attempt_started: bool,
+    /// The step reached a terminal state: stamps `completed_at`.
+    pub finished: bool,
+}
+
+/// A child whose last pending dependency just completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyChild {
+    pub step_uuid: Uuid,
+    pub name: String,
+    pub task_uuid: Uuid,
+    pub queue: String,
+}
+
+/// Increments to a task's step counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskDelta {
+    pub task_uuid: Uuid,
+    pub completed: i32,
+    pub active: i32,
+    pub failed: i32,
+}
+
+/// A task's counters after an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCounters {
+    pub task_uuid: Uuid,
+    pub state: TaskState,
+    pub total: i32,
+    pub completed: i32,
+    /// Steps enqueued, in progress or waiting for a retry.
+    pub active: i32,
+    pub failed: i32,
+}
+
+/// A compare-and-swap of one task row.
+#[derive(Debug, Clone)]
+pub struct TaskChange {
+    pub task_uuid: Uuid,
+    pub expected: TaskState,
+    pub new: TaskState,
+}
+
+/// One audit row.
+#[derive(Debug, Clone)]
+pub struct TransitionRecord {
+    /// The step's (or task's) uuid.
+    pub entity_uuid: Uuid,
+    pub task_uuid: Uuid,
+    pub from_state: Option<&'static str>,
+    pub to_state: &'static str,
+    pub event: &'static str,
+    pub metadata: Value,
+    pub at: DateTime<Utc>,
+}
+
+/// A task to insert, with its steps and edges.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub task_uuid: Uuid,
+    pub template_id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub state: TaskState,
+    pub context: Value,
+    pub initiator: Option<String>,
+    pub source_system: Option<String>,
+    pub reason: Option<String>,
+    pub tags: Vec<String>,
+    pub priority: i32,
+    pub correlation_id: Uuid,
+    pub identity_hash: String,
+    pub idempotency_key: Option<String>,
+    pub steps: Vec<NewStep>,
+    /// (parent, child)
+    pub edges: Vec<(Uuid, Uuid)>,
+    /// Counters at creation.
+    pub active_steps: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A step to insert.
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    pub step_uuid: Uuid,
+    pub name: String,
+    pub position: i32,
+    pub queue: String,
+    pub state: StepState,
+    pub max_attempts: i32,
+    pub retryable: bool,
+    pub pending_parents: i32,
+}
+
+/// Outcome of [`super::StoreTx::insert_task`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertedTask {
+    Created,
+    /// A task with the same identity already exists.
+    Existing(Uuid),
+}
+
+/// What a worker needs of a task to run one of its steps.
+#[derive(Debug, Clone)]
+pub struct TaskInput {
+    pub task_uuid: Uuid,
+    pub context: Value,
+    pub correlation_id: Uuid,
+    pub template_id: i64,
+}
+
+/// A task row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub task_uuid: Uuid,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub state: String,
+    pub context: Value,
+    pub initiator: Option<String>,
+    pub source_system: Option<String>,
+    pub reason: Option<String>,
+    pub tags: Vec<String>,
+    pub priority: i32,
+    pub correlation_id: Uuid,
+    pub idempotency_key: Option<String>,
+    pub total_steps: i32,
+    pub completed_steps: i32,
+    pub active_steps: i32,
+    pub failed_steps: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl TaskSummary {
+    /// Parsed state. A value the tables do not know means a corrupt row.
+    pub fn task_state(&self) -> Option<TaskState> {
+        crate::state::NamedState::parse(&self.state)
+    }
+
+    /// Whether the task reached one of the four terminal states.
+    pub fn is_terminal(&self) -> bool {
+        self.task_state().is_some_and(TaskState::is_terminal)
+    }
+}
+
+/// A step row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub step_uuid: Uuid,
+    pub name: String,
+    pub queue: String,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub retryable: bool,
+    pub results: Option<Value>,
+    pub last_error: Option<Value>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub first_attempted_at: Option<DateTime<Utc>>,
+    pub last_attempted_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Names of the steps this one depends on.
+    pub dependencies: Vec<String>,
+}
+
+/// A transition as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The step's name, or `None` for a task transition.
+    pub step_name: Option<String>,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub event: String,
+    pub metadata: Value,
+    pub most_recent: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A task with everything about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    pub task: TaskSummary,
+    pub steps: Vec<StepSummary>,
+    pub task_transitions: Vec<Transition>,
+    pub step_transitions: Vec<Transition>,
+}
+
+impl TaskDetail {
+    /// The step called `name`.
+    pub fn step(&self, name: &str) -> Option<&StepSummary> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// Filter for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub state: Option<TaskState>,
+    /// At most this many, newest first (default 100).
+    pub limit: Option<i64>,
+}
