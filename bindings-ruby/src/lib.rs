@@ -1,0 +1,1 @@
+//! Placeholder until the ruby binding lands.
