@@ -1,0 +1,693 @@
+//! Registration-time checks of a template, and task-context validation against its
+//! `input_schema`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::model::TaskTemplate;
+use crate::error::{TaskerError, TemplateProblem, ValidationError};
+
+/// Largest task context accepted, measured as serialized JSON.
+pub const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
+
+/// Longest queue (and so namespace) name: PGMQ prefixes it to build table names, and
+/// PostgreSQL identifiers are limited to 63 bytes.
+const MAX_QUEUE_NAME_LEN: usize = 40;
+
+/// Highest `retry.max_attempts` a template may ask for.
+const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+/// At most this many schema violations are listed in one [`ValidationError`].
+const MAX_REPORTED_VIOLATIONS: usize = 10;
+
+const QUEUE_NAME_RULE: &str = "use 1 to 40 characters: lowercase ASCII letters, digits and '_', starting with a letter";
+
+/// Whether `name` may be used as a queue name (and so as a namespace name): 1 to 40
+/// characters, lowercase ASCII letters, digits and `_`, starting with a letter. Queue names
+/// become PGMQ table names, hence the restriction.
+pub fn is_valid_queue_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        Some(first) if bytes.len() <= MAX_QUEUE_NAME_LEN => {
+            first.is_ascii_lowercase()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        }
+        _ => false,
+    }
+}
+
+/// Checks everything registration requires of a template and returns its parsed version.
+///
+/// Every problem found is reported, each naming the file (when `source` is given), the
+/// template, and where applicable the step and the field.
+pub fn validate_template(t: &TaskTemplate, source: Option<&Path>) -> Result<semver::Version, Vec<TemplateProblem>> {
+    let mut v = Problems {
+        file: source,
+        template: t.key(),
+        list: Vec::new(),
+    };
+
+    if t.name.trim().is_empty() {
+        v.top("name", "template name must not be empty".to_owned());
+    }
+    if t.namespace_name.is_empty() {
+        v.top("namespace_name", "namespace_name must not be empty".to_owned());
+    } else if !is_valid_queue_name(&t.namespace_name) {
+        v.top(
+            "namespace_name",
+            format!(
+                "namespace_name '{}' is not a valid queue name: {QUEUE_NAME_RULE}",
+                t.namespace_name
+            ),
+        );
+    }
+    let version = match semver::Version::parse(&t.version) {
+        Ok(version) => Some(version),
+        Err(e) => {
+            v.top(
+                "version",
+                format!(
+                    "version '{}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0): {e}",
+                    t.version
+                ),
+            );
+            None
+        }
+    };
+    if let Some(schema) = &t.input_schema {
+        if let Err(message) = check_schema(schema) {
+            v.top("input_schema", message);
+        }
+    }
+
+    if t.steps.is_empty() {
+        v.top("steps", "template has no steps".to_owned());
+    }
+    check_steps(t, &mut v);
+    check_cycles(t, &mut v);
+
+    match version {
+        Some(version) if v.list.is_empty() => Ok(version),
+        _ => Err(v.list),
+    }
+}
+
+/// Accumulates the problems of one template.
+struct Problems<'a> {
+    file: Option<&'a Path>,
+    template: String,
+    list: Vec<TemplateProblem>,
+}
+
+impl Problems<'_> {
+    fn push(&mut self, step: Option<&str>, field: &str, message: String) {
+        self.list.push(TemplateProblem {
+            file: self.file.map(Path::to_path_buf),
+            template: Some(self.template.clone()),
+            step: step.map(str::to_owned),
+            field: Some(field.to_owned()),
+            message,
+        });
+    }
+
+    fn top(&mut self, field: &str, message: String) {
+        self.push(None, field, message);
+    }
+}
+
+/// How a step is named in messages: its name, or `#n` (1-based) when it has none.
+fn step_label(t: &TaskTemplate, index: usize) -> String {
+    let name = &t.steps[index].name;
+    if name.trim().is_empty() {
+        format!("#{}", index + 1)
+    } else {
+        name.clone()
+    }
+}
+
+fn check_steps(t: &TaskTemplate, v: &mut Problems<'_>) {
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in t.steps.iter().enumerate() {
+        let label = step_label(t, i);
+        let label = label.as_str();
+
+        if step.name.trim().is_empty() {
+            v.push(Some(label), "name", "step name must not be empty".to_owned());
+        } else if let Some(first) = first_index.get(step.name.as_str()) {
+            v.push(
+                Some(label),
+                "name",
+                format!(
+                    "duplicate step name '{}' (steps #{} and #{})",
+                    step.name,
+                    first + 1,
+                    i + 1
+                ),
+            );
+        } else {
+            first_index.insert(step.name.as_str(), i);
+        }
+
+        if step.handler.callable.trim().is_empty() {
+            v.push(
+                Some(label),
+                "handler.callable",
+                "handler.callable must not be empty".to_owned(),
+            );
+        }
+        if let Some(queue) = &step.queue {
+            if !is_valid_queue_name(queue) {
+                v.push(
+                    Some(label),
+                    "queue",
+                    format!("queue '{queue}' is not a valid queue name: {QUEUE_NAME_RULE}"),
+                );
+            }
+        }
+
+        let mut seen = BTreeSet::new();
+        for dep in &step.dependencies {
+            if !seen.insert(dep.as_str()) {
+                v.push(
+                    Some(label),
+                    "dependencies",
+                    format!("dependency '{dep}' is listed more than once"),
+                );
+            } else if *dep == step.name {
+                v.push(Some(label), "dependencies", format!("step '{dep}' depends on itself"));
+            } else if t.step_index(dep).is_none() {
+                v.push(Some(label), "dependencies", format!("depends on unknown step '{dep}'"));
+            }
+        }
+
+        let retry = &step.retry;
+        if retry.max_attempts > MAX_ATTEMPTS_LIMIT {
+            v.push(
+                Some(label),
+                "retry.max_attempts",
+                format!(
+                    "max_attempts {} is out of range: allowed 0 to {MAX_ATTEMPTS_LIMIT}",
+                    retry.max_attempts
+                ),
+            );
+        }
+        if retry.max_backoff_ms < retry.backoff_base_ms {
+            v.push(
+                Some(label),
+                "retry.max_backoff_ms",
+                format!(
+                    "max_backoff_ms ({}) is less than backoff_base_ms ({})",
+                    retry.max_backoff_ms, retry.backoff_base_ms
+                ),
+            );
+        }
+        if step.timeout_seconds == Some(0) {
+            v.push(
+                Some(label),
+                "timeout_seconds",
+                "timeout_seconds must be at least 1 (leave it out for no deadline)".to_owned(),
+            );
+        }
+    }
+}
+
+/// Reports each distinct dependency cycle once, as `a -> b -> a` where `x -> y` means `y`
+/// depends on `x` (execution order). Self-dependencies and unknown names are reported by
+/// [`check_steps`] and ignored here.
+fn check_cycles(t: &TaskTemplate, v: &mut Problems<'_>) {
+    let n = t.steps.len();
+    // children[p] = steps that depend on p, in template order. With duplicate step names the
+    // first one wins, as in `step_index`.
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, step) in t.steps.iter().enumerate() {
+        for dep in &step.dependencies {
+            if let Some(p) = t.step_index(dep) {
+                if p != i && !children[p].contains(&i) {
+                    children[p].push(i);
+                }
+            }
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut mark = vec![Mark::New; n];
+    let mut seen_cycles: BTreeSet<Vec<usize>> = BTreeSet::new();
+    let mut cycles: Vec<Vec<usize>> = Vec::new();
+
+    // Iterative depth-first search: (node, index of the next child to visit).
+    for root in 0..n {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        mark[root] = Mark::OnPath;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&child) = children[node].get(*next) {
+                *next += 1;
+                match mark[child] {
+                    Mark::New => {
+                        mark[child] = Mark::OnPath;
+                        stack.push((child, 0));
+                    }
+                    Mark::OnPath => {
+                        let start = stack.iter().position(|&(s, _)| s == child).unwrap_or(0);
+                        let cycle: Vec<usize> = stack[start..].iter().map(|&(s, _)| s).collect();
+                        // Rotate so the cycle starts at its earliest step: one report per
+                        // distinct cycle, however the search entered it.
+                        let min_pos = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|&(_, s)| *s)
+                            .map_or(0, |(pos, _)| pos);
+                        let mut rotated = cycle[min_pos..].to_vec();
+                        rotated.extend_from_slice(&cycle[..min_pos]);
+                        if seen_cycles.insert(rotated.clone()) {
+                            cycles.push(rotated);
+                        }
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark[node] = Mark::Done;
+                stack.pop();
+            }
+        }
+    }
+
+    for cycle in cycles {
+        let mut names: Vec<String> = cycle.iter().map(|&i| step_label(t, i)).collect();
+        let first = names[0].clone();
+        names.push(first.clone());
+        v.push(
+            Some(&first),
+            "dependencies",
+            format!("dependency cycle: {}", names.join(" -> ")),
+        );
+    }
+}
+
+/// Compiles `schema` (which also checks it against its meta-schema) and describes the first
+/// problem.
+fn check_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::validator_for(schema).map_err(|e| {
+        let at = e.instance_path.as_str();
+        if at.is_empty() {
+            format!("invalid JSON Schema: {e}")
+        } else {
+            format!("invalid JSON Schema at '{at}': {e}")
+        }
+    })
+}
+
+/// Validates task contexts against one template's `input_schema`. Build it once per
+/// template and share it (it is `Send + Sync`).
+#[derive(Debug)]
+pub struct ContextValidator {
+    schema: Option<jsonschema::Validator>,
+}
+
+impl ContextValidator {
+    /// Compiles `schema`; `None` accepts any context within the size limit.
+    pub fn new(schema: Option<&Value>) -> Result<Self, TaskerError> {
+        let schema = match schema {
+            None => None,
+            Some(schema) => Some(check_schema(schema).map_err(|message| {
+                TaskerError::Template(vec![TemplateProblem {
+                    file: None,
+                    template: None,
+                    step: None,
+                    field: Some("input_schema".to_owned()),
+                    message,
+                }])
+            })?),
+        };
+        Ok(Self { schema })
+    }
+
+    /// Checks the size of `context`, then the schema. The error's `path` is the JSON pointer
+    /// of the first failing value (for a missing property, the object that lacks it); its
+    /// message lists every violation found, up to ten.
+    pub fn validate(&self, context: &Value) -> Result<(), ValidationError> {
+        let size = serialized_len(context);
+        if size > MAX_CONTEXT_BYTES {
+            return Err(ValidationError {
+                path: String::new(),
+                message: format!("task context is {size} bytes as JSON, over the limit of {MAX_CONTEXT_BYTES} bytes"),
+            });
+        }
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        let mut errors = schema.iter_errors(context);
+        let Some(first) = errors.next() else {
+            return Ok(());
+        };
+        let path = first.instance_path.as_str().to_owned();
+        let mut message = first.to_string();
+        // The first one is already in `message`.
+        for (listed, e) in (1..).zip(errors) {
+            if listed >= MAX_REPORTED_VIOLATIONS {
+                message.push_str("; …");
+                break;
+            }
+            let at = e.instance_path.as_str();
+            if at.is_empty() {
+                message.push_str(&format!("; {e}"));
+            } else {
+                message.push_str(&format!("; at '{at}': {e}"));
+            }
+        }
+        Err(ValidationError { path, message })
+    }
+}
+
+/// Length of `value` serialized as compact JSON, without building the string.
+fn serialized_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Serializing a `Value` into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::{HandlerSpec, RetryPolicy, StepTemplate, StepType};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn step(name: &str, deps: &[&str]) -> StepTemplate {
+        StepTemplate {
+            name: name.to_owned(),
+            description: None,
+            handler: HandlerSpec {
+                callable: format!("handlers.{name}"),
+                method: "call".to_owned(),
+                resolver: None,
+                initialization: json!({}),
+                extra: BTreeMap::new(),
+            },
+            dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
+            step_type: StepType::Standard,
+            retry: RetryPolicy::default(),
+            timeout_seconds: None,
+            publishes_events: None,
+            batch_config: None,
+            queue: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    fn template(steps: Vec<StepTemplate>) -> TaskTemplate {
+        TaskTemplate {
+            name: "process_order".to_owned(),
+            namespace_name: "orders".to_owned(),
+            version: "1.2.3".to_owned(),
+            description: None,
+            metadata: None,
+            system_dependencies: None,
+            domain_events: None,
+            input_schema: None,
+            steps,
+            environments: BTreeMap::new(),
+            lifecycle: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    fn problems(t: &TaskTemplate) -> Vec<TemplateProblem> {
+        validate_template(t, Some(Path::new("t.yaml"))).expect_err("template should be invalid")
+    }
+
+    fn messages(t: &TaskTemplate) -> Vec<String> {
+        problems(t).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn queue_names() {
+        for ok in ["a", "orders", "order_fulfillment", "q1", &"a".repeat(40)] {
+            assert!(is_valid_queue_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "_abc",
+            "Orders",
+            "order-fulfillment",
+            "order.x",
+            "ordérs",
+            "a b",
+            &"a".repeat(41),
+        ] {
+            assert!(!is_valid_queue_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn valid_template_returns_version() {
+        let t = template(vec![step("a", &[]), step("b", &["a"]), step("c", &["a", "b"])]);
+        let version = validate_template(&t, None).expect("valid");
+        assert_eq!(version, semver::Version::new(1, 2, 3));
+    }
+
+    #[test]
+    fn reports_every_problem_with_context() {
+        let mut t = template(vec![step("a", &["zzz"]), step("a", &[]), step("", &[])]);
+        t.name = " ".to_owned();
+        t.namespace_name = "Bad-Namespace".to_owned();
+        t.version = "1.0".to_owned();
+        t.steps[0].handler.callable = String::new();
+        t.steps[0].retry.max_attempts = 101;
+        t.steps[0].retry.backoff_base_ms = 5_000;
+        t.steps[0].retry.max_backoff_ms = 100;
+        t.steps[0].timeout_seconds = Some(0);
+        t.steps[1].queue = Some("Python Queue".to_owned());
+        let all = problems(&t);
+        let field_of = |field: &str| {
+            all.iter()
+                .find(|p| p.field.as_deref() == Some(field))
+                .unwrap_or_else(|| panic!("no problem for {field}: {all:#?}"))
+        };
+        assert!(field_of("name").step.is_none());
+        assert!(field_of("namespace_name").message.contains("lowercase"));
+        assert!(field_of("version").message.contains("'1.0'"));
+        let callable = field_of("handler.callable");
+        assert_eq!(callable.step.as_deref(), Some("a"));
+        assert_eq!(callable.file.as_deref(), Some(Path::new("t.yaml")));
+        assert_eq!(callable.template.as_deref(), Some("Bad-Namespace/ @1.0"));
+        assert!(field_of("retry.max_attempts").message.contains("101"));
+        assert!(field_of("retry.max_backoff_ms").message.contains("100"));
+        assert!(field_of("timeout_seconds").message.contains("at least 1"));
+        assert!(field_of("queue").message.contains("'Python Queue'"));
+        let deps = field_of("dependencies");
+        assert_eq!(deps.message, "depends on unknown step 'zzz'");
+        let text: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|m| m.contains("duplicate step name 'a'")), "{text:#?}");
+        assert!(text
+            .iter()
+            .any(|m| m.contains("step '#3'") && m.contains("must not be empty")));
+    }
+
+    #[test]
+    fn no_steps() {
+        let msgs = messages(&template(vec![]));
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].contains("field 'steps'") && msgs[0].contains("no steps"));
+    }
+
+    #[test]
+    fn empty_namespace() {
+        let mut t = template(vec![step("a", &[])]);
+        t.namespace_name = String::new();
+        let msgs = messages(&t);
+        assert!(msgs[0].contains("namespace_name must not be empty"), "{msgs:?}");
+    }
+
+    #[test]
+    fn self_and_duplicate_dependencies() {
+        let t = template(vec![step("a", &[]), step("b", &["b", "a", "a"])]);
+        let msgs = messages(&t);
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        assert!(msgs[0].contains("step 'b'") && msgs[0].contains("depends on itself"));
+        assert!(msgs[1].contains("'a' is listed more than once"));
+    }
+
+    #[test]
+    fn cycle_path_is_reported() {
+        let t = template(vec![
+            step("start", &[]),
+            step("a", &["start", "c"]),
+            step("b", &["a"]),
+            step("c", &["b"]),
+        ]);
+        let all = problems(&t);
+        assert_eq!(all.len(), 1, "{all:#?}");
+        assert_eq!(all[0].message, "dependency cycle: a -> b -> c -> a");
+        assert_eq!(all[0].step.as_deref(), Some("a"));
+        assert_eq!(all[0].field.as_deref(), Some("dependencies"));
+    }
+
+    #[test]
+    fn distinct_cycles_each_reported_once() {
+        // Two cycles sharing `a`: a -> b -> a and a -> c -> a; plus x <-> y apart.
+        let t = template(vec![
+            step("a", &["b", "c"]),
+            step("b", &["a"]),
+            step("c", &["a"]),
+            step("x", &["y"]),
+            step("y", &["x"]),
+        ]);
+        let msgs: Vec<String> = problems(&t).into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "dependency cycle: a -> b -> a",
+                "dependency cycle: a -> c -> a",
+                "dependency cycle: x -> y -> x",
+            ]
+        );
+    }
+
+    #[test]
+    fn long_acyclic_chain_is_fine() {
+        let names: Vec<String> = (0..2_000).map(|i| format!("s{i}")).collect();
+        let steps = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if i == 0 {
+                    step(n, &[])
+                } else {
+                    step(n, &[names[i - 1].as_str()])
+                }
+            })
+            .collect();
+        assert!(validate_template(&template(steps), None).is_ok());
+    }
+
+    #[test]
+    fn invalid_input_schema() {
+        let mut t = template(vec![step("a", &[])]);
+        t.input_schema = Some(json!({"type": "object", "properties": {"id": {"type": "strin"}}}));
+        let all = problems(&t);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].field.as_deref(), Some("input_schema"));
+        assert!(all[0].message.contains("/properties/id/type"), "{}", all[0]);
+        assert!(all[0].message.contains("strin"), "{}", all[0]);
+
+        t.input_schema = Some(json!({"properties": {"id": {"pattern": "(["}}}));
+        assert!(problems(&t)[0].message.contains("regex"));
+        t.input_schema = Some(json!({"$schema": "not-a-draft"}));
+        assert!(problems(&t)[0].message.contains("not-a-draft"));
+        t.input_schema = Some(json!({"$ref": "https://example.com/schema.json"}));
+        assert!(problems(&t)[0].field.as_deref() == Some("input_schema"));
+        t.input_schema = Some(json!(true));
+        assert!(validate_template(&t, None).is_ok());
+    }
+
+    #[test]
+    fn context_validator_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<ContextValidator>();
+    }
+
+    #[test]
+    fn context_without_schema_only_checks_size() {
+        let v = ContextValidator::new(None).expect("no schema");
+        assert!(v.validate(&json!({"anything": [1, 2, 3]})).is_ok());
+        assert!(v.validate(&Value::Null).is_ok());
+    }
+
+    #[test]
+    fn context_size_limit() {
+        let v = ContextValidator::new(None).expect("no schema");
+        // `{"a":"…"}` is 8 bytes plus the string.
+        let at_limit = json!({ "a": "x".repeat(MAX_CONTEXT_BYTES - 8) });
+        assert_eq!(serialized_len(&at_limit), MAX_CONTEXT_BYTES);
+        assert_eq!(
+            serde_json::to_vec(&at_limit).map(|b| b.len()).ok(),
+            Some(MAX_CONTEXT_BYTES)
+        );
+        assert!(v.validate(&at_limit).is_ok());
+        let over = json!({ "a": "x".repeat(MAX_CONTEXT_BYTES - 7) });
+        let err = v.validate(&over).expect_err("too big");
+        assert_eq!(err.path, "");
+        assert!(err.message.contains(&(MAX_CONTEXT_BYTES + 1).to_string()), "{err}");
+        assert!(err.message.contains(&MAX_CONTEXT_BYTES.to_string()), "{err}");
+    }
+
+    #[test]
+    fn context_schema_errors_point_at_the_value() {
+        let schema = json!({
+            "type": "object",
+            "required": ["order_id"],
+            "properties": {
+                "order_id": {"type": "integer"},
+                "items": {"type": "array", "items": {"type": "string"}}
+            }
+        });
+        let v = ContextValidator::new(Some(&schema)).expect("valid schema");
+        assert!(v.validate(&json!({"order_id": 7, "items": ["a"]})).is_ok());
+
+        let err = v.validate(&json!({"items": []})).expect_err("missing");
+        assert_eq!(err.path, "");
+        assert_eq!(err.message, "\"order_id\" is a required property");
+
+        let err = v.validate(&json!({"order_id": "x"})).expect_err("type");
+        assert_eq!(err.path, "/order_id");
+        assert!(err.message.contains("\"x\" is not of type \"integer\""), "{err}");
+
+        let err = v
+            .validate(&json!({"order_id": 1, "items": ["a", 2]}))
+            .expect_err("item");
+        assert_eq!(err.path, "/items/1");
+        assert_eq!(err.to_string(), "at '/items/1': 2 is not of type \"string\"");
+    }
+
+    #[test]
+    fn context_reports_several_violations_first_path() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}
+        });
+        let v = ContextValidator::new(Some(&schema)).expect("valid schema");
+        let err = v.validate(&json!({"a": "x", "b": "y"})).expect_err("two");
+        assert_eq!(err.path, "/a");
+        assert!(err.message.contains("; at '/b':"), "{err}");
+    }
+
+    #[test]
+    fn context_violations_are_capped() {
+        let schema = json!({"type": "array", "items": {"type": "integer"}});
+        let v = ContextValidator::new(Some(&schema)).expect("valid schema");
+        let err = v.validate(&Value::from(vec!["x"; 50])).expect_err("all wrong");
+        assert_eq!(err.path, "/0");
+        assert_eq!(err.message.matches("is not of type").count(), MAX_REPORTED_VIOLATIONS);
+        assert!(err.message.ends_with("; …"), "{err}");
+    }
+
+    #[test]
+    fn context_validator_rejects_invalid_schema() {
+        let err = ContextValidator::new(Some(&json!({"type": 12}))).expect_err("invalid");
+        assert!(matches!(&err, TaskerError::Template(p) if p[0].field.as_deref() == Some("input_schema")));
+    }
+}
