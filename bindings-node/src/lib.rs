@@ -1,1 +1,19 @@
-//! Placeholder until the node binding lands.
+//! Node.js bindings for the Tasker engine (napi-rs).
+//!
+//! This crate only converts values and errors; everything else lives in `tasker-core`. The
+//! TypeScript layer (`bindings-node/ts/`) wraps these classes into the public API.
+//!
+//! * Values cross as JSON strings (one `serde_json` serialization each way, `JSON.parse` /
+//!   `JSON.stringify` on the JavaScript side): V8's JSON codec is faster than building objects
+//!   property by property through N-API.
+//! * Every call that touches the database or waits runs on the core's tokio runtime and settles
+//!   a JavaScript promise from there ([`promise::spawn`]), so the event loop never blocks.
+//! * Errors are mapped in one place, [`error`].
+
+mod client;
+mod error;
+mod promise;
+mod worker;
+
+pub use client::NativeClient;
+pub use worker::NativeWorker;

@@ -1,0 +1,125 @@
+//! `NativeWorker`: the poll/complete protocol of `tasker_core::Worker`.
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::Object;
+use napi::Env;
+use napi_derive::napi;
+use serde::Deserialize;
+use tasker_core::worker::DispatchMode;
+use tasker_core::{Poll, StepEvent, StepOutcome, Worker, WorkerConfig};
+
+use crate::client::{millis, NativeClient};
+use crate::error::{from_core, invalid_argument};
+use crate::promise::{spawn, to_json};
+
+/// Worker settings, as the TypeScript layer sends them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerArgs {
+    queues: Vec<String>,
+    concurrency: Option<usize>,
+    lease_seconds: Option<f64>,
+    dispatch_mode: Option<String>,
+    poll_interval_ms: Option<f64>,
+    embedded_orchestration: Option<bool>,
+    worker_id: Option<String>,
+}
+
+impl WorkerArgs {
+    fn into_config(self) -> napi::Result<WorkerConfig> {
+        let mut config = WorkerConfig::new(self.queues);
+        if let Some(c) = self.concurrency {
+            config.concurrency = c;
+        }
+        if let Some(s) = self.lease_seconds {
+            config.lease = millis("leaseSeconds", s * 1000.0)?;
+        }
+        if let Some(mode) = self.dispatch_mode {
+            config.dispatch_mode = mode
+                .parse::<DispatchMode>()
+                .map_err(|e| invalid_argument("dispatchMode", e))?;
+        }
+        if let Some(ms) = self.poll_interval_ms {
+            config.poll_interval = Some(millis("pollIntervalMs", ms)?);
+        }
+        if let Some(e) = self.embedded_orchestration {
+            config.embedded_orchestration = e;
+        }
+        if let Some(id) = self.worker_id {
+            config.worker_id = id;
+        }
+        Ok(config)
+    }
+}
+
+/// A running worker of the core. Every event handed out by `poll` must be completed once.
+#[napi]
+pub struct NativeWorker {
+    worker: Worker,
+}
+
+#[napi]
+impl NativeWorker {
+    /// Starts claiming steps from the configured queues.
+    #[napi(ts_return_type = "Promise<NativeWorker>")]
+    pub fn start<'e>(env: &'e Env, client: &NativeClient, config_json: String) -> napi::Result<Object<'e>> {
+        let args: WorkerArgs = serde_json::from_str(&config_json).map_err(|e| invalid_argument("worker options", e))?;
+        let config = args.into_config()?;
+        let tasker = client.tasker.clone();
+        spawn(env, async move {
+            let worker = Worker::start(&tasker, config).await.map_err(from_core)?;
+            Ok(NativeWorker { worker })
+        })
+    }
+
+    /// Waits up to `timeoutMs` for step events and resolves to a JSON array of at most `max`
+    /// of them (`[]` when none arrived), or to `null` once the worker is shutting down.
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn poll<'e>(&self, env: &'e Env, max: u32, timeout_ms: f64) -> napi::Result<Object<'e>> {
+        let timeout = millis("timeoutMs", timeout_ms)?;
+        let max = usize::try_from(max.max(1)).unwrap_or(1);
+        let worker = self.worker.clone();
+        spawn(env, async move {
+            let mut events: Vec<StepEvent> = Vec::new();
+            match worker.poll_async(timeout).await {
+                Poll::Event(e) => events.push(*e),
+                Poll::Empty => return Ok(Some("[]".to_owned())),
+                Poll::ShutDown => return Ok(None),
+            }
+            // Take whatever else is ready now: one promise for a burst of events.
+            while events.len() < max {
+                match worker.poll_async(Duration::ZERO).await {
+                    Poll::Event(e) => events.push(*e),
+                    Poll::Empty | Poll::ShutDown => break,
+                }
+            }
+            to_json(&events).map(Some)
+        })
+    }
+
+    /// Reports the outcome of an event (`StepOutcome` JSON). Never waits for the database.
+    #[napi]
+    pub fn complete(&self, event_id: i64, outcome_json: String) -> napi::Result<()> {
+        let id = u64::try_from(event_id).map_err(|_| invalid_argument("eventId", format!("{event_id} is negative")))?;
+        let outcome: StepOutcome = serde_json::from_str(&outcome_json).map_err(|e| invalid_argument("outcome", e))?;
+        self.worker.complete(id, outcome).map_err(from_core)
+    }
+
+    /// Whether shutdown has begun.
+    #[napi(getter)]
+    pub fn shutting_down(&self) -> bool {
+        self.worker.is_shutting_down()
+    }
+
+    /// Graceful shutdown: stop claiming, wait up to `timeoutMs` for in-flight events to be
+    /// completed, release the rest. Resolves to JSON `{"released": n, "abandoned": n}`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn shutdown<'e>(&self, env: &'e Env, timeout_ms: f64) -> napi::Result<Object<'e>> {
+        let deadline = millis("timeoutMs", timeout_ms)?;
+        let worker = self.worker.clone();
+        spawn(env, async move {
+            to_json(&worker.shutdown(deadline).await.map_err(from_core)?)
+        })
+    }
+}
