@@ -1,1 +1,368 @@
-fn main() {}
+//! `tasker`: register templates, create and inspect tasks, run orchestration and Rust workers,
+//! the demo, and the benchmark.
+
+mod bench;
+mod demo;
+mod handlers;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tasker_core::state::{NamedState, TaskState};
+use tasker_core::template::{current_env, load_path};
+use tasker_core::{DispatchMode, TaskFilter, TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "tasker",
+    version,
+    about = "Workflow orchestration: templates, tasks, workers"
+)]
+struct Cli {
+    /// Database: sqlite://PATH or postgres://… [default: $TASKER_DATABASE_URL, $DATABASE_URL,
+    /// else sqlite://./tasker.db]
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate, register and list task templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Create, inspect and cancel tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Run orchestration (due retries, attempt timeouts) until Ctrl-C.
+    Serve,
+    /// Run a worker with the built-in Rust handlers until Ctrl-C / SIGTERM.
+    Worker(WorkerArgs),
+    /// Register the bundled example templates and run them with Rust handlers, live.
+    Demo(demo::DemoArgs),
+    /// Measure latency and throughput on SQLite and PostgreSQL.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Check templates without storing them (exit 1 and one line per problem if invalid).
+    Validate { paths: Vec<PathBuf> },
+    /// Validate and store templates (files or directories).
+    Register { paths: Vec<PathBuf> },
+    /// List registered templates.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Create a task.
+    Create(CreateArgs),
+    /// Show a task with its steps.
+    Get {
+        task_uuid: Uuid,
+        /// Print JSON (steps and transitions included).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tasks, newest first.
+    List {
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Cancel a task.
+    Cancel { task_uuid: Uuid },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    #[arg(long)]
+    namespace: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    version: Option<String>,
+    /// Task context as JSON, or @FILE.
+    #[arg(long, default_value = "{}")]
+    context: String,
+    #[arg(long)]
+    initiator: Option<String>,
+    #[arg(long)]
+    source_system: Option<String>,
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    priority: i32,
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Wait up to this many seconds for the task to finish, then show it.
+    #[arg(long)]
+    wait: Option<u64>,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Queue to claim from (repeatable).
+    #[arg(long = "queue", required = true)]
+    queues: Vec<String>,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds a claimed step stays hidden from other workers (renewed while running).
+    #[arg(long, default_value_t = 30)]
+    lease_seconds: u64,
+    /// polling | event_driven | hybrid
+    #[arg(long, default_value = "hybrid")]
+    dispatch_mode: String,
+    /// Do not run the orchestration loop in this process.
+    #[arg(long)]
+    no_orchestration: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TASKER_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(url: &Option<String>) -> Result<Tasker, TaskerError> {
+    Tasker::connect(url.as_deref()).await
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, TaskerError> {
+    match cli.command {
+        Command::Template(TemplateCommand::Validate { paths }) => Ok(validate(&paths)),
+        Command::Template(TemplateCommand::Register { paths }) => {
+            // Validate everything first, so nothing is stored when any file is invalid.
+            if validate(&paths) != ExitCode::SUCCESS {
+                return Ok(ExitCode::FAILURE);
+            }
+            let tasker = connect(&cli.database_url).await?;
+            for path in &paths {
+                for t in tasker.register_templates(path).await? {
+                    println!(
+                        "registered {}/{}@{} (queues: {})",
+                        t.namespace,
+                        t.name,
+                        t.version,
+                        t.queues.join(", ")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Template(TemplateCommand::List) => {
+            let tasker = connect(&cli.database_url).await?;
+            for t in tasker.list_templates().await? {
+                println!(
+                    "{}/{}@{}  {}",
+                    t.namespace,
+                    t.name,
+                    t.version,
+                    t.source_path.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Task(cmd) => task_command(&cli.database_url, cmd).await,
+        Command::Serve => {
+            let tasker = connect(&cli.database_url).await?;
+            eprintln!("tasker serve: orchestrating {} (Ctrl-C to stop)", tasker.database());
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let loop_task = tokio::spawn(tasker_core::orchestrator::run(tasker.clone(), stop_rx));
+            wait_for_signal().await;
+            let _ = stop_tx.send(true);
+            let _ = loop_task.await;
+            tasker.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let tasker = connect(&cli.database_url).await?;
+            let mut config = WorkerConfig::new(args.queues);
+            config.concurrency = args.concurrency;
+            config.lease = Duration::from_secs(args.lease_seconds);
+            config.dispatch_mode = args.dispatch_mode.parse::<DispatchMode>()?;
+            config.embedded_orchestration = !args.no_orchestration;
+            let worker = Worker::start(&tasker, config).await?;
+            eprintln!(
+                "tasker worker {}: queues {:?} on {}",
+                std::process::id(),
+                worker.config().queues,
+                tasker.database()
+            );
+            let runner = tokio::spawn(tasker_core::handler::run_handlers(
+                worker.clone(),
+                Arc::new(handlers::registry()),
+            ));
+            wait_for_signal().await;
+            let report = worker.shutdown(Duration::from_secs(10)).await?;
+            let _ = runner.await;
+            eprintln!("tasker worker stopped: {report:?}");
+            tasker.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(cli.database_url, args).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    if paths.is_empty() {
+        eprintln!("error: give at least one template file or directory");
+        return ExitCode::FAILURE;
+    }
+    let env = current_env();
+    let mut ok = true;
+    for path in paths {
+        match load_path(path, &env) {
+            Ok(templates) => {
+                for t in templates {
+                    for w in &t.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("ok {} ({})", t.template.key(), path.display());
+                }
+            }
+            Err(TaskerError::Template(problems)) => {
+                ok = false;
+                for p in problems {
+                    eprintln!("error: {p}");
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn task_command(url: &Option<String>, cmd: TaskCommand) -> Result<ExitCode, TaskerError> {
+    let tasker = connect(url).await?;
+    match cmd {
+        TaskCommand::Create(args) => {
+            let context_text = match args.context.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file)
+                    .map_err(|e| TaskerError::InvalidArgument(format!("--context @{file}: {e}")))?,
+                None => args.context.clone(),
+            };
+            let context = serde_json::from_str(&context_text)
+                .map_err(|e| TaskerError::InvalidArgument(format!("--context is not valid JSON: {e}")))?;
+            let created = tasker
+                .create_task(TaskRequest {
+                    namespace: args.namespace,
+                    name: args.name,
+                    version: args.version,
+                    context,
+                    initiator: args.initiator,
+                    source_system: args.source_system,
+                    reason: args.reason,
+                    tags: args.tags,
+                    priority: args.priority,
+                    idempotency_key: args.idempotency_key,
+                })
+                .await?;
+            let id = created.task.task_uuid;
+            println!(
+                "{id}{}",
+                if created.created {
+                    ""
+                } else {
+                    " (existing task for this idempotency key)"
+                }
+            );
+            if let Some(secs) = args.wait {
+                let detail = tasker.wait_for_task(id, Duration::from_secs(secs)).await?;
+                output::print_task(&detail);
+            }
+        }
+        TaskCommand::Get { task_uuid, json } => {
+            let detail = tasker.get_task(task_uuid).await?;
+            if json {
+                let text =
+                    serde_json::to_string_pretty(&detail).map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
+                println!("{text}");
+            } else {
+                output::print_task(&detail);
+            }
+        }
+        TaskCommand::List {
+            namespace,
+            state,
+            limit,
+        } => {
+            let state = state
+                .map(|s| {
+                    TaskState::parse(&s).ok_or_else(|| {
+                        let all: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+                        TaskerError::InvalidArgument(format!("--state '{s}' is not one of {}", all.join(", ")))
+                    })
+                })
+                .transpose()?;
+            let tasks = tasker
+                .list_tasks(&TaskFilter {
+                    namespace,
+                    name: None,
+                    state,
+                    limit: Some(limit),
+                })
+                .await?;
+            output::print_task_list(&tasks);
+        }
+        TaskCommand::Cancel { task_uuid } => {
+            let task = tasker.cancel_task(task_uuid).await?;
+            println!("{} {}", task.task_uuid, task.state);
+        }
+    }
+    tasker.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

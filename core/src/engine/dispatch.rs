@@ -17,7 +17,7 @@ use super::{CompiledTemplate, EngineEvent, Tasker};
 use crate::backoff;
 use crate::error::{Result, TaskerError};
 use crate::outcome::{error_types, StepFailure, StepOutcome};
-use crate::state::{NamedState, StepState, StepTrigger, TaskTrigger};
+use crate::state::{StepState, StepTrigger, TaskTrigger};
 use crate::store::*;
 
 /// A step claimed by a worker: everything needed to run one attempt.

@@ -23,7 +23,7 @@ pub use dispatch::{ClaimedStep, Completion, CompletionReport};
 pub use templates::{CompiledTemplate, RegisteredTemplate};
 
 use crate::error::{Result, TaskerError};
-use crate::state::{NamedState, StepState, StepTrigger, TaskState, TaskTrigger};
+use crate::state::{StepState, StepTrigger, TaskState, TaskTrigger};
 use crate::store::*;
 use crate::template::LoadedTemplate;
 use signals::SignalHub;

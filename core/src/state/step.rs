@@ -70,6 +70,11 @@ impl StepTrigger {
 }
 
 impl StepState {
+    /// The state's database/API name (same as [`NamedState::as_str`], without the import).
+    pub fn as_str(self) -> &'static str {
+        NamedState::as_str(self)
+    }
+
     /// `complete`, `error`, `cancelled` and `resolved_manually` end a step's run.
     pub fn is_terminal(self) -> bool {
         matches!(

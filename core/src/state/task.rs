@@ -82,6 +82,11 @@ impl TaskTrigger {
 }
 
 impl TaskState {
+    /// The state's database/API name (same as [`NamedState::as_str`], without the import).
+    pub fn as_str(self) -> &'static str {
+        NamedState::as_str(self)
+    }
+
     /// Terminal states accept no trigger.
     pub fn is_terminal(self) -> bool {
         matches!(
