@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::json;
+use tasker_core::scratch::ScratchDatabase;
 use tasker_core::store::Backend;
 use tasker_core::template::parse_str;
 use tasker_core::{EngineEvent, TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
@@ -117,7 +118,18 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
     );
     let mut all = Vec::new();
     for backend in backends {
-        let scratch = Scratch::create(backend, &args).await?;
+        let server = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                args.postgres_url
+                    .clone()
+                    .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")))
+                    .ok_or_else(|| {
+                        TaskerError::InvalidArgument("PostgreSQL benchmark needs --postgres-url or DATABASE_URL".into())
+                    })?,
+            ),
+        };
+        let scratch = ScratchDatabase::create(backend, server.as_deref()).await?;
         let result = bench_backend(&scratch.url, &args).await;
         scratch.drop_database().await;
         let figures = result?;
@@ -131,62 +143,6 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-struct Scratch {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    admin: Option<(String, String)>,
-}
-
-impl Scratch {
-    async fn create(backend: Backend, args: &BenchArgs) -> Result<Self, TaskerError> {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
-                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-                Ok(Self {
-                    url,
-                    _dir: Some(dir),
-                    admin: None,
-                })
-            }
-            Backend::Postgres => {
-                let admin = args
-                    .postgres_url
-                    .clone()
-                    .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")))
-                    .ok_or_else(|| {
-                        TaskerError::InvalidArgument("PostgreSQL benchmark needs --postgres-url or DATABASE_URL".into())
-                    })?;
-                let name = format!("tasker_bench_{}", Uuid::now_v7().simple());
-                let pool = sqlx::PgPool::connect(&admin).await.map_err(|e| TaskerError::Connect {
-                    target: tasker_core::describe_database(&admin),
-                    reason: e.to_string(),
-                })?;
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await?;
-                pool.close().await;
-                let mut url = url::Url::parse(&admin).map_err(|e| TaskerError::DatabaseUrl(e.to_string()))?;
-                url.set_path(&format!("/{name}"));
-                Ok(Self {
-                    url: url.to_string(),
-                    _dir: None,
-                    admin: Some((admin, name)),
-                })
-            }
-        }
-    }
-
-    async fn drop_database(&self) {
-        if let Some((admin, name)) = &self.admin {
-            if let Ok(pool) = sqlx::PgPool::connect(admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&pool)
-                    .await;
-                pool.close().await;
-            }
-        }
-    }
 }
 
 async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerError> {

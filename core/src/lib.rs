@@ -17,6 +17,7 @@ pub mod handler;
 pub mod orchestrator;
 pub mod outcome;
 pub mod runtime;
+pub mod scratch;
 pub mod state;
 pub mod store;
 pub mod template;

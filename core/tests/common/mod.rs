@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tasker_core::handler::{run_handlers, HandlerRegistry};
+use tasker_core::scratch::ScratchDatabase;
+use tasker_core::store::Backend;
 use tasker_core::{StepFailure, TaskDetail, Tasker, TaskerOptions, Worker, WorkerConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +18,11 @@ pub enum Db {
     Postgres,
 }
 
-/// A scratch database, removed by [`TestDb::cleanup`].
+/// A scratch database for one test.
 pub struct TestDb {
     pub url: String,
     pub kind: Db,
-    _dir: Option<tempfile::TempDir>,
-    pg_admin: Option<(String, String)>,
+    scratch: ScratchDatabase,
 }
 
 /// The PostgreSQL server for tests. PostgreSQL tests are never skipped silently.
@@ -34,35 +35,15 @@ pub fn pg_admin_url() -> String {
 
 impl TestDb {
     pub async fn new(kind: Db) -> Self {
-        match kind {
-            Db::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}", dir.path().join("tasker.db").display());
-                Self {
-                    url,
-                    kind,
-                    _dir: Some(dir),
-                    pg_admin: None,
-                }
-            }
-            Db::Postgres => {
-                let admin = pg_admin_url();
-                let name = format!("tasker_t_{}", uuid::Uuid::now_v7().simple());
-                let pool = sqlx::PgPool::connect(&admin).await.expect("connect to DATABASE_URL");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&pool)
-                    .await
-                    .expect("create database");
-                pool.close().await;
-                let mut url = url::Url::parse(&admin).expect("DATABASE_URL is a URL");
-                url.set_path(&format!("/{name}"));
-                Self {
-                    url: url.to_string(),
-                    kind,
-                    _dir: None,
-                    pg_admin: Some((admin, name)),
-                }
-            }
+        let scratch = match kind {
+            Db::Sqlite => ScratchDatabase::create(Backend::Sqlite, None).await,
+            Db::Postgres => ScratchDatabase::create(Backend::Postgres, Some(&pg_admin_url())).await,
+        }
+        .expect("scratch database");
+        Self {
+            url: scratch.url.clone(),
+            kind,
+            scratch,
         }
     }
 
@@ -77,14 +58,7 @@ impl TestDb {
     }
 
     pub async fn cleanup(self) {
-        if let Some((admin, name)) = &self.pg_admin {
-            if let Ok(pool) = sqlx::PgPool::connect(admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&pool)
-                    .await;
-                pool.close().await;
-            }
-        }
+        self.scratch.drop_database().await;
     }
 }
 
