@@ -1,1 +1,17 @@
-//! Placeholder until the python binding lands.
+//! `tasker_core._native`: the pyo3 layer of the Python package. Thin on purpose: it converts
+//! values (JSON text both ways) and errors (see `error.rs`); the engine is `tasker-core` and the
+//! user-facing API is the pure-Python `tasker_core` package.
+
+mod client;
+mod error;
+mod worker;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<client::NativeClient>()?;
+    m.add_class::<worker::NativeWorker>()?;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+"""Tasker: workflow orchestration with step handlers written as Python classes.
+
+The engine (persistence, queueing, retries, concurrency) is Tasker's Rust core; this
+package connects to it, registers templates, creates and follows tasks, and runs Python
+step handlers in a :class:`Worker`.
+
+::
+
+    import tasker_core
+    from tasker_core import StepHandler, StepContext
+
+    class ValidateOrder(StepHandler):
+        def call(self, context: StepContext):
+            return {"valid": context.input["order_id"] > 0}
+
+    client = tasker_core.connect()
+    client.register_templates("templates/")
+    with tasker_core.Worker(client, queues=["orders"], handlers=[ValidateOrder]):
+        task = client.create_task("orders", "process_order", context={"order_id": 7})
+        print(task.wait(timeout=30).state)
+"""
+
+from . import errors
+from ._native import __version__
+from .client import (
+    TERMINAL_STATES,
+    Client,
+    RegisteredTemplate,
+    Step,
+    Task,
+    Transition,
+    connect,
+    connect_async,
+)
+from .errors import (
+    HandlerNotFound,
+    PermanentError,
+    RetryableError,
+    TaskerError,
+    TaskNotFound,
+    TemplateError,
+    TemplateNotFound,
+    ValidationError,
+    WaitTimeout,
+)
+from .handler import HandlerRegistry, StepContext, StepHandler, StepResult, step_handler
+from .worker import ShutdownReport, Worker
+
+
+def resolve_database_url(database_url: "str | None" = None) -> str:
+    """The database :func:`connect` uses for ``database_url``: it, else
+    ``TASKER_DATABASE_URL``, else ``DATABASE_URL``, else ``sqlite://./tasker.db``."""
+    from . import _native
+
+    return _native.NativeClient.resolve_database_url(database_url)
+
+
+__all__ = [
+    "__version__",
+    "connect",
+    "connect_async",
+    "resolve_database_url",
+    "Client",
+    "Task",
+    "Step",
+    "Transition",
+    "RegisteredTemplate",
+    "TERMINAL_STATES",
+    "Worker",
+    "ShutdownReport",
+    "StepHandler",
+    "StepContext",
+    "StepResult",
+    "HandlerRegistry",
+    "step_handler",
+    "errors",
+    "TaskerError",
+    "TemplateError",
+    "TemplateNotFound",
+    "ValidationError",
+    "TaskNotFound",
+    "WaitTimeout",
+    "HandlerNotFound",
+    "PermanentError",
+    "RetryableError",
+]

@@ -1,0 +1,61 @@
+"""Type stubs for the pyo3 extension ``tasker_core._native``.
+
+Internal: values cross as JSON text; use the ``tasker_core`` package instead.
+"""
+
+from typing import List, Optional, Tuple
+
+__version__: str
+
+class NativeClient:
+    @staticmethod
+    def connect(database_url: Optional[str] = None, max_connections: int = 10) -> NativeClient: ...
+    @staticmethod
+    def resolve_database_url(explicit: Optional[str] = None) -> str: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    def register_templates(self, path: str) -> str: ...
+    def create_task(
+        self,
+        namespace: str,
+        name: str,
+        version: Optional[str],
+        context_json: str,
+        initiator: Optional[str],
+        source_system: Optional[str],
+        reason: Optional[str],
+        tags: List[str],
+        priority: int,
+        idempotency_key: Optional[str],
+    ) -> str: ...
+    def get_task(self, task_uuid: str) -> str: ...
+    def list_tasks(
+        self,
+        namespace: Optional[str] = None,
+        name: Optional[str] = None,
+        state: Optional[str] = None,
+        limit: Optional[int] = None,
+    ) -> str: ...
+    def cancel_task(self, task_uuid: str) -> str: ...
+    def wait_for_task(self, task_uuid: str, timeout_seconds: float) -> str: ...
+    def close(self) -> None: ...
+
+class NativeWorker:
+    @staticmethod
+    def start(
+        client: NativeClient,
+        queues: List[str],
+        concurrency: int = 8,
+        lease_seconds: float = 30.0,
+        dispatch_mode: str = "hybrid",
+        poll_interval_seconds: Optional[float] = None,
+        embedded_orchestration: bool = True,
+        worker_id: Optional[str] = None,
+    ) -> NativeWorker: ...
+    def poll(self, timeout_ms: int) -> Optional[str]: ...
+    def complete(self, event_id: int, outcome_json: str) -> None: ...
+    @property
+    def shutting_down(self) -> bool: ...
+    def shutdown(self, timeout_seconds: float) -> Tuple[int, int]: ...

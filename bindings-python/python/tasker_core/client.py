@@ -1,0 +1,472 @@
+"""The client: register templates, create tasks, follow them to the end.
+
+::
+
+    import tasker_core
+
+    client = tasker_core.connect()            # TASKER_DATABASE_URL / DATABASE_URL / ./tasker.db
+    client.register_templates("templates/")
+    task = client.create_task("orders", "process_order", context={"order_id": 7})
+    done = task.wait(timeout=60)
+    print(done.state, done.step("ship_order").result)
+
+Every blocking method has an ``*_async`` twin for asyncio code; it runs the call in a
+thread (the native call releases the GIL), so the event loop is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid as _uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from . import _native
+from .errors import InvalidArgument
+from .handler import _parse_time
+
+__all__ = ["connect", "Client", "Task", "Step", "Transition", "RegisteredTemplate", "TERMINAL_STATES"]
+
+TERMINAL_STATES = frozenset({"complete", "error", "cancelled", "resolved_manually"})
+
+UuidLike = Union[str, _uuid.UUID, "Task"]
+
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+
+
+def connect(database_url: Optional[str] = None, *, max_connections: int = 10) -> "Client":
+    """Connects to the engine's database (running migrations when needed).
+
+    Args:
+        database_url: ``sqlite://path/to/file.db``, a plain file path, or ``postgres://…``.
+            ``None`` uses ``TASKER_DATABASE_URL``, then ``DATABASE_URL``, then
+            ``sqlite://./tasker.db`` — the same default as the ``tasker`` CLI.
+        max_connections: PostgreSQL pool size.
+
+    Raises:
+        InvalidDatabaseUrl: the URL is malformed or its scheme unsupported.
+        DatabaseConnectionError: the database cannot be reached.
+    """
+    if database_url is not None:
+        database_url = os.fspath(database_url)
+        if not isinstance(database_url, str):
+            raise TypeError(f"database_url must be a str, got {type(database_url).__name__}")
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or not 1 <= max_connections <= 10_000:
+        raise InvalidArgument(f"max_connections must be an int between 1 and 10000, got {max_connections!r}")
+    return Client(_native.NativeClient.connect(database_url, max_connections))
+
+
+async def connect_async(database_url: Optional[str] = None, *, max_connections: int = 10) -> "Client":
+    """:func:`connect` for asyncio code."""
+    return await asyncio.to_thread(connect, database_url, max_connections=max_connections)
+
+
+@dataclass(frozen=True)
+class RegisteredTemplate:
+    """A template version that :meth:`Client.register_templates` stored."""
+
+    namespace: str
+    name: str
+    version: str
+    id: int
+    queues: List[str]
+    warnings: List[str]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One audited state change of a task (``step_name is None``) or of a step."""
+
+    step_name: Optional[str]
+    from_state: Optional[str]
+    to_state: str
+    event: str
+    metadata: Any
+    most_recent: bool
+    created_at: datetime
+
+    @classmethod
+    def _from_json(cls, d: Mapping[str, Any]) -> "Transition":
+        return cls(
+            step_name=d.get("step_name"),
+            from_state=d.get("from_state"),
+            to_state=d["to_state"],
+            event=d["event"],
+            metadata=d.get("metadata"),
+            most_recent=d["most_recent"],
+            created_at=_parse_time(d["created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """A workflow step of a task: its state, attempts, result and last error."""
+
+    step_uuid: str
+    name: str
+    state: str
+    attempts: int
+    max_attempts: int
+    retryable: bool
+    result: Any
+    error: Optional[Dict[str, Any]]
+    queue: str
+    dependencies: List[str]
+    next_retry_at: Optional[datetime]
+    created_at: datetime
+    first_attempted_at: Optional[datetime]
+    last_attempted_at: Optional[datetime]
+    completed_at: Optional[datetime]
+
+    @property
+    def is_complete(self) -> bool:
+        return self.state == "complete"
+
+    @classmethod
+    def _from_json(cls, d: Mapping[str, Any]) -> "Step":
+        return cls(
+            step_uuid=d["step_uuid"],
+            name=d["name"],
+            state=d["state"],
+            attempts=d["attempts"],
+            max_attempts=d["max_attempts"],
+            retryable=d["retryable"],
+            result=d.get("results"),
+            error=d.get("last_error"),
+            queue=d["queue"],
+            dependencies=list(d.get("dependencies") or ()),
+            next_retry_at=_opt_time(d.get("next_retry_at")),
+            created_at=_parse_time(d["created_at"]),
+            first_attempted_at=_opt_time(d.get("first_attempted_at")),
+            last_attempted_at=_opt_time(d.get("last_attempted_at")),
+            completed_at=_opt_time(d.get("completed_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as last read from the database.
+
+    ``steps`` and the transitions are filled in by :meth:`Client.get_task`,
+    :meth:`wait` and :meth:`refresh`; a task returned by :meth:`Client.create_task`,
+    :meth:`Client.list_tasks` or :meth:`Client.cancel_task` is a summary (``detailed`` is
+    ``False``, ``steps`` empty).
+    """
+
+    task_uuid: str
+    namespace: str
+    name: str
+    version: str
+    state: str
+    context: Any
+    initiator: Optional[str]
+    source_system: Optional[str]
+    reason: Optional[str]
+    tags: List[str]
+    priority: int
+    correlation_id: str
+    idempotency_key: Optional[str]
+    total_steps: int
+    completed_steps: int
+    active_steps: int
+    failed_steps: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: Optional[datetime]
+    steps: List[Step] = field(default_factory=list)
+    transitions: List[Transition] = field(default_factory=list)
+    step_transitions: List[Transition] = field(default_factory=list)
+    detailed: bool = False
+    created: bool = True
+    """``False`` when ``create_task`` found an existing task with the same idempotency key."""
+    _client: Optional["Client"] = field(default=None, repr=False, compare=False)
+
+    @property
+    def uuid(self) -> str:
+        return self.task_uuid
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task reached ``complete``, ``error``, ``cancelled`` or ``resolved_manually``."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def is_complete(self) -> bool:
+        return self.state == "complete"
+
+    def step(self, name: str) -> Step:
+        """The step called ``name`` (needs a detailed task)."""
+        for s in self.steps:
+            if s.name == name:
+                return s
+        if not self.detailed:
+            raise KeyError(f"task {self.task_uuid} was read as a summary; call refresh() or wait() for its steps")
+        raise KeyError(f"task {self.task_uuid} has no step '{name}' (steps: {', '.join(s.name for s in self.steps)})")
+
+    @property
+    def results(self) -> Dict[str, Any]:
+        """Each step's result, by step name."""
+        return {s.name: s.result for s in self.steps}
+
+    def wait(self, timeout: float = 60.0) -> "Task":
+        """Waits until the task is terminal and returns it with every step.
+
+        Raises:
+            WaitTimeout: still running after ``timeout`` seconds (a ``TimeoutError``).
+        """
+        return self._require_client().wait_for_task(self.task_uuid, timeout=timeout)
+
+    async def wait_async(self, timeout: float = 60.0) -> "Task":
+        """:meth:`wait` for asyncio code."""
+        return await asyncio.to_thread(self.wait, timeout)
+
+    def refresh(self) -> "Task":
+        """Reads the task again, with its steps."""
+        return self._require_client().get_task(self.task_uuid)
+
+    async def refresh_async(self) -> "Task":
+        return await asyncio.to_thread(self.refresh)
+
+    def cancel(self) -> "Task":
+        return self._require_client().cancel_task(self.task_uuid)
+
+    def _require_client(self) -> "Client":
+        if self._client is None:
+            raise RuntimeError("this Task is not bound to a client")
+        return self._client
+
+    @classmethod
+    def _from_summary(cls, d: Mapping[str, Any], client: Optional["Client"], created: bool = True) -> "Task":
+        return cls(
+            task_uuid=d["task_uuid"],
+            namespace=d["namespace"],
+            name=d["name"],
+            version=d["version"],
+            state=d["state"],
+            context=d.get("context"),
+            initiator=d.get("initiator"),
+            source_system=d.get("source_system"),
+            reason=d.get("reason"),
+            tags=list(d.get("tags") or ()),
+            priority=d["priority"],
+            correlation_id=d["correlation_id"],
+            idempotency_key=d.get("idempotency_key"),
+            total_steps=d["total_steps"],
+            completed_steps=d["completed_steps"],
+            active_steps=d["active_steps"],
+            failed_steps=d["failed_steps"],
+            created_at=_parse_time(d["created_at"]),
+            updated_at=_parse_time(d["updated_at"]),
+            completed_at=_opt_time(d.get("completed_at")),
+            created=created,
+            _client=client,
+        )
+
+    @classmethod
+    def _from_detail(cls, d: Mapping[str, Any], client: Optional["Client"]) -> "Task":
+        task = cls._from_summary(d["task"], client)
+        return replace(
+            task,
+            steps=[Step._from_json(s) for s in d["steps"]],
+            transitions=[Transition._from_json(t) for t in d["task_transitions"]],
+            step_transitions=[Transition._from_json(t) for t in d["step_transitions"]],
+            detailed=True,
+        )
+
+
+class Client:
+    """A connection to Tasker's database. Thread-safe; share one per process.
+
+    Create it with :func:`connect`.
+    """
+
+    def __init__(self, native: "_native.NativeClient") -> None:
+        self._native = native
+
+    def __repr__(self) -> str:
+        return f"<tasker_core.Client {self.backend} {self.database}>"
+
+    @property
+    def database(self) -> str:
+        """Where the client is connected (host/database or file), without credentials."""
+        return self._native.database
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+        return self._native.backend
+
+    def register_templates(self, path: Union[str, "os.PathLike[str]"]) -> List[RegisteredTemplate]:
+        """Loads, validates and registers every template in a YAML file or a directory.
+
+        Nothing is registered unless every file is valid.
+
+        Raises:
+            TemplateError: with one :class:`~tasker_core.errors.TemplateProblem` per problem
+                (file, step, field, message).
+        """
+        raw = self._native.register_templates(os.fspath(path))
+        return [RegisteredTemplate(**d) for d in json.loads(raw)]
+
+    def create_task(
+        self,
+        namespace: str,
+        name: str,
+        version: Optional[str] = None,
+        *,
+        context: Optional[Mapping[str, Any]] = None,
+        initiator: Optional[str] = None,
+        source_system: Optional[str] = None,
+        reason: Optional[str] = None,
+        tags: Sequence[str] = (),
+        priority: int = 0,
+        idempotency_key: Optional[str] = None,
+    ) -> Task:
+        """Creates a task from template ``namespace/name`` (highest version unless ``version``)
+        and enqueues its root steps.
+
+        Args:
+            context: the task's input, a JSON-serialisable mapping validated against the
+                template's ``input_schema``.
+            idempotency_key: creating twice with the same key returns the first task
+                (``task.created`` is then ``False``).
+
+        Raises:
+            TemplateNotFound: no such template (version).
+            ValidationError: ``context`` violates the input schema; ``path`` names the value.
+        """
+        _check_str("namespace", namespace)
+        _check_str("name", name)
+        for field_name, value in (
+            ("version", version),
+            ("initiator", initiator),
+            ("source_system", source_system),
+            ("reason", reason),
+            ("idempotency_key", idempotency_key),
+        ):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{field_name} must be a str or None, got {type(value).__name__} {value!r}")
+        if context is None:
+            context = {}
+        if not isinstance(context, Mapping):
+            raise TypeError(f"context must be a mapping (a JSON object), got {type(context).__name__}")
+        try:
+            context_json = json.dumps(context, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as e:
+            raise InvalidArgument(f"context is not JSON-serialisable: {e}") from e
+        if isinstance(tags, str):
+            raise TypeError("tags must be a sequence of str, not a single str")
+        tag_list = list(tags)
+        for t in tag_list:
+            if not isinstance(t, str):
+                raise TypeError(f"tags must be str, got {type(t).__name__} {t!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an int, got {type(priority).__name__} {priority!r}")
+        if not _I32_MIN <= priority <= _I32_MAX:
+            raise InvalidArgument(f"priority must fit in 32 bits, got {priority}")
+        raw = self._native.create_task(
+            namespace,
+            name,
+            version,
+            context_json,
+            initiator,
+            source_system,
+            reason,
+            tag_list,
+            priority,
+            idempotency_key,
+        )
+        doc = json.loads(raw)
+        return Task._from_summary(doc["task"], self, created=doc["created"])
+
+    def get_task(self, task_uuid: UuidLike) -> Task:
+        """The task with its steps (state, attempts, result, error) and transitions.
+
+        Raises:
+            TaskNotFound: no task has this uuid.
+        """
+        return Task._from_detail(json.loads(self._native.get_task(_uuid_str(task_uuid))), self)
+
+    def list_tasks(
+        self,
+        namespace: Optional[str] = None,
+        name: Optional[str] = None,
+        state: Optional[str] = None,
+        limit: Optional[int] = None,
+    ) -> List[Task]:
+        """Task summaries, newest first (at most ``limit``, default 100)."""
+        raw = self._native.list_tasks(namespace, name, state, limit)
+        return [Task._from_summary(d, self) for d in json.loads(raw)]
+
+    def cancel_task(self, task_uuid: UuidLike) -> Task:
+        """Cancels a task that has not finished. Steps already running finish, but their
+        results are ignored.
+
+        Raises:
+            IllegalTransition: the task already finished.
+        """
+        return Task._from_summary(json.loads(self._native.cancel_task(_uuid_str(task_uuid))), self)
+
+    def wait_for_task(self, task_uuid: UuidLike, timeout: float = 60.0) -> Task:
+        """Waits until the task is terminal; returns it with every step.
+
+        Raises:
+            WaitTimeout: still running after ``timeout`` seconds.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+        raw = self._native.wait_for_task(_uuid_str(task_uuid), float(timeout))
+        return Task._from_detail(json.loads(raw), self)
+
+    def close(self) -> None:
+        """Closes the connection pool. Workers using this client must be stopped first."""
+        self._native.close()
+
+    # asyncio twins -----------------------------------------------------------------------
+
+    async def register_templates_async(self, path: Union[str, "os.PathLike[str]"]) -> List[RegisteredTemplate]:
+        return await asyncio.to_thread(self.register_templates, path)
+
+    async def create_task_async(
+        self,
+        namespace: str,
+        name: str,
+        version: Optional[str] = None,
+        **kwargs: Any,
+    ) -> Task:
+        """:meth:`create_task` for asyncio code (same keyword arguments)."""
+        return await asyncio.to_thread(lambda: self.create_task(namespace, name, version, **kwargs))
+
+    async def get_task_async(self, task_uuid: UuidLike) -> Task:
+        return await asyncio.to_thread(self.get_task, task_uuid)
+
+    async def list_tasks_async(self, **kwargs: Any) -> List[Task]:
+        return await asyncio.to_thread(lambda: self.list_tasks(**kwargs))
+
+    async def cancel_task_async(self, task_uuid: UuidLike) -> Task:
+        return await asyncio.to_thread(self.cancel_task, task_uuid)
+
+    async def wait_for_task_async(self, task_uuid: UuidLike, timeout: float = 60.0) -> Task:
+        return await asyncio.to_thread(self.wait_for_task, task_uuid, timeout)
+
+
+def _uuid_str(value: UuidLike) -> str:
+    if isinstance(value, Task):
+        return value.task_uuid
+    if isinstance(value, _uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"task_uuid must be a str, uuid.UUID or Task, got {type(value).__name__}")
+
+
+def _check_str(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+
+
+def _opt_time(value: Optional[str]) -> Optional[datetime]:
+    return _parse_time(value) if value else None

@@ -1,0 +1,1 @@
+"""Integrations with web frameworks (import the submodule you need, e.g. ``tasker_core.contrib.fastapi``)."""

@@ -1,0 +1,269 @@
+"""Exceptions raised by tasker_core.
+
+Every exception derives from :class:`TaskerError`, whose ``code`` is a stable,
+machine-readable string (the engine's error code). Errors coming from the engine are
+created by the native extension, which looks these classes up by name, so they are
+ordinary Python classes: catch them, subclass them, pickle them.
+
+Two exceptions are meant to be *raised by step handlers*:
+
+* :class:`PermanentError` fails the step at once (no retry);
+* :class:`RetryableError` fails the attempt and lets the engine retry, optionally after
+  ``retry_after`` seconds instead of the template's backoff.
+
+Any other exception raised by a handler is a retryable failure carrying the exception's
+type name, message and traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+__all__ = [
+    "TaskerError",
+    "TemplateError",
+    "TemplateProblem",
+    "TemplateNotFound",
+    "TemplateConflict",
+    "ValidationError",
+    "TaskNotFound",
+    "IllegalTransition",
+    "InvalidArgument",
+    "DatabaseError",
+    "DatabaseConnectionError",
+    "InvalidDatabaseUrl",
+    "WaitTimeout",
+    "WorkerShutDown",
+    "UnknownEvent",
+    "HandlerNotFound",
+    "PermanentError",
+    "RetryableError",
+]
+
+
+class TaskerError(Exception):
+    """Root of every tasker_core exception.
+
+    Attributes:
+        code: stable machine-readable error code, e.g. ``"template_invalid"``.
+        message: the human-readable message (also ``str(error)``).
+    """
+
+    default_code = "tasker_error"
+
+    def __init__(self, message: str = "", *, code: Optional[str] = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self._details = details
+        for key, value in details.items():
+            setattr(self, key, value)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), self.message, self.code, self._details))
+
+
+def _rebuild(cls: type, message: str, code: str, details: Dict[str, Any]) -> TaskerError:
+    return cls(message, code=code, **details)
+
+
+class TemplateProblem:
+    """One problem found in a template: where it is and what is wrong."""
+
+    __slots__ = ("file", "template", "step", "field", "message")
+
+    def __init__(
+        self,
+        message: str,
+        file: Optional[str] = None,
+        template: Optional[str] = None,
+        step: Optional[str] = None,
+        field: Optional[str] = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.template = template
+        self.step = step
+        self.field = field
+
+    def __repr__(self) -> str:
+        parts = [f"{k}={getattr(self, k)!r}" for k in ("file", "template", "step", "field") if getattr(self, k)]
+        parts.append(f"message={self.message!r}")
+        return f"TemplateProblem({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TemplateProblem) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
+
+
+class TemplateError(TaskerError, ValueError):
+    """A template could not be read, parsed or validated.
+
+    Attributes:
+        problems: one :class:`TemplateProblem` per problem found (file, step, field, message).
+    """
+
+    default_code = "template_invalid"
+    problems: List[TemplateProblem]
+
+    def __init__(self, message: str = "", *, code: Optional[str] = None, problems: Any = (), **details: Any) -> None:
+        items = [p if isinstance(p, TemplateProblem) else TemplateProblem(**p) for p in problems]
+        super().__init__(message, code=code, problems=items, **details)
+
+
+class TemplateNotFound(TaskerError, LookupError):
+    """No registered template matches ``(namespace, name, version)``."""
+
+    default_code = "template_not_found"
+    namespace: str
+    name: str
+    version: Optional[str]
+
+
+class TemplateConflict(TaskerError, ValueError):
+    """The same template version is already registered with different content."""
+
+    default_code = "template_conflict"
+
+
+class ValidationError(TaskerError, ValueError):
+    """The task context does not satisfy the template's ``input_schema``.
+
+    Attributes:
+        path: JSON pointer of the failing value inside the context (``""`` for the whole
+            context), e.g. ``"/customer/email"``.
+        detail: what is wrong with it.
+    """
+
+    default_code = "validation_failed"
+    path: str
+    detail: str
+
+
+class TaskNotFound(TaskerError, LookupError):
+    """No task has this uuid."""
+
+    default_code = "task_not_found"
+    task_uuid: str
+
+
+class IllegalTransition(TaskerError):
+    """The requested change is not allowed from the current state (e.g. cancelling a finished task)."""
+
+    default_code = "illegal_transition"
+
+
+class InvalidArgument(TaskerError, ValueError):
+    """An argument was rejected; the message names it and the value at fault."""
+
+    default_code = "invalid_argument"
+
+
+class DatabaseError(TaskerError):
+    """The database failed (query, migration, queue or corrupt data)."""
+
+    default_code = "database_error"
+
+
+class DatabaseConnectionError(DatabaseError):
+    """The database could not be reached. The message names the host or file, never credentials."""
+
+    default_code = "database_unreachable"
+
+
+class InvalidDatabaseUrl(DatabaseError, ValueError):
+    """The database URL is malformed or names an unsupported scheme."""
+
+    default_code = "database_url_invalid"
+
+
+class WaitTimeout(TaskerError, TimeoutError):
+    """A task did not finish within the time given to ``wait``."""
+
+    default_code = "timeout"
+    timeout: float
+
+
+class WorkerShutDown(TaskerError):
+    """The worker is shut down."""
+
+    default_code = "shut_down"
+
+
+class UnknownEvent(TaskerError):
+    """A completion referred to a step event the worker never handed out, or already completed."""
+
+    default_code = "unknown_event"
+
+
+class HandlerNotFound(TaskerError, LookupError):
+    """No handler matches a step's ``handler.callable``.
+
+    A worker that meets such a step fails it permanently with error type
+    ``handler_not_found``; this exception is what resolution raises.
+    """
+
+    default_code = "handler_not_found"
+    callable: str
+
+
+class PermanentError(TaskerError):
+    """Raise from a handler to fail the step without retrying.
+
+    Args:
+        message: why the step failed.
+        error_type: machine-readable kind (defaults to the exception's class name).
+        metadata: JSON-serialisable details stored with the error.
+    """
+
+    default_code = "permanent_error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        error_type: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        code: Optional[str] = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, code=code, error_type=error_type, metadata=metadata, **details)
+
+
+class RetryableError(TaskerError):
+    """Raise from a handler to fail this attempt and have the engine retry the step.
+
+    Args:
+        message: why the attempt failed.
+        retry_after: seconds to wait before the next attempt (overrides the template's
+            backoff); ``None`` uses the backoff.
+        error_type: machine-readable kind (defaults to the exception's class name).
+        metadata: JSON-serialisable details stored with the error.
+    """
+
+    default_code = "retryable_error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: Optional[float] = None,
+        error_type: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        code: Optional[str] = None,
+        **details: Any,
+    ) -> None:
+        if retry_after is not None:
+            _check_retry_after(retry_after)
+        super().__init__(
+            message, code=code, retry_after=retry_after, error_type=error_type, metadata=metadata, **details
+        )
+
+
+def _check_retry_after(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"retry_after must be a number of seconds, got {type(value).__name__} {value!r}")
+    if not (value >= 0) or value == float("inf"):
+        raise ValueError(f"retry_after must be a finite, non-negative number of seconds, got {value!r}")
+    return float(value)

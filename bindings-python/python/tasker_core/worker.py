@@ -1,0 +1,353 @@
+"""The worker: claims steps from queues and runs Python handlers for them.
+
+::
+
+    with tasker_core.Worker(client, queues=["orders"], handlers=[ValidateOrder], concurrency=4):
+        ...  # steps of the "orders" queue run in background threads meanwhile
+
+    # or, as a process's main loop (returns on SIGINT/SIGTERM, after a graceful stop):
+    tasker_core.Worker(client, queues=["orders"]).run()
+
+``concurrency`` threads each poll the engine (with the GIL released) and run sync handlers;
+async handlers run on an asyncio event loop that the worker owns, in its own thread. The
+engine never hands out more than ``concurrency`` steps at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
+
+from . import _native, outcome
+from .client import Client
+from .errors import InvalidArgument, TaskerError, UnknownEvent, WorkerShutDown
+from .handler import HandlerLike, HandlerRegistry, Resolver, StepContext, StepResult
+
+__all__ = ["Worker", "ShutdownReport"]
+
+log = logging.getLogger("tasker_core.worker")
+
+Handlers = Union[HandlerRegistry, Mapping[str, HandlerLike], Iterable[HandlerLike], None]
+
+# poll() waits in slices this long, so stop() and Ctrl-C are noticed quickly.
+_POLL_SLICE_MS = 200
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    """What :meth:`Worker.stop` did."""
+
+    released: int
+    """Steps claimed but not started: given back to their queue."""
+    abandoned: int
+    """Steps still running at the deadline: made visible to other workers."""
+    timed_out: bool
+    """Whether some worker thread was still busy when ``stop`` returned."""
+
+
+class Worker:
+    """Runs the handlers of the steps in ``queues``.
+
+    Args:
+        client: a :class:`~tasker_core.Client`.
+        queues: queue names to claim from (a template's steps go to the queue named after its
+            namespace unless a step names another).
+        handlers: handler classes/functions (registered under their ``handler_name``, their
+            class path ``module.QualName`` and their bare name), a ``{name: handler}`` mapping,
+            or a :class:`~tasker_core.handler.HandlerRegistry`. Handlers registered with
+            :func:`~tasker_core.step_handler` and importable class paths are found too.
+        concurrency: steps run at once (and threads running sync handlers).
+        lease_seconds: how long a claimed step stays invisible to other workers; renewed
+            while its handler runs.
+        dispatch_mode: ``"hybrid"`` (default), ``"event_driven"`` or ``"polling"``.
+        poll_interval: fallback polling interval in seconds (default: engine's).
+        embedded_orchestration: also run the engine's retry/timeout loop in this process.
+        worker_id: recorded in the audit trail (default ``host:pid``).
+        shutdown_timeout: default for :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        queues: Sequence[str],
+        handlers: Handlers = None,
+        concurrency: int = 8,
+        *,
+        lease_seconds: float = 30.0,
+        dispatch_mode: str = "hybrid",
+        poll_interval: Optional[float] = None,
+        embedded_orchestration: bool = True,
+        worker_id: Optional[str] = None,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(client, Client):
+            raise TypeError(f"client must be a tasker_core.Client, got {type(client).__name__}")
+        if isinstance(queues, str):
+            queues = [queues]
+        queue_list = list(queues)
+        if not queue_list:
+            raise InvalidArgument("a worker needs at least one queue")
+        for q in queue_list:
+            if not isinstance(q, str):
+                raise TypeError(f"queue names must be str, got {type(q).__name__} {q!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000:
+            raise InvalidArgument(f"concurrency must be an int between 1 and 10000, got {concurrency!r}")
+        self._client = client
+        self._queues = queue_list
+        self._concurrency = concurrency
+        self._options = dict(
+            lease_seconds=float(lease_seconds),
+            dispatch_mode=dispatch_mode,
+            poll_interval_seconds=None if poll_interval is None else float(poll_interval),
+            embedded_orchestration=bool(embedded_orchestration),
+            worker_id=worker_id,
+        )
+        self._shutdown_timeout = float(shutdown_timeout)
+        self._registry = _as_registry(handlers)
+        self._resolver = Resolver(self._registry)
+        self._native: Optional[_native.NativeWorker] = None
+        self._threads: List[threading.Thread] = []
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_thread: Optional[threading.Thread] = None
+        self._lifecycle = threading.Lock()
+        self._stop_requested = threading.Event()
+        self._report: Optional[ShutdownReport] = None
+        self._counts_lock = threading.Lock()
+        self.completed = 0
+        """Steps whose handler succeeded."""
+        self.failed = 0
+        """Steps whose handler failed (or could not be run)."""
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("stopped" if self._report else "new")
+        return f"<tasker_core.Worker queues={self._queues} concurrency={self._concurrency} {state}>"
+
+    @property
+    def queues(self) -> List[str]:
+        return list(self._queues)
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
+
+    @property
+    def registry(self) -> HandlerRegistry:
+        """The handlers given to this worker; register more before :meth:`start`."""
+        return self._registry
+
+    @property
+    def running(self) -> bool:
+        return self._native is not None and self._report is None
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> "Worker":
+        """Starts claiming steps in background threads. Returns ``self``."""
+        with self._lifecycle:
+            if self._native is not None:
+                raise RuntimeError("this worker was already started (a Worker runs once)")
+            self._native = _native.NativeWorker.start(
+                self._client._native, self._queues, self._concurrency, **self._options
+            )
+            self._start_loop()
+            for i in range(self._concurrency):
+                t = threading.Thread(target=self._poll_loop, name=f"tasker-worker-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        log.info("worker started on queues %s with concurrency %d", self._queues, self._concurrency)
+        return self
+
+    def stop(self, timeout: Optional[float] = None) -> ShutdownReport:
+        """Stops gracefully: no new steps are claimed, claimed-but-unstarted steps go back to
+        the queue, and running handlers get up to ``timeout`` seconds to finish (their results
+        are recorded). Returns within about ``timeout`` seconds; steps still running then are
+        handed to other workers. Idempotent."""
+        timeout = self._shutdown_timeout if timeout is None else float(timeout)
+        if timeout < 0 or timeout != timeout:
+            raise InvalidArgument(f"timeout must be a non-negative number of seconds, got {timeout}")
+        with self._lifecycle:
+            self._stop_requested.set()
+            if self._report is not None:
+                return self._report
+            if self._native is None:
+                self._report = ShutdownReport(0, 0, False)
+                return self._report
+            deadline = time.monotonic() + timeout
+            released, abandoned = self._native.shutdown(timeout)
+            me = threading.current_thread()
+            for t in self._threads:
+                if t is not me:
+                    t.join(max(0.0, deadline - time.monotonic()))
+            busy = any(t.is_alive() and t is not me for t in self._threads)
+            self._stop_loop(max(0.0, deadline - time.monotonic()))
+            busy = busy or (self._loop_thread is not None and self._loop_thread.is_alive())
+            self._report = ShutdownReport(released, abandoned, busy)
+        log.info("worker stopped: %s", self._report)
+        return self._report
+
+    def run(self, install_signal_handlers: bool = True) -> ShutdownReport:
+        """Starts (if needed) and blocks until SIGINT/SIGTERM or :meth:`stop`, then stops
+        gracefully and returns the report."""
+        if self._native is None:
+            self.start()
+        restore: List[Any] = []
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+
+            def on_signal(signum: int, _frame: Any) -> None:
+                log.info("received %s; stopping", signal.Signals(signum).name)
+                self._stop_requested.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                restore.append((sig, signal.signal(sig, on_signal)))
+        try:
+            # Short waits: the main thread must return to the interpreter for signal handlers
+            # to run.
+            while not self._stop_requested.wait(0.2):
+                pass
+        finally:
+            for sig, previous in restore:
+                signal.signal(sig, previous)
+        return self.stop()
+
+    def __enter__(self) -> "Worker":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # polling and dispatch ----------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        native = self._native
+        assert native is not None
+        while True:
+            try:
+                raw = native.poll(_POLL_SLICE_MS)
+            except Exception:  # the native poll does not raise; be defensive anyway
+                log.exception("polling failed")
+                time.sleep(0.1)
+                continue
+            if raw is None:
+                if native.shutting_down:
+                    return
+                continue
+            self._dispatch(raw)
+
+    def _dispatch(self, raw: str) -> None:
+        event = json.loads(raw)
+        event_id = event["event_id"]
+        step_name = event.get("step_name", "")
+        try:
+            context = StepContext._from_event(event)
+            fn = self._resolver.resolve(context.handler_callable, context.handler_method)
+            value = fn(context)
+        except BaseException as e:  # even SystemExit: the step fails, the worker keeps serving
+            self._finish(event_id, step_name, outcome.from_exception(e))
+            return
+        if inspect.isawaitable(value):
+            self._submit_async(event_id, step_name, value)
+            return
+        self._finish(event_id, step_name, outcome.from_return(value))
+
+    def _submit_async(self, event_id: int, step_name: str, awaitable: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+
+        async def run() -> Any:
+            return await awaitable
+
+        def done(fut: "Any") -> None:
+            try:
+                value = fut.result()
+            except BaseException as e:  # CancelledError at shutdown included
+                result = outcome.from_exception(e)
+            else:
+                result = outcome.from_return(value)
+            self._finish(event_id, step_name, result)
+
+        try:
+            asyncio.run_coroutine_threadsafe(run(), loop).add_done_callback(done)
+        except RuntimeError as e:  # loop already closed: the worker is stopping
+            self._finish(event_id, step_name, outcome.from_exception(e))
+
+    def _finish(self, event_id: int, step_name: str, result: StepResult) -> None:
+        text = outcome.encode(result, step_name)
+        ok = result.is_success and text.startswith('{"status":"success"')
+        with self._counts_lock:
+            if ok:
+                self.completed += 1
+            else:
+                self.failed += 1
+        native = self._native
+        assert native is not None
+        try:
+            native.complete(event_id, text)
+        except (UnknownEvent, WorkerShutDown) as e:
+            # The attempt timed out or the worker stopped before the handler returned: the
+            # engine already gave the step to someone else, so this result is dropped.
+            log.warning("result of step %r dropped: %s", step_name, e)
+        except TaskerError:
+            log.exception("could not report the result of step %r", step_name)
+
+    # asyncio loop ------------------------------------------------------------------------
+
+    def _start_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            try:
+                loop.run_forever()
+            finally:
+                try:
+                    pending = asyncio.all_tasks(loop)
+                    for task in pending:
+                        task.cancel()
+                    if pending:
+                        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                finally:
+                    loop.close()
+
+        self._loop = loop
+        self._loop_thread = threading.Thread(target=run, name="tasker-worker-asyncio", daemon=True)
+        self._loop_thread.start()
+        ready.wait(5)
+
+    def _stop_loop(self, timeout: float) -> None:
+        loop, thread = self._loop, self._loop_thread
+        if loop is None or thread is None:
+            return
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:
+            pass  # already closed
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+def _as_registry(handlers: Handlers) -> HandlerRegistry:
+    if isinstance(handlers, HandlerRegistry):
+        return handlers
+    registry = HandlerRegistry()
+    if handlers is None:
+        return registry
+    if isinstance(handlers, Mapping):
+        for name, h in handlers.items():
+            registry.register(h, name)
+        return registry
+    if callable(handlers):
+        handlers = [handlers]
+    for h in handlers:
+        registry.register(h)
+    return registry
+

@@ -1,0 +1,106 @@
+//! `NativeWorker`: the poll/complete half of [`tasker_core::Worker`]. The Python layer runs the
+//! handlers; this file only moves events out and outcomes in.
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use tasker_core::outcome::StepOutcome;
+use tasker_core::{runtime, DispatchMode, Poll, TaskerError, Worker, WorkerConfig};
+
+use crate::client::{block, to_json, NativeClient};
+use crate::error::{to_py, MapPy};
+
+fn invalid(msg: String) -> PyErr {
+    to_py(TaskerError::InvalidArgument(msg))
+}
+
+fn seconds(field: &str, value: f64) -> PyResult<Duration> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(invalid(format!(
+            "{field} must be a non-negative number of seconds, got {value}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(value.min(1e9)))
+}
+
+/// A running worker claiming steps from its queues.
+#[pyclass(module = "tasker_core._native", frozen)]
+pub struct NativeWorker {
+    worker: Worker,
+}
+
+#[pymethods]
+impl NativeWorker {
+    /// Starts claiming (background tasks on the core's runtime).
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (client, queues, concurrency=8, lease_seconds=30.0, dispatch_mode="hybrid", poll_interval_seconds=None, embedded_orchestration=true, worker_id=None))]
+    fn start(
+        py: Python<'_>,
+        client: &NativeClient,
+        queues: Vec<String>,
+        concurrency: usize,
+        lease_seconds: f64,
+        dispatch_mode: &str,
+        poll_interval_seconds: Option<f64>,
+        embedded_orchestration: bool,
+        worker_id: Option<String>,
+    ) -> PyResult<Self> {
+        let mut config = WorkerConfig::new(queues);
+        config.concurrency = concurrency;
+        config.lease = seconds("lease_seconds", lease_seconds)?;
+        config.dispatch_mode = dispatch_mode.parse::<DispatchMode>().map_py()?;
+        config.poll_interval = poll_interval_seconds
+            .map(|s| seconds("poll_interval", s))
+            .transpose()?;
+        config.embedded_orchestration = embedded_orchestration;
+        if let Some(id) = worker_id {
+            config.worker_id = id;
+        }
+        let tasker = client.tasker.clone();
+        let worker = block(py, move || async move { Worker::start(&tasker, config).await })?;
+        Ok(Self { worker })
+    }
+
+    /// Waits up to `timeout_ms` for a step event. Returns the event as JSON, or `None` when
+    /// nothing arrived or the worker is shutting down (see `shutting_down`).
+    fn poll(&self, py: Python<'_>, timeout_ms: u64) -> PyResult<Option<String>> {
+        // Released GIL: the handlers this worker runs on other threads need it, and holding it
+        // here while the core blocks would deadlock a sync handler that the poll waits for.
+        let worker = &self.worker;
+        match py.detach(|| worker.poll(Duration::from_millis(timeout_ms))) {
+            Poll::Event(event) => to_json(&*event).map(Some),
+            Poll::Empty | Poll::ShutDown => Ok(None),
+        }
+    }
+
+    /// Reports an outcome (`{"status": "success", ...}` / `{"status": "failure", ...}` JSON).
+    /// Never waits for the database.
+    fn complete(&self, py: Python<'_>, event_id: u64, outcome_json: &str) -> PyResult<()> {
+        let worker = &self.worker;
+        py.detach(|| {
+            let outcome: StepOutcome = serde_json::from_str(outcome_json)
+                .map_err(|e| TaskerError::InvalidArgument(format!("outcome of event {event_id} is invalid: {e}")))?;
+            worker.complete(event_id, outcome)
+        })
+        .map_py()
+    }
+
+    /// Whether shutdown has begun (`poll` returns `None` from then on).
+    #[getter]
+    fn shutting_down(&self) -> bool {
+        self.worker.is_shutting_down()
+    }
+
+    /// Graceful shutdown: stop claiming, release unstarted events, wait up to `timeout_seconds`
+    /// for in-flight handlers. Returns `(released, abandoned)`.
+    fn shutdown(&self, py: Python<'_>, timeout_seconds: f64) -> PyResult<(usize, usize)> {
+        let deadline = seconds("timeout", timeout_seconds)?;
+        let worker = self.worker.clone();
+        let report = py
+            .detach(|| runtime::block_on(async move { worker.shutdown(deadline).await }))
+            .and_then(|r| r)
+            .map_py()?;
+        Ok((report.released, report.abandoned))
+    }
+}
