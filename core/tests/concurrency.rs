@@ -41,8 +41,8 @@ async fn four_workers_run_every_step_exactly_once(db: Db) {
     }
     // 500 diamonds = 2,000 steps, created from several tasks at once.
     let mut creators = tokio::task::JoinSet::new();
-    for c in 0..4 {
-        let t = engines[c].clone();
+    for engine in &engines {
+        let t = engine.clone();
         creators.spawn(async move {
             let mut ids = Vec::new();
             for i in 0..125 {
@@ -73,9 +73,11 @@ async fn four_workers_run_every_step_exactly_once(db: Db) {
             assert_eq!(step.attempts, 1, "{step:?}");
         }
     }
-    let runs = runs.lock().expect("lock");
-    assert_eq!(runs.len(), 2000);
-    assert!(runs.values().all(|&n| n == 1), "a step ran more than once");
+    {
+        let runs = runs.lock().expect("lock");
+        assert_eq!(runs.len(), 2000);
+        assert!(runs.values().all(|&n| n == 1), "a step ran more than once");
+    }
     for w in workers {
         w.stop().await;
     }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test suite, on SQLite and on PostgreSQL:
+#   Rust engine + CLI (cargo), Python (pytest), Ruby (RSpec), TypeScript (node --test),
+#   and the cross-language end-to-end tests.
+# PostgreSQL: DATABASE_URL if set, otherwise a throwaway cluster started and stopped here.
+# Installs what it needs (apt packages, a Python venv, node_modules) on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/postgres.sh
+use_postgres
+
+echo "==> Rust: format, lint, tests (engine + CLI)"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo build -p tasker-cli
+cargo test
+
+for lang in python ruby node; do
+  if [ -x "bindings-$lang/scripts/test.sh" ]; then
+    echo "==> $lang package"
+    "bindings-$lang/scripts/test.sh"
+  fi
+done
+
+if [ -x tests/run.sh ]; then
+  echo "==> cross-language end-to-end tests"
+  tests/run.sh
+fi
+echo "==> all test suites passed"
