@@ -1,0 +1,107 @@
+"""Shared fixtures.
+
+Every test module runs once per backend: SQLite (a fresh file per module) always, and
+PostgreSQL (``DATABASE_URL``) when it is set or requested with
+``TASKER_TEST_BACKENDS=sqlite,postgres``. Each test gets its own template namespace (and so
+its own queue), which isolates it from other tests and other suites sharing the database.
+"""
+
+import contextlib
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+# The sample handlers are imported by class path, as an application's would be.
+sys.path.insert(0, str(HERE))
+
+import tasker_core  # noqa: E402
+
+TEMPLATES = HERE / "fixtures" / "templates"
+
+
+def _backends() -> List[str]:
+    requested = os.environ.get("TASKER_TEST_BACKENDS", "").strip()
+    if requested:
+        names = [b.strip() for b in requested.split(",") if b.strip()]
+    else:
+        names = ["sqlite"] + (["postgres"] if os.environ.get("DATABASE_URL") else [])
+    unknown = set(names) - {"sqlite", "postgres"}
+    if unknown:
+        raise pytest.UsageError(f"TASKER_TEST_BACKENDS has unknown backends: {sorted(unknown)}")
+    return names
+
+
+BACKENDS = _backends()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "postgres" in BACKENDS and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        raise pytest.UsageError(
+            "PostgreSQL tests were requested but DATABASE_URL is not a postgres:// URL "
+            f"(DATABASE_URL={os.environ.get('DATABASE_URL')!r})"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"tasker backends: {', '.join(BACKENDS)}"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return "sqlite://" + str(tmp_path_factory.mktemp("sqlite") / "tasker.db")
+    return os.environ["DATABASE_URL"]
+
+
+@pytest.fixture(scope="module")
+def client(db_url: str) -> Iterator[tasker_core.Client]:
+    c = tasker_core.connect(db_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "py_" + uuid.uuid4().hex[:10]
+
+
+def write_templates(dest: Path, namespace: str, *names: str) -> Path:
+    """Copies fixture templates into `dest` with their namespace replaced."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        text = (TEMPLATES / f"{name}.yaml").read_text()
+        assert "namespace_name: NAMESPACE" in text, name
+        (dest / f"{name}.yaml").write_text(text.replace("namespace_name: NAMESPACE", f"namespace_name: {namespace}"))
+    return dest
+
+
+@pytest.fixture
+def register(client: tasker_core.Client, namespace: str, tmp_path: Path):
+    """register("linear", "diamond") registers fixture templates under this test's namespace."""
+
+    def _register(*names: str):
+        return client.register_templates(write_templates(tmp_path / "templates" / namespace, namespace, *names))
+
+    return _register
+
+
+@pytest.fixture
+def start_worker(client: tasker_core.Client, namespace: str):
+    """start_worker(handlers=..., concurrency=...) starts a worker on this test's queue and
+    stops it after the test."""
+    workers: List[tasker_core.Worker] = []
+
+    def _start(handlers=None, concurrency: int = 4, queues=None, **options) -> tasker_core.Worker:
+        w = tasker_core.Worker(client, queues or [namespace], handlers, concurrency, **options)
+        workers.append(w.start())
+        return w
+
+    yield _start
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w.stop(10)

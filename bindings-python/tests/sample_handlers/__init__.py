@@ -1,0 +1,1 @@
+"""Step handlers used by the test templates (resolved by class path or registered by name)."""
