@@ -327,7 +327,7 @@ def step_handler(name: str, *, registry: Optional[HandlerRegistry] = None) -> Ca
             handler.handler_name = name  # type: ignore[union-attr]
         except (AttributeError, TypeError):
             pass
-        (registry or default_registry).register(handler, name)
+        (registry if registry is not None else default_registry).register(handler, name)
         return handler
 
     return decorate
