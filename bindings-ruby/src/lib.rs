@@ -1,1 +1,42 @@
-//! Placeholder until the ruby binding lands.
+//! Native part of the `tasker-core-rb` gem: a thin magnus layer over `tasker-core`.
+//!
+//! Only conversion and error mapping live here; the Ruby API (keyword arguments, handler
+//! classes, threads, Rails) is in `lib/tasker_core/`. Modules: [`client`] (the `Tasker` handle),
+//! [`worker`] (poll/complete), [`convert`] (JSON <-> Ruby), [`error`] (the one error mapping),
+//! [`gvl`] (waiting without the GVL).
+
+mod client;
+mod convert;
+mod error;
+mod gvl;
+mod worker;
+
+use magnus::{function, prelude::*, Error, Ruby, Value};
+
+/// `TaskerCore::Native.json_roundtrip(obj)`: `obj` as the engine would store it (String keys,
+/// Symbols as Strings), or `TaskerCore::SerializationError`. Used by the testing helpers so that
+/// handler results are checked exactly as a worker would check them.
+fn json_roundtrip(ruby: &Ruby, value: Value) -> Result<Value, Error> {
+    let json = convert::to_json(value, "result").map_err(|e| error::raise(ruby, e))?;
+    Ok(convert::to_ruby(ruby, &json))
+}
+
+/// `TaskerCore::Native.block_holding_gvl(seconds)`: test support only. Blocks the calling thread
+/// WITHOUT releasing the GVL, the control case for the specs that prove `poll` releases it.
+fn block_holding_gvl(seconds: f64) {
+    if seconds.is_finite() && seconds > 0.0 {
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds.min(60.0)));
+    }
+}
+
+#[magnus::init(name = "tasker_core_native")]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    let root = ruby.define_module("TaskerCore")?;
+    let native = root.define_module("Native")?;
+    native.define_singleton_method("json_roundtrip", function!(json_roundtrip, 1))?;
+    native.define_singleton_method("block_holding_gvl", function!(block_holding_gvl, 1))?;
+    native.const_set("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
+    client::define(ruby, native)?;
+    worker::define(ruby, native)?;
+    Ok(())
+}

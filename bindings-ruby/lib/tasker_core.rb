@@ -1,0 +1,86 @@
+# frozen_string_literal: true
+
+require "logger"
+require "time"
+
+require_relative "tasker_core/version"
+require_relative "tasker_core/errors"
+require_relative "tasker_core/native"
+require_relative "tasker_core/step_result"
+require_relative "tasker_core/step_context"
+require_relative "tasker_core/step_handler"
+require_relative "tasker_core/handler_registry"
+require_relative "tasker_core/execution"
+require_relative "tasker_core/task"
+require_relative "tasker_core/client"
+require_relative "tasker_core/worker"
+require_relative "tasker_core/testing"
+
+# Tasker for Ruby: workflows of steps (task templates), run by step handlers written as Ruby
+# classes, on an embedded Rust engine that persists to SQLite or PostgreSQL.
+#
+#   client = TaskerCore.connect(database_url: "sqlite://tasker.db")
+#   client.register_templates("config/tasker/templates")
+#   task = client.create_task(namespace: "payments", name: "charge", context: { "amount_cents" => 500 })
+#   TaskerCore::Worker.new(client, queues: ["payments"]).run
+module TaskerCore
+  @handlers = HandlerRegistry.new
+  @logger = nil
+
+  class << self
+    # Handlers defined with {step_handler} (and any registered with `TaskerCore.handlers.register`),
+    # consulted by every worker.
+    # @return [HandlerRegistry]
+    attr_reader :handlers
+
+    # @return [Logger]
+    def logger
+      @logger ||= Logger.new($stderr, level: Logger::WARN, progname: "tasker")
+    end
+
+    # @param logger [Logger]
+    attr_writer :logger
+
+    # Connects to Tasker's database, running migrations if needed.
+    #
+    # The URL defaults like the `tasker` CLI: `TASKER_DATABASE_URL`, else `DATABASE_URL`, else
+    # `sqlite://./tasker.db`.
+    # @param database_url [String, nil] `sqlite://PATH`, a file path, or `postgres://...`
+    # @param max_connections [Integer, nil] PostgreSQL pool size (default 10)
+    # @return [Client]
+    # @raise [ConnectionError, ConfigurationError]
+    def connect(database_url: nil, max_connections: nil)
+      unless database_url.nil? || database_url.is_a?(String)
+        raise InvalidArgumentError, "database_url must be a String or nil, got #{database_url.inspect}"
+      end
+      unless max_connections.nil? || (max_connections.is_a?(Integer) && max_connections.positive?)
+        raise InvalidArgumentError, "max_connections must be a positive Integer, got #{max_connections.inspect}"
+      end
+
+      Client.new(Native::Client.connect(database_url, max_connections))
+    end
+
+    # Defines a handler from a block and registers it under `name` in {handlers}.
+    #
+    #   TaskerCore.step_handler("send_receipt") do |context|
+    #     { "sent_to" => context.input["email"] }
+    #   end
+    #
+    # The block runs with a {StepHandler::Base} instance as `self` (`success`, `failure` and
+    # `config` are available).
+    # @param name [String, Symbol] the callable steps name in their template
+    # @return [Class] the handler class
+    def step_handler(name, &block)
+      klass = StepHandler.from_block(name.to_s, &block)
+      handlers.register(klass, name: name.to_s)
+      klass
+    end
+
+    # @api private
+    def parse_time(value)
+      value && Time.iso8601(value)
+    end
+  end
+end
+
+require_relative "tasker_core/railtie" if defined?(Rails::Railtie)

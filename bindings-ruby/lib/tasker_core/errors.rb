@@ -1,0 +1,117 @@
+# frozen_string_literal: true
+
+module TaskerCore
+  # Root of every exception this gem raises. The native layer sets {#code} to the engine's
+  # stable error code (e.g. "validation_failed", "task_not_found").
+  class Error < StandardError
+    # @return [String, nil] machine-readable code of the engine error
+    attr_reader :code
+
+    # @param message [String, nil]
+    # @param code [String, nil]
+    def initialize(message = nil, code: nil)
+      super(message)
+      @code = code
+    end
+  end
+
+  # A task context failed the template's `input_schema` (or a size limit).
+  class ValidationError < Error
+    # @return [String] JSON pointer of the failing value in the context ("" for the whole context)
+    attr_reader :path
+  end
+
+  # A template file could not be read, parsed or validated.
+  class TemplateError < Error
+    # @return [Array<Hash{Symbol => String, nil}>] one entry per problem with the keys
+    #   :file, :template, :step, :field and :message
+    def problems
+      @problems || []
+    end
+  end
+
+  # No registered template matches (namespace, name, version).
+  class TemplateNotFound < Error; end
+
+  # The same template version was registered before with different content.
+  class TemplateConflict < Error; end
+
+  # No task has this uuid.
+  class TaskNotFound < Error
+    # @return [String, nil]
+    attr_reader :task_uuid
+  end
+
+  # The operation is not allowed in the task's current state (e.g. cancelling a finished task).
+  class InvalidStateError < Error; end
+
+  # The database URL is malformed or names an unsupported scheme.
+  class ConfigurationError < Error; end
+
+  # The database failed (query, migration, queue or corrupt data).
+  class DatabaseError < Error; end
+
+  # The database could not be reached.
+  class ConnectionError < DatabaseError; end
+
+  # Waiting (e.g. {Task#wait}) ran out of time.
+  class TimeoutError < Error; end
+
+  # A completion named a step event this worker never handed out, or already completed.
+  class UnknownEventError < Error; end
+
+  # The worker is shut down.
+  class ShutDownError < Error; end
+
+  # An argument was rejected; the message names it.
+  class InvalidArgumentError < Error; end
+
+  # A value has no JSON form (NaN, an arbitrary object, invalid UTF-8, ...).
+  class SerializationError < Error
+    # @return [String] where the value was found, e.g. "result.items[2].price"
+    attr_reader :path
+  end
+
+  # No handler matches a step's callable.
+  class HandlerNotFound < Error
+    # @return [String, nil] the callable that could not be resolved
+    attr_reader :callable
+
+    def initialize(message = nil, callable: nil)
+      super(message, code: "handler_not_found")
+      @callable = callable
+    end
+  end
+
+  # Raise from a handler to fail the step without retrying it.
+  class PermanentError < Error
+    # @return [String, nil] error type recorded on the step (default: the exception's class name)
+    attr_reader :error_type
+    # @return [Hash] extra data recorded with the failure
+    attr_reader :metadata
+
+    def initialize(message = nil, error_type: nil, metadata: {})
+      super(message)
+      @error_type = error_type
+      @metadata = metadata
+    end
+  end
+
+  # Raise from a handler to fail this attempt and retry the step (while attempts remain),
+  # optionally after `retry_after` seconds instead of the template's backoff.
+  class RetryableError < Error
+    # @return [Numeric, nil] seconds to wait before the next attempt
+    attr_reader :retry_after
+    # @return [String, nil] error type recorded on the step (default: the exception's class name)
+    attr_reader :error_type
+    # @return [Hash] extra data recorded with the failure
+    attr_reader :metadata
+
+    def initialize(message = nil, retry_after: nil, error_type: nil, metadata: {})
+      super(message)
+      @retry_after = retry_after
+      @error_type = error_type
+      @metadata = metadata
+    end
+  end
+end

@@ -1,0 +1,85 @@
+# frozen_string_literal: true
+
+module TaskerCore
+  # Everything a handler gets for one attempt of a step. JSON data (input, config, dependency
+  # results) comes as plain Hashes with String keys, like `JSON.parse` returns.
+  class StepContext
+    # @return [String]
+    attr_reader :task_uuid, :step_uuid, :step_name, :namespace, :task_name, :task_version, :correlation_id
+    # @return [Hash] the task's context (its input)
+    attr_reader :input
+    # @return [Hash] the handler's `initialization` config from the template
+    attr_reader :config
+    # @return [Hash{String => Object}] results of the step's direct dependencies, by step name
+    attr_reader :dependency_results
+    # @return [Integer] 1-based attempt number
+    attr_reader :attempt
+    # @return [Integer]
+    attr_reader :max_attempts
+    # @return [String] the template's handler callable
+    attr_reader :handler_name
+    # @return [Time, nil] when the engine fails this attempt with a timeout
+    attr_reader :deadline
+    # @api private
+    attr_reader :event_id, :handler_method
+
+    alias task_context input
+    alias initialization config
+
+    def initialize(task_uuid:, step_uuid:, step_name:, input: {}, config: {}, dependency_results: {},
+                   attempt: 1, max_attempts: 1, namespace: nil, task_name: nil, task_version: nil,
+                   correlation_id: nil, handler_name: nil, handler_method: "call", deadline: nil, event_id: nil)
+      @task_uuid = task_uuid
+      @step_uuid = step_uuid
+      @step_name = step_name
+      @input = input
+      @config = config || {}
+      @dependency_results = dependency_results || {}
+      @attempt = attempt
+      @max_attempts = max_attempts
+      @namespace = namespace
+      @task_name = task_name
+      @task_version = task_version
+      @correlation_id = correlation_id
+      @handler_name = handler_name
+      @handler_method = handler_method || "call"
+      @deadline = deadline
+      @event_id = event_id
+    end
+
+    # @api private
+    # Builds a context from a native step event.
+    def self.from_event(event)
+      deadline = event["deadline"]
+      new(
+        task_uuid: event["task_uuid"], step_uuid: event["step_uuid"], step_name: event["step_name"],
+        input: event["input"], config: event["config"], dependency_results: event["dependency_results"],
+        attempt: event["attempt"], max_attempts: event["max_attempts"], namespace: event["namespace"],
+        task_name: event["task_name"], task_version: event["task_version"],
+        correlation_id: event["correlation_id"], handler_name: event["callable"],
+        handler_method: event["method"], deadline: deadline && Time.iso8601(deadline), event_id: event["event_id"]
+      )
+    end
+
+    # The result of the dependency called `name`, or nil when there is none.
+    # @param name [String, Symbol]
+    def dependency_result(name)
+      dependency_results[name.to_s]
+    end
+    alias get_dependency_result dependency_result
+
+    # Whether an earlier attempt of this step failed.
+    def retry?
+      attempt > 1
+    end
+
+    # Whether a failure of this attempt will not be retried.
+    def last_retry?
+      attempt >= max_attempts
+    end
+
+    def inspect
+      "#<TaskerCore::StepContext #{namespace}/#{task_name} step=#{step_name} attempt=#{attempt}/#{max_attempts}>"
+    end
+  end
+end

@@ -1,0 +1,90 @@
+# frozen_string_literal: true
+
+module TaskerCore
+  module StepHandler
+    # Base class of step handlers.
+    #
+    #   class ChargeCard < TaskerCore::StepHandler::Base
+    #     def call(context)
+    #       charge = Payments.charge(context.input["amount_cents"])
+    #       success(result: { charge_id: charge.id })
+    #     end
+    #   end
+    #
+    # A new instance is made for every attempt, with the template's `initialization` as
+    # {#config}. `call` returns {#success}, {#failure}, or any JSON value (a Hash is the usual
+    # case), which is taken as a success. Exceptions become failures: {PermanentError} is not
+    # retried, {RetryableError} may set `retry_after`, anything else is retried.
+    class Base
+      class << self
+        # Sets or returns the name steps use to call this handler (`handler.callable`).
+        # Defaults to the class name, which `Object.const_get` also resolves.
+        # @param name [String, nil]
+        # @return [String, nil]
+        def handler_name(name = nil)
+          @handler_name = name.to_s if name
+          @handler_name || self.name
+        end
+      end
+
+      # @return [Hash] the step's `handler.initialization` from the template
+      attr_reader :config
+
+      # @param config [Hash]
+      def initialize(config: {})
+        @config = config || {}
+      end
+
+      # Runs one attempt of the step.
+      # @param context [StepContext]
+      # @return [StepResult::Success, StepResult::Failure, Hash, Object]
+      def call(context)
+        raise NotImplementedError, "#{self.class.name || self.class} must implement #call(context)"
+      end
+
+      # A successful result.
+      # @param result [Object] JSON data passed to dependent steps
+      # @param metadata [Hash]
+      # @return [StepResult::Success]
+      def success(result: {}, metadata: {})
+        StepResult::Success.new(result: result, metadata: metadata)
+      end
+
+      # A failed attempt.
+      # @param message [String]
+      # @param error_type [String]
+      # @param retryable [Boolean]
+      # @param retry_after [Numeric, nil] seconds before the next attempt
+      # @param metadata [Hash]
+      # @return [StepResult::Failure]
+      def failure(message:, error_type: "handler_failure", retryable: true, retry_after: nil, metadata: {})
+        StepResult::Failure.new(message: message, error_type: error_type, retryable: retryable,
+                                retry_after: retry_after, metadata: metadata)
+      end
+    end
+
+    # A handler defined with {TaskerCore.step_handler}: the block runs with the handler
+    # instance as `self`, so `success`, `failure` and `config` are available in it.
+    class Block < Base
+      class << self
+        # @api private
+        attr_accessor :block
+      end
+
+      def call(context)
+        instance_exec(context, &self.class.block)
+      end
+    end
+
+    # Defines a handler class from a block.
+    # @api private
+    def self.from_block(name, &block)
+      raise ArgumentError, "step_handler needs a block" unless block
+
+      klass = Class.new(Block)
+      klass.block = block
+      klass.handler_name(name)
+      klass
+    end
+  end
+end

@@ -1,0 +1,310 @@
+# frozen_string_literal: true
+
+require "logger"
+
+module TaskerCore
+  # Runs step handlers for the steps of some queues (a queue is a template namespace, unless a
+  # step names another).
+  #
+  #   worker = TaskerCore::Worker.new(client, queues: ["payments"], handlers: [ChargeCard], concurrency: 4)
+  #   worker.run # until INT or TERM
+  #
+  # Handlers run on `concurrency` Ruby threads. Each thread waits for its next step in native code
+  # with the GVL released, in slices of {POLL_SLICE} seconds, so other threads keep running and
+  # {#stop} or a signal take effect at once.
+  class Worker
+    # Seconds a handler thread waits in one native poll before looking at its stop flag again.
+    POLL_SLICE = 0.1
+    # Default seconds {#stop} waits for in-flight handlers.
+    DEFAULT_SHUTDOWN_TIMEOUT = 30
+
+    @running = []
+    @running_lock = Mutex.new
+
+    class << self
+      # @api private
+      def track(worker)
+        @running_lock.synchronize do
+          install_exit_hook
+          @running << worker
+        end
+      end
+
+      # @api private
+      def untrack(worker)
+        @running_lock.synchronize { @running.delete(worker) }
+      end
+
+      # Workers started in this process and not yet stopped.
+      # @return [Array<Worker>]
+      def running
+        @running_lock.synchronize { @running.dup }
+      end
+
+      private
+
+      def install_exit_hook
+        return if @exit_hook
+
+        @exit_hook = true
+        at_exit { running.each { |w| w.stop if w.started_in_this_process? } }
+      end
+    end
+
+    # @return [Client]
+    attr_reader :client
+    # @return [Array<String>]
+    attr_reader :queues
+    # @return [Integer]
+    attr_reader :concurrency
+    # @return [HandlerRegistry] handlers given explicitly to this worker
+    attr_reader :registry
+
+    # @param client [Client]
+    # @param queues [Array<String>, String] queues to claim steps from
+    # @param handlers [Array<Class, String, Symbol>, Hash{String => Class, #call}, nil] handler
+    #   classes (registered under their `handler_name`), names of handlers defined with
+    #   {TaskerCore.step_handler}, or a Hash of callable name => handler. Steps whose callable is
+    #   not found here are looked up in {TaskerCore.handlers}, then with `Object.const_get`.
+    # @param concurrency [Integer] handler threads (and steps claimed at once)
+    # @param lease [Numeric, nil] seconds a claimed step stays hidden from other workers (renewed)
+    # @param poll_interval [Numeric, nil] fallback queue polling interval in seconds
+    # @param dispatch_mode [String, Symbol, nil] "hybrid" (default), "event_driven" or "polling"
+    # @param embedded_orchestration [Boolean] also run due retries and timeouts in this process
+    # @param worker_id [String, nil] recorded in audit rows (default host:pid)
+    # @param shutdown_timeout [Numeric] default for {#stop}
+    # @param around [#call, nil] called as `around.call(context) { run the handler }` around every
+    #   attempt (the Railtie wraps handlers in the Rails executor with it)
+    # @param logger [Logger, nil]
+    def initialize(client, queues:, handlers: nil, concurrency: 4, lease: nil, poll_interval: nil, dispatch_mode: nil,
+                   embedded_orchestration: true, worker_id: nil, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                   around: nil, logger: nil)
+      raise InvalidArgumentError, "client must be a TaskerCore::Client, got #{client.class}" unless client.is_a?(Client)
+
+      @client = client
+      @queues = Array(queues).map(&:to_s)
+      raise InvalidArgumentError, "queues must name at least one queue" if @queues.empty?
+      unless concurrency.is_a?(Integer) && concurrency.positive?
+        raise InvalidArgumentError, "concurrency must be a positive Integer, got #{concurrency.inspect}"
+      end
+
+      @concurrency = concurrency
+      @options = { lease: lease, poll_interval: poll_interval, dispatch_mode: dispatch_mode&.to_s,
+                   embedded_orchestration: embedded_orchestration ? true : false, worker_id: worker_id }
+      @shutdown_timeout = shutdown_timeout
+      @around = around
+      @logger = logger
+      @registry = build_registry(handlers)
+      @lock = Mutex.new
+      @threads = []
+      @native = nil
+      @stopping = false
+      @report = nil
+    end
+
+    # Starts claiming steps and the handler threads. Idempotent.
+    # @return [self]
+    def start
+      @lock.synchronize do
+        raise ShutDownError, "worker was stopped; create a new one" if @report
+        return self if @native
+
+        o = @options
+        @native = Native::Worker.start(@client.native, @queues, @concurrency, o[:lease]&.to_f, o[:poll_interval]&.to_f,
+                                       o[:dispatch_mode], o[:embedded_orchestration], o[:worker_id])
+        @pid = Process.pid
+        @threads = Array.new(@concurrency) do |i|
+          Thread.new do
+            Thread.current.name = "tasker-worker-#{i}"
+            Thread.current.report_on_exception = false
+            serve
+          end
+        end
+      end
+      self.class.track(self)
+      self
+    end
+
+    # Whether the worker is started and not stopped.
+    def running?
+      !@native.nil? && @report.nil? && !@stopping
+    end
+
+    # Stops claiming, gives unstarted steps back to their queue, waits up to `timeout` seconds
+    # for running handlers to finish, and releases the steps of those still running to other
+    # workers (their threads are then killed and their results discarded). Idempotent.
+    # @param timeout [Numeric]
+    # @return [Hash{Symbol => Integer}] `released:` steps given back unstarted, `abandoned:` steps
+    #   still running at the deadline
+    def stop(timeout: @shutdown_timeout)
+      native = @lock.synchronize do
+        return @report if @report
+        return (@report = { released: 0, abandoned: 0 }) unless @native
+
+        @stopping = true
+        @native
+      end
+      wake_run
+      report = native.shutdown(timeout.to_f)
+      others = @threads.reject { |t| t.equal?(Thread.current) }
+      # Every handler has completed or was abandoned: give threads a moment to return, then end
+      # the abandoned ones.
+      grace = monotonic + 1.0
+      others.each { |t| t.join([grace - monotonic, 0].max) || t.kill }
+      self.class.untrack(self)
+      @report = { released: report["released"], abandoned: report["abandoned"] }
+    end
+
+    # Starts (if needed) and blocks until INT or TERM arrives, or {#stop} is called from another
+    # thread, then stops.
+    # @param timeout [Numeric] passed to {#stop}
+    # @return [Hash] the {#stop} report
+    def run(timeout: @shutdown_timeout)
+      reader, writer = IO.pipe
+      @wake = writer
+      previous = %w[INT TERM].to_h do |sig|
+        [sig, Signal.trap(sig) { writer.write_nonblock(sig[0], exception: false) }]
+      end
+      start
+      reader.read(1) unless @stopping
+      stop(timeout: timeout)
+    ensure
+      previous&.each { |sig, handler| Signal.trap(sig, handler || "DEFAULT") }
+      @wake = nil
+      [reader, writer].each { |io| io&.close unless io&.closed? }
+    end
+
+    # Counters for benchmarks: `polled` events, and `poll_hop_ns`, the native time between an
+    # event leaving the engine's channel and reaching Ruby.
+    # @return [Hash{String => Integer}]
+    def stats
+      @native ? @native.stats : { "polled" => 0, "poll_hop_ns" => 0 }
+    end
+
+    # @api private
+    def started_in_this_process?
+      !@native.nil? && @pid == Process.pid
+    end
+
+    private
+
+    def logger
+      @logger || TaskerCore.logger
+    end
+
+    def monotonic
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    def wake_run
+      @wake&.write_nonblock(".", exception: false)
+    rescue IOError
+      nil
+    end
+
+    def build_registry(handlers)
+      registry = HandlerRegistry.new
+      case handlers
+      when nil then nil
+      when Hash then handlers.each { |name, h| registry.register(resolve_given(h, name), name: name) }
+      when Array then handlers.each { |h| register_given(registry, h) }
+      else register_given(registry, handlers)
+      end
+      registry
+    end
+
+    def register_given(registry, handler)
+      case handler
+      when String, Symbol
+        entry = TaskerCore.handlers[handler]
+        raise HandlerNotFound.new("no handler named '#{handler}' was defined with TaskerCore.step_handler",
+                                  callable: handler.to_s) unless entry
+
+        registry.register(entry.target, name: handler)
+      else
+        registry.register(handler)
+      end
+    end
+
+    def resolve_given(handler, name)
+      return handler unless handler.is_a?(String) || handler.is_a?(Symbol)
+
+      entry = TaskerCore.handlers[handler] ||
+              HandlerRegistry.constant_entry(handler.to_s)
+      raise HandlerNotFound.new("no handler '#{handler}' for '#{name}'", callable: handler.to_s) unless entry
+
+      entry.target
+    end
+
+    # One handler thread: poll, run, complete, until shutdown.
+    def serve
+      until @stopping
+        event =
+          begin
+            @native.poll(POLL_SLICE)
+          rescue TaskerCore::Error => e
+            logger.error("tasker worker: poll failed: #{e.class}: #{e.message}")
+            sleep POLL_SLICE
+            next
+          end
+        break if event == :shutdown
+        next if event.nil?
+
+        process(event)
+      end
+    end
+
+    def process(event)
+      result =
+        begin
+          context = StepContext.from_event(event)
+          entry = @registry.resolve(event["callable"], fallback: [TaskerCore.handlers])
+          if @around
+            outcome = nil
+            @around.call(context) { outcome = Execution.run(entry, context) }
+            outcome || StepResult::Failure.new(message: "the worker's around hook did not run the handler",
+                                               error_type: "around_hook_skipped", retryable: true)
+          else
+            Execution.run(entry, context)
+          end
+        rescue HandlerNotFound => e
+          Execution.handler_not_found(e)
+        rescue StandardError, ScriptError => e
+          StepResult.from_exception(e)
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          # exit/Interrupt/kill inside a handler: record the attempt, then let it propagate.
+          complete(event, StepResult.from_exception(e))
+          raise
+        end
+      complete(event, result)
+    end
+
+    def complete(event, result)
+      id = event["event_id"]
+      begin
+        send_result(id, result)
+      rescue SerializationError => e
+        send_result(id, Execution.not_serializable(e))
+      end
+    rescue UnknownEventError, ShutDownError => e
+      logger.warn("tasker worker: result of step #{event['step_name']} not accepted: #{e.message}")
+    rescue TaskerCore::Error => e
+      logger.error("tasker worker: completing step #{event['step_name']} failed: #{e.class}: #{e.message}")
+    end
+
+    def send_result(id, result)
+      if result.success?
+        @native.complete_success(id, result.result, result.metadata)
+      else
+        begin
+          @native.complete_failure(id, result.message, result.error_type, result.retryable?, result.retry_after&.to_f,
+                                   result.backtrace, result.metadata)
+        rescue SerializationError => e
+          # Failure metadata without a JSON form: record the failure without it.
+          @native.complete_failure(id, "#{result.message} (metadata dropped: #{e.message})", result.error_type,
+                                   result.retryable?, result.retry_after&.to_f, result.backtrace, nil)
+        end
+      end
+    end
+  end
+end
