@@ -1,0 +1,161 @@
+/**
+ * Express integration: {@link taskerMiddleware} puts the client on `req.tasker`, and
+ * {@link serveWithWorker} runs an app's HTTP server and a worker together, stopping both
+ * gracefully on SIGTERM/SIGINT.
+ *
+ * Express is a peer dependency: only its types are used here, so this module works with any
+ * Express 4 or 5 app (or any `(req, res) => void` request listener).
+ *
+ * @example
+ * const app = express();
+ * app.use(taskerMiddleware(client));
+ * app.post('/orders', async (req, res) => {
+ *   const task = await req.tasker.createTask({ ... });
+ *   res.status(202).json({ taskUuid: task.uuid });
+ * });
+ * await serveWithWorker(app, { worker, client, port: 3000 });
+ *
+ * @module
+ */
+
+import { createServer, type RequestListener, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+
+import type { Client } from './client.js';
+import { InvalidArgumentError } from './errors.js';
+import type { ShutdownReport } from './records.js';
+import { describe } from './util.js';
+import { Worker } from './worker.js';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** The Tasker client, put here by `taskerMiddleware(client)`. */
+      tasker: Client;
+    }
+  }
+}
+
+/**
+ * A middleware that makes `client` available as `req.tasker` in every later handler.
+ */
+export function taskerMiddleware(client: Client): RequestHandler {
+  if (client === null || typeof client !== 'object' || typeof client.createTask !== 'function') {
+    throw new InvalidArgumentError('client', `expected a Client from connect(), got ${describe(client)}`);
+  }
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    req.tasker = client;
+    next();
+  };
+}
+
+/** Options of {@link serveWithWorker}. */
+export interface ServeOptions {
+  /** The worker to run alongside the server (not started yet, or already started). */
+  worker: Worker;
+  /** Closed after the worker stopped, when given. */
+  client?: Client;
+  /** Port to listen on (default `PORT` from the environment, else 3000; `0` picks a free one). */
+  port?: number;
+  /** Interface to listen on (default: all). */
+  host?: string;
+  /** Signals that trigger a graceful shutdown (default SIGTERM and SIGINT; `false`: none). */
+  signals?: NodeJS.Signals[] | false;
+  /** How long running handlers get to finish at shutdown (default 30 000 ms). */
+  shutdownTimeoutMs?: number;
+  /** Called once shutdown completed (server closed, worker stopped, client closed). */
+  onShutdown?: (report: ShutdownReport) => void;
+}
+
+/** A server and worker running together. */
+export interface RunningServer {
+  readonly server: Server;
+  readonly worker: Worker;
+  /** The port actually bound. */
+  readonly port: number;
+  /** `http://host:port`. */
+  readonly url: string;
+  /**
+   * Stops accepting requests, stops the worker (letting running handlers finish), closes the
+   * client. Idempotent; signals call it too.
+   */
+  shutdown(): Promise<ShutdownReport>;
+}
+
+/**
+ * Starts the worker, then the HTTP server; on SIGTERM/SIGINT (or `shutdown()`) closes the
+ * server, stops the worker gracefully and closes the client, after which the process can exit.
+ *
+ * @param app an Express app (or any request listener), or an `http.Server` not yet listening
+ */
+export async function serveWithWorker(app: RequestListener | Server, options: ServeOptions): Promise<RunningServer> {
+  if (options === null || typeof options !== 'object' || !(options.worker instanceof Worker)) {
+    throw new InvalidArgumentError('worker', 'serveWithWorker needs { worker: Worker }');
+  }
+  const envPort = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : undefined;
+  const port = options.port ?? envPort ?? 3000;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError('port', `expected an integer from 0 to 65535, got ${describe(port)}`);
+  }
+  const server = app instanceof Server ? app : createServer(app);
+  const { worker, client } = options;
+  const timeoutMs = options.shutdownTimeoutMs ?? 30_000;
+
+  await worker.start();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, options.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    await worker.stop({ timeoutMs: 0 });
+    throw e;
+  }
+
+  const signals = options.signals === false ? [] : (options.signals ?? ['SIGTERM', 'SIGINT']);
+  const listeners: Array<[NodeJS.Signals, () => void]> = [];
+  let shuttingDown: Promise<ShutdownReport> | undefined;
+  const shutdown = (): Promise<ShutdownReport> => {
+    shuttingDown ??= (async () => {
+      for (const [signal, listener] of listeners) process.removeListener(signal, listener);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const started = Date.now();
+      const report = await worker.stop({ timeoutMs });
+      // Requests still running get what is left of the shutdown timeout, then are cut.
+      let timer: NodeJS.Timeout | undefined;
+      const left = Math.max(0, timeoutMs - (Date.now() - started));
+      await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, left)))]);
+      clearTimeout(timer);
+      server.closeAllConnections();
+      await closed;
+      await client?.close();
+      options.onShutdown?.(report);
+      return report;
+    })();
+    return shuttingDown;
+  };
+  for (const signal of signals) {
+    const listener = (): void => {
+      shutdown().catch((e: unknown) => console.error('[tasker] shutdown failed:', e));
+    };
+    process.once(signal, listener);
+    listeners.push([signal, listener]);
+  }
+
+  const address = server.address() as AddressInfo;
+  const host = options.host ?? 'localhost';
+  return {
+    server,
+    worker,
+    port: address.port,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`,
+    shutdown,
+  };
+}

@@ -1,0 +1,297 @@
+/**
+ * Step handlers: classes extending {@link StepHandler}, or functions given a name with
+ * {@link defineHandler}. Both may be sync or async; the worker treats them alike.
+ *
+ * @module
+ */
+
+import { describe, findUnserializable } from './util.js';
+import type { StepContext } from './context.js';
+import { HandlerNotFoundError, InvalidArgumentError, PermanentError, RetryableError } from './errors.js';
+import { StepResult } from './result.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+/**
+ * A handler function: returns a {@link StepResult}, or any JSON value meaning success with that
+ * result (`undefined` means `null`). Throwing fails the attempt (see {@link PermanentError},
+ * {@link RetryableError}). May return a promise.
+ */
+export type HandlerFunction<I = Record<string, unknown>, C = Record<string, unknown>> = (
+  ctx: StepContext<I, C>,
+) => unknown;
+
+/**
+ * Base class of class-style handlers.
+ *
+ * @example
+ * class ChargePayment extends StepHandler<{ amount: number }> {
+ *   static handlerName = 'payments.ChargePayment';
+ *   async call(ctx: StepContext<{ amount: number }>) {
+ *     return { charged: ctx.input.amount };
+ *   }
+ * }
+ */
+export abstract class StepHandler<I = Record<string, unknown>, C = Record<string, unknown>> {
+  /**
+   * The `handler.callable` this class serves. Defaults to the class name.
+   */
+  static handlerName?: string;
+
+  /** Runs one attempt of a step. The template's `handler.method` may name another method. */
+  abstract call(ctx: StepContext<I, C>): unknown;
+}
+
+/** A class extending {@link StepHandler} with a no-argument constructor. */
+export type StepHandlerClass = (abstract new () => StepHandler<any, any>) & { handlerName?: string };
+
+const DEFINITION: unique symbol = Symbol('tasker.handlerDefinition');
+
+/** A named handler function, made by {@link defineHandler}. */
+export interface HandlerDefinition<I = Record<string, unknown>, C = Record<string, unknown>> {
+  /** The `handler.callable` it serves. */
+  readonly handlerName: string;
+  /** The function. */
+  readonly fn: HandlerFunction<I, C>;
+  /** @internal */
+  readonly [DEFINITION]: true;
+}
+
+/**
+ * Names a plain (sync or async) function as the handler of `callable`.
+ *
+ * @example
+ * const double = defineHandler<{ n: number }>('math.Double', (ctx) => ({ value: ctx.input.n * 2 }));
+ */
+export function defineHandler<I = Record<string, unknown>, C = Record<string, unknown>>(
+  callable: string,
+  fn: HandlerFunction<I, C>,
+): HandlerDefinition<I, C> {
+  if (typeof callable !== 'string' || callable.length === 0) {
+    throw new InvalidArgumentError('callable', `expected a non-empty string, got ${describe(callable)}`);
+  }
+  if (typeof fn !== 'function') {
+    throw new InvalidArgumentError('fn', `expected a function, got ${describe(fn)}`);
+  }
+  return Object.freeze({ handlerName: callable, fn, [DEFINITION]: true as const });
+}
+
+/** Anything a worker accepts as a handler. */
+export type HandlerSource = StepHandlerClass | StepHandler<any, any> | HandlerDefinition<any, any>;
+
+/**
+ * Handlers of a worker: a list (classes, instances, definitions), or an object mapping each
+ * callable to a function or a class.
+ */
+export type Handlers = readonly HandlerSource[] | Readonly<Record<string, HandlerFunction<any, any> | StepHandlerClass>>;
+
+/** A resolved handler. */
+interface Resolved {
+  readonly callable: string;
+  invoke(ctx: StepContext<any, any>): unknown;
+}
+
+function isDefinition(v: unknown): v is HandlerDefinition<any, any> {
+  return v !== null && typeof v === 'object' && (v as { [DEFINITION]?: unknown })[DEFINITION] === true;
+}
+
+function isHandlerClass(v: unknown): v is StepHandlerClass {
+  return typeof v === 'function' && v.prototype instanceof StepHandler;
+}
+
+function fromInstance(callable: string, instance: StepHandler<any, any>): Resolved {
+  return {
+    callable,
+    invoke(ctx) {
+      const method = ctx.handler.method;
+      if (method === 'call' || method === '') return instance.call(ctx);
+      const fn = (instance as unknown as Record<string, unknown>)[method];
+      if (typeof fn !== 'function') {
+        throw new HandlerNotFoundError(
+          callable,
+          `handler '${callable}' has no method '${method}' (named by the template's handler.method)`,
+        );
+      }
+      return (fn as (c: StepContext<any, any>) => unknown).call(instance, ctx);
+    },
+  };
+}
+
+function fromClass(callable: string, cls: StepHandlerClass, path: string): Resolved {
+  let instance: StepHandler<any, any>;
+  try {
+    instance = new (cls as unknown as new () => StepHandler<any, any>)();
+  } catch (e) {
+    throw new InvalidArgumentError(path, `constructing ${cls.name || 'the handler class'} failed: ${String(e)}`);
+  }
+  return fromInstance(callable, instance);
+}
+
+function fromFunction(callable: string, fn: HandlerFunction<any, any>): Resolved {
+  return { callable, invoke: (ctx) => fn(ctx) };
+}
+
+function classCallable(cls: { handlerName?: unknown; name: string }, path: string): string {
+  const name = Object.prototype.hasOwnProperty.call(cls, 'handlerName') ? cls.handlerName : cls.name;
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new InvalidArgumentError(path, 'a handler class needs a static handlerName (or a class name)');
+  }
+  return name;
+}
+
+/** Handlers by callable. */
+export class HandlerRegistry {
+  readonly #handlers = new Map<string, Resolved>();
+
+  /**
+   * @throws InvalidArgumentError naming the entry at fault (wrong kind, duplicate callable)
+   */
+  constructor(handlers: Handlers) {
+    const add = (r: Resolved, path: string): void => {
+      if (this.#handlers.has(r.callable)) {
+        throw new InvalidArgumentError(path, `a second handler for callable '${r.callable}'`);
+      }
+      this.#handlers.set(r.callable, r);
+    };
+    if (Array.isArray(handlers)) {
+      (handlers as readonly unknown[]).forEach((h, i) => {
+        const path = `handlers[${i}]`;
+        if (isDefinition(h)) add(fromFunction(h.handlerName, h.fn), path);
+        else if (isHandlerClass(h)) add(fromClass(classCallable(h, path), h, path), path);
+        else if (h instanceof StepHandler) add(fromInstance(classCallable(h.constructor, path), h), path);
+        else {
+          throw new InvalidArgumentError(
+            path,
+            `expected a StepHandler class or instance or a defineHandler(...) result, got ${describe(h)}`,
+          );
+        }
+      });
+    } else if (handlers !== null && typeof handlers === 'object') {
+      for (const [callable, h] of Object.entries(handlers as Record<string, unknown>)) {
+        const path = `handlers[${JSON.stringify(callable)}]`;
+        if (isHandlerClass(h)) add(fromClass(callable, h, path), path);
+        else if (typeof h === 'function') add(fromFunction(callable, h as HandlerFunction<any, any>), path);
+        else throw new InvalidArgumentError(path, `expected a function or a StepHandler class, got ${describe(h)}`);
+      }
+    } else {
+      throw new InvalidArgumentError('handlers', `expected an array or an object, got ${describe(handlers)}`);
+    }
+  }
+
+  /** The callables served. */
+  get callables(): string[] {
+    return [...this.#handlers.keys()];
+  }
+
+  /** @internal */
+  get(callable: string): Resolved | undefined {
+    return this.#handlers.get(callable);
+  }
+}
+
+/** @internal A settled attempt: the result and the core's `StepOutcome` JSON. */
+export interface Settled {
+  readonly result: StepResult;
+  readonly json: string;
+}
+
+function messageOf(e: Error): string {
+  return typeof e.message === 'string' ? e.message : String(e.message);
+}
+
+function safeString(v: unknown): string {
+  try {
+    if (typeof v === 'string') return v;
+    if (typeof v === 'symbol') return v.toString();
+    if (typeof v === 'bigint') return `${v}n`;
+    const json = JSON.stringify(v);
+    return json === undefined ? String(v) : json;
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
+/** @internal Turns whatever a handler threw (or rejected with) into a failure. */
+export function failureFromThrown(e: unknown): StepResult {
+  if (e instanceof PermanentError) {
+    return StepResult.failure({
+      message: e.message,
+      errorType: e.errorType,
+      retryable: false,
+      metadata: e.metadata,
+      backtrace: e.stack,
+    });
+  }
+  if (e instanceof RetryableError) {
+    return StepResult.failure({
+      message: e.message,
+      errorType: e.errorType,
+      retryable: true,
+      retryAfter: e.retryAfter,
+      metadata: e.metadata,
+      backtrace: e.stack,
+    });
+  }
+  if (e instanceof HandlerNotFoundError) {
+    return StepResult.failure({ message: e.message, errorType: 'handler_not_found', retryable: false });
+  }
+  if (e instanceof Error) {
+    return StepResult.failure({
+      message: messageOf(e),
+      errorType: typeof e.name === 'string' && e.name.length > 0 ? e.name : 'Error',
+      retryable: true,
+      backtrace: typeof e.stack === 'string' ? e.stack : undefined,
+    });
+  }
+  return StepResult.failure({
+    message: `handler threw a non-Error value: ${safeString(e)}`,
+    errorType: 'NonErrorThrown',
+    retryable: true,
+    metadata: { thrownType: e === null ? 'null' : typeof e },
+  });
+}
+
+/**
+ * @internal Runs one attempt: resolves the handler, normalises sync/async returns and throws
+ * into a {@link StepResult}, and serializes it. Never throws.
+ */
+export async function runAttempt(handler: Resolved | undefined, callable: string, ctx: StepContext<any, any>, known: () => string[]): Promise<Settled> {
+  let result: StepResult;
+  if (handler === undefined) {
+    const names = known();
+    const hint = names.length > 0 ? ` (this worker serves: ${names.slice(0, 20).join(', ')}${names.length > 20 ? ', …' : ''})` : '';
+    result = StepResult.failure({
+      message: `no handler registered for callable '${callable}'${hint}`,
+      errorType: 'handler_not_found',
+      retryable: false,
+    });
+  } else {
+    try {
+      const returned: unknown = await handler.invoke(ctx);
+      result = returned instanceof StepResult ? returned : StepResult.success(returned);
+    } catch (e) {
+      result = failureFromThrown(e);
+    }
+  }
+  return serialize(result);
+}
+
+/** @internal Serializes a result; a result that is not JSON becomes a clear failure. */
+export function serialize(result: StepResult): Settled {
+  try {
+    return { result, json: result.toOutcomeJson() };
+  } catch (e) {
+    const what = result.isSuccess ? 'result' : 'failure metadata';
+    const bad = result.isSuccess
+      ? (findUnserializable(result.result, 'result') ?? findUnserializable(result.metadata, 'metadata'))
+      : findUnserializable(result.error?.metadata, 'metadata');
+    const detail = bad !== undefined ? `${bad.path} is ${bad.reason}` : e instanceof Error ? e.message : String(e);
+    const failure = StepResult.failure({
+      message: `the handler's ${what} cannot be serialized to JSON: ${detail}`,
+      errorType: 'result_not_serializable',
+      retryable: false,
+      metadata: result.isFailure ? { originalMessage: result.error?.message, originalErrorType: result.error?.errorType } : undefined,
+    });
+    return { result: failure, json: failure.toOutcomeJson() };
+  }
+}

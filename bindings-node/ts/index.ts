@@ -1,0 +1,76 @@
+/**
+ * Tasker for Node.js: workflows of steps whose handlers are TypeScript functions and classes,
+ * run by a Rust engine on SQLite or PostgreSQL.
+ *
+ * @example
+ * import { connect, defineHandler, Worker } from 'tasker-core';
+ * const client = connect();
+ * await client.registerTemplates('./templates');
+ * const worker = new Worker(client, {
+ *   queues: ['orders'],
+ *   handlers: [defineHandler('orders.Validate', (ctx) => ({ ok: true }))],
+ * });
+ * await worker.start();
+ * const task = await client.createTask({ namespace: 'orders', name: 'process_order', context: { id: 1 },
+ *   initiator: 'me', sourceSystem: 'docs', reason: 'example' });
+ * const done = await task.wait({ timeoutMs: 10_000 });
+ *
+ * @module
+ */
+
+export {
+  Client,
+  connect,
+  type ConnectOptions,
+  type CreateTaskRequest,
+  type ListTasksFilter,
+  Task,
+  TaskDetail,
+  type WaitOptions,
+} from './client.js';
+export { type HandlerSpec, StepContext, type StepContextData } from './context.js';
+export {
+  DatabaseError,
+  type HandlerErrorOptions,
+  HandlerNotFoundError,
+  IllegalTransitionError,
+  InvalidArgumentError,
+  PermanentError,
+  RetryableError,
+  type RetryableErrorOptions,
+  ShutDownError,
+  TaskerError,
+  type TaskerErrorDetails,
+  TaskNotFoundError,
+  TemplateConflictError,
+  TemplateError,
+  TemplateNotFoundError,
+  type TemplateProblem,
+  TimeoutError,
+  ValidationError,
+} from './errors.js';
+export {
+  defineHandler,
+  type HandlerDefinition,
+  type HandlerFunction,
+  HandlerRegistry,
+  type Handlers,
+  type HandlerSource,
+  StepHandler,
+  type StepHandlerClass,
+} from './handler.js';
+export {
+  type JsonObject,
+  type JsonValue,
+  type RegisteredTemplate,
+  type ShutdownReport,
+  type Step,
+  type StepError,
+  type StepState,
+  TERMINAL_TASK_STATES,
+  type TaskState,
+  type TaskSummary,
+  type Transition,
+} from './records.js';
+export { type FailureOptions, type StepFailure, StepResult } from './result.js';
+export { type ErrorStep, type StopOptions, Worker, type WorkerOptions, type WorkerStats } from './worker.js';
