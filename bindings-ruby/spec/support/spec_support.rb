@@ -1,0 +1,93 @@
+# frozen_string_literal: true
+
+# Shared helpers: databases, isolated template namespaces, workers.
+module SpecSupport
+  FIXTURES = File.expand_path("../fixtures/templates", __dir__)
+  TMP_ROOT = Dir.mktmpdir("tasker-rb-spec-")
+
+  def self.cleanup
+    FileUtils.rm_rf(TMP_ROOT)
+  end
+
+  # Example groups for each backend: SQLite always; PostgreSQL from DATABASE_URL. PostgreSQL is
+  # required (the run fails instead of skipping) when DATABASE_URL is set or
+  # TASKER_REQUIRE_POSTGRES=1.
+  module Backends
+    def each_backend(&block)
+      SpecSupport.backends.each do |backend, url|
+        context "on #{backend}", backend: backend do
+          let(:backend) { backend }
+          define_method(:database_url) { url.respond_to?(:call) ? url.call : url }
+          before(:all) do
+            skip "PostgreSQL: DATABASE_URL is not set (export it to run these examples)" if url.nil?
+          end
+          class_exec(&block)
+        end
+      end
+    end
+  end
+
+  def self.backends
+    pg = ENV["DATABASE_URL"].to_s
+    if pg.empty?
+      if ENV["TASKER_REQUIRE_POSTGRES"] == "1"
+        raise "TASKER_REQUIRE_POSTGRES=1 but DATABASE_URL is not set: the PostgreSQL examples cannot run"
+      end
+
+      pg = nil
+    elsif !pg.start_with?("postgres://", "postgresql://")
+      raise "DATABASE_URL must be a postgres:// URL for the PostgreSQL examples, got #{pg.split('@').last}"
+    end
+    { "sqlite" => -> { sqlite_url }, "postgres" => pg }
+  end
+
+  # A fresh SQLite file.
+  def self.sqlite_url
+    "sqlite://#{File.join(TMP_ROOT, "db-#{SecureRandom.hex(6)}.sqlite")}"
+  end
+
+  # A queue/namespace name no other test uses.
+  def self.unique_namespace(prefix = "rb")
+    "#{prefix}_#{SecureRandom.alphanumeric(8).downcase}".gsub(/[^a-z0-9_]/, "x")
+  end
+
+  # Registers a copy of fixture `file` under a fresh namespace; returns the namespace. `steps`
+  # merges per-step overrides, e.g. { "flaky" => { "retry" => { "max_attempts" => 1 } } }.
+  def register_fixture(client, file, namespace: SpecSupport.unique_namespace, steps: {})
+    template = YAML.safe_load(File.read(File.join(FIXTURES, file)))
+    template["namespace_name"] = namespace
+    steps.each do |name, override|
+      step = template["steps"].find { |s| s["name"] == name } || raise("no step #{name} in #{file}")
+      override.each { |k, v| step[k] = v.is_a?(Hash) && step[k].is_a?(Hash) ? step[k].merge(v) : v }
+    end
+    dir = File.join(TMP_ROOT, "templates-#{SecureRandom.hex(4)}")
+    FileUtils.mkdir_p(dir)
+    path = File.join(dir, file)
+    File.write(path, YAML.dump(template))
+    client.register_templates(path)
+    namespace
+  end
+
+  def template_name(file)
+    YAML.safe_load(File.read(File.join(FIXTURES, file)))["name"]
+  end
+
+  # Starts a worker for the block and always stops it.
+  def with_worker(client, queues:, **options)
+    worker = TaskerCore::Worker.new(client, queues: queues, **options).start
+    yield worker
+  ensure
+    worker&.stop(timeout: 10)
+  end
+
+  # Fails instead of hanging: a guard for code that must return, not a timing assertion.
+  def within(seconds, what, &block)
+    Timeout.timeout(seconds, &block)
+  rescue Timeout::Error
+    raise RSpec::Expectations::ExpectationNotMetError, "#{what} did not finish within #{seconds}s"
+  end
+
+  def ruby_subprocess_env
+    { "RUBYLIB" => [File.expand_path("../../lib", __dir__), ENV["RUBYLIB"]].compact.join(File::PATH_SEPARATOR) }
+  end
+end
