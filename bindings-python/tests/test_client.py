@@ -5,10 +5,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import HERE
 
 import tasker_core
 from tasker_core import errors
+
+from conftest import HERE
 
 
 def test_connect_defaults_like_the_cli(monkeypatch, tmp_path):
@@ -143,9 +144,7 @@ def test_get_list_cancel_and_wait_timeout(client, namespace, register):
     cancelled = task.cancel()
     assert cancelled.state == "cancelled" and cancelled.is_terminal
     assert client.wait_for_task(task, timeout=5).step("step_a").state == "cancelled"
-    assert [t.task_uuid for t in client.list_tasks(namespace=namespace, state="cancelled", limit=1)] == [
-        task.task_uuid
-    ]
+    assert [t.task_uuid for t in client.list_tasks(namespace=namespace, state="cancelled", limit=1)] == [task.task_uuid]
     with pytest.raises(errors.IllegalTransition, match="cancel"):
         client.cancel_task(task.task_uuid)
 
@@ -192,7 +191,9 @@ def test_exceptions_are_a_hierarchy_and_pickle():
     assert isinstance(e, errors.TaskerError) and isinstance(e, ValueError)
     back = pickle.loads(pickle.dumps(e))
     assert type(back) is errors.ValidationError and back.path == "/x" and back.code == "validation_failed"
-    t = errors.TemplateError("x", problems=[{"message": "m", "step": "s", "field": "f", "file": None, "template": None}])
+    t = errors.TemplateError(
+        "x", problems=[{"message": "m", "step": "s", "field": "f", "file": None, "template": None}]
+    )
     assert pickle.loads(pickle.dumps(t)).problems == t.problems
     r = errors.RetryableError("slow down", retry_after=2)
     assert r.retry_after == 2 and pickle.loads(pickle.dumps(r)).retry_after == 2

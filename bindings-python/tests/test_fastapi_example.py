@@ -15,7 +15,10 @@ sys.path.insert(0, str(EXAMPLES))
 
 from fastapi_app.app import create_app  # noqa: E402
 
-ORDER = {"order_id": 17, "items": [{"sku": "B-2", "quantity": 1, "unit_price": 5.0}, {"sku": "A-1", "quantity": 2, "unit_price": 9.5}]}
+ORDER = {
+    "order_id": 17,
+    "items": [{"sku": "B-2", "quantity": 1, "unit_price": 5.0}, {"sku": "A-1", "quantity": 2, "unit_price": 9.5}],
+}
 
 
 @pytest.fixture
@@ -23,7 +26,9 @@ def app(db_url, namespace, tmp_path):
     templates = tmp_path / "templates"
     templates.mkdir()
     text = (EXAMPLES / "fastapi_app" / "templates" / "process_order.yaml").read_text()
-    (templates / "process_order.yaml").write_text(text.replace("namespace_name: fastapi_example", f"namespace_name: {namespace}"))
+    (templates / "process_order.yaml").write_text(
+        text.replace("namespace_name: fastapi_example", f"namespace_name: {namespace}")
+    )
     return create_app(database_url=db_url, templates=str(templates), namespace=namespace)
 
 
@@ -60,7 +65,9 @@ def test_errors_map_to_http_statuses(app):
         assert bad.status_code == 422 and bad.json()["detail"]["path"] == "/order_id"
         assert http.get(f"/orders/{uuid.uuid4()}").status_code == 404
         assert http.get("/orders/not-a-uuid").status_code == 400
-        over = http.post("/orders", json={"order_id": 5, "items": [{"sku": "gold", "quantity": 1, "unit_price": 20000}]})
+        over = http.post(
+            "/orders", json={"order_id": 5, "items": [{"sku": "gold", "quantity": 1, "unit_price": 20000}]}
+        )
         report = http.get(f"/orders/{over.json()['task_uuid']}", params={"wait": 20}).json()
         assert report["state"] == "error"
         assert report["steps"]["validate_order"]["error"]["error_type"] == "over_limit"

@@ -1,8 +1,6 @@
 """tasker_core.testing: handlers tested on plain data, without a database."""
 
 import pytest
-from sample_handlers.dag import Arith, AsyncAnalyze, DagTransform, dag_triple_async
-from sample_handlers.failures import AlwaysBroken, Flaky, RateLimited, Refuse, ReturnsNan, ReturnsSet
 
 from tasker_core import StepContext, StepResult
 from tasker_core.testing import (
@@ -12,6 +10,9 @@ from tasker_core.testing import (
     run_handler,
     run_handler_async,
 )
+
+from sample_handlers.dag import Arith, AsyncAnalyze, DagTransform, dag_triple_async
+from sample_handlers.failures import AlwaysBroken, Flaky, RateLimited, Refuse, ReturnsNan, ReturnsSet
 
 
 def test_build_step_context():

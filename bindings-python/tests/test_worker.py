@@ -9,11 +9,12 @@ import threading
 import time
 
 import pytest
-from sample_handlers import recorder
 
 import tasker_core
 from tasker_core import HandlerRegistry, StepHandler, StepResult, _native, step_handler
 from tasker_core.errors import InvalidArgument, ValidationError
+
+from sample_handlers import recorder
 
 
 def run_linear(client, namespace, value=2):

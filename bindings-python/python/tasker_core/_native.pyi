@@ -3,10 +3,12 @@
 Internal: values cross as JSON text; use the ``tasker_core`` package instead.
 """
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, final
 
+__all__ = ["__version__", "NativeClient", "NativeWorker"]
 __version__: str
 
+@final
 class NativeClient:
     @staticmethod
     def connect(database_url: Optional[str] = None, max_connections: int = 10) -> NativeClient: ...
@@ -42,6 +44,7 @@ class NativeClient:
     def wait_for_task(self, task_uuid: str, timeout_seconds: float) -> str: ...
     def close(self) -> None: ...
 
+@final
 class NativeWorker:
     @staticmethod
     def start(

@@ -37,7 +37,7 @@ UuidLike = Union[str, _uuid.UUID, "Task"]
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 
 
-def connect(database_url: Optional[str] = None, *, max_connections: int = 10) -> "Client":
+def connect(database_url: Optional[str] = None, *, max_connections: int = 10) -> Client:
     """Connects to the engine's database (running migrations when needed).
 
     Args:
@@ -59,7 +59,7 @@ def connect(database_url: Optional[str] = None, *, max_connections: int = 10) ->
     return Client(_native.NativeClient.connect(database_url, max_connections))
 
 
-async def connect_async(database_url: Optional[str] = None, *, max_connections: int = 10) -> "Client":
+async def connect_async(database_url: Optional[str] = None, *, max_connections: int = 10) -> Client:
     """:func:`connect` for asyncio code."""
     return await asyncio.to_thread(connect, database_url, max_connections=max_connections)
 
@@ -89,7 +89,7 @@ class Transition:
     created_at: datetime
 
     @classmethod
-    def _from_json(cls, d: Mapping[str, Any]) -> "Transition":
+    def _from_json(cls, d: Mapping[str, Any]) -> Transition:
         return cls(
             step_name=d.get("step_name"),
             from_state=d.get("from_state"),
@@ -126,7 +126,7 @@ class Step:
         return self.state == "complete"
 
     @classmethod
-    def _from_json(cls, d: Mapping[str, Any]) -> "Step":
+    def _from_json(cls, d: Mapping[str, Any]) -> Step:
         return cls(
             step_uuid=d["step_uuid"],
             name=d["name"],
@@ -182,7 +182,7 @@ class Task:
     detailed: bool = False
     created: bool = True
     """``False`` when ``create_task`` found an existing task with the same idempotency key."""
-    _client: Optional["Client"] = field(default=None, repr=False, compare=False)
+    _client: Optional[Client] = field(default=None, repr=False, compare=False)
 
     @property
     def uuid(self) -> str:
@@ -211,7 +211,7 @@ class Task:
         """Each step's result, by step name."""
         return {s.name: s.result for s in self.steps}
 
-    def wait(self, timeout: float = 60.0) -> "Task":
+    def wait(self, timeout: float = 60.0) -> Task:
         """Waits until the task is terminal and returns it with every step.
 
         Raises:
@@ -219,27 +219,27 @@ class Task:
         """
         return self._require_client().wait_for_task(self.task_uuid, timeout=timeout)
 
-    async def wait_async(self, timeout: float = 60.0) -> "Task":
+    async def wait_async(self, timeout: float = 60.0) -> Task:
         """:meth:`wait` for asyncio code."""
         return await asyncio.to_thread(self.wait, timeout)
 
-    def refresh(self) -> "Task":
+    def refresh(self) -> Task:
         """Reads the task again, with its steps."""
         return self._require_client().get_task(self.task_uuid)
 
-    async def refresh_async(self) -> "Task":
+    async def refresh_async(self) -> Task:
         return await asyncio.to_thread(self.refresh)
 
-    def cancel(self) -> "Task":
+    def cancel(self) -> Task:
         return self._require_client().cancel_task(self.task_uuid)
 
-    def _require_client(self) -> "Client":
+    def _require_client(self) -> Client:
         if self._client is None:
             raise RuntimeError("this Task is not bound to a client")
         return self._client
 
     @classmethod
-    def _from_summary(cls, d: Mapping[str, Any], client: Optional["Client"], created: bool = True) -> "Task":
+    def _from_summary(cls, d: Mapping[str, Any], client: Optional[Client], created: bool = True) -> Task:
         return cls(
             task_uuid=d["task_uuid"],
             namespace=d["namespace"],
@@ -266,7 +266,7 @@ class Task:
         )
 
     @classmethod
-    def _from_detail(cls, d: Mapping[str, Any], client: Optional["Client"]) -> "Task":
+    def _from_detail(cls, d: Mapping[str, Any], client: Optional[Client]) -> Task:
         task = cls._from_summary(d["task"], client)
         return replace(
             task,
@@ -283,7 +283,7 @@ class Client:
     Create it with :func:`connect`.
     """
 
-    def __init__(self, native: "_native.NativeClient") -> None:
+    def __init__(self, native: _native.NativeClient) -> None:
         self._native = native
 
     def __repr__(self) -> str:
@@ -299,7 +299,7 @@ class Client:
         """``"sqlite"`` or ``"postgres"``."""
         return self._native.backend
 
-    def register_templates(self, path: Union[str, "os.PathLike[str]"]) -> List[RegisteredTemplate]:
+    def register_templates(self, path: Union[str, os.PathLike[str]]) -> List[RegisteredTemplate]:
         """Loads, validates and registers every template in a YAML file or a directory.
 
         Nothing is registered unless every file is valid.
@@ -427,7 +427,7 @@ class Client:
 
     # asyncio twins -----------------------------------------------------------------------
 
-    async def register_templates_async(self, path: Union[str, "os.PathLike[str]"]) -> List[RegisteredTemplate]:
+    async def register_templates_async(self, path: Union[str, os.PathLike[str]]) -> List[RegisteredTemplate]:
         return await asyncio.to_thread(self.register_templates, path)
 
     async def create_task_async(

@@ -92,9 +92,7 @@ class TemplateProblem:
         return f"TemplateProblem({', '.join(parts)})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TemplateProblem) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__
-        )
+        return isinstance(other, TemplateProblem) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
 
 
 class TemplateError(TaskerError, ValueError):

@@ -105,7 +105,7 @@ class StepContext:
         return default
 
     @classmethod
-    def _from_event(cls, event: Mapping[str, Any]) -> "StepContext":
+    def _from_event(cls, event: Mapping[str, Any]) -> StepContext:
         handler = event["handler"]
         deadline = event.get("deadline")
         return cls(
@@ -167,7 +167,7 @@ class StepResult:
         self.backtrace = backtrace
 
     @classmethod
-    def success(cls, result: JSON = None, metadata: Optional[Mapping[str, Any]] = None) -> "StepResult":
+    def success(cls, result: JSON = None, metadata: Optional[Mapping[str, Any]] = None) -> StepResult:
         """A successful attempt whose ``result`` (any JSON-serialisable value) is stored and
         handed to dependent steps."""
         return cls(True, result=result, metadata=metadata)
@@ -180,7 +180,7 @@ class StepResult:
         retryable: bool = True,
         retry_after: Optional[float] = None,
         metadata: Optional[Mapping[str, Any]] = None,
-    ) -> "StepResult":
+    ) -> StepResult:
         """A failed attempt. ``retryable=False`` fails the step at once; otherwise the engine
         retries while attempts remain, after ``retry_after`` seconds if given."""
         if not isinstance(message, str):
@@ -380,9 +380,7 @@ class Resolver:
                 self._instances[handler] = instance
             bound = getattr(instance, method, None)
             if not callable(bound):
-                raise HandlerNotFound(
-                    f"handler class '{name}' has no method '{method}'", callable=name
-                )
+                raise HandlerNotFound(f"handler class '{name}' has no method '{method}'", callable=name)
             return bound
         if method != "call":
             bound = getattr(handler, method, None)

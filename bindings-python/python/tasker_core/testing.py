@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Callable, Mapping, Optional, Union
 
 from . import outcome
-from .handler import HandlerLike, Resolver, StepContext, StepResult, HandlerRegistry
+from .handler import HandlerLike, HandlerRegistry, Resolver, StepContext, StepResult
 
 __all__ = [
     "build_step_context",

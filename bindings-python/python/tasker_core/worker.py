@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _native, outcome
 from .client import Client
@@ -102,7 +102,7 @@ class Worker:
         self._client = client
         self._queues = queue_list
         self._concurrency = concurrency
-        self._options = dict(
+        self._options: Dict[str, Any] = dict(
             lease_seconds=float(lease_seconds),
             dispatch_mode=dispatch_mode,
             poll_interval_seconds=None if poll_interval is None else float(poll_interval),
@@ -148,7 +148,7 @@ class Worker:
 
     # lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         """Starts claiming steps in background threads. Returns ``self``."""
         with self._lifecycle:
             if self._native is not None:
@@ -216,7 +216,7 @@ class Worker:
                 signal.signal(sig, previous)
         return self.stop()
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -263,7 +263,7 @@ class Worker:
         async def run() -> Any:
             return await awaitable
 
-        def done(fut: "Any") -> None:
+        def done(fut: Any) -> None:
             try:
                 value = fut.result()
             except BaseException as e:  # CancelledError at shutdown included
@@ -350,4 +350,3 @@ def _as_registry(handlers: Handlers) -> HandlerRegistry:
     for h in handlers:
         registry.register(h)
     return registry
-

@@ -48,7 +48,7 @@ Lifespan = Callable[[FastAPI], "contextlib.AbstractAsyncContextManager[None]"]
 def tasker_lifespan(
     *,
     database_url: Optional[str] = None,
-    templates: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]], None] = None,
+    templates: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
     queues: Optional[Sequence[str]] = None,
     handlers: Handlers = None,
     concurrency: int = 8,
@@ -77,7 +77,9 @@ def tasker_lifespan(
             for path in _paths(templates):
                 await asyncio.to_thread(tasker.register_templates, path)
             if queues:
-                worker = Worker(tasker, queues, handlers, concurrency, shutdown_timeout=shutdown_timeout, **worker_options)
+                worker = Worker(
+                    tasker, queues, handlers, concurrency, shutdown_timeout=shutdown_timeout, **worker_options
+                )
                 await asyncio.to_thread(worker.start)
             app.state.tasker_client = tasker
             app.state.tasker_worker = worker
