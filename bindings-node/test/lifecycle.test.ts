@@ -1,0 +1,150 @@
+/**
+ * The worker's life: the event loop stays free while it waits, handlers run concurrently up to
+ * `concurrency`, `stop()` drains running handlers within its timeout and gives the rest back.
+ */
+
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+
+import { type StepContext, Worker } from '../ts/index.js';
+import { backends, deferred, explain, type Harness, harness, sleep } from './helpers.js';
+
+for (const backend of backends()) {
+  describe(`worker lifecycle on ${backend.name}`, () => {
+    let h: Harness;
+    const workers: Worker[] = [];
+
+    const newWorker = (handlers: Record<string, (ctx: StepContext) => unknown>, concurrency = 4, pollTimeoutMs?: number): Worker => {
+      const w = new Worker(h.client, {
+        queues: [h.ns('nd_life')],
+        handlers,
+        concurrency,
+        pollTimeoutMs,
+      });
+      workers.push(w);
+      return w;
+    };
+
+    before(async () => {
+      h = await harness(backend, ['lifecycle.yaml']);
+    });
+
+    afterEach(async () => {
+      await Promise.all(workers.splice(0).map((w) => w.stop({ timeoutMs: 1_000 })));
+    });
+
+    after(async () => {
+      await h?.close();
+    });
+
+    test('setInterval keeps firing while the worker waits for work', async () => {
+      const worker = newWorker({ 'NodeLife.Gated': () => ({}) }, 4, 10_000);
+      await worker.start();
+      let ticks = 0;
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          ticks++;
+          if (ticks === 20) {
+            clearInterval(timer);
+            resolve();
+          }
+        }, 5);
+      });
+      // A poll of up to 10 s is outstanding: had it blocked the event loop, no tick could have
+      // run before it returned.
+      assert.equal(worker.stats.polls, 0, 'the 10 s poll is still pending');
+      assert.equal(ticks, 20);
+    });
+
+    test('handlers run concurrently, never more than `concurrency` at once', async () => {
+      let running = 0;
+      let peak = 0;
+      const worker = newWorker(
+        {
+          'NodeLife.Slow': async () => {
+            running++;
+            peak = Math.max(peak, running);
+            await sleep(300);
+            running--;
+            return { peak };
+          },
+        },
+        2,
+      );
+      await worker.start();
+      const done = await (await h.createTask('nd_life', 'fan', {})).wait({ timeoutMs: 30_000 });
+      assert.equal(done.state, 'complete', explain(done));
+      assert.equal(peak, 2);
+      assert.equal(worker.stats.started, 4);
+      assert.equal(worker.stats.succeeded, 4);
+    });
+
+    test('stop() waits for running handlers to finish', async () => {
+      const started = deferred();
+      const gate = deferred();
+      let released = false;
+      const worker = newWorker({
+        'NodeLife.Gated': async () => {
+          started.resolve();
+          await gate.promise;
+          return { drained: true };
+        },
+      });
+      await worker.start();
+      const task = await h.createTask('nd_life', 'gated', {});
+      await started.promise;
+      assert.equal(worker.inFlight, 1);
+      const stopping = worker.stop({ timeoutMs: 10_000 });
+      await sleep(100);
+      released = true;
+      gate.resolve();
+      const report = await stopping;
+      assert.ok(released, 'stop() resolved only after the handler finished');
+      assert.deepEqual(report, { released: 0, abandoned: 0 });
+      assert.equal(worker.isRunning, false);
+      const done = await task.wait({ timeoutMs: 30_000 });
+      assert.equal(done.state, 'complete', explain(done));
+      assert.deepEqual(done.result('gated_step'), { drained: true });
+    });
+
+    test('stop() gives up after its timeout; the step is retried elsewhere', async () => {
+      const started = deferred();
+      const gate = deferred();
+      let aborted: unknown;
+      const stuck = newWorker({
+        'NodeLife.Gated': async (ctx) => {
+          ctx.signal.addEventListener('abort', () => (aborted = ctx.signal.reason));
+          started.resolve();
+          await gate.promise;
+          return { late: true };
+        },
+      });
+      await stuck.start();
+      const task = await h.createTask('nd_life', 'gated', {});
+      await started.promise;
+      const report = await stuck.stop({ timeoutMs: 200 });
+      assert.deepEqual(report, { released: 0, abandoned: 1 });
+      assert.ok(aborted instanceof Error, 'ctx.signal aborted for the abandoned handler');
+      gate.resolve(); // its late completion is ignored, not a crash
+      await sleep(20);
+
+      const rescuer = newWorker({ 'NodeLife.Gated': (ctx) => ({ rescuedOnAttempt: ctx.attempt }) });
+      await rescuer.start();
+      const done = await task.wait({ timeoutMs: 60_000 });
+      assert.equal(done.state, 'complete', explain(done));
+      const step = done.step('gated_step');
+      assert.ok((step?.attempts ?? 0) >= 2, 'the abandoned attempt counts');
+      assert.deepEqual(step?.results, { rescuedOnAttempt: step?.attempts });
+    });
+
+    test('stop() before start() and twice is harmless; a stopped worker cannot restart', async () => {
+      const w = newWorker({ 'NodeLife.Gated': () => ({}) });
+      assert.deepEqual(await w.stop(), { released: 0, abandoned: 0 });
+      await assert.rejects(w.start(), /stopped/);
+      const w2 = newWorker({ 'NodeLife.Gated': () => ({}) });
+      await w2.start();
+      const [a, b] = await Promise.all([w2.stop({ timeoutMs: 100 }), w2.stop({ timeoutMs: 100 })]);
+      assert.deepEqual(a, b);
+    });
+  });
+}
