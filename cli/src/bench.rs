@@ -163,7 +163,7 @@ async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerErr
         worker.clone(),
         Arc::new(handlers::registry()),
     ));
-    let mut events = tasker.subscribe_events();
+    let finished = Finished::start(tasker.subscribe_events());
     let request = |name: &str| TaskRequest {
         namespace: "bench".into(),
         name: name.into(),
@@ -197,7 +197,6 @@ async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerErr
     // W2: many diamonds at once; completion observed through engine events (no polling reads,
     // so the commit count is the engine's own).
     let commits_before = tasker.store().commit_count().await?;
-    drain(&mut events);
     let start = Instant::now();
     let mut ids = HashSet::with_capacity(args.w2_tasks);
     let mut creators = tokio::task::JoinSet::new();
@@ -216,7 +215,7 @@ async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerErr
     while let Some(r) = creators.join_next().await {
         ids.extend(r.map_err(|e| TaskerError::InvalidArgument(e.to_string()))??);
     }
-    wait_all(&mut events, ids, Duration::from_secs(300)).await?;
+    finished.wait_all(&ids, Duration::from_secs(300)).await?;
     let w2_wall = start.elapsed().as_secs_f64();
     let w2_steps = (args.w2_tasks * 4) as f64;
     // Statistics are flushed by each backend at most once per second.
@@ -228,10 +227,9 @@ async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerErr
     };
 
     // W3: one wide fan-out.
-    drain(&mut events);
     let start = Instant::now();
     let id = tasker.create_task(request("bench_fan_out")).await?.task.task_uuid;
-    wait_all(&mut events, HashSet::from([id]), Duration::from_secs(300)).await?;
+    finished.wait_all(&HashSet::from([id]), Duration::from_secs(300)).await?;
     let w3_wall = start.elapsed().as_secs_f64();
 
     worker.shutdown(Duration::from_secs(5)).await?;
@@ -250,36 +248,63 @@ async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerErr
     })
 }
 
-fn drain(events: &mut broadcast::Receiver<EngineEvent>) {
-    while events.try_recv().is_ok() {}
+/// Collects the terminal states of tasks from the engine's event stream, as they happen, so
+/// nothing lags behind while tasks are still being submitted.
+struct Finished {
+    done: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, String>>>,
+    notify: Arc<tokio::sync::Notify>,
+    collector: tokio::task::JoinHandle<()>,
 }
 
-async fn wait_all(
-    events: &mut broadcast::Receiver<EngineEvent>,
-    mut ids: HashSet<Uuid>,
-    timeout: Duration,
-) -> Result<(), TaskerError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !ids.is_empty() {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(EngineEvent::Task { task_uuid, to, .. })) if to.is_terminal() => {
-                if to.as_str() != "complete" {
-                    return Err(TaskerError::InvalidArgument(format!(
-                        "benchmark task {task_uuid} ended {to}"
-                    )));
+impl Finished {
+    fn start(mut events: broadcast::Receiver<EngineEvent>) -> Self {
+        let done: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, String>>> = Arc::default();
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let (d, n) = (done.clone(), notify.clone());
+        let collector = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(EngineEvent::Task { task_uuid, to, .. }) if to.is_terminal() => {
+                        if let Ok(mut m) = d.lock() {
+                            m.insert(task_uuid, to.as_str().to_owned());
+                        }
+                        n.notify_one();
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::error!(missed, "benchmark event collector lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-                ids.remove(&task_uuid);
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
-                return Err(TaskerError::InvalidArgument(format!(
-                    "event stream lagged by {n}; cannot time the run"
-                )))
+        });
+        Self { done, notify, collector }
+    }
+
+    async fn wait_all(&self, ids: &HashSet<Uuid>, timeout: Duration) -> Result<(), TaskerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            {
+                let done = self.done.lock().map_err(|_| TaskerError::InvalidArgument("collector panicked".into()))?;
+                if let Some((id, state)) = ids.iter().filter_map(|id| done.get(id).map(|s| (id, s))).find(|(_, s)| *s != "complete") {
+                    return Err(TaskerError::InvalidArgument(format!("benchmark task {id} ended {state}")));
+                }
+                if ids.iter().all(|id| done.contains_key(id)) {
+                    return Ok(());
+                }
             }
-            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return Err(TaskerError::Timeout(timeout)),
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(TaskerError::Timeout(timeout));
+            }
         }
     }
-    Ok(())
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.collector.abort();
+    }
 }
 
 fn print_row(f: &Figures) {

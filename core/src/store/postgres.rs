@@ -496,17 +496,16 @@ impl StoreTx for PgTx {
             by_queue.entry(m.queue.as_str()).or_default().push(Json(&m.body));
         }
         for (queue, bodies) in by_queue {
-            sqlx::query("SELECT pgmq.send_batch($1, $2::jsonb[])")
-                .bind(queue)
-                .bind(&bodies)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(|e| TaskerError::Queue(format!("sending to queue '{queue}': {e}")))?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(QUEUE_CHANNEL)
-                .bind(queue)
-                .execute(&mut *self.tx)
-                .await?;
+            // NOTIFY is transactional: listeners hear it at commit, when the messages are visible.
+            sqlx::query(
+                "SELECT count(*) FROM pgmq.send_batch($1, $2::jsonb[]) UNION ALL SELECT 0 FROM pg_notify($3, $1)",
+            )
+            .bind(queue)
+            .bind(&bodies)
+            .bind(QUEUE_CHANNEL)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| TaskerError::Queue(format!("sending to queue '{queue}': {e}")))?;
         }
         Ok(())
     }
@@ -885,12 +884,6 @@ async fn insert_transitions(
         last.insert(r.entity_uuid, i);
     }
     let entities: Vec<Uuid> = last.keys().copied().collect();
-    sqlx::query(&format!(
-        "UPDATE {table} SET most_recent = false WHERE {key} = ANY($1) AND most_recent"
-    ))
-    .bind(&entities)
-    .execute(&mut **tx)
-    .await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.entity_uuid).collect();
     let tasks: Vec<Uuid> = rows.iter().map(|r| r.task_uuid).collect();
     let from: Vec<Option<&str>> = rows.iter().map(|r| r.from_state).collect();
@@ -911,10 +904,14 @@ async fn insert_transitions(
     } else {
         "id, task, from_state, to_state, event, metadata, recent, at"
     };
+    // One statement: clear the previous most-recent rows, then insert. The CTE runs first
+    // because the INSERT depends on it (`WHERE (SELECT count(*) FROM cleared) >= 0`).
     sqlx::query(&format!(
-        "INSERT INTO {table} ({columns}) SELECT {select} \
+        "WITH cleared AS (UPDATE {table} SET most_recent = false WHERE {key} = ANY($9) AND most_recent RETURNING 1) \
+         INSERT INTO {table} ({columns}) SELECT {select} \
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bool[], $8::timestamptz[]) \
-              WITH ORDINALITY AS v(id, task, from_state, to_state, event, metadata, recent, at, ord) ORDER BY ord"
+              WITH ORDINALITY AS v(id, task, from_state, to_state, event, metadata, recent, at, ord) \
+         WHERE (SELECT count(*) FROM cleared) >= 0 ORDER BY ord"
     ))
     .bind(&ids)
     .bind(&tasks)
@@ -924,6 +921,7 @@ async fn insert_transitions(
     .bind(&metadata)
     .bind(&recent)
     .bind(&at)
+    .bind(&entities)
     .execute(&mut **tx)
     .await?;
     Ok(())
