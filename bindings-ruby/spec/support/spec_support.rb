@@ -54,6 +54,12 @@ module SpecSupport
   # Registers a copy of fixture `file` under a fresh namespace; returns the namespace. `steps`
   # merges per-step overrides, e.g. { "flaky" => { "retry" => { "max_attempts" => 1 } } }.
   def register_fixture(client, file, namespace: SpecSupport.unique_namespace, steps: {})
+    client.register_templates(write_fixture(file, namespace: namespace, steps: steps))
+    namespace
+  end
+
+  # Writes a copy of fixture `file` with another namespace (and step overrides); returns its path.
+  def write_fixture(file, namespace:, steps: {})
     template = YAML.safe_load(File.read(File.join(FIXTURES, file)))
     template["namespace_name"] = namespace
     steps.each do |name, override|
@@ -64,8 +70,7 @@ module SpecSupport
     FileUtils.mkdir_p(dir)
     path = File.join(dir, file)
     File.write(path, YAML.dump(template))
-    client.register_templates(path)
-    namespace
+    path
   end
 
   def template_name(file)
