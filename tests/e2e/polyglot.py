@@ -1,0 +1,157 @@
+"""Shared machinery of the cross-language tests, the scale-out test, the polyglot benchmark and
+the demo: scratch databases and worker processes in Python, Ruby and TypeScript."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "tests" / "fixtures" / "templates"
+ORDER_QUEUES = {"python": "polyglot_python", "ruby": "polyglot_ruby", "typescript": "polyglot_node"}
+MATH_QUEUES = {"python": "math_python", "ruby": "math_ruby", "typescript": "math_node"}
+
+
+@dataclass
+class ScratchDb:
+    """A fresh SQLite file or PostgreSQL database; `drop()` removes it."""
+
+    url: str
+    backend: str
+    _dir: Optional[str] = None
+    _pg: Optional[tuple] = None
+
+    @classmethod
+    def create(cls, backend: str) -> "ScratchDb":
+        if backend == "sqlite":
+            d = tempfile.mkdtemp(prefix="tasker-e2e-")
+            return cls(url=f"sqlite://{d}/tasker.db", backend=backend, _dir=d)
+        server = os.environ.get("DATABASE_URL", "")
+        if not server.startswith("postgres"):
+            raise RuntimeError("PostgreSQL tests need DATABASE_URL=postgres://… (scripts/test-all.sh provides one)")
+        name = f"tasker_e2e_{uuid.uuid4().hex[:16]}"
+        subprocess.run(["psql", server, "-qc", f"CREATE DATABASE {name}"], check=True)
+        base = server.rsplit("/", 1)[0]
+        return cls(url=f"{base}/{name}", backend=backend, _pg=(server, name))
+
+    def drop(self) -> None:
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        if self._pg:
+            server, name = self._pg
+            subprocess.run(["psql", server, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
+
+def python_bin() -> str:
+    venv = ROOT / "bindings-python" / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def worker_command(language: str, url: str, queues: List[str], concurrency: int, lease: float) -> List[str]:
+    common = ["--database-url", url, "--concurrency", str(concurrency), "--lease-seconds", str(lease)]
+    for q in queues:
+        common += ["--queue", q]
+    if language == "python":
+        return [python_bin(), str(ROOT / "tests/workers/python_worker.py"), *common]
+    if language == "ruby":
+        return ["ruby", "-I", str(ROOT / "bindings-ruby/lib"), str(ROOT / "tests/workers/ruby_worker.rb"), *common]
+    if language == "typescript":
+        return ["node", "--import", "tsx", str(ROOT / "tests/workers/node_worker.ts"), *common]
+    raise ValueError(language)
+
+
+@dataclass
+class WorkerProcess:
+    language: str
+    process: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def terminate(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@dataclass
+class WorkerGroup:
+    """Worker processes started together and stopped together."""
+
+    workers: List[WorkerProcess] = field(default_factory=list)
+
+    def start(
+        self,
+        language: str,
+        url: str,
+        queues: List[str],
+        *,
+        concurrency: int = 8,
+        lease: float = 30.0,
+        env: Optional[Dict[str, str]] = None,
+        quiet: bool = True,
+    ) -> WorkerProcess:
+        environment = dict(os.environ)
+        environment.update(env or {})
+        if quiet:
+            environment["TASKER_QUIET"] = "1"
+        process = subprocess.Popen(
+            worker_command(language, url, queues, concurrency, lease),
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+        )
+        # Each worker prints one line once it is connected and claiming.
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{language} worker exited before starting (status {process.wait()})")
+        w = WorkerProcess(language, process)
+        self.workers.append(w)
+        return w
+
+    def start_serve(self, url: str) -> WorkerProcess:
+        tasker = ROOT / "target" / "debug" / "tasker"
+        process = subprocess.Popen([str(tasker), "--database-url", url, "serve"], cwd=ROOT, stderr=subprocess.DEVNULL)
+        w = WorkerProcess("orchestrator", process)
+        self.workers.append(w)
+        return w
+
+    def stop(self) -> None:
+        for w in self.workers:
+            if w.process.poll() is None:
+                w.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for w in self.workers:
+            try:
+                w.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.process.kill()
+                w.process.wait()
+            if w.process.stdout:
+                w.process.stdout.close()
+
+    def stream(self) -> Iterator[str]:
+        for w in self.workers:
+            if w.process.stdout:
+                yield from w.process.stdout

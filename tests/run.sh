@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Cross-language end-to-end tests (tests/e2e): worker processes in Python, Ruby and TypeScript
+# sharing one database, on SQLite and PostgreSQL (DATABASE_URL), plus the PostgreSQL scale-out
+# test. Builds the three packages first (scripts/build-packages.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-packages.sh
+if [ -z "${DATABASE_URL:-}" ]; then
+  source scripts/lib/postgres.sh
+  use_postgres
+fi
+cargo build -q -p tasker-cli
+exec bindings-python/.venv/bin/python -m pytest -q tests/e2e "$@"
