@@ -67,7 +67,8 @@ log "type checks: .pyi stubs against the built module (stubtest), the package (m
 (cd "$HERE" && python -m mypy.stubtest tasker_core._native && python -m mypy --no-error-summary -p tasker_core)
 
 log "linting (ruff)"
-ruff check "$HERE/python" "$HERE/tests" "$HERE/examples"
+ruff check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench"
+ruff format --check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench"
 
 BACKENDS="sqlite"
 if [ -n "${DATABASE_URL:-}" ]; then

@@ -204,7 +204,9 @@ impl NativeClient {
         let total = Duration::from_secs_f64(timeout_seconds.min(1e9));
         let deadline = Instant::now() + total;
         loop {
-            let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(250));
             let tasker = self.tasker.clone();
             match py.detach(move || runtime::block_on(async move { tasker.wait_for_task(uuid, slice).await })) {
                 Ok(Ok(detail)) => return to_json(&detail),
@@ -218,6 +220,7 @@ impl NativeClient {
     /// Closes the connection pool.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let tasker = self.tasker.clone();
-        py.detach(|| runtime::block_on(async move { tasker.close().await })).map_py()
+        py.detach(|| runtime::block_on(async move { tasker.close().await }))
+            .map_py()
     }
 }

@@ -50,9 +50,7 @@ impl NativeWorker {
         config.concurrency = concurrency;
         config.lease = seconds("lease_seconds", lease_seconds)?;
         config.dispatch_mode = dispatch_mode.parse::<DispatchMode>().map_py()?;
-        config.poll_interval = poll_interval_seconds
-            .map(|s| seconds("poll_interval", s))
-            .transpose()?;
+        config.poll_interval = poll_interval_seconds.map(|s| seconds("poll_interval", s)).transpose()?;
         config.embedded_orchestration = embedded_orchestration;
         if let Some(id) = worker_id {
             config.worker_id = id;

@@ -255,3 +255,19 @@ def test_worker_argument_errors(client):
         tasker_core.Worker(client, ["q"], dispatch_mode="sometimes").start()
     with pytest.raises(TypeError, match="no call"):
         tasker_core.Worker(client, ["q"], handlers=[type("NoCall", (), {})])
+
+
+def test_fewer_threads_than_concurrency(client, namespace, register, start_worker):
+    import sample_handlers.diamond  # noqa: F401
+
+    register("diamond", "tree")
+    worker = start_worker(concurrency=16, threads=2)
+    assert worker.threads == 2 and worker.concurrency == 16
+    tasks = [client.create_task(namespace, "diamond_pattern", context={"n": n}) for n in range(10)]
+    tasks += [client.create_task(namespace, "hierarchical_tree", context={"base": n}) for n in range(5)]
+    for t in tasks:
+        assert t.wait(timeout=60).state == "complete"
+    stats = worker.stats()
+    assert stats["completed"] == 10 * 4 + 5 * 8 and stats["failed"] == 0 and stats["events"] == 80
+    with pytest.raises(InvalidArgument, match="threads must be an int between 1 and concurrency"):
+        tasker_core.Worker(client, [namespace], concurrency=2, threads=3)

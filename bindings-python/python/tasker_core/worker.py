@@ -63,7 +63,10 @@ class Worker:
             class path ``module.QualName`` and their bare name), a ``{name: handler}`` mapping,
             or a :class:`~tasker_core.handler.HandlerRegistry`. Handlers registered with
             :func:`~tasker_core.step_handler` and importable class paths are found too.
-        concurrency: steps run at once (and threads running sync handlers).
+        concurrency: steps run at once.
+        threads: threads that poll and run sync handlers (default: ``concurrency``). Fewer
+            threads than ``concurrency`` suits async handlers, which run on the worker's
+            event loop and do not hold a thread while they await.
         lease_seconds: how long a claimed step stays invisible to other workers; renewed
             while its handler runs.
         dispatch_mode: ``"hybrid"`` (default), ``"event_driven"`` or ``"polling"``.
@@ -80,6 +83,7 @@ class Worker:
         handlers: Handlers = None,
         concurrency: int = 8,
         *,
+        threads: Optional[int] = None,
         lease_seconds: float = 30.0,
         dispatch_mode: str = "hybrid",
         poll_interval: Optional[float] = None,
@@ -99,6 +103,11 @@ class Worker:
                 raise TypeError(f"queue names must be str, got {type(q).__name__} {q!r}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000:
             raise InvalidArgument(f"concurrency must be an int between 1 and 10000, got {concurrency!r}")
+        if threads is None:
+            threads = concurrency
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= concurrency:
+            raise InvalidArgument(f"threads must be an int between 1 and concurrency ({concurrency}), got {threads!r}")
+        self._threads_wanted = threads
         self._client = client
         self._queues = queue_list
         self._concurrency = concurrency
@@ -124,10 +133,17 @@ class Worker:
         """Steps whose handler succeeded."""
         self.failed = 0
         """Steps whose handler failed (or could not be run)."""
+        # Per poller thread: [events, ns in poll calls that returned an event, ns from the
+        # event's arrival in Python to `complete` returning]. Each thread writes only its own.
+        self._timings: List[List[int]] = []
 
     def __repr__(self) -> str:
         state = "running" if self.running else ("stopped" if self._report else "new")
         return f"<tasker_core.Worker queues={self._queues} concurrency={self._concurrency} {state}>"
+
+    @property
+    def threads(self) -> int:
+        return self._threads_wanted
 
     @property
     def queues(self) -> List[str]:
@@ -157,7 +173,7 @@ class Worker:
                 self._client._native, self._queues, self._concurrency, **self._options
             )
             self._start_loop()
-            for i in range(self._concurrency):
+            for i in range(self._threads_wanted):
                 t = threading.Thread(target=self._poll_loop, name=f"tasker-worker-{i}", daemon=True)
                 t.start()
                 self._threads.append(t)
@@ -224,10 +240,27 @@ class Worker:
 
     # polling and dispatch ----------------------------------------------------------------
 
+    def stats(self) -> Dict[str, float]:
+        """Counters and the binding's own cost per step: ``poll_us`` (a poll that returned an
+        event, waiting included) and ``dispatch_us`` (decode, run the handler, encode and
+        hand the outcome back; async handlers counted until they are scheduled)."""
+        events = sum(t[0] for t in self._timings)
+        return {
+            "completed": self.completed,
+            "failed": self.failed,
+            "events": events,
+            "poll_us": sum(t[1] for t in self._timings) / events / 1000 if events else 0.0,
+            "dispatch_us": sum(t[2] for t in self._timings) / events / 1000 if events else 0.0,
+        }
+
     def _poll_loop(self) -> None:
         native = self._native
         assert native is not None
+        timing = [0, 0, 0]
+        self._timings.append(timing)
+        clock = time.perf_counter_ns
         while True:
+            started = clock()
             try:
                 raw = native.poll(_POLL_SLICE_MS)
             except Exception:  # the native poll does not raise; be defensive anyway
@@ -238,7 +271,11 @@ class Worker:
                 if native.shutting_down:
                     return
                 continue
+            polled = clock()
             self._dispatch(raw)
+            timing[0] += 1
+            timing[1] += polled - started
+            timing[2] += clock() - polled
 
     def _dispatch(self, raw: str) -> None:
         event = json.loads(raw)
