@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any, Callable, Dict
 
@@ -37,11 +38,12 @@ def _record(context: StepContext, started: float, outcome: str) -> None:
             f.write(json.dumps(entry) + "\n")
     if not os.environ.get("TASKER_QUIET"):
         order = context.input.get("order_id", "-")
-        print(
+        # One write per line: handler threads print concurrently.
+        sys.stdout.write(
             f"  [{LANGUAGE:<10} pid {os.getpid():>6}] {context.step_name:<18} order {order}  "
-            f"attempt {context.attempt}  {elapsed_ms:6.2f} ms  {outcome}",
-            flush=True,
+            f"attempt {context.attempt}  {elapsed_ms:6.2f} ms  {outcome}\n"
         )
+        sys.stdout.flush()
 
 
 def traced(fn: Callable[[StepContext], Dict[str, Any]]) -> Callable[[StepContext], Dict[str, Any]]:
