@@ -88,7 +88,8 @@ pub struct WorkerConfig {
     /// How long a claimed message stays hidden; renewed while the handler runs.
     pub lease: Duration,
     pub dispatch_mode: DispatchMode,
-    /// Fallback polling interval (`None`: 10 ms on SQLite, 1 s on PostgreSQL).
+    /// Longest fallback polling interval (`None`: 10 ms on SQLite, 1 s on PostgreSQL). On SQLite
+    /// polling starts at 1 ms after work and backs off to this.
     pub poll_interval: Option<Duration>,
     /// Also run the orchestrator loop (due retries, overdue attempts) in this process.
     pub embedded_orchestration: bool,
@@ -506,6 +507,8 @@ async fn dispatch_loop(shared: Arc<Shared>) {
     let max_batch = shared.config.concurrency.min(64);
     let mut rotate = 0usize;
     let mut failures = 0u32;
+    // Consecutive empty claims; the polling fallback backs off with it (see wait_for_work).
+    let mut idle_rounds = 0u32;
     loop {
         let first = tokio::select! {
             p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -582,8 +585,13 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             }
         }
         drop(permits);
-        if got == 0 && !wait_for_work(&shared, &mut signals, &mut stop).await {
-            return;
+        if got > 0 {
+            idle_rounds = 0;
+        } else {
+            idle_rounds = idle_rounds.saturating_add(1);
+            if !wait_for_work(&shared, &mut signals, &mut stop, idle_rounds).await {
+                return;
+            }
         }
     }
 }
@@ -595,10 +603,15 @@ async fn has_work(shared: &Shared) -> Result<bool> {
 }
 
 /// Returns false when the worker is stopping.
+///
+/// The polling fallback is adaptive: right after work it polls every millisecond (work tends to
+/// come in bursts, and on SQLite polling is how other processes' enqueues are seen), then doubles
+/// the interval with each empty round up to `poll_interval`, so idle workers stay cheap.
 async fn wait_for_work(
     shared: &Shared,
     signals: &mut broadcast::Receiver<RemoteSignal>,
     stop: &mut watch::Receiver<bool>,
+    idle_rounds: u32,
 ) -> bool {
     let relevant = |s: &RemoteSignal| match s {
         RemoteSignal::Queue(q) => shared.config.queues.iter().any(|x| x == q),
@@ -614,9 +627,12 @@ async fn wait_for_work(
             Err(_) => break,
         }
     }
+    let backoff = Duration::from_millis(1u64 << idle_rounds.saturating_sub(1).min(16));
     let poll = match shared.config.dispatch_mode {
         DispatchMode::EventDriven => Duration::from_secs(3600),
-        DispatchMode::Polling | DispatchMode::Hybrid => shared.poll_interval,
+        // PostgreSQL delivers NOTIFY across processes; polling there is only a safety net.
+        DispatchMode::Hybrid if shared.tasker.backend() == Backend::Postgres => shared.poll_interval,
+        DispatchMode::Polling | DispatchMode::Hybrid => backoff.min(shared.poll_interval),
     };
     let listen = shared.config.dispatch_mode != DispatchMode::Polling;
     let sleep = tokio::time::sleep(poll);

@@ -436,10 +436,13 @@ impl Tasker {
     pub async fn wait_for_task(&self, task_uuid: Uuid, timeout: Duration) -> Result<TaskDetail> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut signals = self.subscribe_signals();
-        let fallback = match self.backend() {
-            Backend::Sqlite => Duration::from_millis(5),
+        // Polling catches completions made by other processes (the only way on SQLite); it starts
+        // at 1 ms and backs off to the cap, as most tasks finish soon after being waited for.
+        let cap = match self.backend() {
+            Backend::Sqlite => Duration::from_millis(20),
             Backend::Postgres => Duration::from_millis(100),
         };
+        let mut fallback = Duration::from_millis(1);
         loop {
             let task = self.task_summary(task_uuid).await?;
             if task.is_terminal() {
@@ -450,6 +453,7 @@ impl Tasker {
                 return Err(TaskerError::Timeout(timeout));
             }
             let wait = fallback.min(deadline - now);
+            fallback = (fallback * 2).min(cap);
             let _ = tokio::time::timeout(wait, async {
                 loop {
                     match signals.recv().await {
