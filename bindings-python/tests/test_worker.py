@@ -33,7 +33,7 @@ def _other_thread_progresses_during(blocking_call) -> bool:
     t.start()
     time.sleep(0.3)  # let the thread enter the call
     n = 0
-    for _ in range(200_000):
+    for _ in range(1_000_000):
         n += 1
     progressed_while_blocked = t.is_alive()
     t.join()

@@ -16,12 +16,14 @@ engine never hands out more than ``concurrency`` steps at once.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import json
 import logging
 import signal
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -38,6 +40,21 @@ Handlers = Union[HandlerRegistry, Mapping[str, HandlerLike], Iterable[HandlerLik
 
 # poll() waits in slices this long, so stop() and Ctrl-C are noticed quickly.
 _POLL_SLICE_MS = 200
+
+# Workers still running when the interpreter exits are stopped first, so claimed steps go back
+# to their queue at once (instead of when their lease expires) and no thread is inside the
+# extension while Python finalizes.
+_running: weakref.WeakSet[Worker] = weakref.WeakSet()
+_AT_EXIT_TIMEOUT = 5.0
+
+
+@atexit.register
+def _stop_running_workers() -> None:
+    for worker in list(_running):
+        try:
+            worker.stop(min(worker._shutdown_timeout, _AT_EXIT_TIMEOUT))
+        except Exception:
+            log.exception("stopping a worker at exit failed")
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,7 @@ class Worker:
                 t = threading.Thread(target=self._poll_loop, name=f"tasker-worker-{i}", daemon=True)
                 t.start()
                 self._threads.append(t)
+            _running.add(self)
         log.info("worker started on queues %s with concurrency %d", self._queues, self._concurrency)
         return self
 
@@ -205,6 +223,7 @@ class Worker:
             self._stop_loop(max(0.0, deadline - time.monotonic()))
             busy = busy or (self._loop_thread is not None and self._loop_thread.is_alive())
             self._report = ShutdownReport(released, abandoned, busy)
+            _running.discard(self)
         log.info("worker stopped: %s", self._report)
         return self._report
 
