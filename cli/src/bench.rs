@@ -229,7 +229,9 @@ async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerErr
     // W3: one wide fan-out.
     let start = Instant::now();
     let id = tasker.create_task(request("bench_fan_out")).await?.task.task_uuid;
-    finished.wait_all(&HashSet::from([id]), Duration::from_secs(300)).await?;
+    finished
+        .wait_all(&HashSet::from([id]), Duration::from_secs(300))
+        .await?;
     let w3_wall = start.elapsed().as_secs_f64();
 
     worker.shutdown(Duration::from_secs(5)).await?;
@@ -278,7 +280,11 @@ impl Finished {
                 }
             }
         });
-        Self { done, notify, collector }
+        Self {
+            done,
+            notify,
+            collector,
+        }
     }
 
     async fn wait_all(&self, ids: &HashSet<Uuid>, timeout: Duration) -> Result<(), TaskerError> {
@@ -286,9 +292,18 @@ impl Finished {
         loop {
             let notified = self.notify.notified();
             {
-                let done = self.done.lock().map_err(|_| TaskerError::InvalidArgument("collector panicked".into()))?;
-                if let Some((id, state)) = ids.iter().filter_map(|id| done.get(id).map(|s| (id, s))).find(|(_, s)| *s != "complete") {
-                    return Err(TaskerError::InvalidArgument(format!("benchmark task {id} ended {state}")));
+                let done = self
+                    .done
+                    .lock()
+                    .map_err(|_| TaskerError::InvalidArgument("collector panicked".into()))?;
+                if let Some((id, state)) = ids
+                    .iter()
+                    .filter_map(|id| done.get(id).map(|s| (id, s)))
+                    .find(|(_, s)| *s != "complete")
+                {
+                    return Err(TaskerError::InvalidArgument(format!(
+                        "benchmark task {id} ended {state}"
+                    )));
                 }
                 if ids.iter().all(|id| done.contains_key(id)) {
                     return Ok(());

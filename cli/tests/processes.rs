@@ -161,46 +161,85 @@ steps:
 "#,
     )
     .await;
+    // The same behind a quick first step: the worker that completes `first` claims `slow` in
+    // that same transaction (eager dispatch), so that path's crash recovery is covered too.
+    register(
+        &tasker,
+        r#"
+name: chained
+namespace_name: crash
+version: 1.0.0
+steps:
+  - { name: first, handler: { callable: noop } }
+  - name: slow
+    dependencies: [first]
+    handler: { callable: sleep, initialization: { ms: 2500 } }
+    retry: { max_attempts: 3, backoff: none }
+  - { name: after, dependencies: [slow], handler: { callable: noop } }
+"#,
+    )
+    .await;
     let mut doomed = WorkerProcess::spawn(&db.url, "crash", &["--lease-seconds", "2"]);
-    let id = tasker
-        .create_task(TaskRequest {
-            namespace: "crash".into(),
-            name: "slow".into(),
-            context: json!({}),
-            ..Default::default()
-        })
-        .await
-        .expect("create")
-        .task
-        .task_uuid;
-    let mut running = false;
+    let mut ids = Vec::new();
+    for name in ["slow", "chained"] {
+        let created = tasker
+            .create_task(TaskRequest {
+                namespace: "crash".into(),
+                name: name.into(),
+                context: json!({}),
+                ..Default::default()
+            })
+            .await
+            .expect("create");
+        ids.push(created.task.task_uuid);
+    }
+    let mut running = 0;
     for _ in 0..500 {
-        let d = tasker.get_task(id).await.expect("get");
-        if d.step("slow").is_some_and(|s| s.state == "in_progress") {
-            running = true;
+        running = 0;
+        for id in &ids {
+            let d = tasker.get_task(*id).await.expect("get");
+            if d.step("slow").is_some_and(|s| s.state == "in_progress") {
+                running += 1;
+            }
+        }
+        if running == ids.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(running, "the first worker never started the step");
+    assert_eq!(running, ids.len(), "the first worker never started both slow steps");
     doomed.sigkill();
     let rescuer = WorkerProcess::spawn(&db.url, "crash", &["--lease-seconds", "5"]);
-    let d = tasker
-        .wait_for_task(id, Duration::from_secs(60))
-        .await
-        .expect("task completes after the crash");
-    assert_eq!(d.task.state, "complete");
-    let slow = d.step("slow").expect("slow");
-    assert_eq!(slow.attempts, 2, "{slow:?}");
-    assert_eq!(
-        slow.last_error.as_ref().map(|e| e["error_type"].clone()),
-        Some(json!("worker_lost"))
-    );
-    assert_eq!(
-        slow.results.as_ref().and_then(|r| r["pid"].as_u64()),
-        Some(u64::from(rescuer.pid()))
-    );
-    assert_eq!(d.step("after").map(|s| s.state.as_str()), Some("complete"));
+    for id in ids {
+        let d = tasker
+            .wait_for_task(id, Duration::from_secs(60))
+            .await
+            .expect("task completes after the crash");
+        assert_eq!(d.task.state, "complete");
+        let slow = d.step("slow").expect("slow");
+        assert_eq!(slow.attempts, 2, "{slow:?}");
+        assert_eq!(
+            slow.last_error.as_ref().map(|e| e["error_type"].clone()),
+            Some(json!("worker_lost"))
+        );
+        assert_eq!(
+            slow.results.as_ref().and_then(|r| r["pid"].as_u64()),
+            Some(u64::from(rescuer.pid()))
+        );
+        assert_eq!(d.step("after").map(|s| s.state.as_str()), Some("complete"));
+        if d.task.name == "chained" {
+            let first_claim = d
+                .step_transitions
+                .iter()
+                .find(|t| t.step_name.as_deref() == Some("slow") && t.event == "claim")
+                .expect("claimed");
+            assert_eq!(
+                first_claim.metadata["eager"],
+                json!(true),
+                "slow should have been claimed eagerly"
+            );
+        }
+    }
     rescuer.terminate();
     tasker.close().await;
     db.drop_database().await;

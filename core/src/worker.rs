@@ -45,7 +45,7 @@ use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::engine::{ClaimedStep, Completion, Tasker};
+use crate::engine::{ClaimedStep, Completion, EagerClaim, Tasker};
 use crate::error::{Result, TaskerError};
 use crate::orchestrator;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
@@ -251,6 +251,7 @@ struct Inflight {
 
 struct CompletionJob {
     completion: Completion,
+    /// The handler's slot, freed when its outcome is taken for applying.
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -550,39 +551,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
         let got = claimed.len();
         for step in claimed {
             let Some(permit) = permits.pop() else { break };
-            let event_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let event = match StepEvent::from_claim(event_id, &step) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot build step event");
-                    continue;
-                }
-            };
-            let now = Instant::now();
-            let deadline = step.deadline.map(|d| {
-                let left = (d - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                now + left
-            });
-            shared.inflight().insert(
-                event_id,
-                Inflight {
-                    step_uuid: step.step_uuid,
-                    attempt: step.attempt,
-                    message: step.message.clone(),
-                    permit: Some(permit),
-                    claimed_at: now,
-                    deadline,
-                    timed_out: false,
-                },
-            );
-            // The channel holds `concurrency` events and every event owns a slot: never full.
-            if shared.events_tx.try_send(event).is_err() {
-                tracing::error!(event_id, "event channel full; releasing the claim");
-                let removed = shared.inflight().remove(&event_id);
-                if let Some(i) = removed {
-                    let _ = tasker.release_claims(&[(i.step_uuid, i.attempt, i.message)]).await;
-                }
-            }
+            hand_out(&shared, &step, permit).await;
         }
         drop(permits);
         if got > 0 {
@@ -592,6 +561,46 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             if !wait_for_work(&shared, &mut signals, &mut stop, idle_rounds).await {
                 return;
             }
+        }
+    }
+}
+
+/// Registers a claimed step as in flight and puts its event in the channel.
+async fn hand_out(shared: &Shared, step: &ClaimedStep, permit: OwnedSemaphorePermit) {
+    let event_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let event = match StepEvent::from_claim(event_id, step) {
+        Ok(e) => e,
+        Err(e) => {
+            // The lease expires and the step is recovered like a lost attempt.
+            tracing::error!(error = %e, step = %step.step_uuid, "cannot build step event");
+            return;
+        }
+    };
+    let now = Instant::now();
+    let deadline = step
+        .deadline
+        .map(|d| now + (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+    shared.inflight().insert(
+        event_id,
+        Inflight {
+            step_uuid: step.step_uuid,
+            attempt: step.attempt,
+            message: step.message.clone(),
+            permit: Some(permit),
+            claimed_at: now,
+            deadline,
+            timed_out: false,
+        },
+    );
+    // The channel holds `concurrency` events and every event owns a slot: never full.
+    if shared.events_tx.try_send(event).is_err() {
+        tracing::error!(event_id, "event channel full; releasing the claim");
+        let removed = shared.inflight().remove(&event_id);
+        if let Some(i) = removed {
+            let _ = shared
+                .tasker
+                .release_claims(&[(i.step_uuid, i.attempt, i.message)])
+                .await;
         }
     }
 }
@@ -655,18 +664,44 @@ async fn wait_for_work(
 async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
     const MAX_BATCH: usize = 256;
     while let Ok(first) = rx.recv_async().await {
-        let mut jobs = vec![first];
+        let mut jobs: Vec<CompletionJob> = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
             }
         }
-        let batch: Vec<Completion> = jobs.iter().map(|j| j.completion.clone()).collect();
+        let batch: Vec<Completion> = jobs
+            .iter_mut()
+            .map(|j| {
+                // The handlers are done: their slots are free for the children they unblock.
+                j._permit = None;
+                j.completion.clone()
+            })
+            .collect();
+        let mut permits = Vec::new();
+        if shared.state.load(Ordering::SeqCst) == RUNNING {
+            while permits.len() < 64 {
+                match shared.slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        let eager = EagerClaim {
+            queues: shared.config.queues.clone(),
+            max: permits.len(),
+            lease: shared.config.lease,
+        };
         let mut attempt = 0u32;
         loop {
-            match shared.tasker.apply_completions(batch.clone()).await {
-                Ok(reports) => {
+            let eager = (!permits.is_empty()).then_some(&eager);
+            match shared.tasker.apply_completions_with(batch.clone(), eager).await {
+                Ok((reports, claimed)) => {
+                    for step in claimed {
+                        let Some(permit) = permits.pop() else { break };
+                        hand_out(&shared, &step, permit).await;
+                    }
                     for r in reports {
                         if let crate::engine::CompletionReport::Fenced { step_uuid, reason } = r {
                             tracing::info!(%step_uuid, %reason, "completion fenced off");
@@ -686,6 +721,7 @@ async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
                 }
             }
         }
+        drop(permits);
         shared.pending_jobs.fetch_sub(jobs.len(), Ordering::SeqCst);
         drop(jobs);
     }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-pub use dispatch::{ClaimedStep, Completion, CompletionReport};
+pub use dispatch::{ClaimedStep, Completion, CompletionReport, EagerClaim};
 pub use templates::{CompiledTemplate, RegisteredTemplate};
 
 use crate::error::{Result, TaskerError};
@@ -314,6 +314,7 @@ impl Tasker {
                         task_uuid,
                         attempt: 0,
                     },
+                    hidden_for: None,
                 });
                 step_transitions.push(TransitionRecord {
                     entity_uuid: step_uuids[i],

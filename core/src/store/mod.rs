@@ -120,8 +120,9 @@ pub trait StoreTx: Send {
     /// Claims up to `max` messages from `queue`, hiding them for `lease`.
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>>;
 
-    /// Sends one message per step and notifies listeners of each queue at commit.
-    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<()>;
+    /// Sends one message per step and notifies listeners of each queue that got a visible
+    /// message, at commit. Returns the messages' references in input order.
+    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>>;
 
     async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()>;
 

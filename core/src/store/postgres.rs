@@ -490,24 +490,46 @@ impl StoreTx for PgTx {
             .collect()
     }
 
-    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<()> {
-        let mut by_queue: BTreeMap<&str, Vec<Json<&StepMessage>>> = BTreeMap::new();
-        for m in messages {
-            by_queue.entry(m.queue.as_str()).or_default().push(Json(&m.body));
+    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
+        // One statement per (queue, visibility) group; ids come back in input order.
+        let mut groups: BTreeMap<(&str, Option<Duration>), Vec<usize>> = BTreeMap::new();
+        for (i, m) in messages.iter().enumerate() {
+            groups.entry((m.queue.as_str(), m.hidden_for)).or_default().push(i);
         }
-        for (queue, bodies) in by_queue {
-            // NOTIFY is transactional: listeners hear it at commit, when the messages are visible.
-            sqlx::query(
-                "SELECT count(*) FROM pgmq.send_batch($1, $2::jsonb[]) UNION ALL SELECT 0 FROM pg_notify($3, $1)",
+        let mut refs: Vec<Option<MessageRef>> = vec![None; messages.len()];
+        let now = Utc::now();
+        for ((queue, hidden), indices) in groups {
+            let bodies: Vec<Json<&StepMessage>> = indices.iter().map(|&i| Json(&messages[i].body)).collect();
+            let visible_at = now + hidden.unwrap_or_default();
+            // NOTIFY is transactional: listeners hear it at commit, when the messages are
+            // visible. Hidden (eagerly claimed) messages wake nobody.
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT s.id FROM pgmq.send_batch($1, $2::jsonb[], $3::timestamptz) WITH ORDINALITY AS s(id, ord) \
+                 LEFT JOIN (SELECT pg_notify($4, $1) WHERE $5) AS n ON true ORDER BY s.ord",
             )
             .bind(queue)
             .bind(&bodies)
+            .bind(visible_at)
             .bind(QUEUE_CHANNEL)
-            .execute(&mut *self.tx)
+            .bind(hidden.is_none())
+            .fetch_all(&mut *self.tx)
             .await
             .map_err(|e| TaskerError::Queue(format!("sending to queue '{queue}': {e}")))?;
+            if ids.len() != indices.len() {
+                return Err(TaskerError::Queue(format!(
+                    "queue '{queue}' stored {} of {} messages",
+                    ids.len(),
+                    indices.len()
+                )));
+            }
+            for (&i, id) in indices.iter().zip(ids) {
+                refs[i] = Some(MessageRef {
+                    queue: queue.to_owned(),
+                    msg_id: id,
+                });
+            }
         }
-        Ok(())
+        Ok(refs.into_iter().flatten().collect())
     }
 
     async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()> {
@@ -637,7 +659,7 @@ impl StoreTx for PgTx {
             "UPDATE tasker_steps c SET pending_parents = c.pending_parents - x.n \
              FROM (SELECT to_step, count(*)::int AS n FROM tasker_step_edges WHERE from_step = ANY($1) GROUP BY to_step) x \
              WHERE c.step_uuid = x.to_step \
-             RETURNING c.step_uuid, c.name, c.task_uuid, c.queue, c.pending_parents, c.state",
+             RETURNING c.step_uuid, c.name, c.task_uuid, c.queue, c.max_attempts, c.pending_parents, c.state",
         )
         .bind(parents)
         .fetch_all(&mut *self.tx)
@@ -652,6 +674,7 @@ impl StoreTx for PgTx {
                     name: r.try_get("name")?,
                     task_uuid: r.try_get("task_uuid")?,
                     queue: r.try_get("queue")?,
+                    max_attempts: r.try_get("max_attempts")?,
                 });
             }
         }

@@ -74,6 +74,9 @@ pub struct StepMessage {
 pub struct OutgoingMessage {
     pub queue: String,
     pub body: StepMessage,
+    /// Sent invisible for this long: the step was claimed in the same transaction by this
+    /// process (eager dispatch), and the message only serves crash recovery, like a lease.
+    pub hidden_for: Option<std::time::Duration>,
 }
 
 /// The current state of a step and its task.
@@ -119,6 +122,7 @@ pub struct ReadyChild {
     pub name: String,
     pub task_uuid: Uuid,
     pub queue: String,
+    pub max_attempts: i32,
 }
 
 /// Increments to a task's step counters.

@@ -440,22 +440,32 @@ impl StoreTx for SqliteTx {
         Ok(messages)
     }
 
-    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<()> {
+    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
         let now = ms(Utc::now());
+        let mut refs = Vec::with_capacity(messages.len());
         for m in messages {
             let body = serde_json::to_string(&m.body).map_err(|e| TaskerError::Queue(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO tasker_queue_messages (queue, vt, read_ct, enqueued_at, message) VALUES (?, ?, 0, ?, ?)",
+            let hidden = m
+                .hidden_for
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
+                .unwrap_or(0);
+            let msg_id: i64 = sqlx::query_scalar(
+                "INSERT INTO tasker_queue_messages (queue, vt, read_ct, enqueued_at, message) VALUES (?, ?, 0, ?, ?) \
+                 RETURNING msg_id",
             )
             .bind(&m.queue)
-            .bind(now)
+            .bind(now + hidden)
             .bind(now)
             .bind(body)
-            .execute(&mut *self.tx)
+            .fetch_one(&mut *self.tx)
             .await
             .map_err(|e| TaskerError::Queue(format!("sending to queue '{}': {e}", m.queue)))?;
+            refs.push(MessageRef {
+                queue: m.queue.clone(),
+                msg_id,
+            });
         }
-        Ok(())
+        Ok(refs)
     }
 
     async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()> {
@@ -571,7 +581,7 @@ impl StoreTx for SqliteTx {
             let rows = sqlx::query(
                 "UPDATE tasker_steps SET pending_parents = pending_parents - 1 \
                  WHERE step_uuid IN (SELECT to_step FROM tasker_step_edges WHERE from_step = ?) \
-                 RETURNING step_uuid, name, task_uuid, queue, pending_parents, state",
+                 RETURNING step_uuid, name, task_uuid, queue, max_attempts, pending_parents, state",
             )
             .bind(parent)
             .fetch_all(&mut *self.tx)
@@ -585,6 +595,7 @@ impl StoreTx for SqliteTx {
                         name: r.try_get("name")?,
                         task_uuid: r.try_get("task_uuid")?,
                         queue: r.try_get("queue")?,
+                        max_attempts: r.try_get("max_attempts")?,
                     });
                 }
             }
