@@ -483,7 +483,7 @@ impl Tasker {
             let mut claimed_now = Vec::new();
             for child in &ready {
                 let claim = match eager {
-                    Some(e) if slots > 0 && e.queues.iter().any(|q| *q == child.queue) => {
+                    Some(e) if slots > 0 && e.queues.contains(&child.queue) => {
                         slots -= 1;
                         Some(e.lease)
                     }
