@@ -1,7 +1,6 @@
 """The worker: GIL release, graceful stop, signals, handler registration, and bad input that
 must fail a step cleanly while the worker keeps serving."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -112,12 +111,18 @@ def test_run_stops_on_sigint(db_url, namespace, register, tmp_path):
     script.write_text(
         textwrap.dedent(
             f"""
-            import sys, tasker_core
-            sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+            import signal, sys, threading, time, tasker_core
             client = tasker_core.connect({db_url!r})
             worker = tasker_core.Worker(client, [{namespace!r}], concurrency=2)
             worker.start()
-            print("ready", flush=True)
+
+            def announce():
+                # "ready" once run() has installed its SIGINT handler.
+                while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    time.sleep(0.01)
+                print("ready", flush=True)
+
+            threading.Thread(target=announce, daemon=True).start()
             report = worker.run()
             print("stopped", report.abandoned, report.timed_out, flush=True)
             """
@@ -126,7 +131,6 @@ def test_run_stops_on_sigint(db_url, namespace, register, tmp_path):
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
         proc.send_signal(2)  # SIGINT, as Ctrl-C
         out, err = proc.communicate(timeout=15)
     finally:
