@@ -1,0 +1,58 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+require "rbs"
+require "rbs/cli"
+require "stringio"
+
+RSpec.describe "RBS signatures (sig/)" do
+  sig_dir = File.expand_path("../sig", __dir__)
+
+  def self.builder(sig_dir)
+    @builder ||= begin
+      loader = RBS::EnvironmentLoader.new
+      loader.add(library: "logger")
+      loader.add(path: Pathname(sig_dir))
+      env = RBS::Environment.from_loader(loader).resolve_type_names
+      RBS::DefinitionBuilder.new(env: env)
+    end
+  end
+
+  let(:builder) { self.class.builder(sig_dir) }
+
+  def type_name(mod)
+    RBS::TypeName.new(name: mod.name.split("::").last.to_sym,
+                      namespace: RBS::Namespace.parse("::#{mod.name.split('::')[0..-2].join('::')}"))
+  end
+
+  it "validate with rbs" do
+    out = StringIO.new
+    err = StringIO.new
+    RBS::CLI.new(stdout: out, stderr: err).run(["-r", "logger", "-I", sig_dir, "validate", "--silent"])
+    expect(err.string).to eq("")
+  end
+
+  classes = [
+    TaskerCore::Client, TaskerCore::Task, TaskerCore::Step, TaskerCore::Transition, TaskerCore::StepContext,
+    TaskerCore::Worker, TaskerCore::HandlerRegistry, TaskerCore::HandlerRegistry::Entry,
+    TaskerCore::StepHandler::Base, TaskerCore::StepResult::Success, TaskerCore::StepResult::Failure,
+    TaskerCore::Error, TaskerCore::ValidationError, TaskerCore::TemplateError, TaskerCore::SerializationError,
+    TaskerCore::RetryableError, TaskerCore::PermanentError, TaskerCore::HandlerNotFound,
+    TaskerCore::Native::Client, TaskerCore::Native::Worker
+  ]
+  classes.each do |klass|
+    it "declare every public instance method of #{klass}" do
+      declared = builder.build_instance(type_name(klass)).methods.keys
+      expect(klass.public_instance_methods(false) - declared).to eq([])
+    end
+  end
+
+  modules = [TaskerCore, TaskerCore::Native, TaskerCore::Testing, TaskerCore::StepResult, TaskerCore::Native::Client,
+             TaskerCore::Native::Worker, TaskerCore::Worker, TaskerCore::StepHandler::Base]
+  modules.each do |mod|
+    it "declare every singleton method of #{mod}" do
+      declared = builder.build_singleton(type_name(mod)).methods.keys
+      expect(mod.singleton_methods(false) - declared).to eq([])
+    end
+  end
+end
