@@ -275,3 +275,17 @@ def test_fewer_threads_than_concurrency(client, namespace, register, start_worke
     assert stats["completed"] == 10 * 4 + 5 * 8 and stats["failed"] == 0 and stats["events"] == 80
     with pytest.raises(InvalidArgument, match="threads must be an int between 1 and concurrency"):
         tasker_core.Worker(client, [namespace], concurrency=2, threads=3)
+
+
+def test_outcome_rejected_by_the_engine_fails_the_step_cleanly(client, namespace, register, start_worker):
+    # Built past StepResult.failure's checks: the engine's own validation rejects it.
+    def bad_outcome(context):
+        return StepResult(False, error_message="x", error_type="t", retry_after=-1.0)
+
+    register("single", "linear")
+    start_worker(handlers={"single.only": bad_outcome})
+    done = client.create_task(namespace, "single").wait(timeout=30)
+    step = done.step("only")
+    assert step.state == "error" and step.attempts == 1
+    assert step.error["error_type"] == "invalid_outcome" and "retry_after" in step.error["message"]
+    assert run_linear(client, namespace) == 25

@@ -202,7 +202,8 @@ class Worker:
         """Stops gracefully: no new steps are claimed, claimed-but-unstarted steps go back to
         the queue, and running handlers get up to ``timeout`` seconds to finish (their results
         are recorded). Returns within about ``timeout`` seconds; steps still running then are
-        handed to other workers. Idempotent."""
+        handed to other workers. Idempotent. Call it from outside the worker's handlers (a
+        handler that stops its own worker waits for itself until the timeout)."""
         timeout = self._shutdown_timeout if timeout is None else float(timeout)
         if timeout < 0 or timeout != timeout:
             raise InvalidArgument(f"timeout must be a non-negative number of seconds, got {timeout}")
@@ -349,6 +350,15 @@ class Worker:
             # The attempt timed out or the worker stopped before the handler returned: the
             # engine already gave the step to someone else, so this result is dropped.
             log.warning("result of step %r dropped: %s", step_name, e)
+        except InvalidArgument as e:
+            # The engine rejected the outcome document; report that instead, or the step's
+            # slot would stay taken until its lease ran out.
+            log.error("outcome of step %r rejected: %s", step_name, e)
+            fallback = StepResult.failure(f"the handler's outcome was rejected: {e}", "invalid_outcome", False)
+            try:
+                native.complete(event_id, outcome.encode(fallback, step_name))
+            except TaskerError:
+                log.exception("could not report the result of step %r", step_name)
         except TaskerError:
             log.exception("could not report the result of step %r", step_name)
 
