@@ -289,3 +289,22 @@ def test_outcome_rejected_by_the_engine_fails_the_step_cleanly(client, namespace
     assert step.state == "error" and step.attempts == 1
     assert step.error["error_type"] == "invalid_outcome" and "retry_after" in step.error["message"]
     assert run_linear(client, namespace) == 25
+
+
+def test_overrunning_handler_times_out_and_its_late_result_is_ignored(client, namespace, register, start_worker):
+    register("timeout", "linear")
+    worker = start_worker(concurrency=2)
+    done = client.create_task(namespace, "overrun").wait(timeout=30)
+    step = done.step("slow_first")
+    assert done.state == "complete" and step.attempts == 2
+    assert step.result == {"attempt": 2, "had_deadline": True}
+    assert recorder.seen(step.step_uuid) == [1, 2]
+    # The first attempt returns after the engine failed it; its result must not land.
+    assert recorder.event(step.step_uuid + ":late").wait(10)
+    time.sleep(0.3)
+    again = client.get_task(done.task_uuid).step("slow_first")
+    assert again.result == {"attempt": 2, "had_deadline": True} and again.attempts == 2
+    assert worker.stats()["events"] == 2
+    failed = [t for t in done.step_transitions if t.step_name == "slow_first" and t.to_state == "waiting_for_retry"]
+    assert len(failed) == 1
+    assert run_linear(client, namespace) == 25 and worker.running

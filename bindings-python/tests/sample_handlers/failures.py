@@ -62,3 +62,15 @@ class Sleepy(StepHandler):
         time.sleep(context.input["sleep"])
         recorder.record(context.task_uuid, "finished")
         return {"slept": context.input["sleep"]}
+
+
+class SlowFirstAttempt(StepHandler):
+    """Overruns the step's timeout on attempt 1; returns at once on later attempts."""
+
+    def call(self, context: StepContext):
+        recorder.record(context.step_uuid, context.attempt)
+        if context.attempt == 1:
+            time.sleep(context.config["sleep"])
+            recorder.event(context.step_uuid + ":late").set()
+            return {"late": True}
+        return {"attempt": context.attempt, "had_deadline": context.deadline is not None}
