@@ -224,17 +224,9 @@ impl Tasker {
                         now,
                     )?;
                     plan.step_changes.push(StepChange {
-                        step_uuid: lock.step_uuid,
-                        expected_state: lock.state,
-                        expected_attempts: lock.attempts,
-                        new_state: to,
-                        new_attempts: attempt,
-                        results: None,
-                        last_error: None,
-                        next_retry_at: None,
                         deadline_at: deadline,
                         attempt_started: true,
-                        finished: false,
+                        ..StepChange::cas(lock.step_uuid, (lock.state, lock.attempts), (to, attempt))
                     });
                     claims.push((m.reference(), lock.clone(), attempt, deadline));
                 }
@@ -499,19 +491,7 @@ impl Tasker {
                     metadata: empty(),
                     at: now,
                 });
-                let mut change = StepChange {
-                    step_uuid: child.step_uuid,
-                    expected_state: StepState::Pending,
-                    expected_attempts: 0,
-                    new_state: enqueued,
-                    new_attempts: 0,
-                    results: None,
-                    last_error: None,
-                    next_retry_at: None,
-                    deadline_at: None,
-                    attempt_started: false,
-                    finished: false,
-                };
+                let mut change = StepChange::cas(child.step_uuid, (StepState::Pending, 0), (enqueued, 0));
                 effects.events.push(EngineEvent::Step {
                     task_uuid: child.task_uuid,
                     step_uuid: child.step_uuid,
@@ -681,19 +661,11 @@ impl Tasker {
                 json!({"retry_of_attempt": lock.attempts}),
                 now,
             )?;
-            plan.step_changes.push(StepChange {
-                step_uuid: lock.step_uuid,
-                expected_state: lock.state,
-                expected_attempts: lock.attempts,
-                new_state: to,
-                new_attempts: lock.attempts,
-                results: None,
-                last_error: None,
-                next_retry_at: None,
-                deadline_at: None,
-                attempt_started: false,
-                finished: false,
-            });
+            plan.step_changes.push(StepChange::cas(
+                lock.step_uuid,
+                (lock.state, lock.attempts),
+                (to, lock.attempts),
+            ));
             plan.send.push(OutgoingMessage {
                 queue: lock.queue.clone(),
                 body: message_body(lock.step_uuid, lock.task_uuid, lock.attempts),
@@ -768,19 +740,11 @@ impl Tasker {
                 json!({"reason": "worker shutting down before the attempt started"}),
                 now,
             )?;
-            plan.step_changes.push(StepChange {
-                step_uuid: lock.step_uuid,
-                expected_state: lock.state,
-                expected_attempts: lock.attempts,
-                new_state: to,
-                new_attempts: lock.attempts - 1,
-                results: None,
-                last_error: None,
-                next_retry_at: None,
-                deadline_at: None,
-                attempt_started: false,
-                finished: false,
-            });
+            plan.step_changes.push(StepChange::cas(
+                lock.step_uuid,
+                (lock.state, lock.attempts),
+                (to, lock.attempts - 1),
+            ));
             visible.push(message.clone());
         }
         let applied = tx.change_steps(&plan.step_changes, now).await?;
@@ -888,17 +852,10 @@ impl Tasker {
 /// A step change that ends an attempt (success, retry scheduling, failure, cancellation).
 fn finish_change(lock: &StepLock, to: StepState, results: Option<Value>, error: Option<Value>) -> StepChange {
     StepChange {
-        step_uuid: lock.step_uuid,
-        expected_state: lock.state,
-        expected_attempts: lock.attempts,
-        new_state: to,
-        new_attempts: lock.attempts,
         results,
         last_error: error,
-        next_retry_at: None,
-        deadline_at: None,
-        attempt_started: false,
         finished: to.is_terminal(),
+        ..StepChange::cas(lock.step_uuid, (lock.state, lock.attempts), (to, lock.attempts))
     }
 }
 

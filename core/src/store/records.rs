@@ -115,6 +115,30 @@ pub struct StepChange {
     pub finished: bool,
 }
 
+impl StepChange {
+    /// A compare-and-swap from (`expected_state`, `expected_attempts`) to (`new_state`,
+    /// `new_attempts`) that touches nothing else; set the other fields as needed.
+    pub fn cas(
+        step_uuid: Uuid,
+        (expected_state, expected_attempts): (StepState, i32),
+        (new_state, new_attempts): (StepState, i32),
+    ) -> Self {
+        Self {
+            step_uuid,
+            expected_state,
+            expected_attempts,
+            new_state,
+            new_attempts,
+            results: None,
+            last_error: None,
+            next_retry_at: None,
+            deadline_at: None,
+            attempt_started: false,
+            finished: false,
+        }
+    }
+}
+
 /// A child whose last pending dependency just completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadyChild {

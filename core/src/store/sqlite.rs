@@ -655,48 +655,11 @@ impl StoreTx for SqliteTx {
     }
 
     async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        for r in rows {
-            sqlx::query("UPDATE tasker_step_transitions SET most_recent = 0 WHERE step_uuid = ? AND most_recent")
-                .bind(r.entity_uuid)
-                .execute(&mut *self.tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO tasker_step_transitions (step_uuid, task_uuid, from_state, to_state, event, metadata, \
-                    most_recent, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-            )
-            .bind(r.entity_uuid)
-            .bind(r.task_uuid)
-            .bind(r.from_state)
-            .bind(r.to_state)
-            .bind(r.event)
-            .bind(json_text(&r.metadata))
-            .bind(ms(r.at))
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        Ok(())
+        insert_transitions(&mut self.tx, "tasker_step_transitions", "step_uuid", rows).await
     }
 
     async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        for r in rows {
-            sqlx::query("UPDATE tasker_task_transitions SET most_recent = 0 WHERE task_uuid = ? AND most_recent")
-                .bind(r.entity_uuid)
-                .execute(&mut *self.tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO tasker_task_transitions (task_uuid, from_state, to_state, event, metadata, most_recent, \
-                    created_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
-            )
-            .bind(r.entity_uuid)
-            .bind(r.from_state)
-            .bind(r.to_state)
-            .bind(r.event)
-            .bind(json_text(&r.metadata))
-            .bind(ms(r.at))
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        Ok(())
+        insert_transitions(&mut self.tx, "tasker_task_transitions", "task_uuid", rows).await
     }
 
     async fn insert_task(&mut self, t: &NewTask) -> Result<InsertedTask> {
@@ -817,4 +780,36 @@ impl StoreTx for SqliteTx {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// Appends audit rows to `table` (keyed by `key`), each becoming its entity's most recent one.
+async fn insert_transitions(
+    tx: &mut Transaction<'static, Sqlite>,
+    table: &str,
+    key: &str,
+    rows: &[TransitionRecord],
+) -> Result<()> {
+    // Step rows also carry their task; task rows are keyed by it.
+    let task_column = if key == "task_uuid" { "" } else { ", task_uuid" };
+    let task_value = if key == "task_uuid" { "" } else { ", ?" };
+    let clear = format!("UPDATE {table} SET most_recent = 0 WHERE {key} = ? AND most_recent");
+    let insert = format!(
+        "INSERT INTO {table} ({key}{task_column}, from_state, to_state, event, metadata, most_recent, created_at) \
+         VALUES (?{task_value}, ?, ?, ?, ?, 1, ?)"
+    );
+    for r in rows {
+        sqlx::query(&clear).bind(r.entity_uuid).execute(&mut **tx).await?;
+        let mut q = sqlx::query(&insert).bind(r.entity_uuid);
+        if key != "task_uuid" {
+            q = q.bind(r.task_uuid);
+        }
+        q.bind(r.from_state)
+            .bind(r.to_state)
+            .bind(r.event)
+            .bind(json_text(&r.metadata))
+            .bind(ms(r.at))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
