@@ -356,6 +356,10 @@ impl Worker {
             if self.is_shutting_down() {
                 return Poll::ShutDown;
             }
+            // An event already waiting is returned even with a zero timeout.
+            if let Ok(e) = self.shared.events_rx.try_recv() {
+                return self.deliver(e);
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Poll::Empty;
@@ -373,6 +377,9 @@ impl Worker {
     pub async fn poll_async(&self, timeout: Duration) -> Poll {
         if self.is_shutting_down() {
             return Poll::ShutDown;
+        }
+        if let Ok(e) = self.shared.events_rx.try_recv() {
+            return self.deliver(e);
         }
         let mut stop = self.shared.stop.subscribe();
         tokio::select! {

@@ -142,3 +142,29 @@ async fn shutdown_releases_unstarted_claims(db: Db) {
     second.stop().await;
     test_db.cleanup().await;
 }
+
+async fn poll_with_zero_timeout_returns_a_waiting_event(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    tasker.register_templates(fixtures()).await.expect("register");
+    let worker = Worker::start(&tasker, WorkerConfig::new(vec!["engine_tests".into()]))
+        .await
+        .expect("start");
+    create(&tasker, "engine_tests", "diamond", json!({"value": 1})).await;
+    // Non-blocking polls only: once the claim has landed, a zero timeout must return it.
+    let mut got = None;
+    for _ in 0..500 {
+        if let Poll::Event(e) = worker.poll(Duration::ZERO) {
+            got = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let event = got.expect("poll(0) never returned the waiting event");
+    assert_eq!(event.step_name, "a");
+    worker
+        .complete(event.event_id, tasker_core::StepOutcome::success(json!({"value": 2})))
+        .expect("complete");
+    worker.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+    test_db.cleanup().await;
+}

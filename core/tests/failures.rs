@@ -448,10 +448,18 @@ async fn bad_input_is_rejected_and_nothing_changes(db: Db) {
 
 #[tokio::test]
 async fn unreachable_database_names_the_host_never_the_password() {
+    let started = std::time::Instant::now();
     let err = Tasker::connect(Some("postgres://tasker:s3cret-pw@127.0.0.1:1/tasker"))
         .await
         .expect_err("unreachable");
     let text = err.to_string();
+    // The driver's own reason, at once (not a pool timeout seconds later).
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(text.to_lowercase().contains("refused"), "{text}");
     assert!(matches!(err, TaskerError::Connect { .. }), "{text}");
     assert!(text.contains("127.0.0.1:1"), "{text}");
     assert!(!text.contains("s3cret-pw"), "{text}");

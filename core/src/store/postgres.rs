@@ -43,6 +43,10 @@ impl PostgresStore {
     /// Connects, installs PGMQ (SQL-only, from the `pgmq` crate's embedded scripts) unless the
     /// extension is present, runs migrations and starts the LISTEN task.
     pub async fn connect(options: PgConnectOptions, max_connections: u32, listen: bool) -> Result<Self> {
+        // One plain connection first: an unreachable or misconfigured server then fails at once
+        // with its real reason, instead of a pool timeout after acquire_timeout.
+        let probe = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
+        sqlx::Connection::close(probe).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
