@@ -13,7 +13,8 @@ use tasker_core::{Poll, TaskRequest, Worker, WorkerConfig};
 
 on_both_backends!(
     four_workers_run_every_step_exactly_once,
-    shutdown_releases_unstarted_claims
+    shutdown_releases_unstarted_claims,
+    poll_with_zero_timeout_returns_a_waiting_event,
 );
 
 async fn four_workers_run_every_step_exactly_once(db: Db) {
