@@ -6,7 +6,10 @@ use common::*;
 use serde_json::json;
 use tasker_core::state::{NamedState, StepState, TaskState};
 
-on_both_backends!(linear_diamond_tree_and_mixed_dags_complete);
+on_both_backends!(
+    linear_diamond_tree_and_mixed_dags_complete,
+    every_dispatch_mode_runs_workflows
+);
 
 async fn linear_diamond_tree_and_mixed_dags_complete(db: Db) {
     let test_db = TestDb::new(db).await;
@@ -98,6 +101,29 @@ async fn linear_diamond_tree_and_mixed_dags_complete(db: Db) {
     assert_eq!(TaskState::parse(&d.task.state), Some(TaskState::Complete));
 
     worker.stop().await;
+    tasker.close().await;
+    test_db.cleanup().await;
+}
+
+async fn every_dispatch_mode_runs_workflows(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    tasker.register_templates(fixtures()).await.expect("register");
+    for mode in ["polling", "event_driven", "hybrid"] {
+        let mut config = tasker_core::WorkerConfig::new(vec!["engine_tests".into()]);
+        config.dispatch_mode = mode.parse().expect("mode");
+        config.poll_interval = Some(std::time::Duration::from_millis(20));
+        let worker = RunningWorker::start_with(&tasker, config, math_registry()).await;
+        let id = create(&tasker, "engine_tests", "diamond", json!({"value": 9})).await;
+        let d = wait(&tasker, id).await;
+        assert_eq!(
+            (d.task.state.as_str(), result_of(&d, "d")),
+            ("complete", 50),
+            "mode {mode}"
+        );
+        worker.stop().await;
+    }
+    assert!("sometimes".parse::<tasker_core::DispatchMode>().is_err());
     tasker.close().await;
     test_db.cleanup().await;
 }
