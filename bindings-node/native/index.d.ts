@@ -50,3 +50,11 @@ export declare class NativeWorker {
    */
   shutdown(timeoutMs: number): Promise<string>
 }
+
+/**
+ * Diagnostics for the benchmark: the binding hop of one step without the queue and the
+ * database. Parses `outcomeJson` as `complete` does, then, on the core's runtime, parses and
+ * re-serializes `eventJson` (as `poll` serializes an event) and settles the promise with it
+ * — the same thread hops, conversions and promise settlement as one poll plus one complete.
+ */
+export declare function hopProbe(eventJson: string, outcomeJson: string): Promise<string>

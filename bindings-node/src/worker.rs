@@ -123,3 +123,17 @@ impl NativeWorker {
         })
     }
 }
+
+/// Diagnostics for the benchmark: the binding hop of one step without the queue and the
+/// database. Parses `outcomeJson` as `complete` does, then, on the core's runtime, parses and
+/// re-serializes `eventJson` (as `poll` serializes an event) and settles the promise with it
+/// — the same thread hops, conversions and promise settlement as one poll plus one complete.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn hop_probe<'e>(env: &'e Env, event_json: String, outcome_json: String) -> napi::Result<Object<'e>> {
+    let outcome: StepOutcome = serde_json::from_str(&outcome_json).map_err(|e| invalid_argument("outcome", e))?;
+    spawn(env, async move {
+        let event: serde_json::Value = serde_json::from_str(&event_json).map_err(|e| invalid_argument("event", e))?;
+        drop(outcome);
+        to_json(&[event])
+    })
+}
