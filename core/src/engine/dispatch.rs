@@ -179,6 +179,7 @@ impl Tasker {
             }
         }
         if messages.is_empty() {
+            tx.rollback().await?;
             return Ok(Vec::new());
         }
         let now = Utc::now();
@@ -895,7 +896,7 @@ pub(super) async fn cancel(tasker: &Tasker, task_uuid: Uuid) -> Result<()> {
         .await?;
     if applied.is_empty() {
         // Someone else changed the task meanwhile; report what it is now.
-        drop(tx);
+        tx.rollback().await?;
         let now_state = tasker.task_summary(task_uuid).await?.state;
         return Err(TaskerError::InvalidArgument(format!(
             "task {task_uuid} changed concurrently (now {now_state}); retry the cancel if still wanted"

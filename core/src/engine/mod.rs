@@ -386,7 +386,7 @@ impl Tasker {
         let mut tx = self.inner.store.begin().await?;
         match tx.insert_task(&new_task).await? {
             InsertedTask::Existing(existing) => {
-                drop(tx);
+                tx.rollback().await?;
                 let task = self.task_summary(existing).await?;
                 return Ok(CreatedTask { task, created: false });
             }

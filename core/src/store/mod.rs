@@ -115,8 +115,12 @@ pub enum RemoteSignal {
 /// Set-based primitives executed inside one transaction. Every state change is a
 /// compare-and-swap: rows whose current state/attempts differ from the expected ones are left
 /// alone and are missing from the returned list, so a late or concurrent writer loses cleanly.
+/// Queue operations with visibility-timeout semantics, inside the current transaction: a read
+/// message is hidden for its lease and reappears, with `read_ct` incremented, unless it is
+/// deleted or its visibility is changed. PGMQ on PostgreSQL, a table on SQLite; the trait has
+/// no PostgreSQL types, so a broker-backed queue (RabbitMQ) can implement it later.
 #[async_trait]
-pub trait StoreTx: Send {
+pub trait MessageQueue: Send {
     /// Claims up to `max` messages from `queue`, hiding them for `lease`.
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>>;
 
@@ -128,7 +132,10 @@ pub trait StoreTx: Send {
 
     /// Makes messages visible again `after` from now (lease extension or release).
     async fn set_message_visibility(&mut self, messages: &[MessageRef], after: Duration) -> Result<()>;
+}
 
+#[async_trait]
+pub trait StoreTx: MessageQueue {
     /// Current state of these steps and of their tasks, locking the step rows until commit
     /// where the backend supports row locks.
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>>;
@@ -175,4 +182,8 @@ pub trait StoreTx: Send {
     async fn notify_timers(&mut self) -> Result<()>;
 
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Abandons the transaction now. (Dropping it also rolls back, but later: until then its
+    /// row locks hide claimed messages from `SKIP LOCKED` readers.)
+    async fn rollback(self: Box<Self>) -> Result<()>;
 }

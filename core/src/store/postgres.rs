@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::records::*;
-use super::{Backend, RemoteSignal, Store, StoreTx};
+use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
@@ -472,7 +472,7 @@ struct PgTx {
 }
 
 #[async_trait]
-impl StoreTx for PgTx {
+impl MessageQueue for PgTx {
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
         let rows = sqlx::query("SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read($1, $2, $3)")
             .bind(queue)
@@ -569,7 +569,10 @@ impl StoreTx for PgTx {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl StoreTx for PgTx {
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
         let rows = sqlx::query(&format!(
             "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
@@ -892,6 +895,11 @@ impl StoreTx for PgTx {
 
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<()> {
+        self.tx.rollback().await?;
         Ok(())
     }
 }

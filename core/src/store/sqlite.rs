@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::records::*;
-use super::{Backend, RemoteSignal, Store, StoreTx};
+use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
@@ -407,7 +407,7 @@ struct SqliteTx {
 }
 
 #[async_trait]
-impl StoreTx for SqliteTx {
+impl MessageQueue for SqliteTx {
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
         let now = ms(Utc::now());
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
@@ -491,7 +491,10 @@ impl StoreTx for SqliteTx {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl StoreTx for SqliteTx {
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
         // BEGIN IMMEDIATE already holds the database's write lock: reads here are stable.
         let mut out = Vec::with_capacity(step_uuids.len());
@@ -778,6 +781,11 @@ impl StoreTx for SqliteTx {
 
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<()> {
+        self.tx.rollback().await?;
         Ok(())
     }
 }

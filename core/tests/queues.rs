@@ -1,0 +1,115 @@
+//! The queue's visibility-timeout semantics are the same on both backends: a read message is
+//! hidden for its lease, reappears with `read_ct` incremented, and is gone once deleted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tasker_core::store::{OutgoingMessage, StepMessage};
+
+on_both_backends!(visibility_timeout_semantics);
+
+fn message(n: u128) -> OutgoingMessage {
+    OutgoingMessage {
+        queue: "qtest".into(),
+        body: StepMessage {
+            step_uuid: uuid::Uuid::from_u128(n),
+            task_uuid: uuid::Uuid::from_u128(1000 + n),
+            attempt: 0,
+        },
+        hidden_for: None,
+    }
+}
+
+async fn visibility_timeout_semantics(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    let store = tasker.store().clone();
+    store.ensure_queue("qtest").await.expect("queue");
+
+    let mut tx = store.begin().await.expect("begin");
+    let mut hidden = message(3);
+    hidden.hidden_for = Some(Duration::from_secs(60));
+    let refs = tx.send_messages(&[message(1), message(2), hidden]).await.expect("send");
+    assert_eq!(refs.len(), 3);
+    tx.commit().await.expect("commit");
+
+    // Two visible messages, in order; the hidden one is not delivered.
+    let mut tx = store.begin().await.expect("begin");
+    let read = tx
+        .read_messages("qtest", Duration::from_secs(1), 10)
+        .await
+        .expect("read");
+    tx.commit().await.expect("commit");
+    assert_eq!(read.len(), 2);
+    assert_eq!(
+        read[0].payload["step_uuid"],
+        serde_json::json!(uuid::Uuid::from_u128(1))
+    );
+    assert!(read.iter().all(|m| m.read_ct == 1));
+    assert!(read[0].msg_id < read[1].msg_id);
+
+    // While leased, nothing is visible.
+    let mut tx = store.begin().await.expect("begin");
+    assert!(tx
+        .read_messages("qtest", Duration::from_secs(1), 10)
+        .await
+        .expect("read")
+        .is_empty());
+    // Delete one; make the other visible again at once.
+    tx.delete_messages(&[read[0].reference()]).await.expect("delete");
+    tx.set_message_visibility(&[read[1].reference()], Duration::ZERO)
+        .await
+        .expect("vt");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    let again = tx
+        .read_messages("qtest", Duration::from_secs(1), 10)
+        .await
+        .expect("read");
+    tx.commit().await.expect("commit");
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].msg_id, again[0].read_ct), (read[1].msg_id, 2));
+
+    // An expired lease makes the message visible again by itself.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut tx = store.begin().await.expect("begin");
+    let expired = tx
+        .read_messages("qtest", Duration::from_secs(5), 10)
+        .await
+        .expect("read");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        expired.iter().map(|m| (m.msg_id, m.read_ct)).collect::<Vec<_>>(),
+        [(read[1].msg_id, 3)]
+    );
+
+    // A rolled-back read leaves the message as it was.
+    let mut tx = store.begin().await.expect("begin");
+    tx.set_message_visibility(&[expired[0].reference()], Duration::ZERO)
+        .await
+        .expect("vt");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    assert_eq!(
+        tx.read_messages("qtest", Duration::from_secs(5), 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    tx.rollback().await.expect("rollback");
+    let mut tx = store.begin().await.expect("begin");
+    let after_rollback = tx
+        .read_messages("qtest", Duration::from_secs(5), 10)
+        .await
+        .expect("read");
+    tx.commit().await.expect("commit");
+    assert_eq!(after_rollback.len(), 1);
+    assert_eq!(after_rollback[0].read_ct, 4);
+
+    tasker.close().await;
+    test_db.cleanup().await;
+}
