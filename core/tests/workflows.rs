@@ -8,7 +8,8 @@ use tasker_core::state::{NamedState, StepState, TaskState};
 
 on_both_backends!(
     linear_diamond_tree_and_mixed_dags_complete,
-    every_dispatch_mode_runs_workflows
+    every_dispatch_mode_runs_workflows,
+    versions_coexist_and_the_highest_is_the_default,
 );
 
 async fn linear_diamond_tree_and_mixed_dags_complete(db: Db) {
@@ -124,6 +125,44 @@ async fn every_dispatch_mode_runs_workflows(db: Db) {
         worker.stop().await;
     }
     assert!("sometimes".parse::<tasker_core::DispatchMode>().is_err());
+    tasker.close().await;
+    test_db.cleanup().await;
+}
+
+async fn versions_coexist_and_the_highest_is_the_default(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    let base = std::fs::read_to_string(fixtures().join("diamond.yaml")).expect("fixture");
+    // 1.10.0 > 1.2.0 > 1.0.0 by semver (not by string order); each multiplies `d` differently.
+    for (version, mul) in [("1.2.0", 2), ("1.10.0", 10), ("1.0.0", 1)] {
+        let yaml = base.replace("version: 1.0.0", &format!("version: {version}")).replace(
+            "handler: { callable: math }",
+            &format!("handler: {{ callable: math, initialization: {{ mul: {mul} }} }}"),
+        );
+        let loaded = tasker_core::template::parse_str(&yaml, None, "test").expect("template");
+        tasker.register_template(&loaded).await.expect("register");
+    }
+    let worker = RunningWorker::start(&tasker, &["engine_tests"], 4, math_registry()).await;
+    let latest = create(&tasker, "engine_tests", "diamond", json!({"value": 1})).await;
+    let d = wait(&tasker, latest).await;
+    assert_eq!(d.task.version, "1.10.0");
+    assert_eq!(result_of(&d, "d"), 100); // a = 2, b = 4, c = 6, d = 10 * (4 + 6)
+    let pinned = tasker
+        .create_task(tasker_core::TaskRequest {
+            namespace: "engine_tests".into(),
+            name: "diamond".into(),
+            version: Some("1.2.0".into()),
+            context: json!({"value": 1}),
+            ..Default::default()
+        })
+        .await
+        .expect("create pinned")
+        .task
+        .task_uuid;
+    let d = wait(&tasker, pinned).await;
+    assert_eq!((d.task.version.as_str(), result_of(&d, "d")), ("1.2.0", 20));
+    assert_eq!(tasker.list_templates().await.expect("list").len(), 3);
+    worker.stop().await;
     tasker.close().await;
     test_db.cleanup().await;
 }
