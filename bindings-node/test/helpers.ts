@@ -57,6 +57,8 @@ export function backends(): Backend[] {
 export interface Harness {
   readonly client: Client;
   readonly backend: Backend;
+  /** The database URL the client is connected to. */
+  readonly url: string;
   /** The unique namespace that replaced `original` (e.g. `nd_linear` → `nd_linear_1a2b3c4d`). */
   ns(original: string): string;
   /** Creates a task of a fixture template (namespace given by its original name). */
@@ -79,12 +81,14 @@ export async function harness(backend: Backend, fixtures: string[]): Promise<Har
     );
     writeFileSync(join(dir, f), text);
   }
-  const client = connect({ databaseUrl: backend.url() });
+  const url = backend.url();
+  const client = connect({ databaseUrl: url });
   await client.registerTemplates(dir);
   const ns = (original: string): string => `${original}_${suffix}`;
   return {
     client,
     backend,
+    url,
     ns,
     createTask: (namespace, name, context, extra = {}) =>
       client.createTask({

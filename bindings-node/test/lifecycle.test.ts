@@ -4,9 +4,11 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 
-import { type StepContext, Worker } from '../ts/index.js';
+import { type StepContext, TimeoutError, Worker } from '../ts/index.js';
 import { backends, deferred, explain, type Harness, harness, sleep } from './helpers.js';
 
 for (const backend of backends()) {
@@ -135,6 +137,55 @@ for (const backend of backends()) {
       const step = done.step('gated_step');
       assert.ok((step?.attempts ?? 0) >= 2, 'the abandoned attempt counts');
       assert.deepEqual(step?.results, { rescuedOnAttempt: step?.attempts });
+    });
+
+    test('an attempt past timeout_seconds fails with `timeout` and aborts ctx.signal', async () => {
+      const aborted = deferred<unknown>();
+      const worker = newWorker({
+        'NodeLife.Deadline': async (ctx) => {
+          assert.ok(ctx.deadline instanceof Date);
+          await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+          aborted.resolve(ctx.signal.reason);
+          await sleep(300); // overran: by now the engine failed the attempt; this result is ignored
+          return { tooLate: true };
+        },
+      });
+      await worker.start();
+      const done = await (await h.createTask('nd_life', 'deadline', {})).wait({ timeoutMs: 30_000 });
+      assert.equal(done.state, 'error', explain(done));
+      const step = done.step('deadline_step');
+      assert.equal(step?.lastError?.errorType, 'timeout');
+      assert.ok((await aborted.promise) instanceof TimeoutError);
+    });
+
+    test('handleSignals: SIGTERM drains the running handler, then the process ends', async () => {
+      const task = await h.createTask('nd_life', 'gated', {});
+      const script = join(__dirname, 'fixtures', 'signal-worker.ts');
+      const child = spawn(process.execPath, ['--import', 'tsx', script, h.url, h.ns('nd_life')]);
+      let out = '';
+      const started = new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+          if (out.includes(`started ${task.uuid}`)) resolve();
+        });
+        child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+        child.on('exit', () => reject(new Error(`worker exited early:\n${out}`)));
+      });
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.on('exit', (code, signal) => resolve([code, signal])),
+      );
+      try {
+        await started;
+        child.kill('SIGTERM');
+        const [code, signal] = await exited;
+        assert.deepEqual([code, signal], [null, 'SIGTERM'], `the signal is re-raised after the stop; output:\n${out}`);
+        const done = await task.wait({ timeoutMs: 30_000 });
+        assert.equal(done.state, 'complete', explain(done));
+        assert.deepEqual(done.result('gated_step'), { finishedAfterSigterm: true });
+        assert.equal(done.step('gated_step')?.attempts, 1, 'drained, not abandoned and retried');
+      } finally {
+        child.kill('SIGKILL');
+      }
     });
 
     test('stop() before start() and twice is harmless; a stopped worker cannot restart', async () => {
