@@ -6,7 +6,8 @@
  *   npm run build && npx tsx bindings-node/bench/bench.ts \
  *     [--backend sqlite|postgres|both] [--tasks 1000] [--concurrency 128] [--rust-bin target/release/tasker]
  *
- * PostgreSQL uses DATABASE_URL (a unique namespace in that database).
+ * PostgreSQL: a scratch database created on the DATABASE_URL server with `psql` (dropped
+ * afterwards), as `tasker bench` does; without `psql`, a unique namespace in DATABASE_URL itself.
  */
 
 import { execFileSync } from 'node:child_process';
@@ -185,10 +186,13 @@ async function main(): Promise<void> {
   if (args.backend === 'sqlite' || args.backend === 'both') {
     backends.push({ name: 'sqlite', url: `sqlite://${join(mkdtempSync(join(tmpdir(), 'tasker-node-bench-db-')), 'bench.db')}` });
   }
+  let dropScratch: (() => void) | undefined;
   if (args.backend === 'postgres' || args.backend === 'both') {
     const url = process.env.DATABASE_URL;
     if (!url) throw new Error('--backend postgres needs DATABASE_URL');
-    backends.push({ name: 'postgres', url });
+    const scratch = scratchPostgres(url);
+    dropScratch = scratch?.drop;
+    backends.push({ name: 'postgres', url: scratch?.url ?? url });
   }
   console.log(`tasker-node bench: W2 ${TASKS} diamonds (${TASKS * 4} steps), concurrency ${CONCURRENCY}, node ${process.version}`);
   const h = await hop(Number(args['hop-iterations']));
@@ -209,6 +213,24 @@ async function main(): Promise<void> {
       } | ${ratio} |`,
     );
   }
+  dropScratch?.();
+}
+
+/** A fresh database on the server of `url`, like `tasker bench` uses; undefined without psql. */
+function scratchPostgres(url: string): { url: string; drop: () => void } | undefined {
+  const name = `tasker_node_bench_${Math.random().toString(16).slice(2, 10)}`;
+  try {
+    execFileSync('psql', [url, '-qc', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
+  } catch {
+    console.error('psql not available: benchmarking PostgreSQL in DATABASE_URL itself');
+    return undefined;
+  }
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    drop: () => execFileSync('psql', [url, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' }),
+  };
 }
 
 main().catch((e: unknown) => {

@@ -52,11 +52,11 @@ const handlers = [
       case 'reject':
         return Promise.reject(new RangeError('rejected asynchronously'));
       case 'string':
-        throw 'a plain string'; // eslint-disable-line no-throw-literal
+        throw 'a plain string';
       case 'object':
-        throw { code: 42 }; // eslint-disable-line no-throw-literal
+        throw { code: 42 };
       case 'null':
-        throw null; // eslint-disable-line no-throw-literal
+        throw null;
       case 'undefined':
         return Promise.reject(undefined);
       default:

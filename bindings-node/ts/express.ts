@@ -30,7 +30,6 @@ import { describe } from './util.js';
 import { Worker } from './worker.js';
 
 declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
     interface Request {
       /** The Tasker client, put here by `taskerMiddleware(client)`. */

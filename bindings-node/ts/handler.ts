@@ -10,8 +10,6 @@ import type { StepContext } from './context.js';
 import { HandlerNotFoundError, InvalidArgumentError, PermanentError, RetryableError } from './errors.js';
 import { StepResult } from './result.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /**
  * A handler function: returns a {@link StepResult}, or any JSON value meaning success with that
  * result (`undefined` means `null`). Throwing fails the attempt (see {@link PermanentError},

@@ -28,8 +28,6 @@ import type { JsonValue } from './records.js';
 import type { StepFailure, StepResult } from './result.js';
 import { describe } from './util.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 /** Options of {@link buildStepContext}; everything is optional. */
 export interface BuildStepContextOptions<I = Record<string, unknown>, C = Record<string, unknown>> {
   /** The task context (default `{}`). */
