@@ -62,8 +62,8 @@ if [ "${TASKER_RUBY_SKIP_GEM:-0}" != 1 ]; then
   rake gem
   scratch="$(mktemp -d)"
   trap 'rm -rf "$scratch"' EXIT
-  # Reuse the workspace's compiled dependencies.
-  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" \
+  # The check is about packaging: an unoptimised build in the workspace's target dir is enough.
+  TASKER_RUBY_PROFILE=dev CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" \
     gem install --local --no-document --install-dir "$scratch/gems" pkg/tasker-core-rb-*.gem
   (cd "$scratch" && GEM_HOME="$scratch/gems" GEM_PATH="$scratch/gems" RUBYLIB= ruby -e '
     require "tasker_core"

@@ -51,15 +51,16 @@ File.write("Makefile", <<~MAKE)
   CARGO = #{q(cargo)}
   SO = tasker_core_native.#{dlext}
 
-  .PHONY: all install clean distclean build
+  .PHONY: all install clean distclean
 
-  all: build
+  all: $(SO)
 
-  build:
+  # RubyGems runs `make clean`, `make`, `make install`: cargo runs once, in `make`.
+  $(SO):
   \tRUBY=#{q(RbConfig.ruby)} $(CARGO) build --profile #{profile} --manifest-path #{q(manifest)} -p tasker-ruby --target-dir #{q(target_dir)}
   \tcp #{q(built)} $(SO)
 
-  install: build
+  install: $(SO)
   \tmkdir -p "$(DESTDIR)$(sitearchdir)/tasker_core"
   \tcp $(SO) "$(DESTDIR)$(sitearchdir)/tasker_core/$(SO)"
 

@@ -57,6 +57,8 @@ module TaskerCore
     attr_reader :queues
     # @return [Integer]
     attr_reader :concurrency
+    # @return [Integer] Ruby threads running handlers
+    attr_reader :thread_count
     # @return [HandlerRegistry] handlers given explicitly to this worker
     attr_reader :registry
 
@@ -66,7 +68,10 @@ module TaskerCore
     #   classes (registered under their `handler_name`), names of handlers defined with
     #   {TaskerCore.step_handler}, or a Hash of callable name => handler. Steps whose callable is
     #   not found here are looked up in {TaskerCore.handlers}, then with `Object.const_get`.
-    # @param concurrency [Integer] handler threads (and steps claimed at once)
+    # @param concurrency [Integer] steps claimed and running at once
+    # @param threads [Integer, nil] Ruby threads running handlers (default: `concurrency`). Handlers
+    #   that wait on I/O want one thread per slot; for CPU-light handlers fewer threads contend
+    #   less for the GVL.
     # @param lease [Numeric, nil] seconds a claimed step stays hidden from other workers (renewed)
     # @param poll_interval [Numeric, nil] fallback queue polling interval in seconds
     # @param dispatch_mode [String, Symbol, nil] "hybrid" (default), "event_driven" or "polling"
@@ -76,7 +81,7 @@ module TaskerCore
     # @param around [#call, nil] called as `around.call(context) { run the handler }` around every
     #   attempt (the Railtie wraps handlers in the Rails executor with it)
     # @param logger [Logger, nil]
-    def initialize(client, queues:, handlers: nil, concurrency: 4, lease: nil, poll_interval: nil, dispatch_mode: nil,
+    def initialize(client, queues:, handlers: nil, concurrency: 4, threads: nil, lease: nil, poll_interval: nil, dispatch_mode: nil,
                    embedded_orchestration: true, worker_id: nil, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
                    around: nil, logger: nil)
       raise InvalidArgumentError, "client must be a TaskerCore::Client, got #{client.class}" unless client.is_a?(Client)
@@ -89,6 +94,12 @@ module TaskerCore
       end
 
       @concurrency = concurrency
+      threads ||= concurrency
+      unless threads.is_a?(Integer) && threads.positive?
+        raise InvalidArgumentError, "threads must be a positive Integer, got #{threads.inspect}"
+      end
+
+      @thread_count = [threads, concurrency].min
       @options = { lease: lease, poll_interval: poll_interval, dispatch_mode: dispatch_mode&.to_s,
                    embedded_orchestration: embedded_orchestration ? true : false, worker_id: worker_id }
       @shutdown_timeout = shutdown_timeout
@@ -113,11 +124,12 @@ module TaskerCore
         @native = Native::Worker.start(@client.native, @queues, @concurrency, o[:lease]&.to_f, o[:poll_interval]&.to_f,
                                        o[:dispatch_mode], o[:embedded_orchestration], o[:worker_id])
         @pid = Process.pid
-        @threads = Array.new(@concurrency) do |i|
-          Thread.new do
+        @dispatch = Array.new(@thread_count) { [0, 0] }
+        @threads = Array.new(@thread_count) do |i|
+          Thread.new(@dispatch[i]) do |counters|
             Thread.current.name = "tasker-worker-#{i}"
             Thread.current.report_on_exception = false
-            serve
+            serve(counters)
           end
         end
       end
@@ -174,11 +186,15 @@ module TaskerCore
       [reader, writer].each { |io| io&.close unless io&.closed? }
     end
 
-    # Counters for benchmarks: `polled` events, and `poll_hop_ns`, the native time between an
-    # event leaving the engine's channel and reaching Ruby.
+    # Counters for benchmarks: `polled` events; `poll_hop_ns`, the native time between events
+    # leaving the engine's channel and reaching Ruby as Hashes (GVL re-acquisition included);
+    # `dispatched` events and `dispatch_ns`, the time from poll returning an event to its
+    # `complete` returning (context, handler resolution and call, result conversion, hand-over).
     # @return [Hash{String => Integer}]
     def stats
-      @native ? @native.stats : { "polled" => 0, "poll_hop_ns" => 0 }
+      native = @native ? @native.stats : { "polled" => 0, "poll_hop_ns" => 0 }
+      dispatched = (@dispatch || []).sum(&:first)
+      native.merge("dispatched" => dispatched, "dispatch_ns" => (@dispatch || []).sum(&:last))
     end
 
     # @api private
@@ -236,8 +252,9 @@ module TaskerCore
       entry.target
     end
 
-    # One handler thread: poll, run, complete, until shutdown.
-    def serve
+    # One handler thread: poll, run, complete, until shutdown. `counters` is this thread's
+    # [events, nanoseconds] for {#stats}.
+    def serve(counters)
       until @stopping
         event =
           begin
@@ -250,7 +267,10 @@ module TaskerCore
         break if event == :shutdown
         next if event.nil?
 
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond)
         process(event)
+        counters[0] += 1
+        counters[1] += Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond) - started
       end
     end
 
