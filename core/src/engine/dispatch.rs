@@ -250,10 +250,10 @@ impl Tasker {
                 _ => plan.delete.push(m.reference()),
             }
         }
-        let applied = tx.change_steps(&plan.step_changes, now).await?;
+        let applied = tx
+            .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
+            .await?;
         claims.retain(|(_, lock, _, _)| applied.contains(&lock.step_uuid));
-        plan.step_transitions.retain(|t| applied.contains(&t.entity_uuid));
-        tx.insert_step_transitions(&plan.step_transitions).await?;
         tx.delete_messages(&plan.delete).await?;
         if !lost.is_empty() {
             let lost_locks: HashMap<Uuid, StepLock> = lost
@@ -458,12 +458,13 @@ impl Tasker {
             });
         }
 
-        let applied = tx.change_steps(&plan.step_changes, now).await?;
+        let applied = tx
+            .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
+            .await?;
         if applied.len() != plan.step_changes.len() {
             // Rows were locked by lock_steps, so this means the store broke its contract.
             return Err(TaskerError::Corrupt("a locked step changed under its lock".into()));
         }
-        tx.insert_step_transitions(&plan.step_transitions).await?;
         tx.delete_messages(&plan.delete).await?;
 
         // Children whose last dependency just completed are enqueued in this same transaction,
@@ -541,11 +542,10 @@ impl Tasker {
                 plan.delta(child.task_uuid).active += 1;
             }
             // The rows were released under this transaction's locks: every change applies.
-            let applied = tx.change_steps(&changes, now).await?;
+            let applied = tx.change_steps_audited(&changes, &transitions, now).await?;
             if applied.len() != changes.len() {
                 return Err(TaskerError::Corrupt("a released child changed under its lock".into()));
             }
-            tx.insert_step_transitions(&transitions).await?;
             let refs = tx.send_messages(&plan.send).await?;
             for (m, r) in plan.send.iter().zip(&refs) {
                 if m.hidden_for.is_none() {
@@ -673,10 +673,10 @@ impl Tasker {
                 hidden_for: None,
             });
         }
-        let applied = tx.change_steps(&plan.step_changes, now).await?;
-        plan.step_transitions.retain(|t| applied.contains(&t.entity_uuid));
+        let applied = tx
+            .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
+            .await?;
         plan.send.retain(|m| applied.contains(&m.body.step_uuid));
-        tx.insert_step_transitions(&plan.step_transitions).await?;
         tx.send_messages(&plan.send).await?;
         tx.commit().await?;
         effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
@@ -748,9 +748,9 @@ impl Tasker {
             ));
             visible.push(message.clone());
         }
-        let applied = tx.change_steps(&plan.step_changes, now).await?;
-        plan.step_transitions.retain(|t| applied.contains(&t.entity_uuid));
-        tx.insert_step_transitions(&plan.step_transitions).await?;
+        let applied = tx
+            .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
+            .await?;
         tx.set_message_visibility(&visible, Duration::ZERO).await?;
         tx.commit().await?;
         effects.queues.extend(visible.iter().map(|m| m.queue.clone()));

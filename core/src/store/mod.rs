@@ -143,6 +143,24 @@ pub trait StoreTx: MessageQueue {
     /// Compare-and-swap of step rows. Returns the uuids that changed.
     async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>>;
 
+    /// [`StoreTx::change_steps`] plus the audit rows of the steps that changed (rows of other
+    /// steps are dropped), as one unit. Backends may do it in one statement.
+    async fn change_steps_audited(
+        &mut self,
+        changes: &[StepChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>> {
+        let applied = self.change_steps(changes, now).await?;
+        let kept: Vec<TransitionRecord> = transitions
+            .iter()
+            .filter(|t| applied.contains(&t.entity_uuid))
+            .cloned()
+            .collect();
+        self.insert_step_transitions(&kept).await?;
+        Ok(applied)
+    }
+
     /// Cancels every step of the task in one of `from` states; returns (uuid, previous state).
     async fn cancel_open_steps(
         &mut self,

@@ -585,6 +585,15 @@ impl StoreTx for PgTx {
     }
 
     async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        self.change_steps_audited(changes, &[], now).await
+    }
+
+    async fn change_steps_audited(
+        &mut self,
+        changes: &[StepChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
@@ -599,19 +608,38 @@ impl StoreTx for PgTx {
         let deadline: Vec<Option<DateTime<Utc>>> = changes.iter().map(|c| c.deadline_at).collect();
         let started: Vec<bool> = changes.iter().map(|c| c.attempt_started).collect();
         let finished: Vec<bool> = changes.iter().map(|c| c.finished).collect();
+        let audit = TransitionArrays::new(transitions);
+        // One statement: the compare-and-swap, then (for the rows it changed) the previous
+        // most-recent audit rows cleared and the new ones inserted. The `count(*) >= 0`
+        // conditions order the CTEs: each runs to completion before the next uses it.
         let applied: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE tasker_steps s SET state = v.new_state, attempts = v.new_attempts, \
-                results = COALESCE(v.results, s.results), last_error = COALESCE(v.last_error, s.last_error), \
-                next_retry_at = v.retry_at, deadline_at = v.deadline, updated_at = $12, \
-                first_attempted_at = CASE WHEN v.started THEN COALESCE(s.first_attempted_at, $12) ELSE s.first_attempted_at END, \
-                last_attempted_at = CASE WHEN v.started THEN $12 ELSE s.last_attempted_at END, \
-                completed_at = CASE WHEN v.finished THEN $12 ELSE s.completed_at END \
-             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], \
-                         $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[]) \
-                  AS v(id, expected_state, expected_attempts, new_state, new_attempts, results, last_error, \
-                       retry_at, deadline, started, finished) \
-             WHERE s.step_uuid = v.id AND s.state = v.expected_state AND s.attempts = v.expected_attempts \
-             RETURNING s.step_uuid",
+            "WITH upd AS ( \
+               UPDATE tasker_steps s SET state = v.new_state, attempts = v.new_attempts, \
+                 results = COALESCE(v.results, s.results), last_error = COALESCE(v.last_error, s.last_error), \
+                 next_retry_at = v.retry_at, deadline_at = v.deadline, updated_at = $12, \
+                 first_attempted_at = CASE WHEN v.started THEN COALESCE(s.first_attempted_at, $12) ELSE s.first_attempted_at END, \
+                 last_attempted_at = CASE WHEN v.started THEN $12 ELSE s.last_attempted_at END, \
+                 completed_at = CASE WHEN v.finished THEN $12 ELSE s.completed_at END \
+               FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], \
+                           $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[]) \
+                    AS v(id, expected_state, expected_attempts, new_state, new_attempts, results, last_error, \
+                         retry_at, deadline, started, finished) \
+               WHERE s.step_uuid = v.id AND s.state = v.expected_state AND s.attempts = v.expected_attempts \
+               RETURNING s.step_uuid), \
+             cleared AS ( \
+               UPDATE tasker_step_transitions t SET most_recent = false \
+               WHERE t.step_uuid IN (SELECT step_uuid FROM upd) AND t.step_uuid = ANY($13::uuid[]) AND t.most_recent \
+               RETURNING 1), \
+             ins AS ( \
+               INSERT INTO tasker_step_transitions \
+                 (step_uuid, task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
+               SELECT r.id, r.task, r.from_state, r.to_state, r.event, r.metadata, r.recent, r.at \
+               FROM unnest($13::uuid[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::jsonb[], \
+                           $19::bool[], $20::timestamptz[]) WITH ORDINALITY \
+                    AS r(id, task, from_state, to_state, event, metadata, recent, at, ord) \
+               WHERE r.id IN (SELECT step_uuid FROM upd) AND (SELECT count(*) FROM cleared) >= 0 \
+               ORDER BY r.ord RETURNING 1) \
+             SELECT step_uuid FROM upd WHERE (SELECT count(*) FROM ins) >= 0",
         )
         .bind(&ids)
         .bind(&expected_state)
@@ -625,6 +653,14 @@ impl StoreTx for PgTx {
         .bind(&started)
         .bind(&finished)
         .bind(now)
+        .bind(&audit.ids)
+        .bind(&audit.tasks)
+        .bind(&audit.from)
+        .bind(&audit.to)
+        .bind(&audit.events)
+        .bind(&audit.metadata)
+        .bind(&audit.recent)
+        .bind(&audit.at)
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(applied)
@@ -904,6 +940,42 @@ impl StoreTx for PgTx {
     }
 }
 
+/// Audit rows as parallel arrays for `unnest`, with `recent` set on the last row of each
+/// entity (the one that becomes its most recent transition).
+struct TransitionArrays<'a> {
+    ids: Vec<Uuid>,
+    tasks: Vec<Uuid>,
+    from: Vec<Option<&'a str>>,
+    to: Vec<&'a str>,
+    events: Vec<&'a str>,
+    metadata: Vec<Json<&'a Value>>,
+    recent: Vec<bool>,
+    at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> TransitionArrays<'a> {
+    fn new(rows: &'a [TransitionRecord]) -> Self {
+        let mut last = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            last.insert(r.entity_uuid, i);
+        }
+        Self {
+            ids: rows.iter().map(|r| r.entity_uuid).collect(),
+            tasks: rows.iter().map(|r| r.task_uuid).collect(),
+            from: rows.iter().map(|r| r.from_state).collect(),
+            to: rows.iter().map(|r| r.to_state).collect(),
+            events: rows.iter().map(|r| r.event).collect(),
+            metadata: rows.iter().map(|r| Json(&r.metadata)).collect(),
+            recent: rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| last.get(&r.entity_uuid) == Some(&i))
+                .collect(),
+            at: rows.iter().map(|r| r.at).collect(),
+        }
+    }
+}
+
 async fn insert_transitions(
     tx: &mut Transaction<'static, Postgres>,
     table: &str,
@@ -913,22 +985,10 @@ async fn insert_transitions(
     if rows.is_empty() {
         return Ok(());
     }
-    // Only the last row per entity in this batch is the most recent one.
-    let mut last = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        last.insert(r.entity_uuid, i);
-    }
-    let entities: Vec<Uuid> = last.keys().copied().collect();
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.entity_uuid).collect();
-    let tasks: Vec<Uuid> = rows.iter().map(|r| r.task_uuid).collect();
-    let from: Vec<Option<&str>> = rows.iter().map(|r| r.from_state).collect();
-    let to: Vec<&str> = rows.iter().map(|r| r.to_state).collect();
-    let events: Vec<&str> = rows.iter().map(|r| r.event).collect();
-    let metadata: Vec<Json<&Value>> = rows.iter().map(|r| Json(&r.metadata)).collect();
-    let recent: Vec<bool> = (0..rows.len())
-        .map(|i| last.get(&rows[i].entity_uuid) == Some(&i))
-        .collect();
-    let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
+    let a = TransitionArrays::new(rows);
+    let mut entities = a.ids.clone();
+    entities.sort();
+    entities.dedup();
     let columns = if key == "task_uuid" {
         "task_uuid, from_state, to_state, event, metadata, most_recent, created_at"
     } else {
@@ -948,14 +1008,14 @@ async fn insert_transitions(
               WITH ORDINALITY AS v(id, task, from_state, to_state, event, metadata, recent, at, ord) \
          WHERE (SELECT count(*) FROM cleared) >= 0 ORDER BY ord"
     ))
-    .bind(&ids)
-    .bind(&tasks)
-    .bind(&from)
-    .bind(&to)
-    .bind(&events)
-    .bind(&metadata)
-    .bind(&recent)
-    .bind(&at)
+    .bind(&a.ids)
+    .bind(&a.tasks)
+    .bind(&a.from)
+    .bind(&a.to)
+    .bind(&a.events)
+    .bind(&a.metadata)
+    .bind(&a.recent)
+    .bind(&a.at)
     .bind(&entities)
     .execute(&mut **tx)
     .await?;
