@@ -124,7 +124,7 @@ module TaskerCore
         @native = Native::Worker.start(@client.native, @queues, @concurrency, o[:lease]&.to_f, o[:poll_interval]&.to_f,
                                        o[:dispatch_mode], o[:embedded_orchestration], o[:worker_id])
         @pid = Process.pid
-        @dispatch = Array.new(@thread_count) { [0, 0] }
+        @dispatch = Array.new(@thread_count) { [0, 0, 0] }
         @threads = Array.new(@thread_count) do |i|
           Thread.new(@dispatch[i]) do |counters|
             Thread.current.name = "tasker-worker-#{i}"
@@ -187,14 +187,17 @@ module TaskerCore
     end
 
     # Counters for benchmarks: `polled` events; `poll_hop_ns`, the native time between events
-    # leaving the engine's channel and reaching Ruby as Hashes (GVL re-acquisition included);
-    # `dispatched` events and `dispatch_ns`, the time from poll returning an event to its
-    # `complete` returning (context, handler resolution and call, result conversion, hand-over).
+    # leaving the engine's channel and reaching Ruby as Hashes (waiting to re-take the GVL
+    # included); `dispatched` events; `dispatch_ns`, the time from poll returning an event to its
+    # `complete` returning (context, handler resolution and call, result conversion, hand-over);
+    # `hop_cpu_ns`, the handler threads' CPU time from calling poll to complete returning, for
+    # the same events (the binding's cost, without time spent waiting for the GVL).
     # @return [Hash{String => Integer}]
     def stats
       native = @native ? @native.stats : { "polled" => 0, "poll_hop_ns" => 0 }
-      dispatched = (@dispatch || []).sum(&:first)
-      native.merge("dispatched" => dispatched, "dispatch_ns" => (@dispatch || []).sum(&:last))
+      counters = @dispatch || []
+      native.merge("dispatched" => counters.sum { |c| c[0] }, "dispatch_ns" => counters.sum { |c| c[1] },
+                   "hop_cpu_ns" => counters.sum { |c| c[2] })
     end
 
     # @api private
@@ -253,9 +256,11 @@ module TaskerCore
     end
 
     # One handler thread: poll, run, complete, until shutdown. `counters` is this thread's
-    # [events, nanoseconds] for {#stats}.
+    # [events, wall ns from poll returning to complete returning, thread CPU ns from poll called
+    # to complete returning] for {#stats}.
     def serve(counters)
       until @stopping
+        cpu = Process.clock_gettime(Process::CLOCK_THREAD_CPUTIME_ID, :nanosecond)
         event =
           begin
             @native.poll(POLL_SLICE)
@@ -271,6 +276,7 @@ module TaskerCore
         process(event)
         counters[0] += 1
         counters[1] += Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond) - started
+        counters[2] += Process.clock_gettime(Process::CLOCK_THREAD_CPUTIME_ID, :nanosecond) - cpu
       end
     end
 
