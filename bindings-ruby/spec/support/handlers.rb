@@ -156,6 +156,19 @@ module RbSpec
     end
   end
 
+  # Overruns its timeout on the first attempt, then succeeds.
+  class Sleepy < TaskerCore::StepHandler::Base
+    LATE = Queue.new
+
+    def call(context)
+      if context.attempt == 1
+        sleep config.fetch("sleep_first_attempt")
+        LATE << context.step_uuid
+      end
+      { "attempt" => context.attempt }
+    end
+  end
+
   # Blocks until released through SLOW_GATE (or 30 s), reporting its start on SLOW_STARTED.
   class Slow < TaskerCore::StepHandler::Base
     STARTED = Queue.new
