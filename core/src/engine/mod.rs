@@ -494,3 +494,10 @@ fn redact(message: &str, url: &str) -> String {
         Err(_) => message.to_owned(),
     }
 }
+
+/// `Tasker::connect_with` must be spawnable on a multi-threaded runtime (bindings do that).
+#[allow(dead_code)]
+fn assert_connect_is_send() {
+    fn is_send<T: Send>(_: T) {}
+    is_send(Tasker::connect_with(TaskerOptions::default()));
+}

@@ -90,7 +90,7 @@ async fn migrate(pool: &PgPool) -> Result<()> {
                 .map_err(|e| TaskerError::Migration(format!("installing PGMQ: {e}")))?;
         }
         sqlx::migrate!("./migrations/postgres")
-            .run(&mut *conn)
+            .run_direct(&mut *conn)
             .await
             .map_err(|e| TaskerError::Migration(e.to_string()))
     }

@@ -68,10 +68,14 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         // Migrations take the write lock; several processes starting together queue on it.
+        // `run_direct` on a connection keeps this future `Send` (`run(&pool)` is not), so
+        // `Tasker::connect_with` can be spawned; see `assert_connect_is_send`.
+        let mut conn = writer.acquire().await?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
+            .run_direct(&mut *conn)
             .await
             .map_err(|e| TaskerError::Migration(e.to_string()))?;
+        drop(conn);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
