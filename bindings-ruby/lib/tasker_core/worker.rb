@@ -273,7 +273,12 @@ module TaskerCore
         next if event.nil?
 
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond)
-        process(event)
+        begin
+          process(event)
+        rescue StandardError => e
+          # A bug in this layer must not cost the worker a thread.
+          logger.error("tasker worker: step #{event['step_name']} could not be processed: #{e.class}: #{e.message}")
+        end
         counters[0] += 1
         counters[1] += Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond) - started
         counters[2] += Process.clock_gettime(Process::CLOCK_THREAD_CPUTIME_ID, :nanosecond) - cpu
