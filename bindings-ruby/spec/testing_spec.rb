@@ -87,6 +87,14 @@ RSpec.describe TaskerCore::Testing do
       expect({ a: 1 }).to have_result("a" => 1)
     end
 
+    it "leave be_success and be_failure to objects that answer success?/failure? themselves" do
+      failed = Struct.new(:success?).new(false)
+      expect(failed).not_to be_success
+      expect(Struct.new(:success?).new(true)).to be_success
+      _, status = Process.wait2(Process.spawn(RbConfig.ruby, "-e", "exit 3"))
+      expect(status).not_to be_success
+    end
+
     it "fail when they should" do
       failure = TaskerCore::StepResult::Failure.new(message: "boom", error_type: "x", retryable: false)
       expect { expect(failure).to be_success }.to raise_error(RSpec::Expectations::ExpectationNotMetError, /boom/)

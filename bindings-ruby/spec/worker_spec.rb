@@ -154,6 +154,44 @@ RSpec.describe TaskerCore::Worker do
       end
     end
 
+    describe "#run with a handler that does not finish" do
+      script = <<~'RUBY'
+        require "tasker_core"
+        require "tmpdir"
+        ns = ARGV[1]
+        client = TaskerCore.connect(database_url: ARGV[0])
+        Dir.mktmpdir do |d|
+          File.write(File.join(d, "t.yaml"), <<~YAML)
+            name: stuck
+            namespace_name: #{ns}
+            version: 1.0.0
+            steps:
+              - {name: stuck, handler: {callable: stuck}}
+          YAML
+          client.register_templates(d)
+        end
+        TaskerCore.step_handler("stuck") { puts "handler started"; $stdout.flush; sleep 60 }
+        worker = TaskerCore::Worker.new(client, queues: [ns], concurrency: 1)
+        client.create_task(namespace: ns, name: "stuck", context: {})
+        worker.run(timeout: 60)
+        puts "graceful stop returned"
+      RUBY
+
+      it "gives up draining on a second INT" do
+        Open3.popen3(ruby_subprocess_env, RbConfig.ruby, "-e", script, database_url,
+                     SpecSupport.unique_namespace) do |stdin, stdout, _stderr, wait|
+          stdin.close
+          within(60, "the handler to start") { expect(stdout.gets).to eq("handler started\n") }
+          Process.kill("INT", wait.pid)
+          sleep 0.3
+          Process.kill("INT", wait.pid)
+          status = within(20, "the process to exit after a second INT") { wait.value }
+          expect(status).not_to be_success
+          expect(stdout.read).not_to include("graceful stop returned")
+        end
+      end
+    end
+
     describe "handler registration" do
       it "rejects a handler name that was never defined" do
         expect do

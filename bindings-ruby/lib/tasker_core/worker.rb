@@ -168,14 +168,25 @@ module TaskerCore
     end
 
     # Starts (if needed) and blocks until INT or TERM arrives, or {#stop} is called from another
-    # thread, then stops.
+    # thread, then stops. A second INT or TERM while stopping gives up waiting for running
+    # handlers: the signal's previous handler takes over (by default, Interrupt or exit).
     # @param timeout [Numeric] passed to {#stop}
     # @return [Hash] the {#stop} report
     def run(timeout: @shutdown_timeout)
       reader, writer = IO.pipe
       @wake = writer
-      previous = %w[INT TERM].to_h do |sig|
-        [sig, Signal.trap(sig) { writer.write_nonblock(sig[0], exception: false) }]
+      previous = {}
+      received = 0
+      %w[INT TERM].each do |sig|
+        previous[sig] = Signal.trap(sig) do
+          received += 1
+          if received == 1
+            writer.write_nonblock(sig[0], exception: false)
+          else
+            Signal.trap(sig, previous[sig] || "DEFAULT")
+            Process.kill(sig, Process.pid)
+          end
+        end
       end
       start
       reader.read(1) unless @stopping

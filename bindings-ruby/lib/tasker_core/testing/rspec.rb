@@ -21,6 +21,14 @@ module TaskerCore
       end
 
       # @api private
+      # `actual.predicate?` for objects that answer it themselves (a StepResult, but also a
+      # Process::Status or a Rails response, so that `be_success` keeps working for them), else
+      # the predicate of the handler return value `actual` as a StepResult.
+      def self.predicate(actual, name)
+        actual.respond_to?(name) ? actual.public_send(name) : result_of(actual).public_send(name)
+      end
+
+      # @api private
       # Expected data normalised like a stored result (Symbol keys -> String keys); matchers
       # and other non-JSON values are left as they are.
       def self.normalize(expected)
@@ -30,22 +38,22 @@ module TaskerCore
       end
 
       matcher :be_success do
-        match { |actual| Matchers.result_of(actual).success? }
+        match { |actual| Matchers.predicate(actual, :success?) }
         failure_message do |actual|
-          "expected a successful step result, got #{Matchers.result_of(actual).inspect}"
+          shown = actual.respond_to?(:success?) && !actual.is_a?(StepResult::Failure) ? actual : Matchers.result_of(actual)
+          "expected a successful step result, got #{shown.inspect}"
         end
         failure_message_when_negated { |_| "expected the step not to succeed" }
       end
 
       matcher :be_failure do
-        match { |actual| Matchers.result_of(actual).failure? }
+        match { |actual| Matchers.predicate(actual, :failure?) }
         failure_message { |actual| "expected a failed step result, got #{Matchers.result_of(actual).inspect}" }
       end
 
       matcher :be_retryable do
         match do |actual|
-          r = Matchers.result_of(actual)
-          r.failure? && r.retryable?
+          Matchers.predicate(actual, :failure?) && Matchers.predicate(actual, :retryable?)
         end
         failure_message { |actual| "expected a retryable failure, got #{Matchers.result_of(actual).inspect}" }
         failure_message_when_negated { |actual| "expected no retryable failure, got #{Matchers.result_of(actual).inspect}" }
