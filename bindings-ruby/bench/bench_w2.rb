@@ -137,17 +137,17 @@ def run_w2(url, tasks:, concurrency:, threads:)
   {
     "wall_s" => wall,
     "steps_per_s" => steps / wall,
-    "hop_native_us" => delta.("poll_hop_ns") / 1000.0 / [delta.("polled"), 1].max,
-    "hop_ruby_us" => delta.("dispatch_ns") / 1000.0 / [delta.("dispatched"), 1].max,
-    "hop_cpu_us" => delta.("hop_cpu_ns") / 1000.0 / [delta.("dispatched"), 1].max,
+    "hop_native_us" => delta.call("poll_hop_ns") / 1000.0 / [delta.call("polled"), 1].max,
+    "hop_ruby_us" => delta.call("dispatch_ns") / 1000.0 / [delta.call("dispatched"), 1].max,
+    "hop_cpu_us" => delta.call("hop_cpu_ns") / 1000.0 / [delta.call("dispatched"), 1].max,
     "cpu_us_per_step" => cpu / steps * 1e6
   }
 end
 
-def rust_baseline(tasker, backend, tasks, concurrency, pg)
+def rust_baseline(tasker, backend, tasks, concurrency, pg_url)
   cmd = [tasker, "bench", "--backend", backend, "--w1-runs", "20", "--w2-tasks", tasks.to_s,
          "--w3-steps", "10", "--concurrency", concurrency.to_s, "--json"]
-  cmd += ["--postgres-url", pg] if pg
+  cmd += ["--postgres-url", pg_url] if pg_url
   out, err, status = Open3.capture3(*cmd)
   abort "tasker bench failed: #{err}" unless status.success?
   figures = out.lines.grep(/\A\{/).map { |l| JSON.parse(l) }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Ruby gem tests: installs what is missing (Debian packages), builds the native extension with
-# cargo, runs RSpec on SQLite and, when DATABASE_URL is set, on PostgreSQL too, then builds the
+# Ruby gem tests: installs what is missing (Debian packages), lints with RuboCop, builds the
+# native extension with cargo, runs RSpec on SQLite and, when DATABASE_URL is set, on PostgreSQL too, then builds the
 # gem and installs it offline into a scratch GEM_HOME to check `require "tasker_core"` from
 # outside the repository.
 #
@@ -28,6 +28,7 @@ ruby -e 'require "rails"; require "rails/generators"; exit(Rails::VERSION::MAJOR
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v rubocop >/dev/null 2>&1 || missing+=(rubocop)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   sudo=""
@@ -50,7 +51,9 @@ if [ -z "${DATABASE_URL:-}" ]; then
   echo "warning: DATABASE_URL is not set: the PostgreSQL examples will be skipped" >&2
 fi
 
-# --- build + specs ------------------------------------------------------------------------------
+# --- lint, build, specs --------------------------------------------------------------------------
+log "rubocop"
+(cd "$ruby_dir" && rubocop --format progress . ../Rakefile)
 log "rake compile"
 rake compile
 log "rspec"

@@ -131,13 +131,16 @@ RSpec.describe "handler failures, retries and bad input" do
           expect(e.message).to match(/order_id|email/)
         }
         expect do
-          client.create_task(namespace: ns, name: "bad_input_workflow", context: { "order_id" => "x", "customer" => { "email" => "e" } })
+          client.create_task(namespace: ns, name: "bad_input_workflow",
+                             context: { "order_id" => "x", "customer" => { "email" => "e" } })
         end.to raise_error(TaskerCore::ValidationError) { |e| expect(e.path).to eq("/order_id") }
         expect do
-          client.create_task(namespace: ns, name: "bad_input_workflow", context: { "order_id" => 1, "customer" => { "email" => 5 } })
+          client.create_task(namespace: ns, name: "bad_input_workflow",
+                             context: { "order_id" => 1, "customer" => { "email" => 5 } })
         end.to raise_error(TaskerCore::ValidationError) { |e| expect(e.path).to eq("/customer/email") }
         expect do
-          client.create_task(namespace: ns, name: "bad_input_workflow", context: { "order_id" => 1, "customer" => { "email" => 5.0 / 0 } })
+          client.create_task(namespace: ns, name: "bad_input_workflow",
+                             context: { "order_id" => 1, "customer" => { "email" => 5.0 / 0 } })
         end.to raise_error(TaskerCore::SerializationError) { |e| expect(e.path).to eq("context.customer.email") }
       end
 

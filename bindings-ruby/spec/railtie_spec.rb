@@ -5,7 +5,9 @@ require "json"
 require "open3"
 
 RSpec.describe "Rails integration (Railtie and generator)" do
-  RAILS_FIXTURES = File.expand_path("fixtures/rails", __dir__)
+  def rails_fixtures
+    File.expand_path("fixtures/rails", __dir__)
+  end
 
   # Runs a Ruby script in a child process with the gem on the load path.
   def ruby_child(*args, env: {}, chdir: Dir.pwd)
@@ -18,14 +20,14 @@ RSpec.describe "Rails integration (Railtie and generator)" do
   # the second step's handler is made by the generator.
   def make_app(namespace = nil)
     root = File.join(SpecSupport::TMP_ROOT, "rails-app-#{SecureRandom.hex(4)}")
-    FileUtils.cp_r(File.join(RAILS_FIXTURES, "skeleton"), root)
+    FileUtils.cp_r(File.join(rails_fixtures, "skeleton"), root)
     return root unless namespace
 
     FileUtils.mkdir_p(File.join(root, "config/tasker/templates"))
     FileUtils.mkdir_p(File.join(root, "app/step_handlers/rails_spec"))
-    template = File.read(File.join(RAILS_FIXTURES, "template.yaml")).sub("NAMESPACE", namespace)
+    template = File.read(File.join(rails_fixtures, "template.yaml")).sub("NAMESPACE", namespace)
     File.write(File.join(root, "config/tasker/templates/rails_workflow.yaml"), template)
-    FileUtils.cp(File.join(RAILS_FIXTURES, "double_handler.rb"), File.join(root, "app/step_handlers/rails_spec/"))
+    FileUtils.cp(File.join(rails_fixtures, "double_handler.rb"), File.join(root, "app/step_handlers/rails_spec/"))
     generate(root, "rails_spec/generated_step")
     # Make the generated handler use the first step's result.
     path = File.join(root, "app/step_handlers/rails_spec/generated_step_handler.rb")
@@ -43,7 +45,7 @@ RSpec.describe "Rails integration (Railtie and generator)" do
   end
 
   def boot(root, database_url, namespace, mode = nil, env: {})
-    out, err, status = ruby_child(File.join(RAILS_FIXTURES, "app.rb"), root, namespace, *mode,
+    out, err, status = ruby_child(File.join(rails_fixtures, "app.rb"), root, namespace, *mode,
                                   env: { "SPEC_TASKER_DATABASE_URL" => database_url }.merge(env))
     expect(status).to be_success, "app failed: #{out}\n#{err}"
     out.lines.map { |l| JSON.parse(l) }
@@ -55,7 +57,8 @@ RSpec.describe "Rails integration (Railtie and generator)" do
       out = generate(root, "payments/charge_card")
       handler = File.join(root, "app/step_handlers/payments/charge_card_handler.rb")
       spec = File.join(root, "spec/step_handlers/payments/charge_card_handler_spec.rb")
-      expect(File.read(handler)).to include("module Payments").and include("class ChargeCardHandler < TaskerCore::StepHandler::Base")
+      expect(File.read(handler)).to include("module Payments")
+        .and include("class ChargeCardHandler < TaskerCore::StepHandler::Base")
       expect(out).to include("callable: Payments::ChargeCardHandler")
 
       # The generated files load (ruby -c would not catch a NameError) and the spec passes.

@@ -53,10 +53,10 @@ RSpec.describe TaskerCore::Testing do
     end
 
     it "turns exceptions into failures like a worker" do
-      raising = Class.new(TaskerCore::StepHandler::Base) { def call(_c) = raise(KeyError, "no key") }
-      permanent = Class.new(TaskerCore::StepHandler::Base) { def call(_c) = raise(TaskerCore::PermanentError, "stop") }
+      raising = Class.new(TaskerCore::StepHandler::Base) { def call(_context) = raise(KeyError, "no key") }
+      permanent = Class.new(TaskerCore::StepHandler::Base) { def call(_context) = raise(TaskerCore::PermanentError, "stop") }
       later = Class.new(TaskerCore::StepHandler::Base) do
-        def call(_c) = raise(TaskerCore::RetryableError.new("later", retry_after: 5))
+        def call(_context) = raise(TaskerCore::RetryableError.new("later", retry_after: 5))
       end
 
       result = run_handler(raising, context)

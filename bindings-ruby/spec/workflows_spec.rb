@@ -91,7 +91,7 @@ RSpec.describe "workflows run end to end by Ruby handlers" do
         tasks = (1..10).map { |n| client.create_task(namespace: ns, name: "diamond_workflow", context: { "n" => n }) }
         tasks.each { |t| t.wait(timeout: 60) }
         expect(tasks.map(&:state).uniq).to eq(["complete"])
-        expect(tasks.map { |t| t.step("diamond_end").result["value"] }).to eq((1..10).map { |n| (n * n + 10) + n * n * 3 })
+        expect(tasks.map { |t| t.step("diamond_end").result["value"] }).to eq((1..10).map { |n| ((n * n) + 10) + (n * n * 3) })
       end
     end
   end

@@ -83,9 +83,7 @@ module TaskerCore
     # @param limit [Integer, nil] at most this many (default 100)
     # @return [Array<Task>]
     def list_tasks(namespace: nil, name: nil, state: nil, limit: nil)
-      if !limit.nil? && !limit.is_a?(Integer)
-        raise InvalidArgumentError, "limit must be an Integer, got #{limit.inspect}"
-      end
+      raise InvalidArgumentError, "limit must be an Integer, got #{limit.inspect}" if !limit.nil? && !limit.is_a?(Integer)
 
       native.list_tasks(namespace&.to_s, name&.to_s, state&.to_s, limit).map { |t| Task.new(self, t) }
     end

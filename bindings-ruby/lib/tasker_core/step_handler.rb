@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 module TaskerCore
+  # Step handler base classes: {Base} for classes, {Block} for {TaskerCore.step_handler}.
   module StepHandler
     # Base class of step handlers.
     #

@@ -41,16 +41,11 @@ module TaskerCore
     # @param context [StepContext]
     # @return [StepResult::Success, StepResult::Failure]
     def run_handler(handler, context = build_step_context)
-      entry =
-        if handler.is_a?(String) || handler.is_a?(Symbol)
-          begin
-            TaskerCore.handlers.resolve(handler)
-          rescue HandlerNotFound => e
-            return Execution.handler_not_found(e)
-          end
-        else
-          HandlerRegistry::Entry.new(handler.respond_to?(:name) ? handler.name.to_s : "handler", handler)
-        end
+      entry = if handler.is_a?(String) || handler.is_a?(Symbol)
+                TaskerCore.handlers.resolve(handler)
+              else
+                HandlerRegistry::Entry.new(handler.respond_to?(:name) ? handler.name.to_s : "handler", handler)
+              end
       result = Execution.run(entry, context)
       return result unless result.success?
 
@@ -60,6 +55,8 @@ module TaskerCore
       rescue SerializationError => e
         Execution.not_serializable(e)
       end
+    rescue HandlerNotFound => e
+      Execution.handler_not_found(e)
     end
 
     # Include in a test class or RSpec example group.

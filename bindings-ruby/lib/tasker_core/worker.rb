@@ -81,8 +81,8 @@ module TaskerCore
     # @param around [#call, nil] called as `around.call(context) { run the handler }` around every
     #   attempt (the Railtie wraps handlers in the Rails executor with it)
     # @param logger [Logger, nil]
-    def initialize(client, queues:, handlers: nil, concurrency: 4, threads: nil, lease: nil, poll_interval: nil, dispatch_mode: nil,
-                   embedded_orchestration: true, worker_id: nil, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+    def initialize(client, queues:, handlers: nil, concurrency: 4, threads: nil, lease: nil, poll_interval: nil,
+                   dispatch_mode: nil, embedded_orchestration: true, worker_id: nil, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
                    around: nil, logger: nil)
       raise InvalidArgumentError, "client must be a TaskerCore::Client, got #{client.class}" unless client.is_a?(Client)
 
@@ -247,8 +247,10 @@ module TaskerCore
       case handler
       when String, Symbol
         entry = TaskerCore.handlers[handler]
-        raise HandlerNotFound.new("no handler named '#{handler}' was defined with TaskerCore.step_handler",
-                                  callable: handler.to_s) unless entry
+        unless entry
+          raise HandlerNotFound.new("no handler named '#{handler}' was defined with TaskerCore.step_handler",
+                                    callable: handler.to_s)
+        end
 
         registry.register(entry.target, name: handler)
       else

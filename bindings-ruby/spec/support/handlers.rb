@@ -115,9 +115,7 @@ module RbSpec
 
     class ReturnsFailureOnce < TaskerCore::StepHandler::Base
       def call(context)
-        if context.attempt == 1
-          return failure(message: "not yet", error_type: "not_ready", retryable: true)
-        end
+        return failure(message: "not yet", error_type: "not_ready", retryable: true) if context.attempt == 1
 
         success(result: { "attempt" => context.attempt })
       end

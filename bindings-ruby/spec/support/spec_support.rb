@@ -93,6 +93,6 @@ module SpecSupport
   end
 
   def ruby_subprocess_env
-    { "RUBYLIB" => [File.expand_path("../../lib", __dir__), ENV["RUBYLIB"]].compact.join(File::PATH_SEPARATOR) }
+    { "RUBYLIB" => [File.expand_path("../../lib", __dir__), ENV.fetch("RUBYLIB", nil)].compact.join(File::PATH_SEPARATOR) }
   end
 end
