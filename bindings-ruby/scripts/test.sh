@@ -53,7 +53,7 @@ fi
 
 # --- lint, build, specs --------------------------------------------------------------------------
 log "rubocop"
-(cd "$ruby_dir" && rubocop --format progress . ../Rakefile)
+(cd "$ruby_dir" && rubocop --config .rubocop.yml --format progress . ../Rakefile)
 log "rake compile"
 rake compile
 log "rspec"
