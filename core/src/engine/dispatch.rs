@@ -229,7 +229,16 @@ impl Tasker {
                         attempt_started: true,
                         ..StepChange::cas(lock.step_uuid, (lock.state, lock.attempts), (to, attempt))
                     });
-                    claims.push((m.reference(), lock.clone(), attempt, deadline));
+                    claims.push(PendingClaim {
+                        message: m.reference(),
+                        step_uuid: lock.step_uuid,
+                        task_uuid: lock.task_uuid,
+                        step_name: lock.name.clone(),
+                        attempt,
+                        max_attempts: lock.max_attempts,
+                        template: None,
+                        deadline,
+                    });
                 }
                 StepState::InProgress if live && lock.attempts == body.attempt + 1 => {
                     lost.push(Completion {
@@ -253,7 +262,7 @@ impl Tasker {
         let applied = tx
             .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
             .await?;
-        claims.retain(|(_, lock, _, _)| applied.contains(&lock.step_uuid));
+        claims.retain(|c| applied.contains(&c.step_uuid));
         tx.delete_messages(&plan.delete).await?;
         if !lost.is_empty() {
             let lost_locks: HashMap<Uuid, StepLock> = lost
@@ -263,46 +272,10 @@ impl Tasker {
             self.apply_in_tx(tx.as_mut(), &lost_locks, lost, now, &mut effects, None, &mut Vec::new())
                 .await?;
         }
-        let task_ids: Vec<Uuid> = {
-            let mut v: Vec<Uuid> = claims.iter().map(|(_, l, _, _)| l.task_uuid).collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        let claimed_ids: Vec<Uuid> = claims.iter().map(|(_, l, _, _)| l.step_uuid).collect();
-        let inputs: HashMap<Uuid, TaskInput> = tx
-            .task_inputs(&task_ids)
-            .await?
-            .into_iter()
-            .map(|i| (i.task_uuid, i))
-            .collect();
-        let mut deps: HashMap<Uuid, Map<String, Value>> = HashMap::new();
-        for (child, name, result) in tx.dependency_results(&claimed_ids).await? {
-            deps.entry(child).or_default().insert(name, result);
-        }
+        let claimed = self.claimed_steps(tx.as_mut(), claims).await?;
         tx.commit().await?;
         self.publish(effects);
-
-        let mut out = Vec::with_capacity(claims.len());
-        for (message, lock, attempt, deadline) in claims {
-            let input = inputs.get(&lock.task_uuid).ok_or_else(|| {
-                TaskerError::Corrupt(format!("task {} of step {} vanished", lock.task_uuid, lock.step_uuid))
-            })?;
-            out.push(ClaimedStep {
-                message,
-                step_uuid: lock.step_uuid,
-                task_uuid: lock.task_uuid,
-                step_name: lock.name.clone(),
-                attempt,
-                max_attempts: lock.max_attempts,
-                template: self.template_by_id(input.template_id).await?,
-                context: input.context.clone(),
-                dependency_results: deps.remove(&lock.step_uuid).unwrap_or_default(),
-                correlation_id: input.correlation_id,
-                deadline,
-            });
-        }
-        Ok(out)
+        Ok(claimed)
     }
 
     /// Applies a batch of outcomes in one transaction: stores results and errors, schedules
@@ -354,7 +327,7 @@ impl Tasker {
         now: DateTime<Utc>,
         effects: &mut Effects,
         eager: Option<&EagerClaim>,
-        eager_claims: &mut Vec<EagerChild>,
+        eager_claims: &mut Vec<PendingClaim>,
     ) -> Result<Vec<CompletionReport>> {
         let mut plan = Plan::default();
         let mut reports = Vec::with_capacity(batch.len());
@@ -552,10 +525,14 @@ impl Tasker {
                     effects.queues.push(m.queue.clone());
                 } else if let Some(pos) = claimed_now.iter().position(|(c, _, _)| c.step_uuid == m.body.step_uuid) {
                     let (child, template, deadline) = claimed_now.swap_remove(pos);
-                    eager_claims.push(EagerChild {
+                    eager_claims.push(PendingClaim {
                         message: r.clone(),
-                        child,
-                        template,
+                        step_uuid: child.step_uuid,
+                        task_uuid: child.task_uuid,
+                        step_name: child.name,
+                        attempt: 1,
+                        max_attempts: child.max_attempts,
+                        template: Some(template),
                         deadline,
                     });
                 }
@@ -787,11 +764,17 @@ impl Tasker {
     }
 }
 
-/// A child claimed by [`EagerClaim`] inside a completion transaction.
-struct EagerChild {
+/// A step claimed in the current transaction (from its queue, or eagerly by a completion),
+/// before its task context and dependency results are read.
+struct PendingClaim {
     message: MessageRef,
-    child: ReadyChild,
-    template: Arc<CompiledTemplate>,
+    step_uuid: Uuid,
+    task_uuid: Uuid,
+    step_name: String,
+    attempt: i32,
+    max_attempts: i32,
+    /// Known already on the eager path; looked up from the task otherwise.
+    template: Option<Arc<CompiledTemplate>>,
     deadline: Option<DateTime<Utc>>,
 }
 
@@ -806,16 +789,16 @@ impl Tasker {
         self.template_by_id(input.template_id).await
     }
 
-    /// Turns eagerly claimed children into [`ClaimedStep`]s (task contexts and dependency
-    /// results read in the same transaction).
-    async fn claimed_steps(&self, tx: &mut dyn StoreTx, eager: Vec<EagerChild>) -> Result<Vec<ClaimedStep>> {
-        if eager.is_empty() {
+    /// Turns claims into [`ClaimedStep`]s: task contexts and dependency results are read in the
+    /// claiming transaction, two queries for the whole batch.
+    async fn claimed_steps(&self, tx: &mut dyn StoreTx, claims: Vec<PendingClaim>) -> Result<Vec<ClaimedStep>> {
+        if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let mut task_ids: Vec<Uuid> = eager.iter().map(|e| e.child.task_uuid).collect();
+        let mut task_ids: Vec<Uuid> = claims.iter().map(|c| c.task_uuid).collect();
         task_ids.sort();
         task_ids.dedup();
-        let step_ids: Vec<Uuid> = eager.iter().map(|e| e.child.step_uuid).collect();
+        let step_ids: Vec<Uuid> = claims.iter().map(|c| c.step_uuid).collect();
         let inputs: HashMap<Uuid, TaskInput> = tx
             .task_inputs(&task_ids)
             .await?
@@ -826,27 +809,30 @@ impl Tasker {
         for (child, name, result) in tx.dependency_results(&step_ids).await? {
             deps.entry(child).or_default().insert(name, result);
         }
-        eager
-            .into_iter()
-            .map(|e| {
-                let input = inputs
-                    .get(&e.child.task_uuid)
-                    .ok_or_else(|| TaskerError::Corrupt(format!("task {} vanished", e.child.task_uuid)))?;
-                Ok(ClaimedStep {
-                    message: e.message,
-                    step_uuid: e.child.step_uuid,
-                    task_uuid: e.child.task_uuid,
-                    step_name: e.child.name,
-                    attempt: 1,
-                    max_attempts: e.child.max_attempts,
-                    template: e.template,
-                    context: input.context.clone(),
-                    dependency_results: deps.remove(&e.child.step_uuid).unwrap_or_default(),
-                    correlation_id: input.correlation_id,
-                    deadline: e.deadline,
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(claims.len());
+        for c in claims {
+            let input = inputs.get(&c.task_uuid).ok_or_else(|| {
+                TaskerError::Corrupt(format!("task {} of step {} vanished", c.task_uuid, c.step_uuid))
+            })?;
+            let template = match c.template {
+                Some(t) => t,
+                None => self.template_by_id(input.template_id).await?,
+            };
+            out.push(ClaimedStep {
+                message: c.message,
+                step_uuid: c.step_uuid,
+                task_uuid: c.task_uuid,
+                step_name: c.step_name,
+                attempt: c.attempt,
+                max_attempts: c.max_attempts,
+                template,
+                context: input.context.clone(),
+                dependency_results: deps.remove(&c.step_uuid).unwrap_or_default(),
+                correlation_id: input.correlation_id,
+                deadline: c.deadline,
+            });
+        }
+        Ok(out)
     }
 }
 
