@@ -32,5 +32,6 @@ rake compile
 
 echo "==> Node package"
 if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
-if [ ! -d node_modules ]; then npm ci --no-audit --no-fund; fi
+# `npm install`, not `npm ci`: see bindings-node/scripts/test.sh.
+if [ ! -d node_modules ]; then npm install --no-audit --no-fund; fi
 npm run build --silent

@@ -33,8 +33,10 @@ fi
 
 # --- dependencies and build -----------------------------------------------------------------
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  log "npm ci"
-  npm ci --no-audit --no-fund
+  # `npm install`, not `npm ci`: npm 11's ci rejects this lockfile for lacking other
+  # platforms' optional packages of @napi-rs/cli (npm/cli#4828), even freshly regenerated.
+  log "npm install"
+  npm install --no-audit --no-fund
 fi
 
 log "npm run build (native addon, release; TypeScript)"
