@@ -415,10 +415,6 @@ impl Worker {
             tracing::warn!(event_id, step = %entry.step_uuid, "late completion after timeout ignored");
             return Ok(());
         }
-        self.send_job(entry, outcome)
-    }
-
-    fn send_job(&self, entry: Inflight, outcome: StepOutcome) -> Result<()> {
         send_job(&self.shared, entry, outcome)
     }
 
@@ -434,6 +430,8 @@ impl Worker {
         }
         let until = Instant::now() + deadline;
         let _ = shared.stop.send(true);
+        // `start` spawns the dispatcher first; it must finish before unstarted claims are taken
+        // back, so that no claim lands after the release.
         let handles: Vec<JoinHandle<()>> = self.tasks.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
         let (dispatcher, others) = handles.split_first().map(|(d, o)| (Some(d), o)).unwrap_or((None, &[]));
         if let Some(d) = dispatcher {

@@ -675,7 +675,7 @@ impl Tasker {
                 step_uuid: l.step_uuid,
                 attempt: l.attempts,
                 message: None,
-                outcome: StepOutcome::Failure(timeout_failure(self, l)),
+                outcome: StepOutcome::Failure(timeout_failure(l)),
                 worker: Some("orchestrator".into()),
             })
             .collect();
@@ -851,7 +851,7 @@ async fn template_step_timeout(tasker: &Tasker, lock: &StepLock) -> Result<Optio
     Ok(template.step(&lock.name).and_then(|s| s.timeout_seconds))
 }
 
-fn timeout_failure(_tasker: &Tasker, lock: &StepLock) -> StepFailure {
+fn timeout_failure(lock: &StepLock) -> StepFailure {
     StepFailure::retryable(
         error_types::TIMEOUT,
         format!(
