@@ -46,7 +46,7 @@ export interface WorkerOptions {
   leaseSeconds?: number;
   /** How the engine learns of new work (default `hybrid`). */
   dispatchMode?: 'polling' | 'event_driven' | 'hybrid';
-  /** Fallback polling interval of the engine (default 10 ms on SQLite, 1 s on PostgreSQL). */
+  /** Fallback polling interval of the engine (default 3 ms on SQLite, 1 s on PostgreSQL). */
   pollIntervalMs?: number;
   /** Also run the retry/timeout orchestrator in this process (default `true`). */
   embeddedOrchestration?: boolean;

@@ -88,7 +88,7 @@ pub struct WorkerConfig {
     /// How long a claimed message stays hidden; renewed while the handler runs.
     pub lease: Duration,
     pub dispatch_mode: DispatchMode,
-    /// Longest fallback polling interval (`None`: 10 ms on SQLite, 1 s on PostgreSQL). On SQLite
+    /// Longest fallback polling interval (`None`: 3 ms on SQLite, 1 s on PostgreSQL). On SQLite
     /// polling starts at 1 ms after work and backs off to this.
     pub poll_interval: Option<Duration>,
     /// Also run the orchestrator loop (due retries, overdue attempts) in this process.
@@ -303,7 +303,10 @@ impl Worker {
             tasker.store().ensure_queue(q).await?;
         }
         let poll_interval = config.poll_interval.unwrap_or(match tasker.backend() {
-            Backend::Sqlite => Duration::from_millis(10),
+            // Polling is how other processes' enqueues are seen on SQLite: a 3 ms cap keeps a
+            // cross-process hop short, and an idle worker's probe is a read-only index lookup
+            // of a few microseconds.
+            Backend::Sqlite => Duration::from_millis(3),
             Backend::Postgres => Duration::from_secs(1),
         });
         let (events_tx, events_rx) = flume::bounded(config.concurrency);

@@ -440,7 +440,7 @@ impl Tasker {
         // Polling catches completions made by other processes (the only way on SQLite); it starts
         // at 1 ms and backs off to the cap, as most tasks finish soon after being waited for.
         let cap = match self.backend() {
-            Backend::Sqlite => Duration::from_millis(20),
+            Backend::Sqlite => Duration::from_millis(5),
             Backend::Postgres => Duration::from_millis(100),
         };
         let mut fallback = Duration::from_millis(1);
