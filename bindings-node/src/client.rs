@@ -6,8 +6,8 @@ use napi::bindgen_prelude::Object;
 use napi::Env;
 use napi_derive::napi;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use tasker_core::state::{NamedState, TaskState};
+use serde_json::Value;
+use tasker_core::state::TaskState;
 use tasker_core::{TaskFilter, TaskRequest, Tasker, TaskerOptions};
 use uuid::Uuid;
 
@@ -93,19 +93,7 @@ impl NativeClient {
         let tasker = self.tasker.clone();
         spawn(env, async move {
             let registered = tasker.register_templates(&path).await.map_err(from_core)?;
-            let out: Vec<Value> = registered
-                .iter()
-                .map(|r| {
-                    json!({
-                        "namespace": r.namespace,
-                        "name": r.name,
-                        "version": r.version,
-                        "queues": r.queues,
-                        "warnings": r.warnings,
-                    })
-                })
-                .collect();
-            to_json(&out)
+            to_json(&registered)
         })
     }
 
@@ -128,7 +116,7 @@ impl NativeClient {
                 idempotency_key: args.idempotency_key,
             };
             let created = tasker.create_task(request).await.map_err(from_core)?;
-            to_json(&json!({ "task": created.task, "created": created.created }))
+            to_json(&created)
         })
     }
 
@@ -149,10 +137,10 @@ impl NativeClient {
         let args: ListTasksArgs = parse("listTasks", &filter_json)?;
         let state = match args.state.as_deref() {
             None => None,
-            Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
-                let known: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
-                invalid_argument("state", format!("'{s}' is not one of {}", known.join(", ")))
-            })?),
+            Some(s) => Some(
+                s.parse::<TaskState>()
+                    .map_err(|e| invalid_argument("state", e.to_string()))?,
+            ),
         };
         if let Some(limit) = args.limit {
             if limit < 1 {

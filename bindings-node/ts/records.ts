@@ -118,6 +118,8 @@ export interface RegisteredTemplate {
   readonly namespace: string;
   readonly name: string;
   readonly version: string;
+  /** The stored template version's id. */
+  readonly id: number;
   /** The queues its steps are dispatched to (a worker listens on these). */
   readonly queues: readonly string[];
   /** Non-fatal findings such as a misspelled field. */

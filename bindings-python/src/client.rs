@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tasker_core::state::{NamedState, TaskState};
 use tasker_core::{runtime, TaskFilter, TaskRequest, Tasker, TaskerError, TaskerOptions};
 use uuid::Uuid;
@@ -87,20 +87,7 @@ impl NativeClient {
     fn register_templates(&self, py: Python<'_>, path: PathBuf) -> PyResult<String> {
         let tasker = self.tasker.clone();
         let registered = block(py, move || async move { tasker.register_templates(&path).await })?;
-        let out: Vec<Value> = registered
-            .iter()
-            .map(|r| {
-                json!({
-                    "namespace": r.namespace,
-                    "name": r.name,
-                    "version": r.version,
-                    "id": r.id,
-                    "queues": r.queues,
-                    "warnings": r.warnings,
-                })
-            })
-            .collect();
-        to_json(&out)
+        to_json(&registered)
     }
 
     /// Creates a task; returns `{"task": TaskSummary, "created": bool}` as JSON.
@@ -134,7 +121,7 @@ impl NativeClient {
         };
         let tasker = self.tasker.clone();
         let created = block(py, move || async move { tasker.create_task(request).await })?;
-        to_json(&json!({ "task": created.task, "created": created.created }))
+        to_json(&created)
     }
 
     /// A task with its steps and transitions, as JSON.

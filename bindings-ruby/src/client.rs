@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use magnus::prelude::*;
 use magnus::{Error, RArray, Ruby, Value};
-use tasker_core::state::{NamedState, TaskState};
+use tasker_core::state::TaskState;
 use tasker_core::{TaskFilter, TaskRequest, Tasker, TaskerOptions};
 use uuid::Uuid;
 
@@ -130,10 +130,10 @@ impl Client {
     ) -> Result<Value, Error> {
         let state = match state {
             None => None,
-            Some(s) => Some(TaskState::parse(&s).ok_or_else(|| {
-                let all: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
-                error::invalid_argument(ruby, format!("state '{s}' is not one of {}", all.join(", ")))
-            })?),
+            Some(s) => Some(
+                s.parse::<TaskState>()
+                    .map_err(|e| error::invalid_argument(ruby, e.to_string()))?,
+            ),
         };
         if let Some(l) = limit {
             if l < 1 {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use tasker_core::state::{NamedState, TaskState};
+use tasker_core::state::TaskState;
 use tasker_core::template::{current_env, load_path};
 use tasker_core::{DispatchMode, TaskFilter, TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
 use uuid::Uuid;
@@ -317,14 +317,7 @@ async fn task_command(url: &Option<String>, cmd: TaskCommand) -> Result<ExitCode
             state,
             limit,
         } => {
-            let state = state
-                .map(|s| {
-                    TaskState::parse(&s).ok_or_else(|| {
-                        let all: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
-                        TaskerError::InvalidArgument(format!("--state '{s}' is not one of {}", all.join(", ")))
-                    })
-                })
-                .transpose()?;
+            let state = state.map(|s| s.parse::<TaskState>()).transpose()?;
             let tasks = tasker
                 .list_tasks(&TaskFilter {
                     namespace,

@@ -409,7 +409,7 @@ impl Worker {
         if self.shared.state.load(Ordering::SeqCst) == STOPPED {
             return Err(TaskerError::ShutDown);
         }
-        let entry = self
+        let mut entry = self
             .shared
             .inflight()
             .remove(&event_id)
@@ -418,7 +418,7 @@ impl Worker {
             tracing::warn!(event_id, step = %entry.step_uuid, "late completion after timeout ignored");
             return Ok(());
         }
-        send_job(&self.shared, entry, outcome)
+        send_job(&self.shared, &mut entry, outcome)
     }
 
     /// Graceful shutdown; see the module docs. Idempotent.
@@ -489,16 +489,17 @@ impl Worker {
     }
 }
 
-fn send_job(shared: &Shared, entry: Inflight, outcome: StepOutcome) -> Result<()> {
+/// Hands an attempt's outcome to the applier, with the attempt's slot (taken from `entry`).
+fn send_job(shared: &Shared, entry: &mut Inflight, outcome: StepOutcome) -> Result<()> {
     let job = CompletionJob {
         completion: Completion {
             step_uuid: entry.step_uuid,
             attempt: entry.attempt,
-            message: Some(entry.message),
+            message: Some(entry.message.clone()),
             outcome,
             worker: Some(shared.config.worker_id.clone()),
         },
-        _permit: entry.permit,
+        _permit: entry.permit.take(),
     };
     shared.pending_jobs.fetch_add(1, Ordering::SeqCst);
     // Capacity exceeds the number of slots, so this never blocks.
@@ -747,37 +748,18 @@ async fn lease_loop(shared: Arc<Shared>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let now = Instant::now();
-        let expired: Vec<(u64, Inflight)> = {
-            let mut inflight = shared.inflight();
-            let ids: Vec<u64> = inflight
-                .iter()
-                .filter(|(_, i)| !i.timed_out && i.deadline.is_some_and(|d| d <= now))
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| {
-                    let entry = inflight.get_mut(&id)?;
-                    entry.timed_out = true;
-                    // Keep a marker so the handler's late completion is accepted and ignored.
-                    let taken = Inflight {
-                        step_uuid: entry.step_uuid,
-                        attempt: entry.attempt,
-                        message: entry.message.clone(),
-                        permit: entry.permit.take(),
-                        claimed_at: entry.claimed_at,
-                        deadline: entry.deadline,
-                        timed_out: true,
-                    };
-                    Some((id, taken))
-                })
-                .collect()
-        };
-        for (event_id, entry) in expired {
+        for (event_id, entry) in shared
+            .inflight()
+            .iter_mut()
+            .filter(|(_, i)| !i.timed_out && i.deadline.is_some_and(|d| d <= now))
+        {
+            // The entry stays, marked, so the handler's late completion is accepted and ignored.
+            entry.timed_out = true;
+            tracing::warn!(event_id, step = %entry.step_uuid, "attempt timed out");
             let failure = StepFailure::retryable(
                 error_types::TIMEOUT,
                 format!("attempt {} exceeded its timeout_seconds", entry.attempt),
             );
-            tracing::warn!(event_id, step = %entry.step_uuid, "attempt timed out");
             let _ = send_job(&shared, entry, StepOutcome::Failure(failure));
         }
         if now.duration_since(last_renewal) >= renew_every {

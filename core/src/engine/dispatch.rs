@@ -196,12 +196,7 @@ impl Tasker {
             }
         }
         let ids: Vec<Uuid> = parsed.iter().map(|(_, b)| b.step_uuid).collect();
-        let locks: HashMap<Uuid, StepLock> = tx
-            .lock_steps(&ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.step_uuid, l))
-            .collect();
+        let locks = lock_map(tx.as_mut(), &ids).await?;
         let mut claims = Vec::new();
         let mut lost = Vec::new();
         for (m, body) in parsed {
@@ -265,11 +260,7 @@ impl Tasker {
         claims.retain(|c| applied.contains(&c.step_uuid));
         tx.delete_messages(&plan.delete).await?;
         if !lost.is_empty() {
-            let lost_locks: HashMap<Uuid, StepLock> = lost
-                .iter()
-                .filter_map(|c| locks.get(&c.step_uuid).map(|l| (l.step_uuid, l.clone())))
-                .collect();
-            self.apply_in_tx(tx.as_mut(), &lost_locks, lost, now, &mut effects, None, &mut Vec::new())
+            self.apply_in_tx(tx.as_mut(), &locks, lost, now, &mut effects, None, &mut Vec::new())
                 .await?;
         }
         let claimed = self.claimed_steps(tx.as_mut(), claims).await?;
@@ -299,12 +290,7 @@ impl Tasker {
         let mut ids: Vec<Uuid> = batch.iter().map(|c| c.step_uuid).collect();
         ids.sort();
         ids.dedup();
-        let locks: HashMap<Uuid, StepLock> = tx
-            .lock_steps(&ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.step_uuid, l))
-            .collect();
+        let locks = lock_map(tx.as_mut(), &ids).await?;
         let now = Utc::now();
         let mut effects = Effects::default();
         let mut eager_claims = Vec::new();
@@ -476,11 +462,11 @@ impl Tasker {
                     attempt: 0,
                 });
                 if claim.is_some() {
-                    // A child belongs to the task of the parent that released it.
-                    let template = match locks.values().find(|l| l.task_uuid == child.task_uuid) {
-                        Some(parent) => self.template_by_id(parent.template_id).await?,
-                        None => self.template_by_id_for_task(tx, child.task_uuid).await?,
-                    };
+                    // A child belongs to the task of the (locked) parent that released it.
+                    let parent = locks.values().find(|l| l.task_uuid == child.task_uuid).ok_or_else(|| {
+                        TaskerError::Corrupt(format!("step {} released without a locked parent", child.step_uuid))
+                    })?;
+                    let template = self.template_by_id(parent.template_id).await?;
                     let timeout = template.step(&child.name).and_then(|s| s.timeout_seconds);
                     let running = enqueued.apply(StepTrigger::Claim)?;
                     transitions.push(TransitionRecord {
@@ -694,12 +680,7 @@ impl Tasker {
         }
         let mut tx = self.store().begin().await?;
         let ids: Vec<Uuid> = claims.iter().map(|c| c.0).collect();
-        let locks: HashMap<Uuid, StepLock> = tx
-            .lock_steps(&ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.step_uuid, l))
-            .collect();
+        let locks = lock_map(tx.as_mut(), &ids).await?;
         let now = Utc::now();
         let mut plan = Plan::default();
         let mut effects = Effects::default();
@@ -779,16 +760,6 @@ struct PendingClaim {
 }
 
 impl Tasker {
-    /// The template of a task, through the cache.
-    async fn template_by_id_for_task(&self, tx: &mut dyn StoreTx, task_uuid: Uuid) -> Result<Arc<CompiledTemplate>> {
-        let input = tx
-            .task_inputs(&[task_uuid])
-            .await?
-            .pop()
-            .ok_or_else(|| TaskerError::Corrupt(format!("task {task_uuid} vanished")))?;
-        self.template_by_id(input.template_id).await
-    }
-
     /// Turns claims into [`ClaimedStep`]s: task contexts and dependency results are read in the
     /// claiming transaction, two queries for the whole batch.
     async fn claimed_steps(&self, tx: &mut dyn StoreTx, claims: Vec<PendingClaim>) -> Result<Vec<ClaimedStep>> {
@@ -834,6 +805,16 @@ impl Tasker {
         }
         Ok(out)
     }
+}
+
+/// Locks `ids` (see [`StoreTx::lock_steps`]) and indexes them by step.
+async fn lock_map(tx: &mut dyn StoreTx, ids: &[Uuid]) -> Result<HashMap<Uuid, StepLock>> {
+    Ok(tx
+        .lock_steps(ids)
+        .await?
+        .into_iter()
+        .map(|l| (l.step_uuid, l))
+        .collect())
 }
 
 /// A step change that ends an attempt (success, retry scheduling, failure, cancellation).

@@ -100,7 +100,7 @@ pub struct TaskRequest {
 }
 
 /// The result of [`Tasker::create_task`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CreatedTask {
     pub task: TaskSummary,
     /// `false` when the idempotency key matched an existing task.

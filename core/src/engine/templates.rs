@@ -60,7 +60,7 @@ impl CompiledTemplate {
 }
 
 /// What registering one template did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RegisteredTemplate {
     pub namespace: String,
     pub name: String,

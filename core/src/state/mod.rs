@@ -10,6 +10,8 @@ mod task;
 pub use step::{StepState, StepTrigger};
 pub use task::{TaskState, TaskTrigger};
 
+use crate::error::TaskerError;
+
 /// A state that has a stable lowercase name in the database and the APIs.
 pub trait NamedState: Sized + Copy + 'static {
     const ALL: &'static [Self];
@@ -18,5 +20,28 @@ pub trait NamedState: Sized + Copy + 'static {
     /// Parses a database/API name.
     fn parse(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|s| s.as_str() == name)
+    }
+}
+
+/// Parses a state name from user input (CLI flags, binding arguments); the error lists the
+/// valid names.
+fn parse_input<S: NamedState>(kind: &str, name: &str) -> Result<S, TaskerError> {
+    S::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = S::ALL.iter().map(|s| s.as_str()).collect();
+        TaskerError::InvalidArgument(format!("{kind} state '{name}' is not one of {}", all.join(", ")))
+    })
+}
+
+impl std::str::FromStr for TaskState {
+    type Err = TaskerError;
+    fn from_str(name: &str) -> Result<Self, TaskerError> {
+        parse_input("task", name)
+    }
+}
+
+impl std::str::FromStr for StepState {
+    type Err = TaskerError;
+    fn from_str(name: &str) -> Result<Self, TaskerError> {
+        parse_input("step", name)
     }
 }
