@@ -31,7 +31,7 @@ pub fn base_delay(policy: &RetryPolicy, failed_attempt: u32) -> Duration {
 /// retry in lockstep.
 pub fn retry_delay(policy: &RetryPolicy, failed_attempt: u32, retry_after: Option<Duration>) -> Duration {
     if let Some(after) = retry_after {
-        return after;
+        return after.min(crate::outcome::MAX_RETRY_AFTER);
     }
     let delay = base_delay(policy, failed_attempt);
     let cut = rand::rng().random_range(0.0..=JITTER_FRACTION);

@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod engine;
 pub mod error;
 pub mod handler;
+pub mod limits;
 pub mod orchestrator;
 pub mod outcome;
 pub mod runtime;

@@ -3,7 +3,13 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use crate::error::TaskerError;
+use crate::limits::{self, LimitViolation};
+
+/// Longest delay a handler's `retry_after` may ask for (30 days); longer ones are clamped.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The result of one attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +31,57 @@ impl StepOutcome {
             metadata: Value::Null,
         }
     }
+
+    /// Parses the outcome JSON a binding hands over (`{"status": "success", "result": …}` or
+    /// `{"status": "failure", "message": …, "error_type": …, "retryable": …}`).
+    pub fn from_json(text: &str) -> Result<StepOutcome, TaskerError> {
+        serde_json::from_str(text).map_err(|e| TaskerError::InvalidArgument(format!("step outcome is invalid: {e}")))
+    }
+
+    /// The outcome as the engine stores it, the same from every language and on both backends:
+    /// `\u0000` in any string or key becomes U+FFFD (PostgreSQL cannot store it), error texts are
+    /// cut to [`limits::MAX_TEXT_BYTES`], `retry_after` is clamped to [`MAX_RETRY_AFTER`], and a
+    /// result or metadata over the size or nesting limit turns into a permanent
+    /// `result_too_large` / `result_too_deep` failure of this step alone, naming the limit.
+    pub fn normalized(self) -> StepOutcome {
+        match self {
+            StepOutcome::Success {
+                mut result,
+                mut metadata,
+            } => {
+                for (value, what) in [(&result, "the step's result"), (&metadata, "the step's metadata")] {
+                    if let Err(violation) = limits::check(value) {
+                        return StepOutcome::Failure(limit_failure(&violation, what));
+                    }
+                }
+                limits::replace_nul(&mut result);
+                limits::replace_nul(&mut metadata);
+                StepOutcome::Success { result, metadata }
+            }
+            StepOutcome::Failure(mut f) => {
+                f.message = limits::clean_text(&f.message);
+                f.error_type = limits::clean_text(&f.error_type);
+                f.backtrace = f.backtrace.as_deref().map(limits::clean_text);
+                f.retry_after = f.retry_after.map(|d| d.min(MAX_RETRY_AFTER));
+                match limits::check(&f.metadata) {
+                    Ok(()) => limits::replace_nul(&mut f.metadata),
+                    Err(violation) => {
+                        // The failure itself stands; only the metadata that cannot be stored goes.
+                        f.metadata = json!({ "dropped": violation.describe("the failure's metadata") });
+                    }
+                }
+                StepOutcome::Failure(f)
+            }
+        }
+    }
+}
+
+fn limit_failure(violation: &LimitViolation, what: &str) -> StepFailure {
+    let error_type = match violation {
+        LimitViolation::TooLarge { .. } => error_types::RESULT_TOO_LARGE,
+        LimitViolation::TooDeep => error_types::RESULT_TOO_DEEP,
+    };
+    StepFailure::permanent(error_type, violation.describe(what))
 }
 
 /// A failed attempt.
@@ -102,6 +159,14 @@ pub mod error_types {
     pub const HANDLER_NOT_FOUND: &str = "handler_not_found";
     /// The handler's result could not be turned into JSON.
     pub const RESULT_NOT_SERIALIZABLE: &str = "result_not_serializable";
+    /// The handler's result or metadata is larger than [`crate::limits::MAX_JSON_BYTES`].
+    pub const RESULT_TOO_LARGE: &str = "result_too_large";
+    /// The handler's result or metadata nests deeper than [`crate::limits::MAX_JSON_DEPTH`].
+    pub const RESULT_TOO_DEEP: &str = "result_too_deep";
+    /// The step cannot be run: its stored data or its template cannot be read.
+    pub const CORRUPT_STEP: &str = "corrupt_step";
+    /// Lost leases (crashed or killed workers) exceeded their own cap.
+    pub const TOO_MANY_LOST_LEASES: &str = "too_many_lost_leases";
 }
 
 mod opt_secs {

@@ -10,7 +10,7 @@ use super::model::TaskTemplate;
 use crate::error::{TaskerError, TemplateProblem, ValidationError};
 
 /// Largest task context accepted, measured as serialized JSON.
-pub const MAX_CONTEXT_BYTES: usize = 1024 * 1024;
+pub const MAX_CONTEXT_BYTES: usize = crate::limits::MAX_JSON_BYTES;
 
 /// Longest queue (and so namespace) name: PGMQ prefixes it to build table names, and
 /// PostgreSQL identifiers are limited to 63 bytes.
@@ -18,6 +18,13 @@ const MAX_QUEUE_NAME_LEN: usize = 40;
 
 /// Highest `retry.max_attempts` a template may ask for.
 const MAX_ATTEMPTS_LIMIT: u32 = 100;
+
+/// Longest `timeout_seconds` a template may ask for: 30 days.
+pub const MAX_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
+
+/// Longest `retry.backoff_base_ms` / `retry.max_backoff_ms`: 30 days. Bounding them here keeps
+/// every delay the engine computes representable as a timestamp.
+pub const MAX_BACKOFF_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// At most this many schema violations are listed in one [`ValidationError`].
 const MAX_REPORTED_VIOLATIONS: usize = 10;
@@ -195,6 +202,18 @@ fn check_steps(t: &TaskTemplate, v: &mut Problems<'_>) {
                 ),
             );
         }
+        for (field, value) in [
+            ("retry.backoff_base_ms", retry.backoff_base_ms),
+            ("retry.max_backoff_ms", retry.max_backoff_ms),
+        ] {
+            if value > MAX_BACKOFF_MS {
+                v.push(
+                    Some(label),
+                    field,
+                    format!("{value} is out of range: allowed 0 to {MAX_BACKOFF_MS} (30 days)"),
+                );
+            }
+        }
         if retry.max_backoff_ms < retry.backoff_base_ms {
             v.push(
                 Some(label),
@@ -205,12 +224,18 @@ fn check_steps(t: &TaskTemplate, v: &mut Problems<'_>) {
                 ),
             );
         }
-        if step.timeout_seconds == Some(0) {
-            v.push(
+        match step.timeout_seconds {
+            Some(0) => v.push(
                 Some(label),
                 "timeout_seconds",
                 "timeout_seconds must be at least 1 (leave it out for no deadline)".to_owned(),
-            );
+            ),
+            Some(secs) if secs > MAX_TIMEOUT_SECONDS => v.push(
+                Some(label),
+                "timeout_seconds",
+                format!("{secs} is out of range: allowed 1 to {MAX_TIMEOUT_SECONDS} (30 days)"),
+            ),
+            _ => {}
         }
     }
 }
@@ -337,11 +362,16 @@ impl ContextValidator {
     /// of the first failing value (for a missing property, the object that lacks it); its
     /// message lists every violation found, up to ten.
     pub fn validate(&self, context: &Value) -> Result<(), ValidationError> {
-        let size = serialized_len(context);
-        if size > MAX_CONTEXT_BYTES {
+        if let Err(violation) = crate::limits::check(context) {
             return Err(ValidationError {
                 path: String::new(),
-                message: format!("task context is {size} bytes as JSON, over the limit of {MAX_CONTEXT_BYTES} bytes"),
+                message: violation.describe("task context"),
+            });
+        }
+        if let Some(path) = crate::limits::find_nul(context) {
+            return Err(ValidationError {
+                path,
+                message: "contains a NUL character (\\u0000), which the engine cannot store".to_owned(),
             });
         }
         let Some(schema) = &self.schema else {
@@ -368,24 +398,6 @@ impl ContextValidator {
         }
         Err(ValidationError { path, message })
     }
-}
-
-/// Length of `value` serialized as compact JSON, without building the string.
-fn serialized_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Serializing a `Value` into a writer that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
 }
 
 #[cfg(test)]
@@ -622,7 +634,7 @@ mod tests {
         let v = ContextValidator::new(None).expect("no schema");
         // `{"a":"…"}` is 8 bytes plus the string.
         let at_limit = json!({ "a": "x".repeat(MAX_CONTEXT_BYTES - 8) });
-        assert_eq!(serialized_len(&at_limit), MAX_CONTEXT_BYTES);
+        assert_eq!(crate::limits::serialized_len(&at_limit), MAX_CONTEXT_BYTES);
         assert_eq!(
             serde_json::to_vec(&at_limit).map(|b| b.len()).ok(),
             Some(MAX_CONTEXT_BYTES)
