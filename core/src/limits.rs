@@ -177,7 +177,12 @@ mod tests {
     fn nested(levels: usize) -> Value {
         let mut v = json!(1);
         for i in 0..levels {
-            v = if i % 2 == 0 { json!([v]) } else { json!({ "k": v }) };
+            // Not `json!([v])`: that serializes `v` again, recursively.
+            v = if i % 2 == 0 {
+                Value::Array(vec![v])
+            } else {
+                Value::Object(Map::from_iter([("k".to_owned(), v)]))
+            };
         }
         v
     }

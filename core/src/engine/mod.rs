@@ -123,15 +123,39 @@ struct Inner {
     target: String,
 }
 
-/// Describes a database URL without credentials: `host:port/db` or the SQLite file.
+/// Describes a database URL without credentials: `scheme://host:port/db`, or the SQLite file.
+/// Whatever the scheme, and even when the URL does not parse, the user-info part (and any
+/// `password=` query parameter) never appears in the result.
 pub fn describe_database(url: &str) -> String {
+    if url.starts_with("sqlite:") || !url.contains("://") {
+        return sqlite_path(url).to_owned();
+    }
     match url::Url::parse(url) {
-        Ok(u) if u.scheme().starts_with("postgres") => {
+        Ok(u) => {
             let host = u.host_str().unwrap_or("localhost");
             let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!("postgres://{host}{port}{}", u.path())
+            format!("{}://{host}{port}{}", u.scheme(), u.path())
         }
-        _ => sqlite_path(url).to_owned(),
+        Err(_) => {
+            // Unparsable: keep the scheme and whatever follows the last '@' up to a query.
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let rest = rest.split(['?', '#']).next().unwrap_or_default();
+            let host = match rest.rsplit_once('@') {
+                Some((_, host)) => host,
+                // No '@': only a plain `host[:port][/db]` is safe to show.
+                None if looks_like_host(rest) => rest,
+                None => "…",
+            };
+            format!("{scheme}://{host}")
+        }
+    }
+}
+
+fn looks_like_host(s: &str) -> bool {
+    let authority = s.split('/').next().unwrap_or_default();
+    match authority.rsplit_once(':') {
+        Some((host, port)) => !host.contains(':') && port.chars().all(|c| c.is_ascii_digit()),
+        None => true,
     }
 }
 
@@ -500,4 +524,31 @@ fn redact(message: &str, url: &str) -> String {
 fn assert_connect_is_send() {
     fn is_send<T: Send>(_: T) {}
     is_send(Tasker::connect_with(TaskerOptions::default()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_database;
+
+    #[test]
+    fn no_password_is_ever_described() {
+        for url in [
+            "postgres://u:secret@db.example:5432/app",
+            "mysql://u:secret@db.example/app",
+            "redis://:secret@cache:6379",
+            "mysql://u:secret@[bad/app",
+            "weird://u:secret",
+            "weird://u:secret@",
+            "postgres://u:secret@h/db?password=secret",
+        ] {
+            let described = describe_database(url);
+            assert!(!described.contains("secret"), "{url} -> {described}");
+        }
+        assert_eq!(describe_database("postgres://u:pw@h:5/db"), "postgres://h:5/db");
+        assert_eq!(
+            describe_database("mysql://u:secret@db.example/app"),
+            "mysql://db.example/app"
+        );
+        assert_eq!(describe_database("sqlite://./tasker.db"), "./tasker.db");
+    }
 }
