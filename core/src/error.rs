@@ -71,6 +71,12 @@ pub enum TaskerError {
     #[error("worker is shut down")]
     ShutDown,
 
+    /// A background task of the worker (dispatcher, applier, lease loop, orchestrator) died.
+    /// The worker stops claiming, and `poll`/`complete` report this instead of a silent
+    /// shutdown; in-flight attempts come back to other workers when their leases expire.
+    #[error("worker failed: {0}")]
+    WorkerFailed(String),
+
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
@@ -154,8 +160,63 @@ impl TaskerError {
             TaskerError::Timeout(_) => "timeout",
             TaskerError::UnknownEvent(_) => "unknown_event",
             TaskerError::ShutDown => "shut_down",
+            TaskerError::WorkerFailed(_) => "worker_failed",
             TaskerError::InvalidArgument(_) => "invalid_argument",
             TaskerError::Corrupt(_) => "corrupt_data",
         }
+    }
+}
+
+impl TaskerError {
+    /// Whether the transaction lost a race that running it again resolves: a deadlock, a
+    /// serialization failure, a lock timeout (PostgreSQL), or a busy/locked database (SQLite).
+    pub fn is_race(&self) -> bool {
+        match self {
+            TaskerError::Database(e) => sqlx_is_race(e),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure is about the database being unreachable or overloaded right now
+    /// (connection lost, pool exhausted, server restarting, statement timeout), or a race:
+    /// the same work may succeed later, so it must be held and retried, never dropped.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TaskerError::Database(e) => sqlx_is_transient(e),
+            TaskerError::Connect { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// See [`TaskerError::is_race`].
+pub fn sqlx_is_race(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // PostgreSQL: serialization_failure, deadlock_detected, lock_not_available.
+            Some("40001" | "40P01" | "55P03")
+            // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
+            | Some("5" | "6" | "261" | "262" | "517" | "773")
+        ),
+        _ => false,
+    }
+}
+
+/// See [`TaskerError::is_transient`].
+pub fn sqlx_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            sqlx_is_race(e)
+                || db.code().is_some_and(|code| {
+                    // connection_exception (08…), query_canceled (statement_timeout),
+                    // admin/crash shutdown, cannot_connect_now, too_many_connections,
+                    // idle_in_transaction_session_timeout.
+                    code.starts_with("08")
+                        || matches!(code.as_ref(), "57014" | "57P01" | "57P02" | "57P03" | "53300" | "25P03")
+                })
+        }
+        _ => false,
     }
 }

@@ -127,11 +127,7 @@ pub fn replace_nul(value: &mut Value) {
     let mut stack: Vec<&mut Value> = vec![value];
     while let Some(v) = stack.pop() {
         match v {
-            Value::String(s) => {
-                if s.contains('\0') {
-                    *s = s.replace('\0', "\u{FFFD}");
-                }
-            }
+            Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
             Value::Array(items) => stack.extend(items.iter_mut()),
             Value::Object(map) => {
                 if map.keys().any(|k| k.contains('\0')) {

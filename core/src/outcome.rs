@@ -165,6 +165,8 @@ pub mod error_types {
     pub const RESULT_TOO_DEEP: &str = "result_too_deep";
     /// The step cannot be run: its stored data or its template cannot be read.
     pub const CORRUPT_STEP: &str = "corrupt_step";
+    /// The database refused to store the handler's outcome (the step fails instead).
+    pub const OUTCOME_REJECTED: &str = "outcome_rejected";
     /// Lost leases (crashed or killed workers) exceeded their own cap.
     pub const TOO_MANY_LOST_LEASES: &str = "too_many_lost_leases";
 }

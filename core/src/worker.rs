@@ -498,6 +498,7 @@ fn send_job(shared: &Shared, entry: &mut Inflight, outcome: StepOutcome) -> Resu
             message: Some(entry.message.clone()),
             outcome,
             worker: Some(shared.config.worker_id.clone()),
+            lost_lease: false,
         },
         _permit: entry.permit.take(),
     };

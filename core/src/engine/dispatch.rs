@@ -5,7 +5,7 @@
 //! returns; the store only executes compare-and-swap primitives, so a concurrent writer (another
 //! worker, an orchestrator, a late completion) loses cleanly instead of corrupting state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +16,9 @@ use uuid::Uuid;
 use super::{CompiledTemplate, EngineEvent, Tasker};
 use crate::backoff;
 use crate::error::{Result, TaskerError};
+use crate::limits;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
-use crate::state::{StepState, StepTrigger, TaskTrigger};
+use crate::state::{StepState, StepTrigger, TaskState, TaskTrigger};
 use crate::store::*;
 
 /// A step claimed by a worker: everything needed to run one attempt.
@@ -49,7 +50,14 @@ pub struct Completion {
     pub outcome: StepOutcome,
     /// Free-form worker identity recorded in the audit row.
     pub worker: Option<String>,
+    /// The attempt was lost with its worker's lease (set by the engine only): the step runs
+    /// again without the attempt counting against it, up to [`MAX_LOST_LEASES`] times.
+    pub lost_lease: bool,
 }
+
+/// Lost leases a step may suffer before it fails with `too_many_lost_leases`: enough to ride
+/// out crashes and restarts, few enough that a handler that kills its process every time ends.
+pub const MAX_LOST_LEASES: i32 = 5;
 
 /// What happened to one [`Completion`].
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +112,43 @@ impl Plan {
         })
     }
 
+    /// Task deltas that change something.
+    fn nonzero_deltas(&mut self) -> Vec<TaskDelta> {
+        std::mem::take(&mut self.deltas)
+            .into_values()
+            .filter(|d| {
+                *d != TaskDelta {
+                    task_uuid: d.task_uuid,
+                    ..TaskDelta::default()
+                }
+            })
+            .collect()
+    }
+
+    /// Cancels an open (`enqueued` or `waiting_for_retry`) step whose task is already finished:
+    /// the repair for a step left open by a race with cancellation.
+    fn cancel_open_step(
+        &mut self,
+        effects: &mut Effects,
+        lock: &StepLock,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<()> {
+        self.transition(
+            effects,
+            lock,
+            lock.state,
+            StepTrigger::Cancel,
+            lock.attempts,
+            json!({ "reason": reason }),
+            now,
+        )?;
+        self.step_changes
+            .push(finish_change(lock, StepState::Cancelled, None, None));
+        self.delta(lock.task_uuid).active -= 1;
+        Ok(())
+    }
+
     /// Records a step transition chosen by the state table.
     #[allow(clippy::too_many_arguments)]
     fn transition(
@@ -152,11 +197,16 @@ fn message_body(lock_step: Uuid, task: Uuid, attempt: i32) -> StepMessage {
 
 impl Tasker {
     /// Claims up to `max` steps from `queues` (read in rotation starting at `start`), hiding
-    /// their messages for `lease`. One transaction.
+    /// their messages for `lease`. One transaction (run again if it loses a race).
     ///
-    /// A message whose step is already `in_progress` in the attempt it was sent for means the
-    /// worker holding that attempt stopped renewing its lease: that attempt is failed with a
-    /// retryable `worker_lost` error and goes through the normal retry path.
+    /// Besides `enqueued` steps, a claim meets three other kinds of message:
+    /// * a step still `in_progress` in the attempt the message was sent for: the worker holding
+    ///   that attempt stopped renewing its lease. The attempt is given back (`release`) without
+    ///   counting against the step's attempts; after [`MAX_LOST_LEASES`] the step fails;
+    /// * an open step under a terminal task (a race with cancellation that an older version
+    ///   could lose): the step is cancelled;
+    /// * a step that cannot run (its template, context or a dependency's result cannot be
+    ///   read): it fails permanently with a `corrupt_step` error, so it never blocks the queue.
     pub async fn claim(
         &self,
         queues: &[String],
@@ -167,6 +217,16 @@ impl Tasker {
         if queues.is_empty() || max == 0 {
             return Ok(Vec::new());
         }
+        retrying("claim", || self.claim_once(queues, max, lease, start)).await
+    }
+
+    async fn claim_once(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+        start: usize,
+    ) -> Result<Vec<ClaimedStep>> {
         let store = self.store();
         let mut tx = store.begin().await?;
         let mut messages = Vec::new();
@@ -198,6 +258,7 @@ impl Tasker {
         let ids: Vec<Uuid> = parsed.iter().map(|(_, b)| b.step_uuid).collect();
         let locks = lock_map(tx.as_mut(), &ids).await?;
         let mut claims = Vec::new();
+        let mut poisoned = Vec::new();
         let mut lost = Vec::new();
         for (m, body) in parsed {
             let Some(lock) = locks.get(&body.step_uuid) else {
@@ -208,8 +269,14 @@ impl Tasker {
             match lock.state {
                 StepState::Enqueued if live && lock.attempts == body.attempt => {
                     let attempt = lock.attempts + 1;
-                    let step_t = template_step_timeout(self, lock).await?;
-                    let deadline = step_t.map(|secs| now + chrono::Duration::seconds(secs as i64));
+                    let template = match self.template_by_id(lock.template_id).await {
+                        Ok(t) if t.step(&lock.name).is_some() => Ok(t),
+                        Ok(t) => Err(format!("step '{}' is not in template {}", lock.name, t.template.key())),
+                        Err(e) if e.is_transient() => return Err(e),
+                        Err(e) => Err(format!("its template cannot be loaded: {e}")),
+                    };
+                    let timeout = template.as_ref().ok().and_then(|t| t.step(&lock.name)?.timeout_seconds);
+                    let deadline = timeout.and_then(|secs| deadline_after(now, secs));
                     let to = plan.transition(
                         &mut effects,
                         lock,
@@ -224,18 +291,23 @@ impl Tasker {
                         attempt_started: true,
                         ..StepChange::cas(lock.step_uuid, (lock.state, lock.attempts), (to, attempt))
                     });
-                    claims.push(PendingClaim {
-                        message: m.reference(),
-                        step_uuid: lock.step_uuid,
-                        task_uuid: lock.task_uuid,
-                        step_name: lock.name.clone(),
-                        attempt,
-                        max_attempts: lock.max_attempts,
-                        template: None,
-                        deadline,
-                    });
+                    match template {
+                        Ok(template) => claims.push(PendingClaim {
+                            message: m.reference(),
+                            step_uuid: lock.step_uuid,
+                            task_uuid: lock.task_uuid,
+                            step_name: lock.name.clone(),
+                            attempt,
+                            max_attempts: lock.max_attempts + lock.free_attempts,
+                            template,
+                            deadline,
+                            lock: running_lock(lock, attempt),
+                        }),
+                        Err(why) => poisoned.push((running_lock(lock, attempt), Some(m.reference()), why)),
+                    }
                 }
-                StepState::InProgress if live && lock.attempts == body.attempt + 1 => {
+                StepState::InProgress if lock.attempts == body.attempt + 1 => {
+                    // Under a terminal task the lost attempt is discarded (the step cancelled).
                     lost.push(Completion {
                         step_uuid: lock.step_uuid,
                         attempt: lock.attempts,
@@ -248,9 +320,14 @@ impl Tasker {
                             ),
                         )),
                         worker: None,
+                        lost_lease: true,
                     });
                 }
-                // Terminal task or step, or a message superseded by a newer one.
+                StepState::Enqueued | StepState::WaitingForRetry if !live => {
+                    plan.cancel_open_step(&mut effects, lock, now, "task is already finished")?;
+                    plan.delete.push(m.reference());
+                }
+                // A terminal step, or a message superseded by a newer one.
                 _ => plan.delete.push(m.reference()),
             }
         }
@@ -258,15 +335,52 @@ impl Tasker {
             .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
             .await?;
         claims.retain(|c| applied.contains(&c.step_uuid));
+        poisoned.retain(|(l, _, _)| applied.contains(&l.step_uuid));
         tx.delete_messages(&plan.delete).await?;
+        let deltas = plan.nonzero_deltas();
+        tx.apply_task_deltas(&deltas, now).await?;
         if !lost.is_empty() {
-            self.apply_in_tx(tx.as_mut(), &locks, lost, now, &mut effects, None, &mut Vec::new())
+            self.apply_in_tx(tx.as_mut(), &locks, &lost, now, &mut effects, None, &mut Vec::new())
                 .await?;
         }
-        let claimed = self.claimed_steps(tx.as_mut(), claims).await?;
+        let (claimed, unreadable) = self.claimed_steps(tx.as_mut(), claims).await?;
+        poisoned.extend(unreadable);
+        if !poisoned.is_empty() {
+            self.fail_poisoned(tx.as_mut(), poisoned, now, &mut effects).await?;
+        }
         tx.commit().await?;
         self.publish(effects);
         Ok(claimed)
+    }
+
+    /// Fails claimed steps that cannot run, permanently, in the claiming transaction.
+    async fn fail_poisoned(
+        &self,
+        tx: &mut dyn StoreTx,
+        poisoned: Vec<Poisoned>,
+        now: DateTime<Utc>,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        let mut locks = HashMap::new();
+        let mut batch = Vec::with_capacity(poisoned.len());
+        for (lock, message, why) in poisoned {
+            tracing::error!(step = %lock.step_uuid, task = %lock.task_uuid, reason = %why, "step cannot run; failing it");
+            batch.push(Completion {
+                step_uuid: lock.step_uuid,
+                attempt: lock.attempts,
+                message,
+                outcome: StepOutcome::Failure(StepFailure::permanent(
+                    error_types::CORRUPT_STEP,
+                    format!("step '{}' cannot run: {why}", lock.name),
+                )),
+                worker: None,
+                lost_lease: false,
+            });
+            locks.insert(lock.step_uuid, lock);
+        }
+        self.apply_in_tx(tx, &locks, &batch, now, effects, None, &mut Vec::new())
+            .await?;
+        Ok(())
     }
 
     /// Applies a batch of outcomes in one transaction: stores results and errors, schedules
@@ -278,6 +392,13 @@ impl Tasker {
 
     /// [`Tasker::apply_completions`], also claiming ready children for the caller when `eager`
     /// allows (see [`EagerClaim`]). Returns the reports and the claimed steps.
+    ///
+    /// Every outcome is first [normalised](StepOutcome::normalized) (NUL characters, size and
+    /// nesting limits), so a hostile value fails its own step and never the batch. A batch that
+    /// loses a race is run again; one that the database still refuses for a reason that is not
+    /// transient is split until the completion at fault is found, and that one is recorded as a
+    /// permanent `outcome_rejected` failure of its step. Transient errors (database down) are
+    /// returned: the caller holds the batch and tries again.
     pub async fn apply_completions_with(
         &self,
         batch: Vec<Completion>,
@@ -286,6 +407,57 @@ impl Tasker {
         if batch.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
+        let batch: Vec<Completion> = batch
+            .into_iter()
+            .map(|c| Completion {
+                outcome: c.outcome.normalized(),
+                ..c
+            })
+            .collect();
+        self.apply_isolating(&batch, eager).await
+    }
+
+    fn apply_isolating<'a>(&'a self, batch: &'a [Completion], eager: Option<&'a EagerClaim>) -> BoxedApply<'a> {
+        Box::pin(async move {
+            let error = match retrying("apply completions", || self.apply_once(batch, eager)).await {
+                Ok(done) => return Ok(done),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => e,
+            };
+            match batch {
+                [] => Ok((Vec::new(), Vec::new())),
+                [one] if matches!(&one.outcome, StepOutcome::Failure(f) if f.error_type == error_types::OUTCOME_REJECTED) => {
+                    Err(error)
+                }
+                [one] => {
+                    tracing::error!(step = %one.step_uuid, error = %error, "the database refused a step's outcome; failing the step");
+                    let rejected = Completion {
+                        outcome: StepOutcome::Failure(StepFailure::permanent(
+                            error_types::OUTCOME_REJECTED,
+                            limits::clean_text(&format!("the database refused this step's outcome: {error}")),
+                        )),
+                        ..one.clone()
+                    };
+                    self.apply_isolating(std::slice::from_ref(&rejected), eager).await
+                }
+                many => {
+                    tracing::warn!(count = many.len(), error = %error, "a completion batch was refused; isolating the completion at fault");
+                    let (left, right) = many.split_at(many.len() / 2);
+                    let (mut reports, mut claimed) = self.apply_isolating(left, eager).await?;
+                    let (more_reports, more_claimed) = self.apply_isolating(right, None).await?;
+                    reports.extend(more_reports);
+                    claimed.extend(more_claimed);
+                    Ok((reports, claimed))
+                }
+            }
+        })
+    }
+
+    async fn apply_once(
+        &self,
+        batch: &[Completion],
+        eager: Option<&EagerClaim>,
+    ) -> Result<(Vec<CompletionReport>, Vec<ClaimedStep>)> {
         let mut tx = self.store().begin().await?;
         let mut ids: Vec<Uuid> = batch.iter().map(|c| c.step_uuid).collect();
         ids.sort();
@@ -297,7 +469,10 @@ impl Tasker {
         let reports = self
             .apply_in_tx(tx.as_mut(), &locks, batch, now, &mut effects, eager, &mut eager_claims)
             .await?;
-        let claimed = self.claimed_steps(tx.as_mut(), eager_claims).await?;
+        let (claimed, unreadable) = self.claimed_steps(tx.as_mut(), eager_claims).await?;
+        if !unreadable.is_empty() {
+            self.fail_poisoned(tx.as_mut(), unreadable, now, &mut effects).await?;
+        }
         tx.commit().await?;
         self.publish(effects);
         Ok((reports, claimed))
@@ -309,7 +484,7 @@ impl Tasker {
         &self,
         tx: &mut dyn StoreTx,
         locks: &HashMap<Uuid, StepLock>,
-        batch: Vec<Completion>,
+        batch: &[Completion],
         now: DateTime<Utc>,
         effects: &mut Effects,
         eager: Option<&EagerClaim>,
@@ -319,7 +494,7 @@ impl Tasker {
         let mut reports = Vec::with_capacity(batch.len());
         // A step may appear twice in one batch (e.g. a late completion and a timeout); only the
         // first matching one wins, exactly as if they had been separate transactions.
-        let mut decided: HashMap<Uuid, ()> = HashMap::new();
+        let mut decided: HashSet<Uuid> = HashSet::new();
         for c in batch {
             let Some(lock) = locks.get(&c.step_uuid) else {
                 reports.push(CompletionReport::Fenced {
@@ -328,7 +503,7 @@ impl Tasker {
                 });
                 continue;
             };
-            if lock.state != StepState::InProgress || lock.attempts != c.attempt || decided.contains_key(&c.step_uuid) {
+            if lock.state != StepState::InProgress || lock.attempts != c.attempt || decided.contains(&c.step_uuid) {
                 reports.push(CompletionReport::Fenced {
                     step_uuid: c.step_uuid,
                     reason: format!(
@@ -338,7 +513,7 @@ impl Tasker {
                 });
                 continue;
             }
-            decided.insert(c.step_uuid, ());
+            decided.insert(c.step_uuid);
             if let Some(m) = &c.message {
                 plan.delete.push(m.clone());
             }
@@ -359,7 +534,7 @@ impl Tasker {
                 reports.push(CompletionReport::Discarded { step_uuid: c.step_uuid });
                 continue;
             }
-            let state = match c.outcome {
+            let state = match &c.outcome {
                 StepOutcome::Success { result, metadata } => {
                     let to = plan.transition(
                         effects,
@@ -370,23 +545,73 @@ impl Tasker {
                         json!({"attempt": c.attempt, "worker": worker, "metadata": metadata}),
                         now,
                     )?;
-                    plan.step_changes.push(finish_change(lock, to, Some(result), None));
+                    plan.step_changes
+                        .push(finish_change(lock, to, Some(result.clone()), None));
                     let d = plan.delta(lock.task_uuid);
                     d.completed += 1;
                     d.active -= 1;
                     plan.succeeded.push(lock.step_uuid);
                     to
                 }
+                StepOutcome::Failure(failure) if c.lost_lease && lock.lost_leases < MAX_LOST_LEASES => {
+                    // The engine's failure, not the handler's: the attempt is given back without
+                    // counting against max_attempts or `retryable: false`, and runs again at once.
+                    let lost = lock.lost_leases + 1;
+                    let to = plan.transition(
+                        effects,
+                        lock,
+                        lock.state,
+                        StepTrigger::Release,
+                        c.attempt,
+                        json!({"attempt": c.attempt, "error_type": failure.error_type, "lost_leases": lost}),
+                        now,
+                    )?;
+                    plan.step_changes.push(StepChange {
+                        last_error: Some(failure.to_record(c.attempt)),
+                        free_attempts_delta: 1,
+                        lost_leases_delta: 1,
+                        ..StepChange::cas(lock.step_uuid, (lock.state, lock.attempts), (to, lock.attempts))
+                    });
+                    plan.send.push(OutgoingMessage {
+                        queue: lock.queue.clone(),
+                        body: message_body(lock.step_uuid, lock.task_uuid, lock.attempts),
+                        hidden_for: None,
+                    });
+                    to
+                }
                 StepOutcome::Failure(failure) => {
-                    let template = self.template_by_id(lock.template_id).await?;
-                    let policy = template.step(&lock.name).map(|s| s.retry.clone()).unwrap_or_default();
+                    let lost_too_often = c.lost_lease;
+                    let failure = if lost_too_often {
+                        StepFailure::permanent(
+                            error_types::TOO_MANY_LOST_LEASES,
+                            format!(
+                                "{} (its worker was lost {} times, the limit is {MAX_LOST_LEASES})",
+                                failure.message,
+                                lock.lost_leases + 1
+                            ),
+                        )
+                    } else {
+                        failure.clone()
+                    };
                     let error = failure.to_record(c.attempt);
-                    let retry = failure.retryable && policy.retryable && lock.attempts < lock.max_attempts;
-                    if retry {
-                        let delay =
-                            backoff::retry_delay(&policy, u32::try_from(c.attempt).unwrap_or(1), failure.retry_after);
-                        let retry_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                        let to = plan.transition(effects, lock, lock.state, StepTrigger::ScheduleRetry, c.attempt, json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type, "retry_in_ms": delay.as_millis() as u64}), now)?;
+                    let policy = if failure.retryable {
+                        match self.template_by_id(lock.template_id).await {
+                            Ok(t) => t.step(&lock.name).map(|s| s.retry.clone()),
+                            Err(e) if e.is_transient() => return Err(e),
+                            // A template that cannot be read allows no retry.
+                            Err(_) => None,
+                        }
+                    } else {
+                        None
+                    };
+                    let retry = policy
+                        .as_ref()
+                        .filter(|p| p.retryable && lock.handler_attempts() < lock.max_attempts);
+                    if let Some(policy) = retry {
+                        let handler_attempt = u32::try_from(lock.handler_attempts()).unwrap_or(1);
+                        let delay = backoff::retry_delay(policy, handler_attempt, failure.retry_after);
+                        let retry_at = later(now, delay);
+                        let to = plan.transition(effects, lock, lock.state, StepTrigger::ScheduleRetry, c.attempt, json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type, "retry_in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)}), now)?;
                         plan.step_changes.push(StepChange {
                             next_retry_at: Some(retry_at),
                             ..finish_change(lock, to, None, Some(error))
@@ -403,7 +628,10 @@ impl Tasker {
                             json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type}),
                             now,
                         )?;
-                        plan.step_changes.push(finish_change(lock, to, None, Some(error)));
+                        plan.step_changes.push(StepChange {
+                            lost_leases_delta: i32::from(lost_too_often),
+                            ..finish_change(lock, to, None, Some(error))
+                        });
                         let d = plan.delta(lock.task_uuid);
                         d.failed += 1;
                         d.active -= 1;
@@ -429,6 +657,7 @@ impl Tasker {
         // Children whose last dependency just completed are enqueued in this same transaction,
         // or claimed right away for the applying worker when it has free slots (eager dispatch).
         let ready = tx.release_children(&plan.succeeded).await?;
+        let mut eager_pending = Vec::new();
         if !ready.is_empty() {
             let mut slots = eager.map(|e| e.max).unwrap_or(0);
             let mut changes = Vec::with_capacity(ready.len());
@@ -461,12 +690,23 @@ impl Tasker {
                     to: enqueued,
                     attempt: 0,
                 });
-                if claim.is_some() {
-                    // A child belongs to the task of the (locked) parent that released it.
-                    let parent = locks.values().find(|l| l.task_uuid == child.task_uuid).ok_or_else(|| {
-                        TaskerError::Corrupt(format!("step {} released without a locked parent", child.step_uuid))
-                    })?;
-                    let template = self.template_by_id(parent.template_id).await?;
+                // A child belongs to the task of the (locked) parent that released it. A child
+                // whose template cannot be read is only enqueued: its claim then fails it.
+                let template = match claim {
+                    None => None,
+                    Some(_) => {
+                        let parent = locks.values().find(|l| l.task_uuid == child.task_uuid).ok_or_else(|| {
+                            TaskerError::Corrupt(format!("step {} released without a locked parent", child.step_uuid))
+                        })?;
+                        match self.template_by_id(parent.template_id).await {
+                            Ok(t) if t.step(&child.name).is_some() => Some(t),
+                            Err(e) if e.is_transient() => return Err(e),
+                            _ => None,
+                        }
+                    }
+                };
+                let claim = claim.filter(|_| template.is_some());
+                if let (Some(_), Some(template)) = (claim, template) {
                     let timeout = template.step(&child.name).and_then(|s| s.timeout_seconds);
                     let running = enqueued.apply(StepTrigger::Claim)?;
                     transitions.push(TransitionRecord {
@@ -489,8 +729,22 @@ impl Tasker {
                     change.new_state = running;
                     change.new_attempts = 1;
                     change.attempt_started = true;
-                    change.deadline_at = timeout.map(|secs| now + chrono::Duration::seconds(secs as i64));
-                    claimed_now.push((child.clone(), template, change.deadline_at));
+                    change.deadline_at = timeout.and_then(|secs| deadline_after(now, secs));
+                    let parent = locks.values().find(|l| l.task_uuid == child.task_uuid);
+                    let lock = StepLock {
+                        step_uuid: child.step_uuid,
+                        task_uuid: child.task_uuid,
+                        name: child.name.clone(),
+                        queue: child.queue.clone(),
+                        state: running,
+                        attempts: 1,
+                        max_attempts: child.max_attempts,
+                        free_attempts: 0,
+                        lost_leases: 0,
+                        task_state: parent.map(|p| p.task_state).unwrap_or(TaskState::StepsInProcess),
+                        template_id: parent.map(|p| p.template_id).unwrap_or_default(),
+                    };
+                    claimed_now.push((lock, template, change.deadline_at));
                 }
                 changes.push(change);
                 plan.send.push(OutgoingMessage {
@@ -505,36 +759,33 @@ impl Tasker {
             if applied.len() != changes.len() {
                 return Err(TaskerError::Corrupt("a released child changed under its lock".into()));
             }
-            let refs = tx.send_messages(&plan.send).await?;
-            for (m, r) in plan.send.iter().zip(&refs) {
-                if m.hidden_for.is_none() {
-                    effects.queues.push(m.queue.clone());
-                } else if let Some(pos) = claimed_now.iter().position(|(c, _, _)| c.step_uuid == m.body.step_uuid) {
-                    let (child, template, deadline) = claimed_now.swap_remove(pos);
-                    eager_claims.push(PendingClaim {
-                        message: r.clone(),
-                        step_uuid: child.step_uuid,
-                        task_uuid: child.task_uuid,
-                        step_name: child.name,
-                        attempt: 1,
-                        max_attempts: child.max_attempts,
-                        template: Some(template),
-                        deadline,
-                    });
-                }
+            eager_pending = claimed_now;
+        }
+        // Released children and given-back (lost) attempts, in one statement per queue.
+        let refs = tx.send_messages(&plan.send).await?;
+        for (m, r) in plan.send.iter().zip(&refs) {
+            if m.hidden_for.is_none() {
+                effects.queues.push(m.queue.clone());
+            } else if let Some(pos) = eager_pending
+                .iter()
+                .position(|(c, _, _)| c.step_uuid == m.body.step_uuid)
+            {
+                let (lock, template, deadline) = eager_pending.swap_remove(pos);
+                eager_claims.push(PendingClaim {
+                    message: r.clone(),
+                    step_uuid: lock.step_uuid,
+                    task_uuid: lock.task_uuid,
+                    step_name: lock.name.clone(),
+                    attempt: 1,
+                    max_attempts: lock.max_attempts,
+                    template,
+                    deadline,
+                    lock,
+                });
             }
         }
 
-        let deltas: Vec<TaskDelta> = plan
-            .deltas
-            .into_values()
-            .filter(|d| {
-                *d != TaskDelta {
-                    task_uuid: d.task_uuid,
-                    ..TaskDelta::default()
-                }
-            })
-            .collect();
+        let deltas = plan.nonzero_deltas();
         let counters = tx.apply_task_deltas(&deltas, now).await?;
         self.finalize_tasks(tx, &counters, now, effects).await?;
         Ok(reports)
@@ -600,20 +851,27 @@ impl Tasker {
         Ok(())
     }
 
-    /// Re-enqueues steps whose retry is due. Safe to run in many processes at once.
+    /// Re-enqueues steps whose retry is due. Safe to run in many processes at once. A step
+    /// waiting for a retry under a task that is already finished is cancelled instead.
     pub async fn enqueue_due_retries(&self, limit: i64) -> Result<usize> {
         let now = Utc::now();
         let due = self.store().due_retries(now, limit).await?;
         if due.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.store().begin().await?;
         let ids: Vec<Uuid> = due.iter().map(|l| l.step_uuid).collect();
-        let locks = tx.lock_steps(&ids).await?;
+        retrying("enqueue due retries", || self.enqueue_retries_once(&ids)).await
+    }
+
+    async fn enqueue_retries_once(&self, ids: &[Uuid]) -> Result<usize> {
+        let mut tx = self.store().begin().await?;
+        let locks = tx.lock_steps(ids).await?;
+        let now = Utc::now();
         let mut plan = Plan::default();
         let mut effects = Effects::default();
         for lock in locks.iter().filter(|l| l.state == StepState::WaitingForRetry) {
             if lock.task_state.is_terminal() {
+                plan.cancel_open_step(&mut effects, lock, now, "task is already finished")?;
                 continue;
             }
             let to = plan.transition(
@@ -641,6 +899,8 @@ impl Tasker {
             .await?;
         plan.send.retain(|m| applied.contains(&m.body.step_uuid));
         tx.send_messages(&plan.send).await?;
+        let deltas = plan.nonzero_deltas();
+        tx.apply_task_deltas(&deltas, now).await?;
         tx.commit().await?;
         effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
         self.publish(effects);
@@ -663,6 +923,7 @@ impl Tasker {
                 message: None,
                 outcome: StepOutcome::Failure(timeout_failure(l)),
                 worker: Some("orchestrator".into()),
+                lost_lease: false,
             })
             .collect();
         let reports = self.apply_completions(batch).await?;
@@ -672,19 +933,23 @@ impl Tasker {
             .count())
     }
 
-    /// Gives claimed-but-unstarted steps back to their queue (graceful shutdown): the attempt
-    /// is undone and the message becomes visible at once.
+    /// Gives claimed-but-unstarted steps back to their queue (graceful shutdown): the step is
+    /// `enqueued` again under a fresh message, visible at once. Attempt numbers only grow, so
+    /// fencing holds; the unused attempt does not count against `max_attempts`.
     pub async fn release_claims(&self, claims: &[(Uuid, i32, MessageRef)]) -> Result<usize> {
         if claims.is_empty() {
             return Ok(0);
         }
+        retrying("release claims", || self.release_claims_once(claims)).await
+    }
+
+    async fn release_claims_once(&self, claims: &[(Uuid, i32, MessageRef)]) -> Result<usize> {
         let mut tx = self.store().begin().await?;
         let ids: Vec<Uuid> = claims.iter().map(|c| c.0).collect();
         let locks = lock_map(tx.as_mut(), &ids).await?;
         let now = Utc::now();
         let mut plan = Plan::default();
         let mut effects = Effects::default();
-        let mut visible = Vec::new();
         for (step, attempt, message) in claims {
             let Some(lock) = locks.get(step) else { continue };
             if lock.state != StepState::InProgress || lock.attempts != *attempt {
@@ -699,19 +964,25 @@ impl Tasker {
                 json!({"reason": "worker shutting down before the attempt started"}),
                 now,
             )?;
-            plan.step_changes.push(StepChange::cas(
-                lock.step_uuid,
-                (lock.state, lock.attempts),
-                (to, lock.attempts - 1),
-            ));
-            visible.push(message.clone());
+            plan.step_changes.push(StepChange {
+                free_attempts_delta: 1,
+                ..StepChange::cas(lock.step_uuid, (lock.state, lock.attempts), (to, lock.attempts))
+            });
+            plan.delete.push(message.clone());
+            plan.send.push(OutgoingMessage {
+                queue: lock.queue.clone(),
+                body: message_body(lock.step_uuid, lock.task_uuid, lock.attempts),
+                hidden_for: None,
+            });
         }
         let applied = tx
             .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
             .await?;
-        tx.set_message_visibility(&visible, Duration::ZERO).await?;
+        plan.send.retain(|m| applied.contains(&m.body.step_uuid));
+        tx.delete_messages(&plan.delete).await?;
+        tx.send_messages(&plan.send).await?;
         tx.commit().await?;
-        effects.queues.extend(visible.iter().map(|m| m.queue.clone()));
+        effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
         self.publish(effects);
         Ok(applied.len())
     }
@@ -753,18 +1024,26 @@ struct PendingClaim {
     task_uuid: Uuid,
     step_name: String,
     attempt: i32,
+    /// Effective budget handed to the handler: `max_attempts` plus the attempts that do not
+    /// count (released claims, lost leases), so `is_last_retry` stays right.
     max_attempts: i32,
-    /// Known already on the eager path; looked up from the task otherwise.
-    template: Option<Arc<CompiledTemplate>>,
+    template: Arc<CompiledTemplate>,
     deadline: Option<DateTime<Utc>>,
+    /// The step row as this transaction left it (used to fail the step if it cannot run).
+    lock: StepLock,
 }
 
 impl Tasker {
     /// Turns claims into [`ClaimedStep`]s: task contexts and dependency results are read in the
-    /// claiming transaction, two queries for the whole batch.
-    async fn claimed_steps(&self, tx: &mut dyn StoreTx, claims: Vec<PendingClaim>) -> Result<Vec<ClaimedStep>> {
+    /// claiming transaction, two queries for the whole batch. Claims whose stored data cannot
+    /// be read back come back separately, with the reason, to be failed (see `fail_poisoned`).
+    async fn claimed_steps(
+        &self,
+        tx: &mut dyn StoreTx,
+        claims: Vec<PendingClaim>,
+    ) -> Result<(Vec<ClaimedStep>, Vec<Poisoned>)> {
         if claims.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let mut task_ids: Vec<Uuid> = claims.iter().map(|c| c.task_uuid).collect();
         task_ids.sort();
@@ -777,33 +1056,97 @@ impl Tasker {
             .map(|i| (i.task_uuid, i))
             .collect();
         let mut deps: HashMap<Uuid, Map<String, Value>> = HashMap::new();
+        let mut unreadable_deps: HashMap<Uuid, String> = HashMap::new();
         for (child, name, result) in tx.dependency_results(&step_ids).await? {
-            deps.entry(child).or_default().insert(name, result);
+            match result {
+                Ok(value) => {
+                    deps.entry(child).or_default().insert(name, value);
+                }
+                Err(why) => {
+                    unreadable_deps.insert(child, format!("the result of its dependency '{name}': {why}"));
+                }
+            }
         }
         let mut out = Vec::with_capacity(claims.len());
+        let mut poisoned = Vec::new();
         for c in claims {
-            let input = inputs.get(&c.task_uuid).ok_or_else(|| {
-                TaskerError::Corrupt(format!("task {} of step {} vanished", c.task_uuid, c.step_uuid))
-            })?;
-            let template = match c.template {
-                Some(t) => t,
-                None => self.template_by_id(input.template_id).await?,
+            let context = match inputs.get(&c.task_uuid).map(|i| (&i.context, i.correlation_id)) {
+                None => Err(format!("its task {} is missing", c.task_uuid)),
+                Some((Err(why), _)) => Err(why.clone()),
+                Some((Ok(context), correlation)) => match unreadable_deps.remove(&c.step_uuid) {
+                    Some(why) => Err(why),
+                    None => Ok((context.clone(), correlation)),
+                },
             };
-            out.push(ClaimedStep {
-                message: c.message,
-                step_uuid: c.step_uuid,
-                task_uuid: c.task_uuid,
-                step_name: c.step_name,
-                attempt: c.attempt,
-                max_attempts: c.max_attempts,
-                template,
-                context: input.context.clone(),
-                dependency_results: deps.remove(&c.step_uuid).unwrap_or_default(),
-                correlation_id: input.correlation_id,
-                deadline: c.deadline,
-            });
+            match context {
+                Ok((context, correlation_id)) => out.push(ClaimedStep {
+                    message: c.message,
+                    step_uuid: c.step_uuid,
+                    task_uuid: c.task_uuid,
+                    step_name: c.step_name,
+                    attempt: c.attempt,
+                    max_attempts: c.max_attempts,
+                    template: c.template,
+                    context,
+                    dependency_results: deps.remove(&c.step_uuid).unwrap_or_default(),
+                    correlation_id,
+                    deadline: c.deadline,
+                }),
+                Err(why) => poisoned.push((c.lock, Some(c.message), why)),
+            }
         }
-        Ok(out)
+        Ok((out, poisoned))
+    }
+}
+
+/// What `apply_isolating` returns; boxed because it recurses.
+type BoxedApply<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Vec<CompletionReport>, Vec<ClaimedStep>)>> + Send + 'a>>;
+
+/// A claimed step that cannot run: its lock as claimed, its message, and why.
+type Poisoned = (StepLock, Option<MessageRef>, String);
+
+/// Runs one transaction again (a few times, after a short random pause) when it loses a
+/// deadlock or serialization race or a lock/busy timeout: such a loser is retried, never dropped.
+async fn retrying<T, F, Fut>(what: &str, mut body: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    const RACE_RETRIES: u32 = 10;
+    let mut lost = 0;
+    loop {
+        match body().await {
+            Err(e) if e.is_race() && lost < RACE_RETRIES => {
+                lost += 1;
+                tracing::debug!(error = %e, what, lost, "transaction lost a race; running it again");
+                let pause = rand::random_range(1..=5u64 * u64::from(lost));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `now + secs`, or `None` (no deadline) should a stored value ever be out of chrono's range.
+fn deadline_after(now: DateTime<Utc>, secs: u64) -> Option<DateTime<Utc>> {
+    let secs = i64::try_from(secs).ok()?;
+    now.checked_add_signed(chrono::Duration::try_seconds(secs)?)
+}
+
+/// `now + delay`, saturating at a year from now (delays are bounded far below that).
+fn later(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    let year = chrono::Duration::days(365);
+    let delay = chrono::Duration::from_std(delay).unwrap_or(year).min(year);
+    now.checked_add_signed(delay).unwrap_or(now)
+}
+
+/// `lock` as it is after a claim moved it to `in_progress` at `attempt`.
+fn running_lock(lock: &StepLock, attempt: i32) -> StepLock {
+    StepLock {
+        state: StepState::InProgress,
+        attempts: attempt,
+        ..lock.clone()
     }
 }
 
@@ -827,11 +1170,6 @@ fn finish_change(lock: &StepLock, to: StepState, results: Option<Value>, error: 
     }
 }
 
-async fn template_step_timeout(tasker: &Tasker, lock: &StepLock) -> Result<Option<u64>> {
-    let template = tasker.template_by_id(lock.template_id).await?;
-    Ok(template.step(&lock.name).and_then(|s| s.timeout_seconds))
-}
-
 fn timeout_failure(lock: &StepLock) -> StepFailure {
     StepFailure::retryable(
         error_types::TIMEOUT,
@@ -842,8 +1180,24 @@ fn timeout_failure(lock: &StepLock) -> StepFailure {
     )
 }
 
-/// Cancels a task and its open steps in one transaction.
+/// Cancels a task and its open steps in one transaction. The task row is changed (and so
+/// locked) first, as the lock order demands; a cancel that races another change of the task
+/// reads its new state and tries again, and one that lost a deadlock is run again.
 pub(super) async fn cancel(tasker: &Tasker, task_uuid: Uuid) -> Result<()> {
+    const CONCURRENT_CHANGES: u32 = 20;
+    for _ in 0..CONCURRENT_CHANGES {
+        if retrying("cancel", || cancel_once(tasker, task_uuid)).await? {
+            return Ok(());
+        }
+    }
+    let now_state = tasker.task_summary(task_uuid).await?.state;
+    Err(TaskerError::InvalidArgument(format!(
+        "task {task_uuid} kept changing while being cancelled (now {now_state}); retry the cancel if still wanted"
+    )))
+}
+
+/// One try: `false` when the task changed between reading its state and the compare-and-swap.
+async fn cancel_once(tasker: &Tasker, task_uuid: Uuid) -> Result<bool> {
     let task = tasker.task_summary(task_uuid).await?;
     let state = task
         .task_state()
@@ -862,12 +1216,8 @@ pub(super) async fn cancel(tasker: &Tasker, task_uuid: Uuid) -> Result<()> {
         )
         .await?;
     if applied.is_empty() {
-        // Someone else changed the task meanwhile; report what it is now.
         tx.rollback().await?;
-        let now_state = tasker.task_summary(task_uuid).await?.state;
-        return Err(TaskerError::InvalidArgument(format!(
-            "task {task_uuid} changed concurrently (now {now_state}); retry the cancel if still wanted"
-        )));
+        return Ok(false);
     }
     tx.insert_task_transitions(&[TransitionRecord {
         entity_uuid: task_uuid,
@@ -916,5 +1266,5 @@ pub(super) async fn cancel(tasker: &Tasker, task_uuid: Uuid) -> Result<()> {
         from: Some(state),
         to,
     });
-    Ok(())
+    Ok(true)
 }

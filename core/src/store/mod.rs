@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use uuid::Uuid;
 
 pub use postgres::PostgresStore;
@@ -128,16 +127,26 @@ pub trait MessageQueue: Send {
     /// message, at commit. Returns the messages' references in input order.
     async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>>;
 
+    /// Deletes messages. Never waits: a message another transaction holds (a claim reading it)
+    /// is left to that transaction, which finds its step changed and deletes it.
     async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()>;
 
-    /// Makes messages visible again `after` from now (lease extension or release).
+    /// Makes messages visible again `after` from now (lease extension or release), by the
+    /// database's clock; `after == 0` wakes the queue's listeners at commit. Never waits for a
+    /// message another transaction holds.
     async fn set_message_visibility(&mut self, messages: &[MessageRef], after: Duration) -> Result<()>;
 }
 
 #[async_trait]
 pub trait StoreTx: MessageQueue {
-    /// Current state of these steps and of their tasks, locking the step rows until commit
-    /// where the backend supports row locks.
+    /// Current state of these steps and of their tasks, locking them until commit where the
+    /// backend supports row locks: **the task rows first, then the step rows**, each in uuid
+    /// order. That is the engine's one lock order; every transaction that changes a step takes
+    /// its locks through here (or locks the task row first, as cancellation does), so no two
+    /// transactions can wait on each other in a cycle. Queue messages are the one exception a
+    /// claim must lock first (`read_messages`); nothing that holds task or step locks ever
+    /// waits for a message lock (`delete_messages` and `set_message_visibility` skip locked
+    /// messages), which keeps that order deadlock-free too.
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>>;
 
     /// Compare-and-swap of step rows. Returns the uuids that changed.
@@ -190,8 +199,9 @@ pub trait StoreTx: MessageQueue {
     /// Task context, correlation id and template of each task.
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>>;
 
-    /// Results of the direct dependencies of each step: (child, parent name, parent result).
-    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<(Uuid, String, Value)>>;
+    /// Results of the direct dependencies of each step: (child, parent name, parent result, or
+    /// why that stored result cannot be read back).
+    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<DependencyResult>>;
 
     /// Signals that a task finished, delivered to other processes at commit.
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()>;

@@ -149,13 +149,18 @@ fn step_lock_from_row(row: &sqlx::postgres::PgRow) -> Result<StepLock> {
         state: parse_state(row.try_get::<&str, _>("state")?, "step")?,
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
+        free_attempts: row.try_get("free_attempts")?,
+        lost_leases: row.try_get("lost_leases")?,
         task_state: parse_state(row.try_get::<&str, _>("task_state")?, "task")?,
         template_id: row.try_get("template_id")?,
     })
 }
 
 const STEP_LOCK_COLUMNS: &str = "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, \
-     s.max_attempts, t.state AS task_state, t.template_id";
+     s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id";
+
+/// Task states in which no step may be scheduled or run (the terminal ones), for SQL.
+const TERMINAL_TASK_STATES: &str = "('complete', 'error', 'cancelled', 'resolved_manually')";
 
 fn template_from_row(row: &sqlx::postgres::PgRow) -> Result<TemplateRow> {
     Ok(TemplateRow {
@@ -209,6 +214,26 @@ fn transition_from_row(row: &sqlx::postgres::PgRow, step_name: Option<String>) -
         most_recent: row.try_get("most_recent")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// Parses stored JSON text, as an error message naming `what` when it cannot be read back.
+fn decode_json(text: &str, what: &str) -> std::result::Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} cannot be decoded: {e}"))
+}
+
+/// A duration as whole milliseconds for SQL interval arithmetic (saturating).
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// PGMQ's table for `queue`. Queue names are validated (lowercase letters, digits, `_`), which
+/// makes them safe identifiers; anything else is refused rather than quoted.
+fn queue_table(queue: &str) -> Result<String> {
+    if crate::template::is_valid_queue_name(queue) {
+        Ok(format!("q_{queue}"))
+    } else {
+        Err(TaskerError::Queue(format!("invalid queue name '{queue}'")))
+    }
 }
 
 fn lease_seconds(lease: Duration) -> i32 {
@@ -436,11 +461,15 @@ impl Store for PostgresStore {
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
-        let next: Option<DateTime<Utc>> = sqlx::query_scalar(
+        // Steps under a terminal task are repaired (cancelled) by the next pass that meets them;
+        // they must never make the orchestrator think something is due.
+        let next: Option<DateTime<Utc>> = sqlx::query_scalar(&format!(
             "SELECT LEAST( \
-               (SELECT min(next_retry_at) FROM tasker_steps WHERE state = 'waiting_for_retry'), \
-               (SELECT min(deadline_at) FROM tasker_steps WHERE state = 'in_progress' AND deadline_at IS NOT NULL))",
-        )
+               (SELECT min(s.next_retry_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+                WHERE s.state = 'waiting_for_retry' AND t.state NOT IN {TERMINAL_TASK_STATES}), \
+               (SELECT min(s.deadline_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+                WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL AND t.state NOT IN {TERMINAL_TASK_STATES}))",
+        ))
         .fetch_one(&self.pool)
         .await?;
         Ok(next)
@@ -501,19 +530,20 @@ impl MessageQueue for PgTx {
             groups.entry((m.queue.as_str(), m.hidden_for)).or_default().push(i);
         }
         let mut refs: Vec<Option<MessageRef>> = vec![None; messages.len()];
-        let now = Utc::now();
         for ((queue, hidden), indices) in groups {
             let bodies: Vec<Json<&StepMessage>> = indices.iter().map(|&i| Json(&messages[i].body)).collect();
-            let visible_at = now + hidden.unwrap_or_default();
+            // Visibility is computed with the server's clock, the one `pgmq.read` compares
+            // with, so a skewed application host cannot hide messages or shorten leases.
             // NOTIFY is transactional: listeners hear it at commit, when the messages are
             // visible. Hidden (eagerly claimed) messages wake nobody.
             let ids: Vec<i64> = sqlx::query_scalar(
-                "SELECT s.id FROM pgmq.send_batch($1, $2::jsonb[], $3::timestamptz) WITH ORDINALITY AS s(id, ord) \
+                "SELECT s.id FROM pgmq.send_batch($1, $2::jsonb[], clock_timestamp() + $3 ::float8 * interval '1 millisecond') \
+                 WITH ORDINALITY AS s(id, ord) \
                  LEFT JOIN (SELECT pg_notify($4, $1) WHERE $5) AS n ON true ORDER BY s.ord",
             )
             .bind(queue)
             .bind(&bodies)
-            .bind(visible_at)
+            .bind(millis(hidden.unwrap_or_default()))
             .bind(QUEUE_CHANNEL)
             .bind(hidden.is_none())
             .fetch_all(&mut *self.tx)
@@ -542,30 +572,45 @@ impl MessageQueue for PgTx {
             by_queue.entry(m.queue.as_str()).or_default().push(m.msg_id);
         }
         for (queue, ids) in by_queue {
-            sqlx::query("SELECT pgmq.delete($1, $2::bigint[])")
-                .bind(queue)
-                .bind(&ids)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(|e| TaskerError::Queue(format!("deleting from queue '{queue}': {e}")))?;
+            // SKIP LOCKED: a message locked by someone else is being read by a claim (its lease
+            // expired). Waiting for it here, while holding task and step locks, would invert the
+            // claim's message → task → step order; the claim will see the step's new state
+            // and delete the message itself.
+            sqlx::query(&format!(
+                "DELETE FROM pgmq.{table} WHERE msg_id IN \
+                   (SELECT msg_id FROM pgmq.{table} WHERE msg_id = ANY($1) FOR UPDATE SKIP LOCKED)",
+                table = queue_table(queue)?
+            ))
+            .bind(&ids)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| TaskerError::Queue(format!("deleting from queue '{queue}': {e}")))?;
         }
         Ok(())
     }
 
     async fn set_message_visibility(&mut self, messages: &[MessageRef], after: Duration) -> Result<()> {
-        let at = Utc::now() + after;
         let mut by_queue: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for m in messages {
             by_queue.entry(m.queue.as_str()).or_default().push(m.msg_id);
         }
         for (queue, ids) in by_queue {
-            sqlx::query("SELECT pgmq.set_vt($1, m, $3::timestamptz) FROM unnest($2::bigint[]) AS m")
-                .bind(queue)
-                .bind(&ids)
-                .bind(at)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(|e| TaskerError::Queue(format!("setting visibility in queue '{queue}': {e}")))?;
+            // Server clock, as in `send_messages`; SKIP LOCKED as in `delete_messages`. A message
+            // made visible now wakes the queue's listeners at commit (lease released or given up).
+            sqlx::query(&format!(
+                "WITH upd AS (UPDATE pgmq.{table} SET vt = clock_timestamp() + $2 ::float8 * interval '1 millisecond' \
+                   WHERE msg_id IN (SELECT msg_id FROM pgmq.{table} WHERE msg_id = ANY($1) FOR UPDATE SKIP LOCKED) \
+                   RETURNING 1) \
+                 SELECT pg_notify($3, $4) WHERE $2 = 0 AND EXISTS (SELECT 1 FROM upd)",
+                table = queue_table(queue)?
+            ))
+            .bind(&ids)
+            .bind(millis(after))
+            .bind(QUEUE_CHANNEL)
+            .bind(queue)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| TaskerError::Queue(format!("setting visibility in queue '{queue}': {e}")))?;
         }
         Ok(())
     }
@@ -574,9 +619,19 @@ impl MessageQueue for PgTx {
 #[async_trait]
 impl StoreTx for PgTx {
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
+        // The documented lock order: the task rows first (in uuid order), then their steps (in
+        // uuid order). The CTE takes the task locks; `FOR NO KEY UPDATE` is what the counter
+        // updates take anyway, and it does not block foreign-key checks. Both locking scans
+        // return the newest committed row versions (READ COMMITTED re-reads a row it had to wait
+        // for), so the task state read here is the one that holds until commit.
         let rows = sqlx::query(&format!(
-            "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
-             WHERE s.step_uuid = ANY($1) ORDER BY s.step_uuid FOR UPDATE OF s"
+            "WITH t AS MATERIALIZED ( \
+               SELECT task_uuid, state, template_id FROM tasker_tasks \
+               WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid = ANY($1)) \
+               ORDER BY task_uuid FOR NO KEY UPDATE) \
+             SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
+             WHERE s.step_uuid = ANY($1) AND (SELECT count(*) FROM t) > 0 \
+             ORDER BY s.step_uuid FOR UPDATE OF s"
         ))
         .bind(step_uuids)
         .fetch_all(&mut *self.tx)
@@ -608,6 +663,8 @@ impl StoreTx for PgTx {
         let deadline: Vec<Option<DateTime<Utc>>> = changes.iter().map(|c| c.deadline_at).collect();
         let started: Vec<bool> = changes.iter().map(|c| c.attempt_started).collect();
         let finished: Vec<bool> = changes.iter().map(|c| c.finished).collect();
+        let free_delta: Vec<i32> = changes.iter().map(|c| c.free_attempts_delta).collect();
+        let lost_delta: Vec<i32> = changes.iter().map(|c| c.lost_leases_delta).collect();
         let audit = TransitionArrays::new(transitions);
         // One statement: the compare-and-swap, then (for the rows it changed) the previous
         // most-recent audit rows cleared and the new ones inserted. The `count(*) >= 0`
@@ -619,11 +676,12 @@ impl StoreTx for PgTx {
                  next_retry_at = v.retry_at, deadline_at = v.deadline, updated_at = $12, \
                  first_attempted_at = CASE WHEN v.started THEN COALESCE(s.first_attempted_at, $12) ELSE s.first_attempted_at END, \
                  last_attempted_at = CASE WHEN v.started THEN $12 ELSE s.last_attempted_at END, \
-                 completed_at = CASE WHEN v.finished THEN $12 ELSE s.completed_at END \
+                 completed_at = CASE WHEN v.finished THEN $12 ELSE s.completed_at END, \
+                 free_attempts = s.free_attempts + v.free_delta, lost_leases = s.lost_leases + v.lost_delta \
                FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], \
-                           $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[]) \
+                           $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[], $21::int[], $22::int[]) \
                     AS v(id, expected_state, expected_attempts, new_state, new_attempts, results, last_error, \
-                         retry_at, deadline, started, finished) \
+                         retry_at, deadline, started, finished, free_delta, lost_delta) \
                WHERE s.step_uuid = v.id AND s.state = v.expected_state AND s.attempts = v.expected_attempts \
                RETURNING s.step_uuid), \
              cleared AS ( \
@@ -661,6 +719,8 @@ impl StoreTx for PgTx {
         .bind(&audit.metadata)
         .bind(&audit.recent)
         .bind(&audit.at)
+        .bind(&free_delta)
+        .bind(&lost_delta)
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(applied)
@@ -875,7 +935,8 @@ impl StoreTx for PgTx {
 
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>> {
         let rows = sqlx::query(
-            "SELECT task_uuid, context, correlation_id, template_id FROM tasker_tasks WHERE task_uuid = ANY($1)",
+            "SELECT task_uuid, context::text AS context, correlation_id, template_id FROM tasker_tasks \
+             WHERE task_uuid = ANY($1)",
         )
         .bind(task_uuids)
         .fetch_all(&mut *self.tx)
@@ -884,7 +945,9 @@ impl StoreTx for PgTx {
             .map(|r| {
                 Ok(TaskInput {
                     task_uuid: r.try_get("task_uuid")?,
-                    context: r.try_get::<Json<Value>, _>("context")?.0,
+                    // Decoded here, row by row: one undecodable context fails its own steps, not
+                    // the whole claim.
+                    context: decode_json(r.try_get("context")?, "task context"),
                     correlation_id: r.try_get("correlation_id")?,
                     template_id: r.try_get("template_id")?,
                 })
@@ -892,9 +955,9 @@ impl StoreTx for PgTx {
             .collect()
     }
 
-    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<(Uuid, String, Value)>> {
+    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<DependencyResult>> {
         let rows = sqlx::query(
-            "SELECT e.to_step, p.name, p.results FROM tasker_step_edges e \
+            "SELECT e.to_step, p.name, p.results::text AS results FROM tasker_step_edges e \
              JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = ANY($1)",
         )
         .bind(step_uuids)
@@ -902,11 +965,11 @@ impl StoreTx for PgTx {
         .await?;
         rows.iter()
             .map(|r| {
-                let results: Option<Json<Value>> = r.try_get("results")?;
+                let results: Option<&str> = r.try_get("results")?;
                 Ok((
                     r.try_get("to_step")?,
                     r.try_get("name")?,
-                    results.map(|j| j.0).unwrap_or(Value::Null),
+                    results.map_or(Ok(Value::Null), |text| decode_json(text, "dependency result")),
                 ))
             })
             .collect()

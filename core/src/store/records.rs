@@ -89,8 +89,20 @@ pub struct StepLock {
     pub state: StepState,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// Attempt numbers that do not count against `max_attempts` (released unstarted claims and
+    /// lost leases: the engine's failures, not the handler's).
+    pub free_attempts: i32,
+    /// Attempts lost with their worker's lease (capped separately).
+    pub lost_leases: i32,
     pub task_state: TaskState,
     pub template_id: i64,
+}
+
+impl StepLock {
+    /// Attempts that count against `max_attempts`.
+    pub fn handler_attempts(&self) -> i32 {
+        self.attempts.saturating_sub(self.free_attempts)
+    }
 }
 
 /// A compare-and-swap of one step row.
@@ -113,6 +125,10 @@ pub struct StepChange {
     pub attempt_started: bool,
     /// The step reached a terminal state: stamps `completed_at`.
     pub finished: bool,
+    /// Added to `free_attempts`.
+    pub free_attempts_delta: i32,
+    /// Added to `lost_leases`.
+    pub lost_leases_delta: i32,
 }
 
 impl StepChange {
@@ -135,9 +151,15 @@ impl StepChange {
             deadline_at: None,
             attempt_started: false,
             finished: false,
+            free_attempts_delta: 0,
+            lost_leases_delta: 0,
         }
     }
 }
+
+/// The result of one dependency of a claimed step: (child step, parent name, parent result, or
+/// why that stored result cannot be read back).
+pub type DependencyResult = (Uuid, String, std::result::Result<Value, String>);
 
 /// A child whose last pending dependency just completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +264,8 @@ pub enum InsertedTask {
 #[derive(Debug, Clone)]
 pub struct TaskInput {
     pub task_uuid: Uuid,
-    pub context: Value,
+    /// `Err` names why the stored context cannot be read back (its steps then fail, alone).
+    pub context: std::result::Result<Value, String>,
     pub correlation_id: Uuid,
     pub template_id: i64,
 }

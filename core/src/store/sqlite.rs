@@ -99,13 +99,15 @@ fn step_lock_from_row(row: &SqliteRow) -> Result<StepLock> {
         state: parse_state(row.try_get::<&str, _>("state")?, "step")?,
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
+        free_attempts: row.try_get("free_attempts")?,
+        lost_leases: row.try_get("lost_leases")?,
         task_state: parse_state(row.try_get::<&str, _>("task_state")?, "task")?,
         template_id: row.try_get("template_id")?,
     })
 }
 
 const STEP_LOCK_COLUMNS: &str = "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, \
-     s.max_attempts, t.state AS task_state, t.template_id";
+     s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id";
 
 fn template_from_row(row: &SqliteRow) -> Result<TemplateRow> {
     Ok(TemplateRow {
@@ -381,8 +383,13 @@ impl Store for SqliteStore {
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
         let (retry, deadline): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT min(next_retry_at) FROM tasker_steps WHERE state = 'waiting_for_retry'), \
-                    (SELECT min(deadline_at) FROM tasker_steps WHERE state = 'in_progress' AND deadline_at IS NOT NULL)",
+            // Steps under a terminal task never count as due (they are repaired when met).
+            "SELECT (SELECT min(s.next_retry_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+                     WHERE s.state = 'waiting_for_retry' \
+                       AND t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')), \
+                    (SELECT min(s.deadline_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+                     WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL \
+                       AND t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually'))",
         )
         .fetch_one(&self.reader)
         .await?;
@@ -527,7 +534,8 @@ impl StoreTx for SqliteTx {
                     next_retry_at = ?5, deadline_at = ?6, updated_at = ?7, \
                     first_attempted_at = CASE WHEN ?8 THEN COALESCE(first_attempted_at, ?7) ELSE first_attempted_at END, \
                     last_attempted_at = CASE WHEN ?8 THEN ?7 ELSE last_attempted_at END, \
-                    completed_at = CASE WHEN ?9 THEN ?7 ELSE completed_at END \
+                    completed_at = CASE WHEN ?9 THEN ?7 ELSE completed_at END, \
+                    free_attempts = free_attempts + ?13, lost_leases = lost_leases + ?14 \
                  WHERE step_uuid = ?10 AND state = ?11 AND attempts = ?12",
             )
             .bind(c.new_state.as_str())
@@ -542,6 +550,8 @@ impl StoreTx for SqliteTx {
             .bind(c.step_uuid)
             .bind(c.expected_state.as_str())
             .bind(c.expected_attempts)
+            .bind(c.free_attempts_delta)
+            .bind(c.lost_leases_delta)
             .execute(&mut *self.tx)
             .await?;
             if result.rows_affected() == 1 {
@@ -747,7 +757,9 @@ impl StoreTx for SqliteTx {
             if let Some(r) = row {
                 out.push(TaskInput {
                     task_uuid: r.try_get("task_uuid")?,
-                    context: parse_json(r.try_get("context")?, "task context")?,
+                    // Row by row: one undecodable context fails its own steps, not the claim.
+                    context: serde_json::from_str(r.try_get("context")?)
+                        .map_err(|e| format!("task context cannot be decoded: {e}")),
                     correlation_id: r.try_get("correlation_id")?,
                     template_id: r.try_get("template_id")?,
                 });
@@ -756,7 +768,7 @@ impl StoreTx for SqliteTx {
         Ok(out)
     }
 
-    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<(Uuid, String, Value)>> {
+    async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<DependencyResult>> {
         let mut out = Vec::new();
         for id in step_uuids {
             let rows = sqlx::query(
@@ -767,7 +779,12 @@ impl StoreTx for SqliteTx {
             .fetch_all(&mut *self.tx)
             .await?;
             for r in &rows {
-                let results = opt_json(r, "results")?.unwrap_or(Value::Null);
+                let results = match r.try_get::<Option<&str>, _>("results")? {
+                    None => Ok(Value::Null),
+                    Some(text) => {
+                        serde_json::from_str(text).map_err(|e| format!("dependency result cannot be decoded: {e}"))
+                    }
+                };
                 out.push((*id, r.try_get("name")?, results));
             }
         }
