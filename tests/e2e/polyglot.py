@@ -56,10 +56,15 @@ def python_bin() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def worker_command(language: str, url: str, queues: List[str], concurrency: int, lease: float) -> List[str]:
+def worker_command(
+    language: str, url: str, queues: List[str], concurrency: int, lease: float, handlers: str = "polyglot"
+) -> List[str]:
+    """`handlers` names the handler module: tests/handlers/<language>/<handlers>_handlers.*"""
     common = ["--database-url", url, "--concurrency", str(concurrency), "--lease-seconds", str(lease)]
     for q in queues:
         common += ["--queue", q]
+    if handlers != "polyglot":
+        common += ["--handlers", handlers]
     if language == "python":
         return [python_bin(), str(ROOT / "tests/workers/python_worker.py"), *common]
     if language == "ruby":
@@ -108,19 +113,27 @@ class WorkerGroup:
         lease: float = 30.0,
         env: Optional[Dict[str, str]] = None,
         quiet: bool = True,
+        handlers: str = "polyglot",
+        log: Optional[Path] = None,
     ) -> WorkerProcess:
+        """Starts a worker and waits until it is claiming. `log`: append its stderr to this file."""
         environment = dict(os.environ)
         environment.update(env or {})
         if quiet:
             environment["TASKER_QUIET"] = "1"
-        process = subprocess.Popen(
-            worker_command(language, url, queues, concurrency, lease),
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            text=True,
-        )
+        stderr = open(log, "a") if log is not None else None
+        try:
+            process = subprocess.Popen(
+                worker_command(language, url, queues, concurrency, lease, handlers),
+                cwd=ROOT,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        finally:
+            if stderr is not None:
+                stderr.close()
         # Each worker prints one line once it is connected and claiming.
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -130,9 +143,19 @@ class WorkerGroup:
         self.workers.append(w)
         return w
 
-    def start_serve(self, url: str) -> WorkerProcess:
+    def start_serve(self, url: str, log: Optional[Path] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
+        """Starts `tasker serve`. `log`: append its stderr to this file (default: discarded)."""
         tasker = ROOT / "target" / "debug" / "tasker"
-        process = subprocess.Popen([str(tasker), "--database-url", url, "serve"], cwd=ROOT, stderr=subprocess.DEVNULL)
+        environment = dict(os.environ)
+        environment.update(env or {})
+        stderr = open(log, "a") if log is not None else subprocess.DEVNULL
+        try:
+            process = subprocess.Popen(
+                [str(tasker), "--database-url", url, "serve"], cwd=ROOT, stderr=stderr, env=environment
+            )
+        finally:
+            if log is not None:
+                stderr.close()
         w = WorkerProcess("orchestrator", process)
         self.workers.append(w)
         return w

@@ -1,14 +1,13 @@
 // A TypeScript worker process for the cross-language fixtures.
 //
 //   node --import tsx tests/workers/node_worker.ts --database-url URL --queue polyglot_node
+//     [--handlers polyglot]   # the handlers of tests/handlers/node/<NAME>_handlers.ts
 //
 // Runs until SIGINT/SIGTERM, then stops gracefully.
 
 import { parseArgs } from 'node:util';
 
-import { connect, Worker } from 'tasker-core';
-
-import { HANDLERS } from '../handlers/node/polyglot_handlers.ts';
+import { connect, type Handlers, Worker } from 'tasker-core';
 
 const { values } = parseArgs({
   options: {
@@ -16,6 +15,7 @@ const { values } = parseArgs({
     queue: { type: 'string', multiple: true },
     concurrency: { type: 'string', default: '8' },
     'lease-seconds': { type: 'string', default: '30' },
+    handlers: { type: 'string', default: 'polyglot' },
   },
 });
 const databaseUrl = values['database-url'];
@@ -25,17 +25,20 @@ if (!databaseUrl || queues.length === 0) {
   process.exit(2);
 }
 
-const client = connect({ databaseUrl });
-const worker = new Worker(client, {
-  queues,
-  handlers: HANDLERS,
-  concurrency: Number(values.concurrency),
-  leaseSeconds: Number(values['lease-seconds']),
-  handleSignals: true,
-});
+let worker: Worker | undefined;
 // The package is CommonJS (no top-level await), hence the promise chain.
-worker
-  .start()
+import(`../handlers/node/${values.handlers}_handlers.ts`)
+  .then(async (handlers: { HANDLERS: Handlers }) => {
+    const client = connect({ databaseUrl });
+    worker = new Worker(client, {
+      queues,
+      handlers: handlers.HANDLERS,
+      concurrency: Number(values.concurrency),
+      leaseSeconds: Number(values['lease-seconds']),
+      handleSignals: true,
+    });
+    await worker.start();
+  })
   .then(() => console.log(`typescript worker pid ${process.pid} on ${queues.join(', ')}`))
   .catch((e: unknown) => {
     console.error(e);
