@@ -86,12 +86,13 @@ impl NativeWorker {
                 Poll::Event(e) => events.push(*e),
                 Poll::Empty => return Ok(Some("[]".to_owned())),
                 Poll::ShutDown => return Ok(None),
+                Poll::Failed(e) => return Err(from_core(e)),
             }
             // Take whatever else is ready now: one promise for a burst of events.
             while events.len() < max {
                 match worker.poll_async(Duration::ZERO).await {
                     Poll::Event(e) => events.push(*e),
-                    Poll::Empty | Poll::ShutDown => break,
+                    Poll::Empty | Poll::ShutDown | Poll::Failed(_) => break,
                 }
             }
             to_json(&events).map(Some)

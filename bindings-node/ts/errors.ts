@@ -120,6 +120,9 @@ export class IllegalTransitionError extends TaskerError {}
 /** The worker is shut down. */
 export class ShutDownError extends TaskerError {}
 
+/** A background task of the worker died; it claims nothing more (see the message). */
+export class WorkerFailedError extends TaskerError {}
+
 /** Options of errors thrown by handlers. */
 export interface HandlerErrorOptions {
   /** Machine-readable kind stored as the step error's `error_type` (default: the class name). */
@@ -290,6 +293,9 @@ export function fromNative(error: unknown): unknown {
       break;
     case 'shut_down':
       mapped = new ShutDownError(message, code, details);
+      break;
+    case 'worker_failed':
+      mapped = new WorkerFailedError(message, code, details);
       break;
     default:
       mapped = new TaskerError(message, code, details);

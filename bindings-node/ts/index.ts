@@ -39,6 +39,7 @@ export {
   RetryableError,
   type RetryableErrorOptions,
   ShutDownError,
+  WorkerFailedError,
   TaskerError,
   type TaskerErrorDetails,
   TaskNotFoundError,

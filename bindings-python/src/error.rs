@@ -49,6 +49,7 @@ fn class_name(err: &TaskerError) -> &'static str {
         TaskerError::Timeout(_) => "WaitTimeout",
         TaskerError::UnknownEvent(_) => "UnknownEvent",
         TaskerError::ShutDown => "WorkerShutDown",
+        TaskerError::WorkerFailed(_) => "WorkerFailed",
         TaskerError::InvalidArgument(_) => "InvalidArgument",
     }
 }

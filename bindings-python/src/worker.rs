@@ -69,6 +69,7 @@ impl NativeWorker {
         match py.detach(|| worker.poll(Duration::from_millis(timeout_ms))) {
             Poll::Event(event) => to_json(&*event).map(Some),
             Poll::Empty | Poll::ShutDown => Ok(None),
+            Poll::Failed(e) => Err(e).map_py(),
         }
     }
 

@@ -47,6 +47,7 @@ fn class_for(code: &str) -> &'static str {
         "timeout" => "TimeoutError",
         "unknown_event" => "UnknownEventError",
         "shut_down" => "ShutDownError",
+        "worker_failed" => "WorkerFailedError",
         "invalid_argument" => "InvalidArgumentError",
         "not_serializable" => "SerializationError",
         _ => "Error",

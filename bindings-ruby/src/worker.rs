@@ -103,6 +103,7 @@ impl Worker {
             }
             (Poll::Empty, _) => Ok(ruby.qnil().as_value()),
             (Poll::ShutDown, _) => Ok(ruby.to_symbol("shutdown").as_value()),
+            (Poll::Failed(e), _) => Err(raise(ruby, e)),
         }
     }
 

@@ -95,16 +95,42 @@ pub async fn run_handlers(worker: Worker, registry: Arc<HandlerRegistry>) {
                 let worker = worker.clone();
                 let registry = registry.clone();
                 running.spawn(async move {
-                    let outcome = registry.run(&event).await;
-                    if let Err(e) = worker.complete(event.event_id, outcome) {
-                        tracing::warn!(error = %e, event_id = event.event_id, "completion not accepted");
+                    let event_id = event.event_id;
+                    // On a task of its own, so a panicking handler fails its step instead of
+                    // leaving the event uncompleted.
+                    let outcome = match tokio::spawn(async move { registry.run(&event).await }).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => StepOutcome::Failure(StepFailure::retryable(
+                            "panic",
+                            format!("the handler panicked: {}", panic_message(e)),
+                        )),
+                    };
+                    if let Err(e) = worker.complete(event_id, outcome) {
+                        tracing::warn!(error = %e, event_id, "completion not accepted");
                     }
                 });
             }
             Poll::Empty => {}
             Poll::ShutDown => break,
+            Poll::Failed(e) => {
+                tracing::error!(error = %e, "worker failed; no more steps are run here");
+                break;
+            }
         }
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}
+}
+
+/// The message of a panicked task, for error reports.
+pub(crate) fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "cancelled".to_owned();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".to_owned())
 }

@@ -31,4 +31,4 @@ pub use engine::{
 pub use error::{Result, TaskerError, TemplateProblem, ValidationError};
 pub use outcome::{StepFailure, StepOutcome};
 pub use store::{StepSummary, TaskDetail, TaskFilter, TaskSummary, Transition};
-pub use worker::{DispatchMode, Poll, StepEvent, Worker, WorkerConfig};
+pub use worker::{CancelSignal, DispatchMode, Poll, StepEvent, Worker, WorkerConfig};

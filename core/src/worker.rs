@@ -14,27 +14,53 @@
 //! * `poll` may be called from several threads at once; each event is delivered exactly once.
 //! * `complete` may be called from any thread, concurrently. It never waits for the database:
 //!   outcomes go to a background task that applies them in batches (one transaction per batch).
-//! * Every event handed out must be completed once; the slot is held until its outcome is
-//!   applied (or its deadline passes).
+//! * Every event handed out must be completed once.
+//!
+//! # Slots
+//!
+//! A slot is taken when a step is claimed and freed only when its handler has returned
+//! (`complete`), so at most `concurrency` handlers ever run at once. Two documented
+//! exceptions: an event whose attempt timed out before anyone polled it is dropped at `poll`
+//! (nobody runs it) and frees its slot there; and a handler still running one lease length
+//! after its deadline is **given up**: its slot is freed and its late `complete` is ignored.
+//!
+//! # Cancellation
+//!
+//! Each event carries a [`CancelSignal`] (`StepEvent::cancellation`, or
+//! [`Worker::is_cancelled`] by event id from a binding). It is raised when the attempt times
+//! out, when the handler is given up, and when shutdown's deadline passes. Handlers should
+//! stop soon after; their result is ignored.
 //!
 //! # Fencing
 //!
 //! An outcome applies only to the attempt it was handed out for. When an attempt overruns
-//! `timeout_seconds`, the worker fails it with a retryable `timeout` error and frees the slot;
-//! the handler's later `complete` is accepted and ignored. If this process dies, its leases
-//! expire, another worker receives the message again and fails the lost attempt with
-//! `worker_lost` (then the step retries as usual). A completion for an attempt that was failed
-//! or re-claimed meanwhile is rejected by the compare-and-swap and never applied.
+//! `timeout_seconds`, the worker fails it with a retryable `timeout` error (the handler keeps
+//! its slot until it returns); the handler's later `complete` is accepted and ignored. An event
+//! whose attempt is no longer current is never handed out. If this process dies, its leases
+//! expire and another worker receives the message again: it gives the lost attempt back
+//! (`worker_lost`, which counts against neither `max_attempts` nor `retryable: false`, up to
+//! [`crate::engine::MAX_LOST_LEASES`] times) and the step runs again. Attempt numbers only
+//! grow; a completion for an attempt that was failed or re-claimed meanwhile is rejected by the
+//! compare-and-swap and never applied.
+//!
+//! # Faults
+//!
+//! Outcomes are held while the database is unreachable and applied when it is back (leases
+//! still renewed). If a background task (dispatcher, applier, lease loop, orchestrator) dies,
+//! the worker stops claiming and [`Worker::poll`] returns [`Poll::Failed`]; `complete` fails
+//! too once the applier is gone. Nothing is silently dropped.
 //!
 //! # Shutdown
 //!
 //! [`Worker::shutdown`] stops claiming, gives events nobody has polled yet back to their queue
-//! (the attempt is undone), waits up to the deadline for in-flight handlers to complete, and
-//! makes any still running visible to other workers at once. From the moment shutdown begins,
-//! `poll` returns [`Poll::ShutDown`]; `complete` keeps working until shutdown returns.
+//! (the released attempt does not count), waits up to the deadline for in-flight handlers to
+//! complete — renewing their leases and enforcing their deadlines meanwhile — then raises the
+//! cancel signal of any still running and makes their steps visible to other workers at once.
+//! From the moment shutdown begins, `poll` returns [`Poll::ShutDown`]; `complete` keeps working
+//! until shutdown returns.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -168,10 +194,14 @@ pub struct StepEvent {
     pub correlation_id: Uuid,
     /// When the engine fails this attempt with `timeout`.
     pub deadline: Option<DateTime<Utc>>,
+    /// Raised when the attempt is cancelled (see [`CancelSignal`]). Not serialized: a binding
+    /// asks [`Worker::is_cancelled`] with the event id.
+    #[serde(skip)]
+    pub cancellation: CancelSignal,
 }
 
 impl StepEvent {
-    fn from_claim(event_id: u64, c: &ClaimedStep) -> Result<Self> {
+    fn from_claim(event_id: u64, c: &ClaimedStep, cancellation: CancelSignal) -> Result<Self> {
         let t = &c.template.template;
         let step = c
             .template
@@ -192,6 +222,7 @@ impl StepEvent {
             max_attempts: u32::try_from(c.max_attempts).unwrap_or(1),
             correlation_id: c.correlation_id,
             deadline: c.deadline,
+            cancellation,
         })
     }
 
@@ -224,6 +255,9 @@ pub enum Poll {
     Empty,
     /// The worker is shutting down: stop polling, finish in-flight handlers.
     ShutDown,
+    /// A background task of the worker died ([`TaskerError::WorkerFailed`]): it claims nothing
+    /// more. Report it and stop; in-flight attempts come back through their leases.
+    Failed(TaskerError),
 }
 
 /// Counts reported by [`Worker::shutdown`].
@@ -235,24 +269,92 @@ pub struct ShutdownReport {
     pub abandoned: usize,
 }
 
+/// A handler's cancellation signal: raised when its attempt timed out, when the worker gave it
+/// up (see [`Worker`]'s module docs, "Slots"), or when shutdown's deadline passed. Handlers
+/// should stop soon after; their late result is ignored. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct CancelSignal(Arc<CancelInner>);
+
+#[derive(Default)]
+struct CancelInner {
+    raised: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl CancelSignal {
+    /// Whether the attempt has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.raised.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the attempt is cancelled.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn cancel(&self) {
+        self.0.raised.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+}
+
+impl std::fmt::Debug for CancelSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CancelSignal").field(&self.is_cancelled()).finish()
+    }
+}
+
 const RUNNING: u8 = 0;
 const DRAINING: u8 = 1;
 const STOPPED: u8 = 2;
+
+/// Where one handed-out attempt is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// In the event channel, not polled yet.
+    Queued,
+    /// Polled: its handler runs.
+    Running,
+    /// Its deadline passed (the `timeout` failure went to the applier); the handler may still
+    /// run and holds its slot until it returns or is given up.
+    TimedOut,
+    /// The handler returned; its outcome waits to be applied. The lease is still renewed.
+    Applying,
+}
 
 struct Inflight {
     step_uuid: Uuid,
     attempt: i32,
     message: MessageRef,
+    /// The attempt's slot. Freed when the handler returns (its outcome then carries it to the
+    /// applier), when a dead event is discarded at poll, or when the handler is given up.
     permit: Option<OwnedSemaphorePermit>,
     claimed_at: Instant,
     deadline: Option<Instant>,
-    timed_out: bool,
+    phase: Phase,
+    cancel: CancelSignal,
+}
+
+impl Inflight {
+    /// Whether its lease must be kept alive.
+    fn holds_lease(&self) -> bool {
+        matches!(self.phase, Phase::Queued | Phase::Running | Phase::Applying)
+    }
 }
 
 struct CompletionJob {
     completion: Completion,
+    /// The in-flight entry to drop once this outcome is applied (`None` for the engine's own
+    /// timeout failures, whose handler may still be running).
+    event_id: Option<u64>,
     /// The handler's slot, freed when its outcome is taken for applying.
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 struct Shared {
@@ -268,14 +370,41 @@ struct Shared {
     slots: Arc<Semaphore>,
     next_id: AtomicU64,
     state: AtomicU8,
+    /// Stops claiming (shutdown began, or a background task failed).
     stop: watch::Sender<bool>,
+    /// Stops the applier's retries and the lease loop: the worker is fully stopped.
+    stopped: watch::Sender<bool>,
+    /// Set when a background task died; reported by `poll` and (for the applier) `complete`.
+    fatal: Mutex<Option<String>>,
+    applier_alive: AtomicBool,
 }
 
 impl Shared {
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Inflight>> {
-        // A panic while holding the lock cannot leave the map half-updated (single inserts and
-        // removes), so a poisoned lock is still usable.
+        // A panic while holding the lock cannot leave the map half-updated (single inserts,
+        // removes and field stores), so a poisoned lock is still usable.
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fatal_error(&self) -> Option<TaskerError> {
+        self.fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(TaskerError::WorkerFailed)
+    }
+
+    /// Records that a background task died: the worker claims nothing more.
+    fn fail(&self, task: &str, why: String) {
+        let message = format!("the worker's {task} stopped: {why}");
+        tracing::error!(%message, "worker failed");
+        let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        fatal.get_or_insert(message);
+        let _ = self.stop.send(true);
+    }
+
+    fn stopping(&self) -> bool {
+        self.state.load(Ordering::SeqCst) != RUNNING
     }
 }
 
@@ -295,10 +424,47 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// Runs a background task under supervision: if it panics, or returns while the worker is
+/// still meant to run, the worker is marked failed (see [`Shared::fail`]).
+fn supervise<F>(shared: &Arc<Shared>, name: &'static str, task: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let inner = tokio::spawn(task);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let outcome = inner.await;
+        if name == "applier" {
+            shared.applier_alive.store(false, Ordering::SeqCst);
+        }
+        match outcome {
+            Err(e) if e.is_panic() => shared.fail(name, format!("panicked: {}", crate::handler::panic_message(e))),
+            Err(_) => {} // aborted by shutdown
+            Ok(()) if !ended_on_purpose(&shared, name) => shared.fail(name, "exited unexpectedly".to_owned()),
+            Ok(()) => {}
+        }
+    })
+}
+
+/// The dispatcher and the orchestrator end when claiming stops; the others only when the
+/// worker is fully stopped.
+fn ended_on_purpose(shared: &Shared, task: &str) -> bool {
+    let claiming_stopped = *shared.stop.borrow();
+    let stopped = *shared.stopped.borrow();
+    stopped || (claiming_stopped && matches!(task, "dispatcher" | "orchestrator"))
+}
+
 impl Worker {
     /// Starts claiming. Must be called within a tokio runtime (see [`crate::runtime`]).
     pub async fn start(tasker: &Tasker, config: WorkerConfig) -> Result<Worker> {
         config.validate()?;
+        if config.dispatch_mode == DispatchMode::EventDriven && tasker.backend() == Backend::Sqlite {
+            return Err(TaskerError::InvalidArgument(
+                "dispatch mode 'event_driven' needs notifications across processes, which SQLite does not have: \
+                 use 'hybrid' (the default) or 'polling' on SQLite"
+                    .into(),
+            ));
+        }
         for q in &config.queues {
             tasker.store().ensure_queue(q).await?;
         }
@@ -310,8 +476,11 @@ impl Worker {
             Backend::Postgres => Duration::from_secs(1),
         });
         let (events_tx, events_rx) = flume::bounded(config.concurrency);
+        // Each in-flight attempt sends at most two jobs (the engine's timeout failure, then
+        // nothing, or the handler's outcome), so this never fills.
         let (completions_tx, completions_rx) = flume::bounded(config.concurrency * 2 + 16);
         let (stop, _) = watch::channel(false);
+        let (stopped, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             tasker: tasker.clone(),
             slots: Arc::new(Semaphore::new(config.concurrency)),
@@ -325,15 +494,22 @@ impl Worker {
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(RUNNING),
             stop,
+            stopped,
+            fatal: Mutex::new(None),
+            applier_alive: AtomicBool::new(true),
         });
         let mut tasks = vec![
-            tokio::spawn(dispatch_loop(shared.clone())),
-            tokio::spawn(apply_loop(shared.clone(), completions_rx)),
-            tokio::spawn(lease_loop(shared.clone())),
+            supervise(&shared, "dispatcher", dispatch_loop(shared.clone())),
+            supervise(&shared, "applier", apply_loop(shared.clone(), completions_rx)),
+            supervise(&shared, "lease loop", lease_loop(shared.clone())),
         ];
         if shared.config.embedded_orchestration {
             let stop = shared.stop.subscribe();
-            tasks.push(tokio::spawn(orchestrator::run(tasker.clone(), stop)));
+            tasks.push(supervise(
+                &shared,
+                "orchestrator",
+                orchestrator::run(tasker.clone(), stop),
+            ));
         }
         Ok(Worker {
             shared,
@@ -348,7 +524,23 @@ impl Worker {
 
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.state.load(Ordering::SeqCst) != RUNNING
+        self.shared.stopping()
+    }
+
+    /// The error that stopped this worker, if a background task died.
+    pub fn failure(&self) -> Option<TaskerError> {
+        self.shared.fatal_error()
+    }
+
+    /// The cancellation signal of a handed-out event; `None` once it is finished.
+    pub fn cancel_signal(&self, event_id: u64) -> Option<CancelSignal> {
+        self.shared.inflight().get(&event_id).map(|i| i.cancel.clone())
+    }
+
+    /// Whether the handler of `event_id` should stop: its attempt was cancelled (timeout, given
+    /// up, shutdown deadline), or the event is no longer in flight.
+    pub fn is_cancelled(&self, event_id: u64) -> bool {
+        self.cancel_signal(event_id).is_none_or(|c| c.is_cancelled())
     }
 
     /// Waits up to `timeout` for the next step event. Blocks the calling thread: call it with
@@ -356,12 +548,15 @@ impl Worker {
     pub fn poll(&self, timeout: Duration) -> Poll {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.is_shutting_down() {
-                return Poll::ShutDown;
+            if let Some(stop) = self.stop_reason() {
+                return stop;
             }
             // An event already waiting is returned even with a zero timeout.
             if let Ok(e) = self.shared.events_rx.try_recv() {
-                return self.deliver(e);
+                match self.deliver(e) {
+                    Some(p) => return p,
+                    None => continue,
+                }
             }
             let now = Instant::now();
             if now >= deadline {
@@ -369,7 +564,11 @@ impl Worker {
             }
             let slice = (deadline - now).min(Duration::from_millis(50));
             match self.shared.events_rx.recv_timeout(slice) {
-                Ok(e) => return self.deliver(e),
+                Ok(e) => {
+                    if let Some(p) = self.deliver(e) {
+                        return p;
+                    }
+                }
                 Err(flume::RecvTimeoutError::Timeout) => continue,
                 Err(flume::RecvTimeoutError::Disconnected) => return Poll::ShutDown,
             }
@@ -378,68 +577,118 @@ impl Worker {
 
     /// Async [`Worker::poll`].
     pub async fn poll_async(&self, timeout: Duration) -> Poll {
-        if self.is_shutting_down() {
-            return Poll::ShutDown;
-        }
-        if let Ok(e) = self.shared.events_rx.try_recv() {
-            return self.deliver(e);
-        }
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut stop = self.shared.stop.subscribe();
-        tokio::select! {
-            r = tokio::time::timeout(timeout, self.shared.events_rx.recv_async()) => match r {
-                Ok(Ok(e)) => self.deliver(e),
-                Ok(Err(_)) => Poll::ShutDown,
-                Err(_) => Poll::Empty,
-            },
-            _ = stop.wait_for(|s| *s) => Poll::ShutDown,
+        loop {
+            if let Some(stop) = self.stop_reason() {
+                return stop;
+            }
+            if let Ok(e) = self.shared.events_rx.try_recv() {
+                match self.deliver(e) {
+                    Some(p) => return p,
+                    None => continue,
+                }
+            }
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, self.shared.events_rx.recv_async()) => match r {
+                    Ok(Ok(e)) => {
+                        if let Some(p) = self.deliver(e) {
+                            return p;
+                        }
+                    }
+                    Ok(Err(_)) => return Poll::ShutDown,
+                    Err(_) => return Poll::Empty,
+                },
+                _ = stop.wait_for(|s| *s) => {}
+            }
         }
     }
 
-    fn deliver(&self, event: StepEvent) -> Poll {
+    fn stop_reason(&self) -> Option<Poll> {
+        if let Some(e) = self.shared.fatal_error() {
+            return Some(Poll::Failed(e));
+        }
+        self.is_shutting_down().then_some(Poll::ShutDown)
+    }
+
+    /// Hands `event` out if its attempt is still current; `None` for a dead event (its attempt
+    /// timed out while it waited in the channel), which is dropped with its slot.
+    fn deliver(&self, event: StepEvent) -> Option<Poll> {
+        let mut inflight = self.shared.inflight();
         if self.is_shutting_down() {
+            drop(inflight);
             // Raced with shutdown: give it back with the other unstarted events.
             let _ = self.shared.events_tx.try_send(event);
-            return Poll::ShutDown;
+            return Some(self.stop_reason().unwrap_or(Poll::ShutDown));
         }
-        Poll::Event(Box::new(event))
+        match inflight.get_mut(&event.event_id) {
+            Some(entry) if entry.phase == Phase::Queued => {
+                entry.phase = Phase::Running;
+                Some(Poll::Event(Box::new(event)))
+            }
+            Some(_) => {
+                // Timed out before anyone polled it: nobody runs it, its slot is free again.
+                inflight.remove(&event.event_id);
+                tracing::debug!(
+                    event_id = event.event_id,
+                    "dropping an event whose attempt timed out unpolled"
+                );
+                None
+            }
+            None => None,
+        }
     }
 
     /// Reports the outcome of an event. Never waits for the database.
     pub fn complete(&self, event_id: u64, outcome: StepOutcome) -> Result<()> {
+        if !self.shared.applier_alive.load(Ordering::SeqCst) {
+            return Err(self.shared.fatal_error().unwrap_or(TaskerError::ShutDown));
+        }
         if self.shared.state.load(Ordering::SeqCst) == STOPPED {
             return Err(TaskerError::ShutDown);
         }
-        let mut entry = self
-            .shared
-            .inflight()
-            .remove(&event_id)
-            .ok_or(TaskerError::UnknownEvent(event_id))?;
-        if entry.timed_out {
-            tracing::warn!(event_id, step = %entry.step_uuid, "late completion after timeout ignored");
-            return Ok(());
+        let mut inflight = self.shared.inflight();
+        let entry = inflight.get_mut(&event_id).ok_or(TaskerError::UnknownEvent(event_id))?;
+        match entry.phase {
+            Phase::Running => {
+                entry.phase = Phase::Applying;
+                let permit = entry.permit.take();
+                let completion = completion_of(&self.shared, entry, outcome);
+                send_job(&self.shared, completion, Some(event_id), permit)
+            }
+            Phase::TimedOut => {
+                // The handler returned after its timeout: its slot is free now; the result is
+                // ignored (the attempt already failed with `timeout`).
+                inflight.remove(&event_id);
+                tracing::warn!(event_id, "late completion after timeout ignored");
+                Ok(())
+            }
+            Phase::Queued | Phase::Applying => Err(TaskerError::UnknownEvent(event_id)),
         }
-        send_job(&self.shared, &mut entry, outcome)
     }
 
     /// Graceful shutdown; see the module docs. Idempotent.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport> {
         let shared = &self.shared;
-        if shared
-            .state
-            .compare_exchange(RUNNING, DRAINING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
         {
-            return Ok(ShutdownReport::default());
+            // Under the in-flight lock, so that no hand-out can slip an event into the channel
+            // after it is drained below (a hand-out checks the state under the same lock).
+            let _inflight = shared.inflight();
+            if shared
+                .state
+                .compare_exchange(RUNNING, DRAINING, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                return Ok(ShutdownReport::default());
+            }
         }
         let until = Instant::now() + deadline;
         let _ = shared.stop.send(true);
         // `start` spawns the dispatcher first; it must finish before unstarted claims are taken
-        // back, so that no claim lands after the release.
+        // back, so that none of its claims lands after the release.
         let handles: Vec<JoinHandle<()>> = self.tasks.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
-        let (dispatcher, others) = handles.split_first().map(|(d, o)| (Some(d), o)).unwrap_or((None, &[]));
-        if let Some(d) = dispatcher {
-            // The dispatcher exits at its next await point; wait so no claim lands afterwards.
-            while !d.is_finished() {
+        if let Some(dispatcher) = handles.first() {
+            while !dispatcher.is_finished() {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
@@ -450,6 +699,7 @@ impl Worker {
                 .events_rx
                 .try_iter()
                 .filter_map(|e| inflight.remove(&e.event_id))
+                .filter(|i| i.phase == Phase::Queued)
                 .map(|i| (i.step_uuid, i.attempt, i.message))
                 .collect()
         };
@@ -457,22 +707,40 @@ impl Worker {
         if let Err(e) = shared.tasker.release_claims(&unstarted).await {
             tracing::warn!(error = %e, "could not release unstarted claims; their leases will expire instead");
         }
+        // Handlers finish and their outcomes are applied; leases are renewed and deadlines
+        // enforced meanwhile (the lease loop runs until the worker is fully stopped).
         while Instant::now() < until {
-            let busy =
-                shared.inflight().values().any(|i| !i.timed_out) || shared.pending_jobs.load(Ordering::SeqCst) > 0;
+            let busy = shared
+                .inflight()
+                .values()
+                .any(|i| matches!(i.phase, Phase::Running | Phase::Applying))
+                || shared.pending_jobs.load(Ordering::SeqCst) > 0;
             if !busy {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let abandoned: Vec<MessageRef> = shared
-            .inflight()
-            .drain()
-            .filter(|(_, i)| !i.timed_out)
-            .map(|(_, i)| i.message)
+        let given_up: Vec<Inflight> = {
+            let mut inflight = shared.inflight();
+            let ids: Vec<u64> = inflight
+                .iter()
+                .filter(|(_, i)| matches!(i.phase, Phase::Running | Phase::TimedOut))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| inflight.remove(id)).collect()
+        };
+        for i in &given_up {
+            i.cancel.cancel();
+        }
+        let abandoned: Vec<MessageRef> = given_up
+            .into_iter()
+            .filter(|i| i.phase == Phase::Running)
+            .map(|i| i.message)
             .collect();
         report.abandoned = abandoned.len();
         if !abandoned.is_empty() {
+            // Visible at once: the next claim gives the attempt back as a lost lease, which does
+            // not count against the step's attempts.
             if let Err(e) = shared.tasker.extend_leases(&abandoned, Duration::ZERO).await {
                 tracing::warn!(error = %e, "could not expire abandoned leases; they will expire on their own");
             }
@@ -482,31 +750,46 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         shared.state.store(STOPPED, Ordering::SeqCst);
-        for h in others {
+        let _ = shared.stopped.send(true);
+        for h in handles.iter().skip(1) {
             h.abort();
         }
         Ok(report)
     }
 }
 
-/// Hands an attempt's outcome to the applier, with the attempt's slot (taken from `entry`).
-fn send_job(shared: &Shared, entry: &mut Inflight, outcome: StepOutcome) -> Result<()> {
-    let job = CompletionJob {
-        completion: Completion {
-            step_uuid: entry.step_uuid,
-            attempt: entry.attempt,
-            message: Some(entry.message.clone()),
-            outcome,
-            worker: Some(shared.config.worker_id.clone()),
-            lost_lease: false,
-        },
-        _permit: entry.permit.take(),
-    };
+fn completion_of(shared: &Shared, entry: &Inflight, outcome: StepOutcome) -> Completion {
+    Completion {
+        step_uuid: entry.step_uuid,
+        attempt: entry.attempt,
+        message: Some(entry.message.clone()),
+        outcome,
+        worker: Some(shared.config.worker_id.clone()),
+        lost_lease: false,
+    }
+}
+
+/// Hands an outcome to the applier.
+fn send_job(
+    shared: &Shared,
+    completion: Completion,
+    event_id: Option<u64>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<()> {
     shared.pending_jobs.fetch_add(1, Ordering::SeqCst);
-    // Capacity exceeds the number of slots, so this never blocks.
-    shared.completions_tx.send(job).map_err(|_| {
+    let job = CompletionJob {
+        completion,
+        event_id,
+        permit,
+    };
+    // Capacity covers every job the in-flight attempts can send (see `start`), so this never
+    // fails while the applier runs; never block a caller's thread if it did.
+    shared.completions_tx.try_send(job).map_err(|e| {
         shared.pending_jobs.fetch_sub(1, Ordering::SeqCst);
-        TaskerError::ShutDown
+        match e {
+            flume::TrySendError::Full(_) => TaskerError::WorkerFailed("the completion queue is full".into()),
+            flume::TrySendError::Disconnected(_) => shared.fatal_error().unwrap_or(TaskerError::ShutDown),
+        }
     })
 }
 
@@ -559,11 +842,16 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             }
         };
         let got = claimed.len();
-        for step in claimed {
-            let Some(permit) = permits.pop() else { break };
-            hand_out(&shared, &step, permit).await;
-        }
+        let not_handed_out = hand_out(&shared, claimed, &mut permits);
         drop(permits);
+        if !not_handed_out.is_empty() {
+            give_back(&shared, not_handed_out).await;
+            // The worker is stopping (or its channel is unexpectedly full): never spin.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
         if got > 0 {
             idle_rounds = 0;
         } else {
@@ -575,43 +863,90 @@ async fn dispatch_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Registers a claimed step as in flight and puts its event in the channel.
-async fn hand_out(shared: &Shared, step: &ClaimedStep, permit: OwnedSemaphorePermit) {
-    let event_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let event = match StepEvent::from_claim(event_id, step) {
-        Ok(e) => e,
-        Err(e) => {
-            // The lease expires and the step is recovered like a lost attempt.
-            tracing::error!(error = %e, step = %step.step_uuid, "cannot build step event");
-            return;
+/// Registers claimed steps as in flight and puts their events in the channel, each with one
+/// of `permits`. Returns the claims that could not be handed out (the worker is stopping, or a
+/// step event cannot be built): the caller gives them back or fails them.
+///
+/// The state is checked under the in-flight lock, the same lock shutdown holds when it starts
+/// draining, so an event is either in the channel before the drain or not handed out at all.
+fn hand_out(
+    shared: &Shared,
+    claimed: Vec<ClaimedStep>,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+) -> Vec<(ClaimedStep, Option<String>)> {
+    let mut refused = Vec::new();
+    let mut inflight = shared.inflight();
+    for step in claimed {
+        if shared.stopping() {
+            refused.push((step, None));
+            continue;
         }
-    };
-    let now = Instant::now();
-    let deadline = step
-        .deadline
-        .map(|d| now + (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-    shared.inflight().insert(
-        event_id,
-        Inflight {
-            step_uuid: step.step_uuid,
-            attempt: step.attempt,
-            message: step.message.clone(),
-            permit: Some(permit),
-            claimed_at: now,
-            deadline,
-            timed_out: false,
-        },
-    );
-    // The channel holds `concurrency` events and every event owns a slot: never full.
-    if shared.events_tx.try_send(event).is_err() {
-        tracing::error!(event_id, "event channel full; releasing the claim");
-        let removed = shared.inflight().remove(&event_id);
-        if let Some(i) = removed {
-            let _ = shared
-                .tasker
-                .release_claims(&[(i.step_uuid, i.attempt, i.message)])
-                .await;
+        let Some(permit) = permits.pop() else {
+            refused.push((step, None));
+            continue;
+        };
+        let event_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = CancelSignal::default();
+        let event = match StepEvent::from_claim(event_id, &step, cancel.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                refused.push((step, Some(e.to_string())));
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let deadline = step
+            .deadline
+            .map(|d| now + (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        inflight.insert(
+            event_id,
+            Inflight {
+                step_uuid: step.step_uuid,
+                attempt: step.attempt,
+                message: step.message.clone(),
+                permit: Some(permit),
+                claimed_at: now,
+                deadline,
+                phase: Phase::Queued,
+                cancel,
+            },
+        );
+        // The channel holds `concurrency` events and every queued event owns a slot: never full.
+        if shared.events_tx.try_send(event).is_err() {
+            tracing::error!(event_id, "event channel full; giving the claim back");
+            inflight.remove(&event_id);
+            refused.push((step, None));
         }
+    }
+    refused
+}
+
+/// Gives back claims that were not handed out: released to their queue (the attempt does not
+/// count), or failed permanently when no step event can be built for them.
+async fn give_back(shared: &Shared, refused: Vec<(ClaimedStep, Option<String>)>) {
+    let mut release = Vec::new();
+    let mut fail = Vec::new();
+    for (step, why) in refused {
+        match why {
+            None => release.push((step.step_uuid, step.attempt, step.message)),
+            Some(why) => fail.push(Completion {
+                step_uuid: step.step_uuid,
+                attempt: step.attempt,
+                message: Some(step.message),
+                outcome: StepOutcome::Failure(StepFailure::permanent(
+                    error_types::CORRUPT_STEP,
+                    format!("step '{}' cannot run: {why}", step.step_name),
+                )),
+                worker: Some(shared.config.worker_id.clone()),
+                lost_lease: false,
+            }),
+        }
+    }
+    if let Err(e) = shared.tasker.release_claims(&release).await {
+        tracing::warn!(error = %e, "could not release claims; their leases will expire instead");
+    }
+    if let Err(e) = shared.tasker.apply_completions(fail).await {
+        tracing::warn!(error = %e, "could not fail steps that cannot run; their leases will expire instead");
     }
 }
 
@@ -626,6 +961,10 @@ async fn has_work(shared: &Shared) -> Result<bool> {
 /// The polling fallback is adaptive: right after work it polls every millisecond (work tends to
 /// come in bursts, and on SQLite polling is how other processes' enqueues are seen), then doubles
 /// the interval with each empty round up to `poll_interval`, so idle workers stay cheap.
+///
+/// `event_driven` (PostgreSQL only) wakes on notifications; a claim released or given up
+/// notifies too, and leases that simply expire (a crashed worker) are found by a recovery
+/// poll every lease length, its documented bound.
 async fn wait_for_work(
     shared: &Shared,
     signals: &mut broadcast::Receiver<RemoteSignal>,
@@ -648,7 +987,7 @@ async fn wait_for_work(
     }
     let backoff = Duration::from_millis(1u64 << idle_rounds.saturating_sub(1).min(16));
     let poll = match shared.config.dispatch_mode {
-        DispatchMode::EventDriven => Duration::from_secs(3600),
+        DispatchMode::EventDriven => shared.config.lease,
         // PostgreSQL delivers NOTIFY across processes; polling there is only a safety net.
         DispatchMode::Hybrid if shared.tasker.backend() == Backend::Postgres => shared.poll_interval,
         DispatchMode::Polling | DispatchMode::Hybrid => backoff.min(shared.poll_interval),
@@ -670,9 +1009,13 @@ async fn wait_for_work(
     }
 }
 
-/// Applies completions in batches: one transaction per batch.
+/// Applies completions in batches: one transaction per batch. While the database is
+/// unreachable (restart, pool exhausted) a batch is held and tried again with backoff, its
+/// leases still renewed by the lease loop, until it applies or the worker is fully stopped: a
+/// finished result is never dropped because the database was briefly away.
 async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
     const MAX_BATCH: usize = 256;
+    let mut stopped = shared.stopped.subscribe();
     while let Ok(first) = rx.recv_async().await {
         let mut jobs: Vec<CompletionJob> = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -685,12 +1028,12 @@ async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
             .iter_mut()
             .map(|j| {
                 // The handlers are done: their slots are free for the children they unblock.
-                j._permit = None;
+                j.permit = None;
                 j.completion.clone()
             })
             .collect();
         let mut permits = Vec::new();
-        if shared.state.load(Ordering::SeqCst) == RUNNING {
+        if !shared.stopping() {
             while permits.len() < 64 {
                 match shared.slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
@@ -703,14 +1046,14 @@ async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
             max: permits.len(),
             lease: shared.config.lease,
         };
-        let mut attempt = 0u32;
+        let mut failures = 0u32;
         loop {
             let eager = (!permits.is_empty()).then_some(&eager);
             match shared.tasker.apply_completions_with(batch.clone(), eager).await {
                 Ok((reports, claimed)) => {
-                    for step in claimed {
-                        let Some(permit) = permits.pop() else { break };
-                        hand_out(&shared, &step, permit).await;
+                    let refused = hand_out(&shared, claimed, &mut permits);
+                    if !refused.is_empty() {
+                        give_back(&shared, refused).await;
                     }
                     for r in reports {
                         if let crate::engine::CompletionReport::Fenced { step_uuid, reason } = r {
@@ -719,56 +1062,96 @@ async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
                     }
                     break;
                 }
-                Err(e) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "applying completions failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                Err(e) if e.is_transient() && !*stopped.borrow() => {
+                    failures += 1;
+                    // No eager claims while the database is away: free the slots.
+                    permits.clear();
+                    let pause = Duration::from_millis((100 * u64::from(failures)).min(2_000));
+                    tracing::warn!(error = %e, failures, ?pause, count = batch.len(), "applying completions failed; holding them");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
                 }
                 Err(e) => {
-                    // The leases will expire and the steps run again: at-least-once, never lost.
+                    // Stopped, or refused for good after isolation: the leases expire and the
+                    // steps run again (a lost lease does not count against them).
                     tracing::error!(error = %e, count = batch.len(), "giving up on applying completions");
                     break;
                 }
             }
         }
         drop(permits);
+        {
+            let mut inflight = shared.inflight();
+            for id in jobs.iter().filter_map(|j| j.event_id) {
+                if inflight.get(&id).is_some_and(|i| i.phase == Phase::Applying) {
+                    inflight.remove(&id);
+                }
+            }
+        }
         shared.pending_jobs.fetch_sub(jobs.len(), Ordering::SeqCst);
         drop(jobs);
     }
 }
 
-/// Renews leases of running handlers and fails attempts past their deadline.
+/// Renews leases of attempts still in flight (queued, running, or waiting to be applied),
+/// fails attempts past their deadline, and gives up handlers that overran it by a lease
+/// length. Runs until the worker is fully stopped, through the whole drain.
 async fn lease_loop(shared: Arc<Shared>) {
     let renew_every = shared.config.lease / 3;
+    let give_up_after = shared.config.lease;
     let mut last_renewal = Instant::now();
-    let mut stop = shared.stop.subscribe();
+    let mut stopped = shared.stopped.subscribe();
     loop {
         let tick = Duration::from_millis(50);
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stopped.wait_for(|s| *s) => return,
         }
         let now = Instant::now();
-        for (event_id, entry) in shared
-            .inflight()
-            .iter_mut()
-            .filter(|(_, i)| !i.timed_out && i.deadline.is_some_and(|d| d <= now))
+        let mut timed_out = Vec::new();
         {
-            // The entry stays, marked, so the handler's late completion is accepted and ignored.
-            entry.timed_out = true;
-            tracing::warn!(event_id, step = %entry.step_uuid, "attempt timed out");
-            let failure = StepFailure::retryable(
-                error_types::TIMEOUT,
-                format!("attempt {} exceeded its timeout_seconds", entry.attempt),
-            );
-            let _ = send_job(&shared, entry, StepOutcome::Failure(failure));
+            let mut inflight = shared.inflight();
+            let mut given_up = Vec::new();
+            for (event_id, entry) in inflight.iter_mut() {
+                let Some(deadline) = entry.deadline else { continue };
+                match entry.phase {
+                    Phase::Queued | Phase::Running if deadline <= now => {
+                        // The entry stays, marked: a running handler keeps its slot until it
+                        // returns, and its late completion is accepted and ignored.
+                        entry.phase = Phase::TimedOut;
+                        entry.cancel.cancel();
+                        tracing::warn!(event_id, step = %entry.step_uuid, "attempt timed out");
+                        let failure = StepFailure::retryable(
+                            error_types::TIMEOUT,
+                            format!("attempt {} exceeded its timeout_seconds", entry.attempt),
+                        );
+                        timed_out.push(completion_of(&shared, entry, StepOutcome::Failure(failure)));
+                    }
+                    Phase::TimedOut if now.duration_since(deadline) >= give_up_after => given_up.push(*event_id),
+                    _ => {}
+                }
+            }
+            for id in given_up {
+                tracing::warn!(
+                    event_id = id,
+                    "handler still running a lease length after its timeout; freeing its slot"
+                );
+                inflight.remove(&id);
+            }
+        }
+        for completion in timed_out {
+            if let Err(e) = send_job(&shared, completion, None, None) {
+                tracing::warn!(error = %e, "could not hand a timeout to the applier");
+            }
         }
         if now.duration_since(last_renewal) >= renew_every {
             last_renewal = now;
             let renew: Vec<MessageRef> = shared
                 .inflight()
                 .values()
-                .filter(|i| !i.timed_out && now.duration_since(i.claimed_at) >= renew_every)
+                .filter(|i| i.holds_lease() && now.duration_since(i.claimed_at) >= renew_every)
                 .map(|i| i.message.clone())
                 .collect();
             if let Err(e) = shared.tasker.extend_leases(&renew, shared.config.lease).await {

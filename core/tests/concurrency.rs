@@ -102,6 +102,7 @@ async fn shutdown_releases_unstarted_claims(db: Db) {
             Poll::Event(e) => break e,
             Poll::Empty => continue,
             Poll::ShutDown => panic!("shut down early"),
+            Poll::Failed(e) => panic!("worker failed: {e}"),
         }
     };
     // Let the dispatcher fill the remaining slots.

@@ -34,6 +34,7 @@ __all__ = [
     "InvalidDatabaseUrl",
     "WaitTimeout",
     "WorkerShutDown",
+    "WorkerFailed",
     "UnknownEvent",
     "HandlerNotFound",
     "PermanentError",
@@ -187,6 +188,12 @@ class WorkerShutDown(TaskerError):
     """The worker is shut down."""
 
     default_code = "shut_down"
+
+
+class WorkerFailed(TaskerError):
+    """A background task of the worker died; it claims nothing more (see the message)."""
+
+    default_code = "worker_failed"
 
 
 class UnknownEvent(TaskerError):

@@ -63,6 +63,9 @@ module TaskerCore
   # The worker is shut down.
   class ShutDownError < Error; end
 
+  # A background task of the worker died; it claims nothing more (see the message).
+  class WorkerFailedError < Error; end
+
   # An argument was rejected; the message names it.
   class InvalidArgumentError < Error; end
 
