@@ -50,12 +50,22 @@ def hostile(kind: str, context: StepContext) -> Any:
         return StepResult.success({"by": LANGUAGE}, metadata={"note": "m\u0000", "k\u0000": 1})
     if kind == "nul_failure":
         if context.attempt == 1:
-            return StepResult(False, error_message="boom\u0000here", error_type="HostileFailure", retryable=True,
-                              backtrace="frame one\u0000frame two")
+            return StepResult(
+                False,
+                error_message="boom\u0000here",
+                error_type="HostileFailure",
+                retryable=True,
+                backtrace="frame one\u0000frame two",
+            )
         return {"recovered": True, "by": LANGUAGE}
     if kind == "nul_failure_permanent":
-        return StepResult(False, error_message="fatal\u0000here", error_type="HostileFailure", retryable=False,
-                          backtrace="frame one\u0000frame two")
+        return StepResult(
+            False,
+            error_message="fatal\u0000here",
+            error_type="HostileFailure",
+            retryable=False,
+            backtrace="frame one\u0000frame two",
+        )
     if kind == "oversize":
         return {"blob": "x" * (2 * MIB), "by": LANGUAGE}
     if kind == "oversize_metadata":
@@ -87,8 +97,16 @@ def _fail_attempts(context: StepContext) -> int:
 def work(context: StepContext) -> Any:
     token = str(uuid.uuid4())
     if _LEDGER is not None:
-        _LEDGER.start(token, str(context.step_uuid), str(context.task_uuid), context.step_name, context.attempt,
-                      LANGUAGE, os.getpid(), time.time())
+        _LEDGER.start(
+            token,
+            str(context.step_uuid),
+            str(context.task_uuid),
+            context.step_name,
+            context.attempt,
+            LANGUAGE,
+            os.getpid(),
+            time.time(),
+        )
     outcome = "ok"
     try:
         ms = _sleep_ms(context)
