@@ -27,8 +27,24 @@ const QUEUE_CHANNEL: &str = "tasker_queue";
 const TASK_CHANNEL: &str = "tasker_task_finished";
 const TIMER_CHANNEL: &str = "tasker_timers";
 
-/// Serialises schema and PGMQ installation across processes starting at once.
+/// Serialises schema and PGMQ installation across processes starting at once. Always taken
+/// as a *transaction*-scoped lock: a session lock on a pooled connection would outlive a future
+/// dropped between lock and unlock.
 const MIGRATION_LOCK_KEY: i64 = 0x7461_736b_6572; // "tasker"
+
+/// Fewest pool connections that work: LISTEN holds one, and the migration lock's transaction
+/// holds one while PGMQ is installed on another.
+const MIN_CONNECTIONS: u32 = 2;
+
+/// Session settings of every engine connection. The engine's statements take milliseconds; a
+/// statement or lock wait this long means something is stuck, and failing it (the engine
+/// retries) beats holding row locks indefinitely.
+const STATEMENT_TIMEOUT: &str = "30s";
+const LOCK_TIMEOUT: &str = "10s";
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
+/// How long start-up waits for another process's migration (overrides `lock_timeout` there).
+const MIGRATION_LOCK_WAIT: &str = "300s";
 
 /// A PostgreSQL-backed [`Store`].
 #[derive(Debug)]
@@ -43,6 +59,19 @@ impl PostgresStore {
     /// Connects, installs PGMQ (SQL-only, from the `pgmq` crate's embedded scripts) unless the
     /// extension is present, runs migrations and starts the LISTEN task.
     pub async fn connect(options: PgConnectOptions, max_connections: u32, listen: bool) -> Result<Self> {
+        if max_connections < MIN_CONNECTIONS {
+            return Err(TaskerError::InvalidArgument(format!(
+                "max_connections must be at least {MIN_CONNECTIONS} on PostgreSQL, got {max_connections}: \
+                 one connection is held by LISTEN and start-up installs PGMQ beside the migration lock"
+            )));
+        }
+        // A stalled process (or a hung statement) must not hold locks, or hide claimed messages
+        // from recovery, forever.
+        let options = options.options([
+            ("statement_timeout", STATEMENT_TIMEOUT),
+            ("lock_timeout", LOCK_TIMEOUT),
+            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+        ]);
         // One plain connection first: an unreachable or misconfigured server then fails at once
         // with its real reason, instead of a pool timeout after acquire_timeout.
         let probe = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
@@ -74,32 +103,35 @@ impl PostgresStore {
 }
 
 async fn migrate(pool: &PgPool) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(MIGRATION_LOCK_KEY)
-        .execute(&mut *conn)
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{MIGRATION_LOCK_WAIT}'"))
+        .execute(&mut *tx)
         .await?;
-    let outcome = async {
-        let extension: Option<String> =
-            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'pgmq'")
-                .fetch_optional(&mut *conn)
-                .await?;
-        if extension.is_none() {
-            pgmq::install::install_sql_from_embedded(pool)
-                .await
-                .map_err(|e| TaskerError::Migration(format!("installing PGMQ: {e}")))?;
-        }
-        sqlx::migrate!("./migrations/postgres")
-            .run_direct(&mut *conn)
+    sqlx::query(&format!("SET LOCAL statement_timeout = '{MIGRATION_LOCK_WAIT}'"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    let extension: Option<String> = sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'pgmq'")
+        .fetch_optional(&mut *tx)
+        .await?;
+    if extension.is_none() {
+        // On another connection (the crate takes a pool); serialised by the lock held here.
+        pgmq::install::install_sql_from_embedded(pool)
             .await
-            .map_err(|e| TaskerError::Migration(e.to_string()))
+            .map_err(|e| TaskerError::Migration(format!("installing PGMQ: {e}")))?;
     }
-    .await;
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(MIGRATION_LOCK_KEY)
-        .execute(&mut *conn)
-        .await?;
-    outcome
+    // sqlx's own (session-scoped) migration lock is off: ours covers it.
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    migrator.set_locking(false);
+    migrator
+        .run_direct(&mut *tx)
+        .await
+        .map_err(|e| TaskerError::Migration(e.to_string()))?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn spawn_listener(pool: PgPool, signals: broadcast::Sender<RemoteSignal>) -> Result<tokio::task::JoinHandle<()>> {
@@ -264,20 +296,20 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         if exists.is_none() {
-            let mut conn = self.pool.acquire().await?;
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(MIGRATION_LOCK_KEY)
-                .execute(&mut *conn)
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(&format!("SET LOCAL lock_timeout = '{MIGRATION_LOCK_WAIT}'"))
+                .execute(&mut *tx)
                 .await?;
-            let created = sqlx::query("SELECT pgmq.create($1)")
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SELECT pgmq.create($1)")
                 .bind(queue)
-                .execute(&mut *conn)
-                .await;
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(MIGRATION_LOCK_KEY)
-                .execute(&mut *conn)
-                .await?;
-            created.map_err(|e| TaskerError::Queue(format!("creating queue '{queue}': {e}")))?;
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| TaskerError::Queue(format!("creating queue '{queue}': {e}")))?;
+            tx.commit().await?;
         }
         if let Ok(mut known) = self.known_queues.lock() {
             known.insert(queue.to_owned());

@@ -55,6 +55,11 @@ fn parse_state<S: NamedState>(name: &str, what: &str) -> Result<S> {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file and runs migrations.
+    ///
+    /// Safe when many processes open a new file at once: creating the file, switching it to WAL
+    /// and migrating happen under an exclusive lock on a sibling `<file>.lock` (an OS file lock,
+    /// released when this returns or the process dies). The database file itself is never opened
+    /// outside SQLite: closing a second descriptor would drop SQLite's own POSIX locks.
     pub async fn connect(options: SqliteConnectOptions) -> Result<Self> {
         let options = options
             .create_if_missing(true)
@@ -62,12 +67,12 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
+        let lock = StartupLock::acquire(options.get_filename()).await?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
             .await?;
-        // Migrations take the write lock; several processes starting together queue on it.
         // `run_direct` on a connection keeps this future `Send` (`run(&pool)` is not), so
         // `Tasker::connect_with` can be spawned; see `assert_connect_is_send`.
         let mut conn = writer.acquire().await?;
@@ -76,6 +81,7 @@ impl SqliteStore {
             .await
             .map_err(|e| TaskerError::Migration(e.to_string()))?;
         drop(conn);
+        drop(lock);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -87,6 +93,36 @@ impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url).map_err(|e| TaskerError::DatabaseUrl(e.to_string()))?;
         Self::connect(options).await
+    }
+}
+
+/// An exclusive OS lock on `<database>.lock`, held while a process creates and migrates the
+/// database.
+struct StartupLock(#[allow(dead_code)] std::fs::File);
+
+impl StartupLock {
+    async fn acquire(database: &std::path::Path) -> Result<Self> {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".lock");
+        let path = std::path::PathBuf::from(name);
+        let shown = path.display().to_string();
+        let target = database.display().to_string();
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            // Blocks until the process migrating now is done.
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| TaskerError::Migration(format!("waiting for the start-up lock {shown}: {e}")))?;
+        opened.map(StartupLock).map_err(|e| TaskerError::Connect {
+            target,
+            reason: format!("cannot create or lock {shown}: {e}"),
+        })
     }
 }
 
