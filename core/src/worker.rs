@@ -1160,3 +1160,33 @@ async fn lease_loop(shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scratch::ScratchDatabase;
+
+    // Issue 18, item 15: a background task that panics is surfaced, not silently dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_background_task_fails_the_worker_visibly() {
+        let db = ScratchDatabase::create(Backend::Sqlite, None).await.expect("scratch");
+        let tasker = Tasker::connect(Some(&db.url)).await.expect("connect");
+        let worker = Worker::start(&tasker, WorkerConfig::new(vec!["supervised".into()]))
+            .await
+            .expect("start");
+        let _ = supervise(&worker.shared, "applier", async { panic!("boom") }).await;
+        match worker.poll(Duration::from_millis(100)) {
+            Poll::Failed(e) => {
+                assert_eq!(e.code(), "worker_failed");
+                assert!(e.to_string().contains("boom"), "{e}");
+            }
+            other => panic!("expected Poll::Failed, got {other:?}"),
+        }
+        let err = worker
+            .complete(1, StepOutcome::success(serde_json::json!(1)))
+            .expect_err("no applier: complete must fail, not drop the result");
+        assert_eq!(err.code(), "worker_failed");
+        assert!(worker.failure().is_some());
+        worker.shutdown(Duration::from_secs(1)).await.expect("shutdown");
+    }
+}
