@@ -25,7 +25,25 @@ on_both_backends!(
     poison_steps_fail_and_the_queue_keeps_flowing_17,
     shutdown_keeps_renewing_leases_while_draining_05,
     timed_out_events_are_never_handed_out_and_keep_their_slot_06,
+    eager_claims_never_race_shutdown_07,
 );
+
+fn chain_template(name: &str) -> String {
+    format!(
+        "name: {name}\nnamespace_name: {QUEUE}\nversion: 1.0.0\nsteps:\n\
+         \x20 - name: a\n    handler: {{ callable: math, initialization: {{ add: 1 }} }}\n\
+         \x20 - name: b\n    depends_on: [a]\n    handler: {{ callable: math, initialization: {{ add: 1 }} }}\n\
+         \x20 - name: c\n    depends_on: [b]\n    handler: {{ callable: math, initialization: {{ add: 1 }} }}\n"
+    )
+}
+
+fn lost_leases(detail: &tasker_core::TaskDetail) -> usize {
+    detail
+        .step_transitions
+        .iter()
+        .filter(|t| t.metadata["error_type"] == "worker_lost")
+        .count()
+}
 
 const QUEUE: &str = "hardening";
 
@@ -707,5 +725,86 @@ async fn postgres_connections_are_bounded_and_never_leak_locks_13_14() {
     .expect("locks");
     assert_eq!(advisory, 0, "no advisory lock outlives start-up");
     tasker_core::store::Store::close(&store).await;
+    test_db.cleanup().await;
+}
+
+// 7. Children claimed eagerly by a completion that commits while the worker shuts down are
+// given back at once, never stranded until their lease runs out (`worker_lost`).
+async fn eager_claims_never_race_shutdown_07(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    register(&tasker, &chain_template("chain")).await;
+    let mut config = WorkerConfig::new(vec![QUEUE.into()]);
+    config.concurrency = 4;
+    config.lease = Duration::from_secs(30);
+    let first = RunningWorker::start_with(&tasker, config.clone(), math_registry()).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        tasks.push(create(&tasker, QUEUE, "chain", json!({"value": i})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    first.stop().await;
+    let second = RunningWorker::start_with(&tasker, config, math_registry()).await;
+    for t in tasks {
+        let d = tasker
+            .wait_for_task(t, Duration::from_secs(20))
+            .await
+            .expect("finishes well within the lease");
+        assert_eq!(d.task.state, "complete");
+        assert_eq!(lost_leases(&d), 0, "{:#?}", d.step_transitions);
+    }
+    second.stop().await;
+    test_db.cleanup().await;
+}
+
+// 4, PostgreSQL: every engine connection killed three times mid-run (as in a server restart):
+// finished results are held and applied when the database answers again; nothing is lost and
+// nothing runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_survive_lost_database_connections_04() {
+    let test_db = TestDb::new(Db::Postgres).await;
+    let tasker = test_db.connect().await;
+    register(&tasker, &chain_template("chain")).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = HandlerRegistry::new();
+    let counter = runs.clone();
+    registry.register_fn("math", move |step| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            common::math(&step).await
+        }
+    });
+    let mut config = WorkerConfig::new(vec![QUEUE.into()]);
+    config.concurrency = 8;
+    config.lease = Duration::from_secs(10);
+    let worker = RunningWorker::start_with(&tasker, config, registry).await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        tasks.push(create(&tasker, QUEUE, "chain", json!({"value": i})).await);
+    }
+    let admin = sqlx::PgPool::connect(&pg_admin_url()).await.expect("admin");
+    let name = test_db.url.rsplit('/').next().unwrap_or_default().to_owned();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .execute(&admin)
+            .await
+            .expect("terminate");
+    }
+    for t in &tasks {
+        let d = tasker
+            .wait_for_task(*t, Duration::from_secs(60))
+            .await
+            .expect("finishes");
+        assert_eq!(d.task.state, "complete");
+        assert!(d.steps.iter().all(|s| s.attempts == 1), "{:#?}", d.steps);
+        assert_eq!(lost_leases(&d), 0);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 180, "each step ran exactly once");
+    worker.stop().await;
+    admin.close().await;
     test_db.cleanup().await;
 }
