@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use tasker_core::outcome::StepOutcome;
-use tasker_core::{runtime, DispatchMode, Poll, TaskerError, Worker, WorkerConfig};
+use tasker_core::{runtime, CancelSignal, DispatchMode, Poll, TaskerError, Worker, WorkerConfig};
 
 use crate::client::{block, to_json, NativeClient};
 use crate::error::{to_py, MapPy};
@@ -21,6 +21,22 @@ fn seconds(field: &str, value: f64) -> PyResult<Duration> {
         )));
     }
     Ok(Duration::from_secs_f64(value.min(1e9)))
+}
+
+/// The cancellation signal of one step attempt ([`CancelSignal`]): raised when the attempt timed
+/// out, was given up, or shutdown's deadline passed. Reading it is one atomic load.
+#[pyclass(module = "tasker_core._native", frozen)]
+pub struct NativeCancelSignal {
+    signal: CancelSignal,
+}
+
+#[pymethods]
+impl NativeCancelSignal {
+    /// Whether the attempt has been cancelled.
+    #[getter]
+    fn is_cancelled(&self) -> bool {
+        self.signal.is_cancelled()
+    }
 }
 
 /// A running worker claiming steps from its queues.
@@ -77,12 +93,21 @@ impl NativeWorker {
     /// Never waits for the database.
     fn complete(&self, py: Python<'_>, event_id: u64, outcome_json: &str) -> PyResult<()> {
         let worker = &self.worker;
-        py.detach(|| {
-            let outcome: StepOutcome = serde_json::from_str(outcome_json)
-                .map_err(|e| TaskerError::InvalidArgument(format!("outcome of event {event_id} is invalid: {e}")))?;
-            worker.complete(event_id, outcome)
-        })
-        .map_py()
+        py.detach(|| worker.complete(event_id, StepOutcome::from_json(outcome_json)?))
+            .map_py()
+    }
+
+    /// The cancellation signal of a handed-out event; `None` once the event is finished (which
+    /// counts as cancelled: nobody uses its result any more).
+    fn cancel_signal(&self, event_id: u64) -> Option<NativeCancelSignal> {
+        self.worker
+            .cancel_signal(event_id)
+            .map(|signal| NativeCancelSignal { signal })
+    }
+
+    /// Whether the handler of `event_id` should stop (see `cancel_signal`).
+    fn is_cancelled(&self, event_id: u64) -> bool {
+        self.worker.is_cancelled(event_id)
     }
 
     /// Whether shutdown has begun (`poll` returns `None` from then on).

@@ -21,6 +21,9 @@ pub struct JsonError {
     /// Where the value sits, e.g. `result.items[2].price`.
     pub path: String,
     pub message: String,
+    /// Nested deeper than [`MAX_DEPTH`]: far over the engine's own nesting limit
+    /// ([`tasker_core::limits::MAX_JSON_DEPTH`]), which a step reports as `result_too_deep`.
+    pub too_deep: bool,
 }
 
 impl std::fmt::Display for JsonError {
@@ -39,6 +42,7 @@ fn fail(path: &str, message: String) -> JsonError {
     JsonError {
         path: path.to_owned(),
         message,
+        too_deep: false,
     }
 }
 
@@ -57,10 +61,16 @@ fn string(s: RString, path: &str) -> Result<String, JsonError> {
 
 fn convert(value: Value, path: &mut String, depth: usize) -> Result<Json, JsonError> {
     if depth > MAX_DEPTH {
-        return Err(fail(
+        let mut e = fail(
             path,
-            format!("nested more than {MAX_DEPTH} levels deep (is a structure referencing itself?)"),
-        ));
+            format!(
+                "nested more than {MAX_DEPTH} levels deep, over the engine's limit of {} \
+                 (is a structure referencing itself?)",
+                tasker_core::limits::MAX_JSON_DEPTH
+            ),
+        );
+        e.too_deep = true;
+        return Err(e);
     }
     if value.is_nil() {
         return Ok(Json::Null);

@@ -49,7 +49,7 @@ fn class_for(code: &str) -> &'static str {
         "shut_down" => "ShutDownError",
         "worker_failed" => "WorkerFailedError",
         "invalid_argument" => "InvalidArgumentError",
-        "not_serializable" => "SerializationError",
+        "not_serializable" | "result_too_deep" => "SerializationError",
         _ => "Error",
     }
 }
@@ -65,6 +65,8 @@ pub fn raise(ruby: &Ruby, e: impl Into<BindError>) -> Error {
     let e = e.into();
     let (code, message) = match &e {
         BindError::Core(core) => (core.code(), core.to_string()),
+        // `result_too_deep`: the error type a step reports for it, as the engine would.
+        BindError::Json(json) if json.too_deep => ("result_too_deep", json.to_string()),
         BindError::Json(json) => ("not_serializable", json.to_string()),
     };
     let Some(class) = lookup(ruby, class_for(code)).or_else(|| lookup(ruby, "Error")) else {

@@ -7,12 +7,29 @@ use std::time::{Duration, Instant};
 
 use magnus::prelude::*;
 use magnus::{Error, RHash, RString, Ruby, Value};
-use tasker_core::{DispatchMode, Poll, StepEvent, StepFailure, StepOutcome, Worker as CoreWorker, WorkerConfig};
+use tasker_core::{
+    CancelSignal as CoreCancelSignal, DispatchMode, Poll, StepEvent, StepFailure, StepOutcome, Worker as CoreWorker,
+    WorkerConfig,
+};
 
 use crate::client::{duration, Client};
 use crate::convert;
 use crate::error::raise;
 use crate::gvl;
+
+/// `TaskerCore::Native::CancelSignal`: the cancellation signal of one step attempt, raised when
+/// the attempt timed out, was given up, or shutdown's deadline passed. `cancelled?` is one
+/// atomic load.
+#[magnus::wrap(class = "TaskerCore::Native::CancelSignal", free_immediately, size)]
+pub struct CancelSignal {
+    signal: CoreCancelSignal,
+}
+
+impl CancelSignal {
+    fn is_cancelled(&self) -> bool {
+        self.signal.is_cancelled()
+    }
+}
 
 #[magnus::wrap(class = "TaskerCore::Native::Worker", free_immediately, size)]
 pub struct Worker {
@@ -168,6 +185,19 @@ impl Worker {
         self.worker.is_shutting_down()
     }
 
+    /// The cancellation signal of a handed-out event, `nil` once it is finished (which counts as
+    /// cancelled: nobody uses its result any more).
+    fn cancel_signal(&self, event_id: u64) -> Option<CancelSignal> {
+        self.worker
+            .cancel_signal(event_id)
+            .map(|signal| CancelSignal { signal })
+    }
+
+    /// Whether the handler of `event_id` should stop (see `cancel_signal`).
+    fn is_cancelled(&self, event_id: u64) -> bool {
+        self.worker.is_cancelled(event_id)
+    }
+
     fn stats(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
         let h = ruby.hash_new();
         h.aset("polled", rb_self.polled.load(Ordering::Relaxed))?;
@@ -214,5 +244,9 @@ pub fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {
     class.define_method("shutdown", method!(Worker::shutdown, 1))?;
     class.define_method("shutting_down?", method!(Worker::is_shutting_down, 0))?;
     class.define_method("stats", method!(Worker::stats, 0))?;
+    class.define_method("cancel_signal", method!(Worker::cancel_signal, 1))?;
+    class.define_method("cancelled?", method!(Worker::is_cancelled, 1))?;
+    let signal = native.define_class("CancelSignal", ruby.class_object())?;
+    signal.define_method("cancelled?", method!(CancelSignal::is_cancelled, 0))?;
     Ok(())
 }

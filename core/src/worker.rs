@@ -78,14 +78,19 @@ use crate::outcome::{error_types, StepFailure, StepOutcome};
 use crate::store::{Backend, MessageRef, RemoteSignal};
 use crate::template::{is_valid_queue_name, HandlerSpec};
 
-/// How a worker learns that work is available.
+/// How a worker learns that work is available, and the longest it can take to notice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DispatchMode {
-    /// Poll the queues every `poll_interval`.
+    /// Poll the queues: within `poll_interval` of a message becoming visible (after work the
+    /// interval starts at 1 ms and doubles up to `poll_interval`), on both backends.
     Polling,
-    /// Only wake on notifications (in-process, and LISTEN/NOTIFY on PostgreSQL).
+    /// Wake on notifications only (PostgreSQL LISTEN/NOTIFY; sends, releases and given-up
+    /// leases all notify), plus a recovery poll once per `lease` for leases that simply expire
+    /// (a crashed worker). Refused on SQLite, which has no cross-process notification.
     EventDriven,
-    /// Notifications, with polling as a fallback.
+    /// Notifications where the backend has them, with polling as a fallback: on PostgreSQL at
+    /// once for notified work and within `poll_interval` (1 s) otherwise; on SQLite within
+    /// `poll_interval` (3 ms), plus at once for work enqueued in the same process.
     #[default]
     Hybrid,
 }

@@ -5,8 +5,10 @@ Internal: values cross as JSON text; use the ``tasker_core`` package instead.
 
 from typing import List, Optional, Tuple, final
 
-__all__ = ["__version__", "NativeClient", "NativeWorker"]
+__all__ = ["__version__", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "NativeClient", "NativeWorker", "NativeCancelSignal"]
 __version__: str
+MAX_JSON_BYTES: int
+MAX_JSON_DEPTH: int
 
 @final
 class NativeClient:
@@ -57,8 +59,16 @@ class NativeWorker:
         embedded_orchestration: bool = True,
         worker_id: Optional[str] = None,
     ) -> NativeWorker: ...
+    # Raises tasker_core.errors.WorkerFailed once a background task of the worker died.
     def poll(self, timeout_ms: int) -> Optional[str]: ...
     def complete(self, event_id: int, outcome_json: str) -> None: ...
+    def cancel_signal(self, event_id: int) -> Optional[NativeCancelSignal]: ...
+    def is_cancelled(self, event_id: int) -> bool: ...
     @property
     def shutting_down(self) -> bool: ...
     def shutdown(self, timeout_seconds: float) -> Tuple[int, int]: ...
+
+@final
+class NativeCancelSignal:
+    @property
+    def is_cancelled(self) -> bool: ...

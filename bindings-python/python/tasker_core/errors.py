@@ -36,6 +36,7 @@ __all__ = [
     "WorkerShutDown",
     "WorkerFailed",
     "UnknownEvent",
+    "StepCancelled",
     "HandlerNotFound",
     "PermanentError",
     "RetryableError",
@@ -191,9 +192,22 @@ class WorkerShutDown(TaskerError):
 
 
 class WorkerFailed(TaskerError):
-    """A background task of the worker died; it claims nothing more (see the message)."""
+    """A background task of the worker died; it claims nothing more (see the message).
+
+    The worker's threads stop polling when they see it; :meth:`~tasker_core.Worker.run`
+    stops the worker and raises it, and :attr:`~tasker_core.Worker.failure` holds it. Steps
+    still in flight come back to other workers through their leases. Start a new worker (or
+    let the process exit and be restarted)."""
 
     default_code = "worker_failed"
+
+
+class StepCancelled(TaskerError):
+    """Raised by :meth:`~tasker_core.StepContext.raise_if_cancelled` once the engine cancelled
+    the attempt (timeout, given up, shutdown deadline). The attempt's outcome is ignored by
+    then; raising just ends the handler early."""
+
+    default_code = "step_cancelled"
 
 
 class UnknownEvent(TaskerError):

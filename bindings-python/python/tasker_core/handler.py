@@ -32,7 +32,7 @@ from typing import (
     Union,
 )
 
-from .errors import HandlerNotFound, _check_retry_after
+from .errors import HandlerNotFound, StepCancelled, _check_retry_after
 
 __all__ = [
     "StepContext",
@@ -65,6 +65,7 @@ class StepContext:
         handler_callable, handler_method: the step's ``handler.callable`` / ``handler.method``.
         deadline: when the engine fails this attempt with ``timeout`` (``None``: no deadline).
         event_id: the worker's id for this attempt.
+        cancelled: whether the engine cancelled this attempt (see :attr:`cancelled`).
     """
 
     task_uuid: str
@@ -83,6 +84,22 @@ class StepContext:
     handler_method: str = "call"
     deadline: Optional[datetime] = None
     event_id: int = 0
+    _cancelled: Optional[Callable[[], bool]] = field(default=None, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the engine cancelled this attempt: it overran ``timeout_seconds`` (the
+        attempt already failed with ``timeout``), the worker gave it up, or the worker's
+        shutdown deadline passed. Its result will be ignored, so a long-running handler should
+        check this between units of work and return (or raise) soon after it turns true.
+        Cheap enough to check in a loop (one atomic read once looked up)."""
+        check = self._cancelled
+        return check is not None and check()
+
+    def raise_if_cancelled(self) -> None:
+        """Raises :class:`~tasker_core.errors.StepCancelled` if :attr:`cancelled` is true."""
+        if self.cancelled:
+            raise StepCancelled(f"step '{self.step_name}' attempt {self.attempt} was cancelled by the engine")
 
     @property
     def is_retry(self) -> bool:
@@ -105,7 +122,7 @@ class StepContext:
         return default
 
     @classmethod
-    def _from_event(cls, event: Mapping[str, Any]) -> StepContext:
+    def _from_event(cls, event: Mapping[str, Any], cancelled: Optional[Callable[[], bool]] = None) -> StepContext:
         handler = event["handler"]
         deadline = event.get("deadline")
         return cls(
@@ -125,6 +142,7 @@ class StepContext:
             handler_method=handler.get("method") or "call",
             deadline=_parse_time(deadline) if deadline else None,
             event_id=event["event_id"],
+            _cancelled=cancelled,
         )
 
 

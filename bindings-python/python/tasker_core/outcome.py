@@ -10,11 +10,13 @@ import json
 import traceback
 from typing import Any, Dict, Optional
 
+from ._native import MAX_JSON_DEPTH
 from .errors import HandlerNotFound, PermanentError, RetryableError
 from .handler import StepResult
 
 HANDLER_NOT_FOUND = "handler_not_found"
 RESULT_NOT_SERIALIZABLE = "result_not_serializable"
+RESULT_TOO_DEEP = "result_too_deep"
 
 # Tracebacks are stored with the step's error; keep them bounded.
 _MAX_BACKTRACE = 16_000
@@ -90,13 +92,25 @@ def to_outcome(result: StepResult) -> Dict[str, Any]:
 def encode(result: StepResult, step_name: str = "") -> str:
     """Serialises ``result`` for the engine.
 
-    A result (or metadata) that JSON cannot represent — a set, an object, NaN, a cycle —
-    becomes a permanent ``result_not_serializable`` failure naming the problem, instead of
-    an exception: the step fails clearly and the worker keeps serving.
+    A result (or metadata) that JSON cannot represent — a set, an object, NaN or Infinity, a
+    cycle — becomes a permanent ``result_not_serializable`` failure naming the problem, and
+    one nested too deeply for the serialiser a permanent ``result_too_deep`` failure, instead
+    of an exception: the step fails clearly and the worker keeps serving. The engine checks
+    the rest (size, nesting, ``\\u0000``) the same way for every language.
     """
     try:
         return json.dumps(to_outcome(result), allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+    except RecursionError:
+        what = "result" if result.is_success else "failure metadata"
+        where = f" of step '{step_name}'" if step_name else ""
+        failure = StepResult.failure(
+            f"the handler's {what}{where} is nested too deeply to serialise "
+            f"(the engine stores at most {MAX_JSON_DEPTH} levels)",
+            error_type=RESULT_TOO_DEEP,
+            retryable=False,
+        )
+        return json.dumps(to_outcome(failure))
+    except (TypeError, ValueError, OverflowError) as e:
         what = "result" if result.is_success else "failure metadata"
         where = f" of step '{step_name}'" if step_name else ""
         failure = StepResult.failure(

@@ -49,12 +49,17 @@ def build_step_context(
     task_version: str = "1.0.0",
     handler_callable: str = "",
     handler_method: str = "call",
+    cancelled: Union[bool, Callable[[], bool]] = False,
 ) -> StepContext:
     """A :class:`StepContext` from plain data, as a worker would build it.
 
     ``input``, ``dependency_results`` and ``config`` go through a JSON round trip, so a test
     sees what a handler sees in production (and a non-JSON value fails here, loudly).
+    ``cancelled`` is what ``context.cancelled`` returns: a bool, or a function asked on every
+    check (to cancel an attempt part-way through a test).
     """
+    if not callable(cancelled) and not isinstance(cancelled, bool):
+        raise TypeError(f"cancelled must be a bool or a function returning one, got {cancelled!r}")
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
         raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
@@ -74,7 +79,12 @@ def build_step_context(
         correlation_id=str(uuid.uuid4()),
         handler_callable=handler_callable,
         handler_method=handler_method,
+        _cancelled=cancelled if callable(cancelled) else (_ALWAYS if cancelled else None),
     )
+
+
+def _ALWAYS() -> bool:
+    return True
 
 
 def _roundtrip(name: str, value: Any) -> Any:

@@ -11,6 +11,15 @@
 ``concurrency`` threads each poll the engine (with the GIL released) and run sync handlers;
 async handlers run on an asyncio event loop that the worker owns, in its own thread. The
 engine never hands out more than ``concurrency`` steps at once.
+
+Cancellation: ``context.cancelled`` turns true when the engine gives up on an attempt (it
+overran ``timeout_seconds``, or the shutdown deadline passed); long handlers should check it
+and return early, since their result is ignored by then.
+
+Fatal errors: if a background task of the engine's worker dies, polling raises
+:class:`~tasker_core.errors.WorkerFailed`. Every poller thread then stops, :attr:`Worker.failure`
+holds the error and :meth:`Worker.run` stops the worker and raises it. Nothing is retried in a
+loop: a failed worker claims nothing more, so it must be replaced.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _native, outcome
 from .client import Client
-from .errors import InvalidArgument, TaskerError, UnknownEvent, WorkerShutDown
+from .errors import InvalidArgument, TaskerError, UnknownEvent, WorkerFailed, WorkerShutDown
 from .handler import HandlerLike, HandlerRegistry, Resolver, StepContext, StepResult
 
 __all__ = ["Worker", "ShutdownReport"]
@@ -67,6 +76,8 @@ class ShutdownReport:
     """Steps still running at the deadline: made visible to other workers."""
     timed_out: bool
     """Whether some worker thread was still busy when ``stop`` returned."""
+    failure: Optional[WorkerFailed] = None
+    """The error that stopped the worker before ``stop`` was called, if one did."""
 
 
 class Worker:
@@ -144,6 +155,7 @@ class Worker:
         self._loop_thread: Optional[threading.Thread] = None
         self._lifecycle = threading.Lock()
         self._stop_requested = threading.Event()
+        self._failure: Optional[WorkerFailed] = None
         self._report: Optional[ShutdownReport] = None
         self._counts_lock = threading.Lock()
         self.completed = 0
@@ -177,7 +189,13 @@ class Worker:
 
     @property
     def running(self) -> bool:
-        return self._native is not None and self._report is None
+        return self._native is not None and self._report is None and self._failure is None
+
+    @property
+    def failure(self) -> Optional[WorkerFailed]:
+        """The :class:`~tasker_core.errors.WorkerFailed` that stopped this worker, if any: a
+        background task of the engine died and the worker claims nothing more."""
+        return self._failure
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -212,7 +230,7 @@ class Worker:
             if self._report is not None:
                 return self._report
             if self._native is None:
-                self._report = ShutdownReport(0, 0, False)
+                self._report = ShutdownReport(0, 0, False, self._failure)
                 return self._report
             deadline = time.monotonic() + timeout
             released, abandoned = self._native.shutdown(timeout)
@@ -223,14 +241,19 @@ class Worker:
             busy = any(t.is_alive() and t is not me for t in self._threads)
             self._stop_loop(max(0.0, deadline - time.monotonic()))
             busy = busy or (self._loop_thread is not None and self._loop_thread.is_alive())
-            self._report = ShutdownReport(released, abandoned, busy)
+            self._report = ShutdownReport(released, abandoned, busy, self._failure)
             _running.discard(self)
         log.info("worker stopped: %s", self._report)
         return self._report
 
     def run(self, install_signal_handlers: bool = True) -> ShutdownReport:
         """Starts (if needed) and blocks until SIGINT/SIGTERM or :meth:`stop`, then stops
-        gracefully and returns the report."""
+        gracefully and returns the report.
+
+        Raises:
+            WorkerFailed: a background task of the engine's worker died (after stopping the
+                worker); see :attr:`failure`.
+        """
         if self._native is None:
             self.start()
         restore: List[Any] = []
@@ -250,7 +273,10 @@ class Worker:
         finally:
             for sig, previous in restore:
                 signal.signal(sig, previous)
-        return self.stop()
+        report = self.stop()
+        if self._failure is not None:
+            raise self._failure
+        return report
 
     def __enter__(self) -> Worker:
         return self.start()
@@ -283,7 +309,12 @@ class Worker:
             started = clock()
             try:
                 raw = native.poll(_POLL_SLICE_MS)
-            except Exception:  # the native poll does not raise; be defensive anyway
+            except WorkerFailed as e:
+                # Fatal: the engine's worker claims nothing more. Stop this thread (the others
+                # see the same error) and let run() / stop() report it.
+                self._fail(e)
+                return
+            except Exception:  # the native poll raises nothing else; be defensive anyway
                 log.exception("polling failed")
                 time.sleep(0.1)
                 continue
@@ -297,12 +328,23 @@ class Worker:
             timing[1] += polled - started
             timing[2] += clock() - polled
 
+    def _fail(self, error: WorkerFailed) -> None:
+        with self._counts_lock:
+            first = self._failure is None
+            if first:
+                self._failure = error
+        if first:
+            log.error("worker failed, no more steps will be claimed: %s", error)
+        self._stop_requested.set()
+
     def _dispatch(self, raw: str) -> None:
         event = json.loads(raw)
         event_id = event["event_id"]
         step_name = event.get("step_name", "")
         try:
-            context = StepContext._from_event(event)
+            native = self._native
+            assert native is not None
+            context = StepContext._from_event(event, _Cancellation(native, event_id))
             fn = self._resolver.resolve(context.handler_callable, context.handler_method)
             value = fn(context)
         except BaseException as e:  # even SystemExit: the step fails, the worker keeps serving
@@ -359,6 +401,11 @@ class Worker:
                 native.complete(event_id, outcome.encode(fallback, step_name))
             except TaskerError:
                 log.exception("could not report the result of step %r", step_name)
+        except WorkerFailed as e:
+            # The engine's worker died: this result cannot be recorded (the step comes back
+            # through its lease); stop the worker instead of logging this for every step.
+            log.warning("result of step %r dropped: %s", step_name, e)
+            self._fail(e)
         except TaskerError:
             log.exception("could not report the result of step %r", step_name)
 
@@ -399,6 +446,28 @@ class Worker:
             pass  # already closed
         if thread is not threading.current_thread():
             thread.join(timeout)
+
+
+_UNFETCHED: Any = object()
+
+
+class _Cancellation:
+    """``StepContext.cancelled`` of one attempt: looks the attempt's cancel signal up on first
+    use (nothing on the hot path for handlers that never ask), then reads it lock-free."""
+
+    __slots__ = ("_native", "_event_id", "_signal")
+
+    def __init__(self, native: _native.NativeWorker, event_id: int) -> None:
+        self._native = native
+        self._event_id = event_id
+        self._signal: Any = _UNFETCHED
+
+    def __call__(self) -> bool:
+        signal = self._signal
+        if signal is _UNFETCHED:
+            signal = self._signal = self._native.cancel_signal(self._event_id)
+        # None: the event is no longer in flight (given up), so nobody uses its result.
+        return signal is None or bool(signal.is_cancelled)
 
 
 def _as_registry(handlers: Handlers) -> HandlerRegistry:

@@ -7,6 +7,7 @@ module TaskerCore
   module Execution
     HANDLER_NOT_FOUND = "handler_not_found"
     RESULT_NOT_SERIALIZABLE = "result_not_serializable"
+    RESULT_TOO_DEEP = "result_too_deep"
 
     module_function
 
@@ -27,10 +28,13 @@ module TaskerCore
                               metadata: { "callable" => error.callable })
     end
 
-    # The permanent failure recorded when a result has no JSON form.
+    # The permanent failure recorded when a result has no JSON form (`result_not_serializable`),
+    # or is nested too deeply to convert (`result_too_deep`, as the engine reports values over its
+    # nesting limit).
     def not_serializable(error)
+      error_type = error.respond_to?(:code) && error.code == RESULT_TOO_DEEP ? RESULT_TOO_DEEP : RESULT_NOT_SERIALIZABLE
       StepResult::Failure.new(message: "handler result cannot be stored as JSON: #{error.message}",
-                              error_type: RESULT_NOT_SERIALIZABLE, retryable: false,
+                              error_type: error_type, retryable: false,
                               metadata: { "path" => error.respond_to?(:path) ? error.path : nil })
     end
   end

@@ -26,9 +26,12 @@ module TaskerCore
     alias task_context input
     alias initialization config
 
+    # @param cancelled [Boolean, #call] what {#cancelled?} answers: a Boolean, or a callable asked
+    #   on every check (workers pass the attempt's cancel signal)
     def initialize(task_uuid:, step_uuid:, step_name:, input: {}, config: {}, dependency_results: {},
                    attempt: 1, max_attempts: 1, namespace: nil, task_name: nil, task_version: nil,
-                   correlation_id: nil, handler_name: nil, handler_method: "call", deadline: nil, event_id: nil)
+                   correlation_id: nil, handler_name: nil, handler_method: "call", deadline: nil, event_id: nil,
+                   cancelled: false)
       @task_uuid = task_uuid
       @step_uuid = step_uuid
       @step_name = step_name
@@ -45,11 +48,12 @@ module TaskerCore
       @handler_method = handler_method || "call"
       @deadline = deadline
       @event_id = event_id
+      @cancelled = cancelled
     end
 
     # @api private
-    # Builds a context from a native step event.
-    def self.from_event(event)
+    # Builds a context from a native step event; `cancelled` answers {#cancelled?}.
+    def self.from_event(event, cancelled: false)
       deadline = event["deadline"]
       new(
         task_uuid: event["task_uuid"], step_uuid: event["step_uuid"], step_name: event["step_name"],
@@ -57,8 +61,18 @@ module TaskerCore
         attempt: event["attempt"], max_attempts: event["max_attempts"], namespace: event["namespace"],
         task_name: event["task_name"], task_version: event["task_version"],
         correlation_id: event["correlation_id"], handler_name: event["callable"],
-        handler_method: event["method"], deadline: deadline && Time.iso8601(deadline), event_id: event["event_id"]
+        handler_method: event["method"], deadline: deadline && Time.iso8601(deadline), event_id: event["event_id"],
+        cancelled: cancelled
       )
+    end
+
+    # Whether the engine cancelled this attempt: it overran `timeout_seconds` (the attempt already
+    # failed with `timeout`), the worker gave it up, or the worker's shutdown deadline passed. The
+    # attempt's result is ignored from then on, so a long-running handler should check this between
+    # units of work and return soon after it turns true. Cheap enough to call in a loop.
+    def cancelled?
+      c = @cancelled
+      c.respond_to?(:call) ? (c.call ? true : false) : (c ? true : false)
     end
 
     # The result of the dependency called `name`, or nil when there is none.

@@ -21,16 +21,19 @@ module TaskerCore
     # @param attempt [Integer]
     # @param max_attempts [Integer]
     # @param step_name [String]
+    # @param cancelled [Boolean, #call] what the context's `cancelled?` answers (a callable is asked
+    #   on every check, to cancel an attempt part-way through a test)
     # @return [StepContext]
     def build_step_context(input: {}, dependency_results: {}, config: {}, attempt: 1, max_attempts: 3,
                            step_name: "test_step", namespace: "test", task_name: "test_task",
-                           task_version: "1.0.0", handler_name: nil, handler_method: "call")
+                           task_version: "1.0.0", handler_name: nil, handler_method: "call", cancelled: false)
       StepContext.new(
         task_uuid: SecureRandom.uuid, step_uuid: SecureRandom.uuid, step_name: step_name,
         input: Native.json_roundtrip(input), config: Native.json_roundtrip(config),
         dependency_results: Native.json_roundtrip(dependency_results), attempt: attempt,
         max_attempts: max_attempts, namespace: namespace, task_name: task_name, task_version: task_version,
-        correlation_id: SecureRandom.uuid, handler_name: handler_name, handler_method: handler_method
+        correlation_id: SecureRandom.uuid, handler_name: handler_name, handler_method: handler_method,
+        cancelled: cancelled
       )
     end
 

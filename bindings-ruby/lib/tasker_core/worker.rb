@@ -12,6 +12,14 @@ module TaskerCore
   # Handlers run on `concurrency` Ruby threads. Each thread waits for its next step in native code
   # with the GVL released, in slices of {POLL_SLICE} seconds, so other threads keep running and
   # {#stop} or a signal take effect at once.
+  #
+  # Cancellation: a handler's `context.cancelled?` turns true once the engine gives up on its
+  # attempt (it overran `timeout_seconds`, or the shutdown deadline passed); its result is ignored
+  # from then on, so long handlers should check it and return early.
+  #
+  # Fatal errors: if a background task of the engine's worker dies, polling raises
+  # {WorkerFailedError}. The handler threads then stop (no retry loop: a failed worker claims
+  # nothing more), {#failure} holds the error, and {#run} stops the worker and raises it.
   class Worker
     # Seconds a handler thread waits in one native poll before looking at its stop flag again.
     POLL_SLICE = 0.1
@@ -61,6 +69,9 @@ module TaskerCore
     attr_reader :thread_count
     # @return [HandlerRegistry] handlers given explicitly to this worker
     attr_reader :registry
+    # @return [WorkerFailedError, nil] the error that stopped this worker, if a background task of
+    #   the engine's worker died
+    attr_reader :failure
 
     # @param client [Client]
     # @param queues [Array<String>, String] queues to claim steps from
@@ -110,6 +121,7 @@ module TaskerCore
       @threads = []
       @native = nil
       @stopping = false
+      @failure = nil
       @report = nil
     end
 
@@ -139,7 +151,7 @@ module TaskerCore
 
     # Whether the worker is started and not stopped.
     def running?
-      !@native.nil? && @report.nil? && !@stopping
+      !@native.nil? && @report.nil? && !@stopping && @failure.nil?
     end
 
     # Stops claiming, gives unstarted steps back to their queue, waits up to `timeout` seconds
@@ -172,6 +184,8 @@ module TaskerCore
     # handlers: the signal's previous handler takes over (by default, Interrupt or exit).
     # @param timeout [Numeric] passed to {#stop}
     # @return [Hash] the {#stop} report
+    # @raise [WorkerFailedError] a background task of the engine's worker died (raised after
+    #   stopping the worker)
     def run(timeout: @shutdown_timeout)
       reader, writer = IO.pipe
       @wake = writer
@@ -189,8 +203,11 @@ module TaskerCore
         end
       end
       start
-      reader.read(1) unless @stopping
-      stop(timeout: timeout)
+      reader.read(1) unless @stopping || @failure
+      report = stop(timeout: timeout)
+      raise @failure if @failure
+
+      report
     ensure
       previous&.each { |sig, handler| Signal.trap(sig, handler || "DEFAULT") }
       @wake = nil
@@ -277,6 +294,10 @@ module TaskerCore
         event =
           begin
             @native.poll(POLL_SLICE)
+          rescue WorkerFailedError => e
+            # Fatal: the engine's worker claims nothing more. Every thread sees it and stops.
+            fail!(e)
+            break
           rescue TaskerCore::Error => e
             logger.error("tasker worker: poll failed: #{e.class}: #{e.message}")
             sleep POLL_SLICE
@@ -301,7 +322,7 @@ module TaskerCore
     def process(event)
       result =
         begin
-          context = StepContext.from_event(event)
+          context = StepContext.from_event(event, cancelled: Cancellation.new(@native, event["event_id"]))
           entry = @registry.resolve(event["callable"], fallback: [TaskerCore.handlers])
           if @around
             outcome = nil
@@ -332,8 +353,17 @@ module TaskerCore
       end
     rescue UnknownEventError, ShutDownError => e
       logger.warn("tasker worker: result of step #{event['step_name']} not accepted: #{e.message}")
+    rescue WorkerFailedError => e
+      logger.warn("tasker worker: result of step #{event['step_name']} dropped: #{e.message}")
+      fail!(e)
     rescue TaskerCore::Error => e
       logger.error("tasker worker: completing step #{event['step_name']} failed: #{e.class}: #{e.message}")
+    end
+
+    def fail!(error)
+      first = @lock.synchronize { @failure.nil? && (@failure = error) }
+      logger.error("tasker worker: failed, no more steps will be claimed: #{error.message}") if first
+      wake_run
     end
 
     def send_result(id, result)
@@ -348,6 +378,28 @@ module TaskerCore
           @native.complete_failure(id, "#{result.message} (metadata dropped: #{e.message})", result.error_type,
                                    result.retryable?, result.retry_after&.to_f, result.backtrace, nil)
         end
+      end
+    end
+
+    # @api private
+    # {StepContext#cancelled?} of one attempt: looks the attempt's cancel signal up on first use
+    # (nothing on the hot path for handlers that never ask), then reads it without a lock.
+    class Cancellation
+      def initialize(native, event_id)
+        @native = native
+        @event_id = event_id
+        @fetched = false
+        @signal = nil
+      end
+
+      # @return [Boolean]
+      def call
+        unless @fetched
+          @signal = @native.cancel_signal(@event_id)
+          @fetched = true
+        end
+        # nil: the event is no longer in flight (given up), so nobody uses its result.
+        @signal.nil? || @signal.cancelled?
       end
     end
   end

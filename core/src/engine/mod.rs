@@ -48,7 +48,7 @@ pub struct TaskerOptions {
     /// `sqlite://path`, `sqlite::memory:` is not supported (processes must share a file),
     /// a plain file path, or `postgres://…`. `None` resolves with [`resolve_database_url`].
     pub database_url: Option<String>,
-    /// PostgreSQL pool size.
+    /// PostgreSQL pool size; at least 2 (LISTEN holds one). Ignored on SQLite.
     pub max_connections: u32,
     /// Listen for NOTIFY wake-ups (PostgreSQL).
     pub listen: bool,
