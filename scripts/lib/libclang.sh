@@ -30,53 +30,50 @@ _libclang_elf64() {
   [ -r "$1" ] && [ "$(od -An -c -N5 "$1" 2>/dev/null | tr -d ' \n')" = '177ELF002' ]
 }
 
-# Prints the matching libraries directly inside the given directories.
-_libclang_in_dirs() {
-  local dir f
-  for dir in "$@"; do
-    [ -d "$dir" ] || continue
-    for f in "$dir"/libclang*.so*; do
-      [ -e "$f" ] || [ -L "$f" ] || continue
-      _libclang_name_ok "${f##*/}" && _libclang_elf64 "$f" && echo "$f"
-    done
+# Prints the first usable library among the given paths and returns 0, or returns 1.
+_libclang_first() {
+  local f
+  for f in "$@"; do
+    if _libclang_name_ok "${f##*/}" && _libclang_elf64 "$f"; then
+      echo "$f"
+      return 0
+    fi
   done
-  return 0
+  return 1
 }
 
+# No pipelines into `head` and no failing commands outside conditions: callers use
+# `set -euo pipefail`.
 find_libclang() {
-  local found dirs=() prefix
+  local dir prefix
+  local -a dirs=() paths=() candidates=()
   if [ -n "${LIBCLANG_PATH+set}" ]; then
     if [ -f "$LIBCLANG_PATH" ]; then
-      _libclang_name_ok "${LIBCLANG_PATH##*/}" && _libclang_elf64 "$LIBCLANG_PATH" && {
-        echo "$LIBCLANG_PATH"
-        return 0
-      }
-      return 1
+      _libclang_first "$LIBCLANG_PATH"
+      return
     fi
-    found=$(_libclang_in_dirs "$LIBCLANG_PATH" | head -1)
+    dirs=("$LIBCLANG_PATH")
   else
     if prefix=$("${LLVM_CONFIG_PATH:-llvm-config}" --prefix 2>/dev/null) && [ -n "$prefix" ]; then
       dirs+=("$prefix/bin" "$prefix/lib" "$prefix/lib64")
     fi
-    local -a paths=()
-    IFS=: read -r -a paths <<<"${LD_LIBRARY_PATH:-}:${LIBRARY_PATH:-}"
+    IFS=: read -r -a paths <<<"${LD_LIBRARY_PATH:-}:${LIBRARY_PATH:-}" || true
     dirs+=("${paths[@]}")
-    found=$(_libclang_in_dirs "${dirs[@]}" | head -1)
-    if [ -z "$found" ]; then
-      # The glob directories: a file at depth 1..3 below /usr/lib* and /usr/local/lib*, or 1..2
-      # below /usr/local/llvm* (for /usr/local/llvm*/lib*/). -L: glob follows symlinked dirs.
-      found=$(
-        {
-          find -L /usr/lib* /usr/local/lib* -maxdepth 3 -name 'libclang*.so*' 2>/dev/null
-          find -L /usr/local/llvm* -mindepth 2 -maxdepth 2 -path '/usr/local/llvm*/lib*/libclang*.so*' 2>/dev/null
-        } | while read -r f; do
-          _libclang_name_ok "${f##*/}" && _libclang_elf64 "$f" && echo "$f"
-        done | head -1
-      )
-    fi
   fi
-  [ -n "$found" ] || return 1
-  echo "$found"
+  for dir in "${dirs[@]}"; do
+    if [ -n "$dir" ] && [ -d "$dir" ]; then
+      candidates+=("$dir"/libclang*.so*)
+    fi
+  done
+  _libclang_first "${candidates[@]}" && return 0
+  [ -z "${LIBCLANG_PATH+set}" ] || return 1
+  # The glob directories: a file at depth 1..3 below /usr/lib* and /usr/local/lib*, or 2 below
+  # /usr/local/llvm* (for /usr/local/llvm*/lib*/). -L: a glob follows symlinked directories.
+  mapfile -t candidates < <(
+    find -L /usr/lib* /usr/local/lib* -maxdepth 3 -name 'libclang*.so*' 2>/dev/null
+    find -L /usr/local/llvm* -mindepth 2 -maxdepth 2 -path '/usr/local/llvm*/lib*/libclang*.so*' 2>/dev/null
+  )
+  _libclang_first "${candidates[@]}"
 }
 
 # clang's builtin headers: <resource dir>/include/stddef.h, the resource dir being
