@@ -881,8 +881,9 @@ fn hand_out(
 ) -> Vec<(ClaimedStep, Option<String>)> {
     let mut refused = Vec::new();
     let mut inflight = shared.inflight();
+    let failed = shared.fatal_error().is_some();
     for step in claimed {
-        if shared.stopping() {
+        if failed || shared.stopping() {
             refused.push((step, None));
             continue;
         }
@@ -1153,10 +1154,14 @@ async fn lease_loop(shared: Arc<Shared>) {
         }
         if now.duration_since(last_renewal) >= renew_every {
             last_renewal = now;
+            // A failed worker hands nothing more out: its unpolled events go back to other
+            // workers through their leases, which stop being renewed here.
+            let failed = shared.fatal_error().is_some();
             let renew: Vec<MessageRef> = shared
                 .inflight()
                 .values()
-                .filter(|i| i.holds_lease() && now.duration_since(i.claimed_at) >= renew_every)
+                .filter(|i| i.holds_lease() && !(failed && i.phase == Phase::Queued))
+                .filter(|i| now.duration_since(i.claimed_at) >= renew_every)
                 .map(|i| i.message.clone())
                 .collect();
             if let Err(e) = shared.tasker.extend_leases(&renew, shared.config.lease).await {
