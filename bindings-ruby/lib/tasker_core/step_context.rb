@@ -72,7 +72,8 @@ module TaskerCore
     # units of work and return soon after it turns true. Cheap enough to call in a loop.
     def cancelled?
       c = @cancelled
-      c.respond_to?(:call) ? (c.call ? true : false) : (c ? true : false)
+      c = c.call if c.respond_to?(:call)
+      c ? true : false
     end
 
     # The result of the dependency called `name`, or nil when there is none.
