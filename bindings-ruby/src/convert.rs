@@ -8,6 +8,7 @@
 //! JSON -> Ruby builds plain Hashes with String keys, like `JSON.parse`.
 
 use magnus::encoding::EncodingCapable;
+use magnus::rb_sys::AsRawValue;
 use magnus::value::{Qfalse, Qtrue, ReprValue};
 use magnus::{r_hash::ForEach, Float, Integer, RArray, RHash, RString, Ruby, Symbol, Value};
 use serde_json::{Map, Number, Value as Json};
@@ -35,7 +36,8 @@ impl std::fmt::Display for JsonError {
 /// Converts a Ruby object into JSON; `root` names it in error paths.
 pub fn to_json(value: Value, root: &str) -> Result<Json, JsonError> {
     let mut path = String::from(root);
-    convert(value, &mut path, 0)
+    let mut ancestors = Vec::new();
+    convert(value, &mut path, 0, &mut ancestors)
 }
 
 fn fail(path: &str, message: String) -> JsonError {
@@ -59,13 +61,23 @@ fn string(s: RString, path: &str) -> Result<String, JsonError> {
     })
 }
 
-fn convert(value: Value, path: &mut String, depth: usize) -> Result<Json, JsonError> {
+/// `ancestors` holds the Arrays and Hashes on the way to `value` (to tell a cycle from a value
+/// that is only nested deeply, once [`MAX_DEPTH`] is passed).
+fn convert(value: Value, path: &mut String, depth: usize, ancestors: &mut Vec<u64>) -> Result<Json, JsonError> {
     if depth > MAX_DEPTH {
+        let mut seen = ancestors.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() < ancestors.len() {
+            return Err(fail(
+                path,
+                format!("nested more than {MAX_DEPTH} levels deep: the structure references itself (a cycle has no JSON form)"),
+            ));
+        }
         let mut e = fail(
             path,
             format!(
-                "nested more than {MAX_DEPTH} levels deep, over the engine's limit of {} \
-                 (is a structure referencing itself?)",
+                "nested more than {MAX_DEPTH} levels deep, over the engine's limit of {}",
                 tasker_core::limits::MAX_JSON_DEPTH
             ),
         );
@@ -108,17 +120,20 @@ fn convert(value: Value, path: &mut String, depth: usize) -> Result<Json, JsonEr
     if let Some(array) = RArray::from_value(value) {
         let mut out = Vec::with_capacity(array.len());
         let len = path.len();
+        ancestors.push(value.as_raw() as u64);
         for (i, item) in array.into_iter().enumerate() {
             path.push_str(&format!("[{i}]"));
-            out.push(convert(item, path, depth + 1)?);
+            out.push(convert(item, path, depth + 1, ancestors)?);
             path.truncate(len);
         }
+        ancestors.pop();
         return Ok(Json::Array(out));
     }
     if let Some(hash) = RHash::from_value(value) {
         let mut out = Map::new();
         let mut failure = None;
         let len = path.len();
+        ancestors.push(value.as_raw() as u64);
         let iterated = hash.foreach(|k: Value, v: Value| {
             let key = match key(k, path) {
                 Ok(key) => key,
@@ -129,7 +144,7 @@ fn convert(value: Value, path: &mut String, depth: usize) -> Result<Json, JsonEr
             };
             path.push('.');
             path.push_str(&key);
-            let converted = convert(v, path, depth + 1);
+            let converted = convert(v, path, depth + 1, ancestors);
             path.truncate(len);
             match converted {
                 Ok(v) => {
@@ -142,6 +157,7 @@ fn convert(value: Value, path: &mut String, depth: usize) -> Result<Json, JsonEr
                 }
             }
         });
+        ancestors.pop();
         if let Some(e) = failure {
             return Err(e);
         }
