@@ -63,7 +63,12 @@ fn string(s: RString, path: &str) -> Result<String, JsonError> {
 
 /// `ancestors` holds the Arrays and Hashes on the way to `value` (to tell a cycle from a value
 /// that is only nested deeply, once [`MAX_DEPTH`] is passed).
-fn convert(value: Value, path: &mut String, depth: usize, ancestors: &mut Vec<u64>) -> Result<Json, JsonError> {
+fn convert(
+    value: Value,
+    path: &mut String,
+    depth: usize,
+    ancestors: &mut Vec<rb_sys::VALUE>,
+) -> Result<Json, JsonError> {
     if depth > MAX_DEPTH {
         let mut seen = ancestors.clone();
         seen.sort_unstable();
@@ -120,7 +125,7 @@ fn convert(value: Value, path: &mut String, depth: usize, ancestors: &mut Vec<u6
     if let Some(array) = RArray::from_value(value) {
         let mut out = Vec::with_capacity(array.len());
         let len = path.len();
-        ancestors.push(value.as_raw() as u64);
+        ancestors.push(value.as_raw());
         for (i, item) in array.into_iter().enumerate() {
             path.push_str(&format!("[{i}]"));
             out.push(convert(item, path, depth + 1, ancestors)?);
@@ -133,7 +138,7 @@ fn convert(value: Value, path: &mut String, depth: usize, ancestors: &mut Vec<u6
         let mut out = Map::new();
         let mut failure = None;
         let len = path.len();
-        ancestors.push(value.as_raw() as u64);
+        ancestors.push(value.as_raw());
         let iterated = hash.foreach(|k: Value, v: Value| {
             let key = match key(k, path) {
                 Ok(key) => key,
