@@ -9,6 +9,15 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * The cancellation signal of one step attempt: raised when the attempt timed out, was given
+ * up, or shutdown's deadline passed. Reading it is one atomic load.
+ */
+export declare class NativeCancelSignal {
+  /** Whether the attempt has been cancelled. */
+  get isCancelled(): boolean
+}
+
 /** A connection to the engine's database. */
 export declare class NativeClient {
   /** Connects (running migrations). `databaseUrl` resolves like the CLI's when absent. */
@@ -37,11 +46,19 @@ export declare class NativeWorker {
   static start(client: NativeClient, configJson: string): Promise<NativeWorker>
   /**
    * Waits up to `timeoutMs` for step events and resolves to a JSON array of at most `max`
-   * of them (`[]` when none arrived), or to `null` once the worker is shutting down.
+   * of them (`[]` when none arrived), or to `null` once the worker is shutting down. Rejects
+   * with a `worker_failed` error once a background task of the worker died (fatal).
    */
   poll(max: number, timeoutMs: number): Promise<string | null>
   /** Reports the outcome of an event (`StepOutcome` JSON). Never waits for the database. */
   complete(eventId: number, outcomeJson: string): void
+  /**
+   * The cancellation signal of a handed-out event; `null` once the event is finished (which
+   * counts as cancelled: nobody uses its result any more).
+   */
+  cancelSignal(eventId: number): NativeCancelSignal | null
+  /** Whether the handler of `eventId` should stop (see `cancelSignal`). */
+  isCancelled(eventId: number): boolean
   /** Whether shutdown has begun. */
   get shuttingDown(): boolean
   /**
@@ -58,3 +75,9 @@ export declare class NativeWorker {
  * — the same thread hops, conversions and promise settlement as one poll plus one complete.
  */
 export declare function hopProbe(eventJson: string, outcomeJson: string): Promise<string>
+
+/** The engine's size limit for stored JSON values, in bytes (serialized, compact). */
+export declare const MAX_JSON_BYTES: number
+
+/** The engine's nesting limit for stored JSON values (results, metadata, contexts). */
+export declare const MAX_JSON_DEPTH: number

@@ -835,6 +835,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeCancelSignal = nativeBinding.NativeCancelSignal
 module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.NativeWorker = nativeBinding.NativeWorker
 module.exports.hopProbe = nativeBinding.hopProbe
+module.exports.MAX_JSON_BYTES = nativeBinding.MAX_JSON_BYTES
+module.exports.MAX_JSON_DEPTH = nativeBinding.MAX_JSON_DEPTH

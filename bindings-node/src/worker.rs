@@ -7,7 +7,7 @@ use napi::Env;
 use napi_derive::napi;
 use serde::Deserialize;
 use tasker_core::worker::DispatchMode;
-use tasker_core::{Poll, StepEvent, StepOutcome, Worker, WorkerConfig};
+use tasker_core::{CancelSignal, Poll, StepEvent, StepOutcome, Worker, WorkerConfig};
 
 use crate::client::{millis, NativeClient};
 use crate::error::{from_core, invalid_argument};
@@ -53,6 +53,30 @@ impl WorkerArgs {
     }
 }
 
+/// The engine's nesting limit for stored JSON values (results, metadata, contexts).
+#[napi]
+pub const MAX_JSON_DEPTH: u32 = tasker_core::limits::MAX_JSON_DEPTH as u32;
+
+/// The engine's size limit for stored JSON values, in bytes (serialized, compact).
+#[napi]
+pub const MAX_JSON_BYTES: u32 = tasker_core::limits::MAX_JSON_BYTES as u32;
+
+/// The cancellation signal of one step attempt: raised when the attempt timed out, was given
+/// up, or shutdown's deadline passed. Reading it is one atomic load.
+#[napi]
+pub struct NativeCancelSignal {
+    signal: CancelSignal,
+}
+
+#[napi]
+impl NativeCancelSignal {
+    /// Whether the attempt has been cancelled.
+    #[napi(getter)]
+    pub fn is_cancelled(&self) -> bool {
+        self.signal.is_cancelled()
+    }
+}
+
 /// A running worker of the core. Every event handed out by `poll` must be completed once.
 #[napi]
 pub struct NativeWorker {
@@ -74,7 +98,8 @@ impl NativeWorker {
     }
 
     /// Waits up to `timeoutMs` for step events and resolves to a JSON array of at most `max`
-    /// of them (`[]` when none arrived), or to `null` once the worker is shutting down.
+    /// of them (`[]` when none arrived), or to `null` once the worker is shutting down. Rejects
+    /// with a `worker_failed` error once a background task of the worker died (fatal).
     #[napi(ts_return_type = "Promise<string | null>")]
     pub fn poll<'e>(&self, env: &'e Env, max: u32, timeout_ms: f64) -> napi::Result<Object<'e>> {
         let timeout = millis("timeoutMs", timeout_ms)?;
@@ -103,8 +128,24 @@ impl NativeWorker {
     #[napi]
     pub fn complete(&self, event_id: i64, outcome_json: String) -> napi::Result<()> {
         let id = u64::try_from(event_id).map_err(|_| invalid_argument("eventId", format!("{event_id} is negative")))?;
-        let outcome: StepOutcome = serde_json::from_str(&outcome_json).map_err(|e| invalid_argument("outcome", e))?;
+        let outcome = StepOutcome::from_json(&outcome_json).map_err(from_core)?;
         self.worker.complete(id, outcome).map_err(from_core)
+    }
+
+    /// The cancellation signal of a handed-out event; `null` once the event is finished (which
+    /// counts as cancelled: nobody uses its result any more).
+    #[napi]
+    pub fn cancel_signal(&self, event_id: i64) -> Option<NativeCancelSignal> {
+        let id = u64::try_from(event_id).ok()?;
+        self.worker
+            .cancel_signal(id)
+            .map(|signal| NativeCancelSignal { signal })
+    }
+
+    /// Whether the handler of `eventId` should stop (see `cancelSignal`).
+    #[napi]
+    pub fn is_cancelled(&self, event_id: i64) -> bool {
+        u64::try_from(event_id).map_or(true, |id| self.worker.is_cancelled(id))
     }
 
     /// Whether shutdown has begun.
@@ -131,7 +172,7 @@ impl NativeWorker {
 /// — the same thread hops, conversions and promise settlement as one poll plus one complete.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn hop_probe<'e>(env: &'e Env, event_json: String, outcome_json: String) -> napi::Result<Object<'e>> {
-    let outcome: StepOutcome = serde_json::from_str(&outcome_json).map_err(|e| invalid_argument("outcome", e))?;
+    let outcome = StepOutcome::from_json(&outcome_json).map_err(from_core)?;
     spawn(env, async move {
         let event: serde_json::Value = serde_json::from_str(&event_json).map_err(|e| invalid_argument("event", e))?;
         drop(outcome);

@@ -93,8 +93,11 @@ export class StepContext<I = Record<string, unknown>, C = Record<string, unknown
   }
 
   /**
-   * Aborted when the attempt's deadline passes or the worker gives up on it at shutdown: pass
-   * it to `fetch` and friends to stop work nobody will use.
+   * Aborted when the engine cancels this attempt: its deadline (`timeout_seconds`) passed, the
+   * worker gave it up, or the worker's shutdown deadline passed. The attempt's result is ignored
+   * from then on: pass the signal to `fetch` and friends, or check `signal.aborted` between units
+   * of work, to stop work nobody will use. The reason is a `TimeoutError` (deadline) or a
+   * `ShutDownError` (shutdown).
    */
   get signal(): AbortSignal {
     if (typeof this.#signal === 'function') this.#signal = this.#signal();

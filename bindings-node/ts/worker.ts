@@ -7,14 +7,34 @@
  * events as there are free slots; each event runs its handler as an independent promise whose
  * outcome goes back through the native `complete`, which never waits for the database.
  *
+ * Cancellation: `ctx.signal` aborts when the attempt's deadline passes and whenever the engine
+ * cancels the attempt (it timed out, the worker gave it up, or the shutdown deadline passed). A
+ * handler that reads `ctx.signal` has its attempt's native cancel signal checked every 50 ms
+ * while it runs; handlers that never read it cost nothing.
+ *
+ * Fatal errors: if a background task of the engine's worker dies, the native poll rejects with
+ * a {@link WorkerFailedError}. The poll loop then ends (no retry loop: a failed worker claims
+ * nothing more), `onError` receives the error once, the worker stops itself (running handlers
+ * get `shutdownTimeoutMs`), {@link Worker.failure} holds the error and {@link Worker.stopped}
+ * rejects with it.
+ *
  * @module
  */
 
-import { NativeWorker } from '../native/index.js';
+import { type NativeCancelSignal, type NativeClient, NativeWorker } from '../native/index.js';
 import type { Client } from './client.js';
 import { describe } from './util.js';
 import { contextFromEvent, type RawStepEvent } from './context.js';
-import { InvalidArgumentError, ShutDownError, TaskerError, TimeoutError, fromNative, native, nativeSync } from './errors.js';
+import {
+  InvalidArgumentError,
+  ShutDownError,
+  TaskerError,
+  TimeoutError,
+  WorkerFailedError,
+  fromNative,
+  native,
+  nativeSync,
+} from './errors.js';
 import { HandlerRegistry, type Handlers, runAttempt, type Settled } from './handler.js';
 import type { ShutdownReport } from './records.js';
 
@@ -40,7 +60,7 @@ export interface WorkerOptions {
    * nothing else listens for it, so the process ends as it would have. Default `false`.
    */
   handleSignals?: boolean | NodeJS.Signals[];
-  /** How long a signal-triggered stop waits for running handlers (default 30 000 ms). */
+  /** How long a signal-triggered stop (or the stop after a fatal error) waits for running handlers (default 30 000 ms). */
   shutdownTimeoutMs?: number;
   /** How long a claimed step stays hidden from other workers; renewed while it runs (default 30 s). */
   leaseSeconds?: number;
@@ -80,7 +100,22 @@ export interface WorkerStats {
 interface Inflight {
   controller: AbortController | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** Checks the attempt's native cancel signal while the handler runs (once `ctx.signal` is read). */
+  poller: NodeJS.Timeout | undefined;
 }
+
+/** How often a running handler's cancel signal is checked, once it has read `ctx.signal`. */
+const CANCEL_CHECK_MS = 50;
+
+/**
+ * How workers start their native half. A seam for tests (a native worker whose background task
+ * died cannot be produced on demand).
+ *
+ * @internal
+ */
+export const nativeWorkers = {
+  start: (client: NativeClient, configJson: string): Promise<NativeWorker> => NativeWorker.start(client, configJson),
+};
 
 const DEFAULT_CONCURRENCY = 8;
 const DEFAULT_POLL_TIMEOUT_MS = 500;
@@ -115,6 +150,7 @@ export class Worker {
   #loopDone: Promise<void> = Promise.resolve();
   #slotFreed: (() => void) | undefined;
   #signalHandlers: Array<[NodeJS.Signals, () => void]> = [];
+  #failure: WorkerFailedError | undefined;
 
   /**
    * @throws InvalidArgumentError naming the option at fault
@@ -156,9 +192,17 @@ export class Worker {
     return this.#registry.callables;
   }
 
-  /** Whether the worker has started and not begun stopping. */
+  /** Whether the worker has started and not begun stopping (nor failed). */
   get isRunning(): boolean {
-    return this.#native !== undefined && this.#stopping === undefined;
+    return this.#native !== undefined && this.#stopping === undefined && this.#failure === undefined;
+  }
+
+  /**
+   * The {@link WorkerFailedError} that stopped this worker, if a background task of the
+   * engine's worker died. The worker then claims nothing more; start a new one.
+   */
+  get failure(): WorkerFailedError | undefined {
+    return this.#failure;
   }
 
   /** Handlers running now. */
@@ -195,7 +239,7 @@ export class Worker {
       embedded_orchestration: o.embeddedOrchestration,
       worker_id: o.workerId,
     });
-    const nw = await native(() => NativeWorker.start(client, config));
+    const nw = await native(() => nativeWorkers.start(client, config));
     this.#native = nw;
     this.#loopDone = this.#loop(nw).catch((e: unknown) => this.#onError(e));
     this.#installSignalHandlers();
@@ -236,9 +280,18 @@ export class Worker {
     return report;
   }
 
-  /** Resolves when the poll loop has ended (after {@link stop}). */
+  /**
+   * Resolves when the poll loop has ended (after {@link stop}).
+   *
+   * @throws WorkerFailedError when the loop ended because a background task of the engine's
+   *   worker died (after the worker stopped itself)
+   */
   async stopped(): Promise<void> {
     await this.#loopDone;
+    if (this.#failure !== undefined) {
+      await this.#stopping?.catch(() => undefined);
+      throw this.#failure;
+    }
   }
 
   async #loop(nw: NativeWorker): Promise<void> {
@@ -252,7 +305,12 @@ export class Worker {
       try {
         raw = await nw.poll(free, this.#pollTimeoutMs);
       } catch (e) {
-        this.#onError(fromNative(e));
+        const error = fromNative(e);
+        if (error instanceof WorkerFailedError) {
+          this.#fail(error);
+          return; // fatal: the engine's worker claims nothing more
+        }
+        this.#onError(error);
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
@@ -264,16 +322,20 @@ export class Worker {
   }
 
   #run(nw: NativeWorker, event: RawStepEvent): void {
-    const entry: Inflight = { controller: undefined, timer: undefined };
+    const entry: Inflight = { controller: undefined, timer: undefined, poller: undefined };
     this.#inflight.set(event.event_id, entry);
     this.#stats.started++;
     const callable = event.handler.callable;
-    const ctx = contextFromEvent(event, () => this.#signalFor(entry, event));
+    const ctx = contextFromEvent(event, () => this.#signalFor(nw, entry, event));
     runAttempt(this.#registry.get(callable), callable, ctx, () => this.#registry.callables)
-      .then((settled) => this.#complete(nw, event, settled))
+      .then((settled) => {
+        // Returned: nothing to cancel any more (and a finished event counts as cancelled).
+        stopTimers(entry);
+        this.#complete(nw, event, settled);
+      })
       .catch((e: unknown) => this.#onError(e, errorStep(event)))
       .finally(() => {
-        if (entry.timer !== undefined) clearTimeout(entry.timer);
+        stopTimers(entry);
         this.#inflight.delete(event.event_id);
         const wake = this.#slotFreed;
         this.#slotFreed = undefined;
@@ -289,6 +351,10 @@ export class Worker {
     } catch (e) {
       if (e instanceof ShutDownError || (e instanceof TaskerError && e.code === 'unknown_event' && this.#stopping !== undefined)) {
         return; // finished after the stop deadline: the step was given back already
+      }
+      if (e instanceof WorkerFailedError) {
+        this.#fail(e); // the result is lost with the worker; the step comes back through its lease
+        return;
       }
       if (e instanceof InvalidArgumentError) {
         // The engine rejected the outcome itself; report that as the step's failure so the slot
@@ -310,15 +376,44 @@ export class Worker {
     }
   }
 
-  #signalFor(entry: Inflight, event: RawStepEvent): AbortSignal {
-    entry.controller ??= new AbortController();
-    if (event.deadline !== null && entry.timer === undefined) {
+  /** A fatal error: remembered, reported once, and the worker stops itself. */
+  #fail(error: WorkerFailedError): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    this.#onError(error);
+    const timeoutMs = this.#options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_MS;
+    this.stop({ timeoutMs }).catch((e: unknown) => this.#onError(e));
+  }
+
+  #signalFor(nw: NativeWorker, entry: Inflight, event: RawStepEvent): AbortSignal {
+    if (entry.controller !== undefined) return entry.controller.signal;
+    entry.controller = new AbortController();
+    const timedOut = (): Error => new TimeoutError(`step ${event.step_name} overran its timeout_seconds`, 'timeout');
+    if (event.deadline !== null) {
       const ms = Math.max(0, new Date(event.deadline).getTime() - Date.now());
-      entry.timer = setTimeout(
-        () => this.#abort(entry, new TimeoutError(`step ${event.step_name} overran its timeout_seconds`, 'timeout')),
-        ms,
-      );
+      entry.timer = setTimeout(() => {
+        this.#abort(entry, timedOut());
+        stopTimers(entry);
+      }, ms);
       entry.timer.unref();
+    }
+    // The engine's own cancellation (timeout, given up, shutdown deadline).
+    let cancel: NativeCancelSignal | null;
+    try {
+      cancel = nw.cancelSignal(event.event_id);
+    } catch {
+      cancel = null;
+    }
+    const check = (): void => {
+      if (cancel !== null && !cancel.isCancelled) return;
+      const past = event.deadline !== null && Date.now() >= new Date(event.deadline).getTime();
+      this.#abort(entry, past ? timedOut() : new ShutDownError(`the worker gave up on step ${event.step_name} at its shutdown deadline`, 'shut_down'));
+      stopTimers(entry);
+    };
+    check();
+    if (!entry.controller.signal.aborted) {
+      entry.poller = setInterval(check, CANCEL_CHECK_MS);
+      entry.poller.unref();
     }
     return entry.controller.signal;
   }
@@ -349,6 +444,13 @@ export class Worker {
     for (const [signal, handler] of this.#signalHandlers) process.removeListener(signal, handler);
     this.#signalHandlers = [];
   }
+}
+
+function stopTimers(entry: Inflight): void {
+  if (entry.timer !== undefined) clearTimeout(entry.timer);
+  if (entry.poller !== undefined) clearInterval(entry.poller);
+  entry.timer = undefined;
+  entry.poller = undefined;
 }
 
 function errorStep(event: RawStepEvent): ErrorStep {
