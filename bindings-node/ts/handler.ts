@@ -5,7 +5,7 @@
  * @module
  */
 
-import { describe, findUnserializable } from './util.js';
+import { describe, findUnserializable, MAX_JSON_DEPTH, nestedDeeperThan } from './util.js';
 import type { StepContext } from './context.js';
 import { HandlerNotFoundError, InvalidArgumentError, PermanentError, RetryableError } from './errors.js';
 import { StepResult } from './result.js';
@@ -274,22 +274,48 @@ export async function runAttempt(handler: Resolved | undefined, callable: string
   return serialize(result);
 }
 
-/** @internal Serializes a result; a result that is not JSON becomes a clear failure. */
+/**
+ * @internal Serializes a result. A result that is not JSON (a BigInt, a cycle, NaN or
+ * ±Infinity, a throwing `toJSON`) becomes a clear `result_not_serializable` failure, and one
+ * nested too deeply for `JSON.stringify` (a `RangeError`) a `result_too_deep` failure, as the
+ * engine reports values over its nesting limit: never an exception that would leave the event
+ * uncompleted.
+ */
 export function serialize(result: StepResult): Settled {
   try {
     return { result, json: result.toOutcomeJson() };
   } catch (e) {
     const what = result.isSuccess ? 'result' : 'failure metadata';
-    const bad = result.isSuccess
-      ? (findUnserializable(result.result, 'result') ?? findUnserializable(result.metadata, 'metadata'))
-      : findUnserializable(result.error?.metadata, 'metadata');
-    const detail = bad !== undefined ? `${bad.path} is ${bad.reason}` : e instanceof Error ? e.message : String(e);
-    const failure = StepResult.failure({
-      message: `the handler's ${what} cannot be serialized to JSON: ${detail}`,
-      errorType: 'result_not_serializable',
-      retryable: false,
-      metadata: result.isFailure ? { originalMessage: result.error?.message, originalErrorType: result.error?.errorType } : undefined,
-    });
+    const values: Array<[unknown, string]> = result.isSuccess
+      ? [
+          [result.result, 'result'],
+          [result.metadata, 'metadata'],
+        ]
+      : [[result.error?.metadata, 'metadata']];
+    const original = result.isFailure ? { originalMessage: result.error?.message, originalErrorType: result.error?.errorType } : undefined;
+    let failure: StepResult;
+    if (e instanceof RangeError && values.some(([v]) => nestedDeeperThan(v, MAX_JSON_DEPTH))) {
+      failure = StepResult.failure({
+        message: `the handler's ${what} is nested too deeply to serialize (the engine stores at most ${MAX_JSON_DEPTH} levels)`,
+        errorType: 'result_too_deep',
+        retryable: false,
+        metadata: original,
+      });
+    } else {
+      let bad: ReturnType<typeof findUnserializable>;
+      try {
+        for (const [v, path] of values) bad ??= findUnserializable(v, path);
+      } catch {
+        bad = undefined; // the search itself ran out of stack: report the serializer's error
+      }
+      const detail = bad !== undefined ? `${bad.path} is ${bad.reason}` : e instanceof Error ? e.message : String(e);
+      failure = StepResult.failure({
+        message: `the handler's ${what} cannot be serialized to JSON: ${detail}`,
+        errorType: 'result_not_serializable',
+        retryable: false,
+        metadata: original,
+      });
+    }
     return { result: failure, json: failure.toOutcomeJson() };
   }
 }

@@ -5,6 +5,7 @@
  */
 
 import { checkRetryAfter } from './errors.js';
+import { stringifyStrict } from './util.js';
 
 /** Arguments of {@link StepResult.failure}. */
 export interface FailureOptions {
@@ -103,22 +104,23 @@ export class StepResult {
   /** @internal The core's `StepOutcome` JSON. Throws when the result cannot be serialized. */
   toOutcomeJson(): string {
     if (this.status === 'success') {
-      const result = JSON.stringify(this.result ?? null);
+      const result = stringifyStrict(this.result ?? null);
       if (result === undefined) {
         throw new TypeError(`a ${typeof this.result} is not a JSON value`);
       }
-      const metadata = this.metadata === undefined ? 'null' : JSON.stringify(this.metadata);
+      const metadata = this.metadata === undefined ? 'null' : stringifyStrict(this.metadata);
       return `{"status":"success","result":${result},"metadata":${metadata ?? 'null'}}`;
     }
     const e = this.error as StepFailure;
-    return JSON.stringify({
+    const metadata = stringifyStrict(e.metadata ?? null) ?? 'null';
+    const head = JSON.stringify({
       status: 'failure',
       message: e.message,
       error_type: e.errorType,
       retryable: e.retryable,
       retry_after: e.retryAfter,
       backtrace: e.backtrace,
-      metadata: e.metadata ?? null,
     });
+    return `${head.slice(0, -1)},"metadata":${metadata}}`;
   }
 }
