@@ -141,8 +141,9 @@ RSpec.describe "cancellation and fatal worker errors" do
       expect(error.message).to include("applier stopped")
       expect(worker.failure).to be(error)
       expect(worker).not_to be_running
-      # Each thread saw the error once and stopped: no retry loop.
-      expect(failed_native.polls).to eq(3)
+      # Each thread polled at most once (those that saw the error stopped; the others saw the
+      # stop first): no retry loop.
+      expect(failed_native.polls).to be_between(1, 3)
       expect(failed_native.shut_down?).to be(true)
     ensure
       client&.close
