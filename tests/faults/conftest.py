@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Tuple
 
@@ -42,11 +44,32 @@ def pg_db(pg_server: str) -> Iterator[str]:
     drop_pg_database(pg_server, name)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture
+def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The test's directory: SQLite files, templates, one log per process. Not pytest's
+    tmp_path, which another pytest session on this machine may rotate away mid-run. Kept (and
+    named) when the test fails, removed when it passes."""
+    path = Path(tempfile.mkdtemp(prefix=f"tasker-faults-{request.node.name[:40]}-".replace("/", "_")))
+    yield path
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.passed:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        print(f"\nlogs and files of {request.node.name} kept in {path}")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tuple[str, str]]:
+def backend_db(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Tuple[str, str]]:
     """(backend, url): a fresh SQLite file or PostgreSQL database."""
     if request.param == "sqlite":
-        yield "sqlite", f"sqlite://{tmp_path}/tasker.db"
+        yield "sqlite", f"sqlite://{workdir}/tasker.db"
         return
     server = request.getfixturevalue("pg_server")
     url, name = create_pg_database(server)
@@ -55,12 +78,12 @@ def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tuple
 
 
 @pytest.fixture
-def harness_factory(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+def harness_factory(workdir: Path) -> Iterator[Callable[..., Harness]]:
     """Makes Harnesses and stops their processes at the end of the test."""
     made = []
 
     def make(*args, **kwargs) -> Harness:
-        h = Harness(*args, tmp=tmp_path, **kwargs)
+        h = Harness(*args, tmp=workdir, **kwargs)
         made.append(h)
         return h
 

@@ -250,17 +250,41 @@ class Db:
         return int(rows[0][0]) if rows else None
 
 
-def wait_terminal(db: Db, task_uuids: Iterable[str], timeout: float) -> Dict[str, str]:
-    """Waits until every task is terminal (or `timeout` passes); returns their states."""
+STALL_SECONDS = 60.0
+
+
+def wait_terminal(db: Db, task_uuids: Iterable[str], timeout: float, stall: float = STALL_SECONDS) -> Dict[str, str]:
+    """Waits until every task is terminal; returns their states. Gives up after `timeout`, or
+    once nothing has changed for `stall` seconds (no audit row written): a stalled run, which
+    the checks then report, rather than a wait until a step's timeout recovers it."""
     wanted = set(task_uuids)
     deadline = time.monotonic() + timeout
+    last, changed = None, time.monotonic()
     while True:
         states = {u: s for u, s in db.task_states().items() if u in wanted}
         if all(s in TERMINAL_TASK_STATES for s in states.values()) and len(states) == len(wanted):
             return states
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        progress = db.rows("SELECT count(*) FROM tasker_step_transitions")[0][0]
+        if progress != last:
+            last, changed = progress, now
+        if now > deadline or now - changed > stall:
             return states
         time.sleep(0.5)
+
+
+def stuck_summary(db: Db) -> List[str]:
+    """What unfinished tasks' steps are doing: counts by (task state, step state, queue, attempts)."""
+    tasks = db.task_states()
+    counts = Counter(
+        (tasks.get(s.task_uuid), s.state, s.name, s.attempts, (s.last_error or {}).get("error_type"))
+        for s in db.steps()
+        if tasks.get(s.task_uuid) not in TERMINAL_TASK_STATES
+    )
+    return [
+        f"{n} x step {name} {state} (attempts {attempts}, last error {err}) under a {ts} task"
+        for (ts, state, name, attempts, err), n in counts.most_common(20)
+    ]
 
 
 # the state tables, read from the engine's source ---------------------------------------------
@@ -556,7 +580,7 @@ def check_ledger(
                 misrecorded.append(
                     f"{s.name} {s.step_uuid} attempt {r.attempt}: the handler returned normally (pid "
                     f"{r.pid}) but the engine ended the attempt with {event} {error_type} "
-                    f"(step {s.state} at attempt {s.attempts})"
+                    f"(step {s.state} at attempt {s.attempts}; last error: {json.dumps(s.last_error)[:400]})"
                 )
     f.doubled = len(doubled)
     f.lost += len(lost)

@@ -12,6 +12,7 @@ import ledger
 from faultlib import (
     FAULT_TEMPLATES,
     QUEUES,
+    TERMINAL_TASK_STATES,
     Db,
     Figures,
     Verdict,
@@ -20,6 +21,7 @@ from faultlib import (
     idle_cpu,
     open_steps_under_terminal_tasks,
     scan_logs,
+    stuck_summary,
 )
 from polyglot import WorkerGroup, WorkerProcess
 
@@ -121,6 +123,9 @@ class Harness:
         # Lost: a task that should have completed and did not.
         f.lost += sum(1 for u, ok in expected.items() if ok == {"complete"} and states.get(u) != "complete")
         v.add("tasks in the wrong state", wrong)
+        if any(states.get(u) not in TERMINAL_TASK_STATES for u in expected):
+            v.add("unfinished tasks' steps", stuck_summary(self.db), limit=20)
+            v.problems.append("process logs (tail):\n" + self.log_excerpt())
         unreadable = []
         for u in expected:
             try:

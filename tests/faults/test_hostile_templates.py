@@ -81,7 +81,7 @@ def refusal_problems(error: BaseException, file: Path, field: str) -> List[str]:
     return []
 
 
-def test_hostile_templates_are_refused_or_run(harness_factory, backend_db, tmp_path: Path) -> None:
+def test_hostile_templates_are_refused_or_run(harness_factory, backend_db, workdir: Path) -> None:
     backend, url = backend_db
     h = harness_factory("hostile_templates", backend, url)
     for language in QUEUES:
@@ -94,7 +94,7 @@ def test_hostile_templates_are_refused_or_run(harness_factory, backend_db, tmp_p
     refused, wrong = 0, []
     for i, (field, key, value) in enumerate(cases):
         name = f"hostile_{field.replace('.', '_')}_{key}"
-        directory = tmp_path / "templates" / name
+        directory = workdir / "templates" / name
         directory.mkdir(parents=True)
         file = directory / f"{name}.yaml"
         file.write_text(template_yaml(name, field, value, queues[i % 3]))

@@ -11,7 +11,7 @@ import ledger
 from faultlib import FULL, attempt_closings, size, wait_terminal
 from polyglot import WorkerProcess
 
-TASKS = size(60, 350)  # x 6 steps: 360 reduced, 2,100 full
+TASKS = size(80, 350)  # x 6 steps: 480 reduced, 2,100 full
 LEASE = 2.0
 
 

@@ -20,8 +20,8 @@ from faultlib import FULL, ROOT, size, wait_terminal
 
 import tasker_core
 
-TASKS = size(50, 160)  # x 14 steps: 700 reduced, 2,240 full
-CANCEL_SHARE = 0.4
+TASKS = size(80, 160)  # x 14 steps: 1,120 reduced, 2,240 full
+CANCEL_SHARE = 0.5
 
 
 def _context(rng: random.Random, i: int) -> dict:
@@ -48,8 +48,8 @@ def test_cancels_race_retries_fanouts_and_slow_steps(harness_factory, pg_db: str
     lock = threading.Lock()
     tasker = str(ROOT / "target" / "debug" / "tasker")
 
-    def cancel_in_thread(u: str, delay: float) -> None:
-        time.sleep(delay)
+    def cancel_in_thread(u: str, at: float) -> None:
+        time.sleep(max(0.0, at - time.monotonic()))
         try:
             state = h.client.cancel_task(u).state
             result = "cancelled" if state == "cancelled" else f"returned:{state}"
@@ -62,8 +62,8 @@ def test_cancels_race_retries_fanouts_and_slow_steps(harness_factory, pg_db: str
         with lock:
             outcomes.setdefault(u, []).append(result)
 
-    def cancel_in_process(u: str, delay: float) -> None:
-        time.sleep(delay)
+    def cancel_in_process(u: str, at: float) -> None:
+        time.sleep(max(0.0, at - time.monotonic()))
         p = subprocess.run(
             [tasker, "--database-url", pg_db, "task", "cancel", u], capture_output=True, text=True, timeout=60
         )
@@ -81,24 +81,27 @@ def test_cancels_race_retries_fanouts_and_slow_steps(harness_factory, pg_db: str
 
     tasks: List[str] = []
     targets: Set[str] = set()
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    futures = []
+    # Enough threads that every cancel runs at its time (`at`), many at once.
+    with ThreadPoolExecutor(max_workers=48) as pool:
         for i in range(TASKS):
             u = h.create("fanout", _context(rng, i))
             tasks.append(u)
             if rng.random() < CANCEL_SHARE:
                 targets.add(u)
-                delay = rng.uniform(0.0, 3.0)
+                at = time.monotonic() + rng.uniform(0.0, 6.0)
                 how = rng.random()
                 if how < 0.3:  # twice at once, from two threads
-                    pool.submit(cancel_in_thread, u, delay)
-                    pool.submit(cancel_in_thread, u, delay)
+                    futures.append(pool.submit(cancel_in_thread, u, at))
+                    futures.append(pool.submit(cancel_in_thread, u, at))
                 elif how < 0.5:  # from another process, racing a thread
-                    pool.submit(cancel_in_process, u, delay)
-                    pool.submit(cancel_in_thread, u, delay + rng.uniform(0, 0.05))
+                    futures.append(pool.submit(cancel_in_process, u, at))
+                    futures.append(pool.submit(cancel_in_thread, u, at + rng.uniform(0, 0.05)))
                 else:
-                    pool.submit(cancel_in_thread, u, delay)
+                    futures.append(pool.submit(cancel_in_thread, u, at))
             time.sleep(rng.uniform(0, 0.05))
 
+    errors += [f"a canceller raised {type(e).__name__}: {e}" for e in (f.exception() for f in futures) if e]
     wait_terminal(h.db, tasks, timeout=size(240, 900))
     time.sleep(3)  # let the engine settle: running handlers finish, late results are fenced
     states = h.db.task_states()
