@@ -321,49 +321,60 @@ TASK_TABLE = transition_table(ROOT / "core/src/state/task.rs", "TaskState", "Tas
 
 
 def audit_problems(db: Db) -> List[str]:
-    """Every step's (and task's) audit rows, in id order, form a legal path of the state table:
-    each row starts where the previous one ended, the first starts from `pending` or nothing,
-    `most_recent` is set on the last row only, and the last row ends in the current state."""
-    problems: List[str] = []
+    """Every step's and task's audit rows, in id order, form a legal path of the state table
+    (see `trail_problems`); a step that left `pending` has audit rows."""
     steps = {s.step_uuid: s for s in db.steps()}
-    tasks = db.task_states()
-    for kind, rows, table, current, first_from in (
-        ("step", db.step_transitions(), STEP_TABLE, {u: s.state for u, s in steps.items()}, {None, "pending"}),
-        ("task", db.task_transitions(), TASK_TABLE, tasks, {None}),
-    ):
-        by_entity: Dict[str, List[TransitionRow]] = defaultdict(list)
-        for r in rows:
-            by_entity[r.entity].append(r)
-        for entity, trail in by_entity.items():
-            where = f"{kind} {entity}" + (f" ({steps[entity].name})" if entity in steps else "")
-            path = " -> ".join(f"{r.from_state}-[{r.event}]->{r.to_state}" for r in trail)
-            if trail[0].from_state not in first_from:
-                problems.append(f"{where}: first audit row starts from {trail[0].from_state!r}: {path}")
-            for prev, row in zip(trail, trail[1:]):
-                if row.from_state != prev.to_state:
-                    problems.append(
-                        f"{where}: row {row.id} starts from {row.from_state!r} but row {prev.id} "
-                        f"ended in {prev.to_state!r}: {path}"
-                    )
-            for row in trail:
-                legal = (row.from_state, row.event, row.to_state) in table
-                creation = kind == "task" and row.from_state is None and row.event == "create"
-                if not legal and not creation:
-                    problems.append(
-                        f"{where}: row {row.id} {row.from_state}-[{row.event}]->{row.to_state} is not in "
-                        f"the state table"
-                    )
-            flags = [r.id for r in trail if r.most_recent]
-            if flags != [trail[-1].id]:
+    names = {u: s.name for u, s in steps.items()}
+    problems = trail_problems("step", db.step_transitions(), STEP_TABLE, {u: s.state for u, s in steps.items()}, names)
+    problems += trail_problems("task", db.task_transitions(), TASK_TABLE, db.task_states(), {})
+    audited = {r.entity for r in db.step_transitions()}
+    problems += [
+        f"step {u} ({s.name}) is {s.state} without any audit row"
+        for u, s in steps.items()
+        if s.state != "pending" and u not in audited
+    ]
+    return problems
+
+
+def trail_problems(
+    kind: str,
+    rows: List[TransitionRow],
+    table: Set[Tuple[str, str, str]],
+    current: Dict[str, str],
+    names: Dict[str, str],
+) -> List[str]:
+    """The audit rows of each entity, in id order: the first starts from `pending` or nothing (a
+    task's first row is its `create`), each starts where the previous one ended, each
+    (from, event, to) is in the state table, `most_recent` is set on the last row only, and the
+    last row ends in the entity's current state."""
+    problems: List[str] = []
+    first_from = {None, "pending"} if kind == "step" else {None}
+    by_entity: Dict[str, List[TransitionRow]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: r.id):
+        by_entity[r.entity].append(r)
+    for entity, trail in by_entity.items():
+        where = f"{kind} {entity}" + (f" ({names[entity]})" if entity in names else "")
+        path = " -> ".join(f"{r.from_state}-[{r.event}]->{r.to_state}" for r in trail)
+        if trail[0].from_state not in first_from:
+            problems.append(f"{where}: first audit row starts from {trail[0].from_state!r}: {path}")
+        for prev, row in zip(trail, trail[1:]):
+            if row.from_state != prev.to_state:
                 problems.append(
-                    f"{where}: most_recent is set on rows {flags}, expected only on the last ({trail[-1].id})"
+                    f"{where}: row {row.id} starts from {row.from_state!r} but row {prev.id} "
+                    f"ended in {prev.to_state!r}: {path}"
                 )
-            if entity in current and current[entity] != trail[-1].to_state:
-                problems.append(f"{where}: is {current[entity]} but its last audit row ends in {trail[-1].to_state}")
-        if kind == "step":
-            for u, s in steps.items():
-                if s.state != "pending" and u not in by_entity:
-                    problems.append(f"step {u} ({s.name}) is {s.state} without any audit row")
+        for i, row in enumerate(trail):
+            legal = (row.from_state, row.event, row.to_state) in table
+            creation = kind == "task" and i == 0 and row.from_state is None and row.event == "create"
+            if not legal and not creation:
+                problems.append(
+                    f"{where}: row {row.id} {row.from_state}-[{row.event}]->{row.to_state} is not in the state table"
+                )
+        flags = [r.id for r in trail if r.most_recent]
+        if flags != [trail[-1].id]:
+            problems.append(f"{where}: most_recent is set on rows {flags}, expected only on the last ({trail[-1].id})")
+        if entity in current and current[entity] != trail[-1].to_state:
+            problems.append(f"{where}: is {current[entity]} but its last audit row ends in {trail[-1].to_state}")
     return problems
 
 
