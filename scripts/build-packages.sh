@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/libclang.sh
+source scripts/lib/ruby.sh
 
 die() {
   echo "build-packages: $*" >&2
@@ -58,14 +59,8 @@ fi
 )
 
 echo "==> Ruby gem (native extension)"
-# The headers and rake of the `ruby` on PATH: rb-sys builds against that ruby's RbConfig, and
-# the Rakefile is run by it (`ruby -S rake`).
-ruby_headers() {
-  ruby -rrbconfig -e '
-    c = RbConfig::CONFIG
-    exit(File.file?(File.join(c["rubyhdrdir"], "ruby.h")) &&
-         File.file?(File.join(c["rubyarchhdrdir"], "ruby", "config.h")))' 2>/dev/null
-}
+# The headers (scripts/lib/ruby.sh) and rake of the `ruby` on PATH: the Rakefile is run by it
+# (`ruby -S rake`).
 ruby_rake() { command -v rake >/dev/null && ruby -e 'require "rake"' 2>/dev/null; }
 # bindgen (rb-sys) loads libclang at run time and parses Ruby's headers with clang's builtin
 # headers: see scripts/lib/libclang.sh for where it looks and what it accepts.

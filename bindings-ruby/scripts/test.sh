@@ -16,16 +16,19 @@ root="$(dirname "$ruby_dir")"
 cd "$root"
 
 log() { printf '\n== %s\n' "$*"; }
+# What bindgen really loads (not a libclang-cpp look-alike): see scripts/lib/libclang.sh.
+source scripts/lib/libclang.sh
+source scripts/lib/ruby.sh
 
 # --- system packages -------------------------------------------------------------------------
 missing=()
 command -v ruby >/dev/null 2>&1 || missing+=(ruby)
-[ -n "$(ls /usr/include/ruby-*/ruby.h /usr/include/*/ruby-*/ruby/config.h 2>/dev/null | head -1)" ] || missing+=(ruby-dev)
+ruby_headers || missing+=(ruby-dev)
 command -v rake >/dev/null 2>&1 || missing+=(rake)
 ruby -e 'require "rspec/core"' >/dev/null 2>&1 || missing+=(ruby-rspec)
 ruby -e 'require "minitest"' >/dev/null 2>&1 || missing+=(ruby-minitest)
 ruby -e 'require "rails"; require "rails/generators"; exit(Rails::VERSION::MAJOR >= 6 ? 0 : 1)' >/dev/null 2>&1 || missing+=(ruby-railties)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+{ find_libclang >/dev/null && libclang_headers_found; } || missing+=(libclang-dev)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v rubocop >/dev/null 2>&1 || missing+=(rubocop)
