@@ -154,13 +154,14 @@ pub fn clean_text(text: &str) -> String {
         text.to_owned()
     };
     if out.len() > MAX_TEXT_BYTES {
-        let total = out.len();
-        let mut cut = MAX_TEXT_BYTES;
+        let marker = format!("… [cut: {} bytes, limit {MAX_TEXT_BYTES}]", out.len());
+        // The marker counts against the limit too.
+        let mut cut = MAX_TEXT_BYTES - marker.len();
         while !out.is_char_boundary(cut) {
             cut -= 1;
         }
         out.truncate(cut);
-        out.push_str(&format!("… [cut: {total} bytes, limit {MAX_TEXT_BYTES}]"));
+        out.push_str(&marker);
     }
     out
 }
@@ -236,7 +237,7 @@ mod tests {
         assert_eq!(clean_text("a\u{0}b"), "a\u{FFFD}b");
         let long = "é".repeat(MAX_TEXT_BYTES);
         let cut = clean_text(&long);
-        assert!(cut.len() < long.len());
+        assert!(cut.len() <= MAX_TEXT_BYTES, "{}", cut.len());
         assert!(cut.contains("[cut:"));
     }
 }

@@ -34,8 +34,21 @@ impl StepOutcome {
 
     /// Parses the outcome JSON a binding hands over (`{"status": "success", "result": …}` or
     /// `{"status": "failure", "message": …, "error_type": …, "retryable": …}`).
+    ///
+    /// A document nested too deep for serde_json (128 levels) is not an invalid call: it is a
+    /// result over the nesting limit, so it becomes the same permanent `result_too_deep`
+    /// failure that [`StepOutcome::normalized`] gives a shallower over-deep result.
     pub fn from_json(text: &str) -> Result<StepOutcome, TaskerError> {
-        serde_json::from_str(text).map_err(|e| TaskerError::InvalidArgument(format!("step outcome is invalid: {e}")))
+        serde_json::from_str(text).or_else(|e| {
+            if e.to_string().starts_with("recursion limit exceeded") {
+                Ok(StepOutcome::Failure(limit_failure(
+                    &LimitViolation::TooDeep,
+                    "the step's outcome",
+                )))
+            } else {
+                Err(TaskerError::InvalidArgument(format!("step outcome is invalid: {e}")))
+            }
+        })
     }
 
     /// The outcome as the engine stores it, the same from every language and on both backends:
@@ -192,5 +205,24 @@ mod opt_secs {
             ))),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_too_deep_to_parse_fails_its_step_as_too_deep() {
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        let text = format!(r#"{{"status": "success", "result": {deep}}}"#);
+        match StepOutcome::from_json(&text).expect("not an invalid call") {
+            StepOutcome::Failure(f) => {
+                assert_eq!(f.error_type, error_types::RESULT_TOO_DEEP);
+                assert!(!f.retryable);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(StepOutcome::from_json(r#"{"status": "maybe"}"#).is_err());
     }
 }
