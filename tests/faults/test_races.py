@@ -18,7 +18,7 @@ from typing import Dict, List, Set
 
 from faultlib import FULL, ROOT, size, wait_terminal
 
-import tasker_core
+from tasker_core.errors import IllegalTransition
 
 TASKS = size(80, 160)  # x 14 steps: 1,120 reduced, 2,240 full
 CANCEL_SHARE = 0.5
@@ -53,7 +53,7 @@ def test_cancels_race_retries_fanouts_and_slow_steps(harness_factory, pg_db: str
         try:
             state = h.client.cancel_task(u).state
             result = "cancelled" if state == "cancelled" else f"returned:{state}"
-        except tasker_core.IllegalTransition:
+        except IllegalTransition:
             result = "too_late"
         except Exception as e:  # noqa: BLE001 - any other failure is a finding
             result = "error"
