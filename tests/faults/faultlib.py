@@ -611,10 +611,12 @@ def check_ledger(
     )
 
 
-def open_steps_under_terminal_tasks(db: Db) -> List[str]:
+def open_steps_under_terminal_tasks(db: Db, task_states: Set[str]) -> List[str]:
+    """Steps `pending`, `enqueued`, `in_progress` or `waiting_for_retry` under a task in one of
+    `task_states`."""
     tasks = db.task_states()
     return [
         f"step {s.name} {s.step_uuid} is {s.state} under a {tasks.get(s.task_uuid)} task {s.task_uuid}"
         for s in db.steps()
-        if s.state in OPEN_STEP_STATES and tasks.get(s.task_uuid) in {"cancelled", "complete", "error"}
+        if s.state in OPEN_STEP_STATES and tasks.get(s.task_uuid) in task_states
     ]

@@ -1,7 +1,7 @@
-"""Scenario 1: PostgreSQL restarted (`pg_ctl restart -m fast`, twice) in the middle of a run.
+"""Scenario 1: PostgreSQL restarted (`pg_ctl restart -m fast`, three times) in the middle of a run.
 
 Python, Ruby and TypeScript workers and a `tasker serve` orchestrator share a cluster that this
-test owns. Every connection they hold is killed twice while steps run; every task must still
+test owns. Every connection they hold is killed three times while steps run; every task must still
 complete, each successful attempt's effect must be in the ledger exactly once, and no step may
 run twice at once."""
 
@@ -11,12 +11,12 @@ import shutil
 import time
 
 import ledger
-from faultlib import PgCluster, create_pg_database, size, wait_terminal
+from faultlib import FULL, PgCluster, create_pg_database, size, wait_terminal
 
 TASKS = size(150, 400)  # x 6 steps: 900 reduced, 2,400 full
 
 
-def test_postgres_restarted_twice_mid_run(harness_factory) -> None:
+def test_postgres_restarted_three_times_mid_run(harness_factory) -> None:
     cluster = PgCluster().start()
     h = None
     try:
@@ -28,7 +28,7 @@ def test_postgres_restarted_twice_mid_run(harness_factory) -> None:
         h.worker("python", lease=15)
         h.worker("ruby", lease=15)
         h.worker("typescript", lease=15)
-        if size(0, 1):
+        if FULL:
             h.worker("python", lease=15)
             h.worker("ruby", lease=15)
 
@@ -36,7 +36,8 @@ def test_postgres_restarted_twice_mid_run(harness_factory) -> None:
         tasks = [h.create("diamond", c) for c in contexts]
         total = TASKS * 6
         durations = []
-        for fraction in (0.25, 0.6):
+        fractions = (0.2, 0.45, 0.7)
+        for fraction in fractions:
             deadline = time.monotonic() + 300
             while ledger.count(h.ledger_url) < fraction * total:
                 assert time.monotonic() < deadline, (
@@ -46,7 +47,7 @@ def test_postgres_restarted_twice_mid_run(harness_factory) -> None:
             durations.append(round(cluster.restart(), 2))
         h.figures.restarts = cluster.restarts
         h.figures.extra["restart_seconds"] = durations
-        h.figures.extra["runs_at_restarts"] = [int(0.25 * total), int(0.6 * total)]
+        h.figures.extra["runs_at_restarts"] = [int(f * total) for f in fractions]
 
         states = wait_terminal(h.db, tasks, timeout=size(240, 1200))
         time.sleep(2)  # let the processes settle before measuring them idle
