@@ -2,11 +2,12 @@
 // the Python one (tests/handlers/python/faults_handlers.py, which documents the switches) and
 // writes its ledger rows through the helper process of tests/faults/ledger.py.
 
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 
 import { defineHandler, RetryableError, type StepContext, StepResult } from 'tasker-core';
 
@@ -15,10 +16,11 @@ const MIB = 1024 * 1024;
 const ROOT = resolve(__dirname, '..', '..', '..');
 
 type Json = Record<string, unknown>;
+type Helper = ChildProcessByStdio<Writable, Readable, null>;
 
 /** The ledger helper: one per worker process, started on first use, one request at a time. */
 class LedgerHelper {
-  private child: ChildProcessWithoutNullStreams | undefined;
+  private child: Helper | undefined;
   private waiting: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private chain: Promise<void> = Promise.resolve();
 
@@ -30,7 +32,7 @@ class LedgerHelper {
     return next;
   }
 
-  private start(): ChildProcessWithoutNullStreams {
+  private start(): Helper {
     const venv = join(ROOT, 'bindings-python/.venv/bin/python');
     const python = process.env.TASKER_FAULT_PYTHON ?? (existsSync(venv) ? venv : 'python3');
     const child = spawn(python, [join(ROOT, 'tests/faults/ledger.py'), 'serve', this.url], {

@@ -8,6 +8,7 @@ require "json"
 require "securerandom"
 require "tasker_core"
 
+# The `faults.work` handler and the ledger helper it writes through.
 module FaultsHandlers
   LANGUAGE = "ruby"
   MIB = 1024 * 1024
