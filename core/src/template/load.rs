@@ -460,6 +460,18 @@ impl Findings<'_> {
 
 /// Turns one YAML document (as JSON) into a validated template.
 fn load_document(doc: Value, source: Option<&Path>, env: &str) -> Result<LoadedTemplate, Vec<TemplateProblem>> {
+    // The template is stored as JSON and read back by every engine: hold it to the same
+    // nesting limit as every other stored value (serde_json reads back at most 128 levels).
+    if crate::limits::depth_exceeds(&doc, crate::limits::MAX_JSON_DEPTH) {
+        return Err(vec![file_problem(
+            source,
+            format!(
+                "the template nests mappings/sequences more than {} levels deep, over the limit of {}",
+                crate::limits::MAX_JSON_DEPTH,
+                crate::limits::MAX_JSON_DEPTH
+            ),
+        )]);
+    }
     let mut root = match doc {
         Value::Object(root) => root,
         other => {

@@ -323,6 +323,12 @@ fn check_cycles(t: &TaskTemplate, v: &mut Problems<'_>) {
 /// Compiles `schema` (which also checks it against its meta-schema) and describes the first
 /// problem.
 fn check_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+    if let Some(cycle) = in_place_ref_cycle(schema) {
+        return Err(format!(
+            "invalid JSON Schema: $ref cycle that never descends into the value ({}): validating it would never end",
+            cycle.join(" -> ")
+        ));
+    }
     jsonschema::validator_for(schema).map_err(|e| {
         let at = e.instance_path.as_str();
         if at.is_empty() {
@@ -331,6 +337,110 @@ fn check_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
             format!("invalid JSON Schema at '{at}': {e}")
         }
     })
+}
+
+/// A cycle of subschemas that apply to the *same* value (`$ref`, `allOf`/`anyOf`/`oneOf`,
+/// `not`, `if`/`then`/`else`, `dependentSchemas`), as JSON pointers, e.g. `# -> #/$defs/a -> #`.
+/// Validating such a schema recurses without end (the validator overflows the stack). A
+/// recursive schema that descends into the value (`properties: {child: {$ref: "#"}}`) is fine:
+/// the value's depth is bounded.
+fn in_place_ref_cycle(schema: &Value) -> Option<Vec<String>> {
+    /// The pointers of the subschemas of `node` that apply in place.
+    fn in_place(node: &Value, at: &str) -> Vec<String> {
+        let Value::Object(map) = node else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for key in ["$ref", "$dynamicRef", "$recursiveRef"] {
+            if let Some(Value::String(r)) = map.get(key) {
+                if let Some(fragment) = r.strip_prefix('#') {
+                    if fragment.is_empty() || fragment.starts_with('/') {
+                        out.push(fragment.to_owned());
+                    }
+                }
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            if let Some(Value::Array(items)) = map.get(key) {
+                out.extend((0..items.len()).map(|i| format!("{at}/{key}/{i}")));
+            }
+        }
+        for key in ["not", "if", "then", "else"] {
+            if map.contains_key(key) {
+                out.push(format!("{at}/{key}"));
+            }
+        }
+        if let Some(Value::Object(deps)) = map.get("dependentSchemas") {
+            out.extend(
+                deps.keys()
+                    .map(|k| format!("{at}/dependentSchemas/{}", escape_pointer(k))),
+            );
+        }
+        out
+    }
+    fn escape_pointer(key: &str) -> String {
+        key.replace('~', "~0").replace('/', "~1")
+    }
+    // Every object in the document may be a subschema (an over-approximation that is safe:
+    // it can only find more in-place edges among real subschemas, not fewer).
+    let mut nodes = Vec::new();
+    let mut stack = vec![(schema, String::new())];
+    while let Some((v, at)) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                nodes.push(at.clone());
+                for (k, child) in map {
+                    stack.push((child, format!("{at}/{}", escape_pointer(k))));
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    stack.push((child, format!("{at}/{i}")));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Iterative depth-first search with colours: 1 on the current path, 2 finished.
+    let mut colour: HashMap<String, u8> = HashMap::new();
+    for start in nodes {
+        if colour.contains_key(&start) {
+            continue;
+        }
+        let mut path: Vec<(String, Vec<String>)> = Vec::new();
+        let edges = schema.pointer(&start).map(|n| in_place(n, &start)).unwrap_or_default();
+        colour.insert(start.clone(), 1);
+        path.push((start, edges));
+        while let Some((_, edges)) = path.last_mut() {
+            match edges.pop() {
+                Some(next) => match colour.get(&next) {
+                    Some(1) => {
+                        let from = path.iter().position(|(p, _)| *p == next).unwrap_or(0);
+                        let mut cycle: Vec<String> = path[from..].iter().map(|(p, _)| format!("#{p}")).collect();
+                        cycle.push(format!("#{next}"));
+                        return Some(cycle);
+                    }
+                    Some(_) => {}
+                    None => {
+                        let Some(node) = schema.pointer(&next) else {
+                            // An unresolvable pointer is the validator's error to report.
+                            colour.insert(next, 2);
+                            continue;
+                        };
+                        let edges = in_place(node, &next);
+                        colour.insert(next.clone(), 1);
+                        path.push((next, edges));
+                    }
+                },
+                None => {
+                    if let Some((done, _)) = path.pop() {
+                        colour.insert(done, 2);
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Validates task contexts against one template's `input_schema`. Build it once per
@@ -701,5 +811,21 @@ mod tests {
     fn context_validator_rejects_invalid_schema() {
         let err = ContextValidator::new(Some(&json!({"type": 12}))).expect_err("invalid");
         assert!(matches!(&err, TaskerError::Template(p) if p[0].field.as_deref() == Some("input_schema")));
+    }
+
+    #[test]
+    fn schemas_that_would_recurse_forever_are_refused() {
+        for schema in [
+            json!({"$ref": "#"}),
+            json!({"$ref": "#/$defs/a", "$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"$ref": "#/$defs/a"}}}),
+            json!({"properties": {"x": {"$ref": "#/$defs/a"}}, "$defs": {"a": {"not": {"$ref": "#/$defs/a"}}}}),
+        ] {
+            let err = ContextValidator::new(Some(&schema)).expect_err("refused");
+            assert!(err.to_string().contains("$ref cycle"), "{err}");
+        }
+        // Recursion that descends into the value terminates: allowed.
+        let tree = json!({"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}});
+        let v = ContextValidator::new(Some(&tree)).expect("a recursive tree schema is fine");
+        assert!(v.validate(&json!({"children": [{"children": []}]})).is_ok());
     }
 }
