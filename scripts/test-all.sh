@@ -26,4 +26,13 @@ if [ -x tests/run.sh ]; then
   echo "==> cross-language end-to-end tests"
   tests/run.sh
 fi
+if [ -x tests/faults/run.sh ]; then
+  echo "==> fault-injection suite (reduced sizes; TASKER_FAULTS_FULL=1 tests/faults/run.sh for the full ones)"
+  tests/faults/run.sh
+fi
+
+if [ -x scripts/fuzz.sh ]; then
+  echo "==> fuzzing, ${TASKER_FUZZ_SECONDS:-60} s per target (scripts/fuzz.sh 600 for a longer run)"
+  scripts/fuzz.sh "${TASKER_FUZZ_SECONDS:-60}"
+fi
 echo "==> all test suites passed"

@@ -333,7 +333,23 @@ export class Worker {
         stopTimers(entry);
         this.#complete(nw, event, settled);
       })
-      .catch((e: unknown) => this.#onError(e, errorStep(event)))
+      .catch((e: unknown) => {
+        this.#onError(e, errorStep(event));
+        // A failure in this layer (not the handler's) must still complete the event, or the
+        // step would sit in progress, its lease renewed, until a timeout (or for ever).
+        const message = e instanceof Error ? e.message : String(e);
+        const failure = JSON.stringify({
+          status: 'failure',
+          message: `the TypeScript worker layer failed while running the step: ${message}`,
+          error_type: 'worker_error',
+          retryable: true,
+        });
+        try {
+          nativeSync(() => nw.complete(event.event_id, failure));
+        } catch {
+          // Already completed (the failure came after `complete`), or the worker is gone.
+        }
+      })
       .finally(() => {
         stopTimers(entry);
         this.#inflight.delete(event.event_id);

@@ -189,6 +189,20 @@ impl TaskerError {
     }
 }
 
+impl TaskerError {
+    /// Whether the database refused the *data* of a statement (SQLSTATE classes 22 data
+    /// exception, 23 integrity constraint, 54 program limit exceeded): the same values would be
+    /// refused again, so the completion carrying them is failed instead of retried.
+    pub fn is_data_refusal(&self) -> bool {
+        match self {
+            TaskerError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+            _ => false,
+        }
+    }
+}
+
 /// See [`TaskerError::is_race`].
 pub fn sqlx_is_race(e: &sqlx::Error) -> bool {
     match e {

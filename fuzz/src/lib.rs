@@ -7,7 +7,7 @@
 //! invariant below), a hang or a stack overflow is a finding.
 
 use serde_json::Value;
-use tasker_core::limits::{self, MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_TEXT_BYTES};
+use tasker_core::limits::{self, MAX_JSON_BYTES, MAX_TEXT_BYTES};
 use tasker_core::outcome::MAX_RETRY_AFTER;
 use tasker_core::template::{self, ContextValidator, TaskTemplate};
 use tasker_core::{StepFailure, StepOutcome};
@@ -36,9 +36,7 @@ pub fn template_yaml(data: &[u8]) {
     assert_eq!(&back, t, "a template round-trips through its stored JSON");
     // The databases hand the definition back as text, which serde_json reads up to 128 levels
     // deep.
-    if !(SKIP_DEEP_TEMPLATES && limits::depth_exceeds(&stored, MAX_JSON_DEPTH)) {
-        let _: TaskTemplate = serde_json::from_str(&stored.to_string()).expect("stored template text reads back");
-    }
+    let _: TaskTemplate = serde_json::from_str(&stored.to_string()).expect("stored template text reads back");
 
     // What `CompiledTemplate::from_row` does with it.
     let version = semver::Version::parse(&back.version).expect("the stored version parses");
@@ -55,38 +53,11 @@ pub fn template_yaml(data: &[u8]) {
 
     // Task creation: contexts checked against the template's schema (any JSON value of the
     // document will do as a context).
-    if SKIP_VALIDATION_WITH_REFS && back.input_schema.as_ref().is_some_and(has_ref) {
-        return;
-    }
     for context in [back.metadata.as_ref(), back.system_dependencies.as_ref(), Some(&stored)]
         .into_iter()
         .flatten()
     {
         let _ = validator.validate(context);
-    }
-}
-
-/// Open finding (see `core/tests/fixtures/fuzz/open/template_yaml/ref_*`): a schema whose
-/// `$ref`s form a cycle (`a -> b -> a`, or `$ref: "#"` beside `unevaluatedProperties`) passes
-/// registration, and validating any context against it overflows the stack. Until the core
-/// rejects such schemas, schemas with a reference are compiled but not used, so that fuzzing
-/// finds other bugs. Set to `false` once fixed.
-pub const SKIP_VALIDATION_WITH_REFS: bool = true;
-
-/// Open finding (see `core/tests/fixtures/fuzz/open/template_yaml/deep_*`): templates are not
-/// held to [`MAX_JSON_DEPTH`]; one nested 128 levels deep registers, but its stored JSON cannot
-/// be read back. Until the core rejects templates over the limit, the read-back is not checked
-/// for them. Set to `false` once fixed.
-pub const SKIP_DEEP_TEMPLATES: bool = true;
-
-/// Whether a schema holds a reference keyword anywhere.
-fn has_ref(schema: &Value) -> bool {
-    match schema {
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, value)| matches!(key.as_str(), "$ref" | "$dynamicRef" | "$recursiveRef") || has_ref(value)),
-        Value::Array(items) => items.iter().any(has_ref),
-        _ => false,
     }
 }
 

@@ -395,10 +395,10 @@ impl Tasker {
     ///
     /// Every outcome is first [normalised](StepOutcome::normalized) (NUL characters, size and
     /// nesting limits), so a hostile value fails its own step and never the batch. A batch that
-    /// loses a race is run again; one that the database still refuses for a reason that is not
-    /// transient is split until the completion at fault is found, and that one is recorded as a
-    /// permanent `outcome_rejected` failure of its step. Transient errors (database down) are
-    /// returned: the caller holds the batch and tries again.
+    /// loses a race is run again; one whose data the database still refuses (SQLSTATE classes
+    /// 22, 23, 54) is split until the completion at fault is found, and that one is recorded as
+    /// a permanent `outcome_rejected` failure of its step. Other errors (the database away)
+    /// are returned: the caller holds the batch and tries again.
     pub async fn apply_completions_with(
         &self,
         batch: Vec<Completion>,
@@ -421,7 +421,9 @@ impl Tasker {
         Box::pin(async move {
             let error = match retrying("apply completions", || self.apply_once(batch, eager)).await {
                 Ok(done) => return Ok(done),
-                Err(e) if e.is_transient() => return Err(e),
+                // Only a refusal of the data itself is worth isolating; anything else (the
+                // database away, a bug) is returned whole and the caller decides.
+                Err(e) if !e.is_data_refusal() => return Err(e),
                 Err(e) => e,
             };
             match batch {

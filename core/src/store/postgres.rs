@@ -248,6 +248,16 @@ fn transition_from_row(row: &sqlx::postgres::PgRow, step_name: Option<String>) -
     })
 }
 
+/// A queue statement's error. Transient ones (connection lost, server restarting, a lost race)
+/// keep their database error so that callers hold and retry the work; others name the queue.
+fn queue_error(e: sqlx::Error, doing: String) -> TaskerError {
+    if crate::error::sqlx_is_transient(&e) {
+        TaskerError::Database(e)
+    } else {
+        TaskerError::Queue(format!("{doing}: {e}"))
+    }
+}
+
 /// Parses stored JSON text, as an error message naming `what` when it cannot be read back.
 fn decode_json(text: &str, what: &str) -> std::result::Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what} cannot be decoded: {e}"))
@@ -308,7 +318,7 @@ impl Store for PostgresStore {
                 .bind(queue)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| TaskerError::Queue(format!("creating queue '{queue}': {e}")))?;
+                .map_err(|e| queue_error(e, format!("creating queue '{queue}'")))?;
             tx.commit().await?;
         }
         if let Ok(mut known) = self.known_queues.lock() {
@@ -541,7 +551,7 @@ impl MessageQueue for PgTx {
             .bind(i32::try_from(max).unwrap_or(i32::MAX))
             .fetch_all(&mut *self.tx)
             .await
-            .map_err(|e| TaskerError::Queue(format!("reading queue '{queue}': {e}")))?;
+            .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))?;
         rows.iter()
             .map(|r| {
                 Ok(QueueMessage {
@@ -580,7 +590,7 @@ impl MessageQueue for PgTx {
             .bind(hidden.is_none())
             .fetch_all(&mut *self.tx)
             .await
-            .map_err(|e| TaskerError::Queue(format!("sending to queue '{queue}': {e}")))?;
+            .map_err(|e| queue_error(e, format!("sending to queue '{queue}'")))?;
             if ids.len() != indices.len() {
                 return Err(TaskerError::Queue(format!(
                     "queue '{queue}' stored {} of {} messages",
@@ -616,7 +626,7 @@ impl MessageQueue for PgTx {
             .bind(&ids)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| TaskerError::Queue(format!("deleting from queue '{queue}': {e}")))?;
+            .map_err(|e| queue_error(e, format!("deleting from queue '{queue}'")))?;
         }
         Ok(())
     }
@@ -642,7 +652,7 @@ impl MessageQueue for PgTx {
             .bind(queue)
             .execute(&mut *self.tx)
             .await
-            .map_err(|e| TaskerError::Queue(format!("setting visibility in queue '{queue}': {e}")))?;
+            .map_err(|e| queue_error(e, format!("setting visibility in queue '{queue}'")))?;
         }
         Ok(())
     }

@@ -446,6 +446,13 @@ impl Findings<'_> {
                         let kind = if key == "type" { "step type" } else { key };
                         message = format!("unknown {kind} {rest}");
                     }
+                    // A number of the wrong kind or size (negative, fractional, past u64):
+                    // say what the field allows.
+                    if value.is_number() {
+                        if let Some(range) = super::validate::allowed_range(field) {
+                            message = format!("{value} is out of range: allowed {range} ({message})");
+                        }
+                    }
                     self.problem(step, Some(field), message);
                     if required {
                         self.fatal = true;

@@ -26,6 +26,16 @@ pub const MAX_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
 /// every delay the engine computes representable as a timestamp.
 pub const MAX_BACKOFF_MS: u64 = 30 * 24 * 3600 * 1000;
 
+/// The allowed values of a numeric template field, for error messages; `None` for other fields.
+pub(crate) fn allowed_range(field: &str) -> Option<String> {
+    match field {
+        "timeout_seconds" => Some(format!("1 to {MAX_TIMEOUT_SECONDS} (30 days)")),
+        "retry.backoff_base_ms" | "retry.max_backoff_ms" => Some(format!("0 to {MAX_BACKOFF_MS} (30 days)")),
+        "retry.max_attempts" => Some(format!("0 to {MAX_ATTEMPTS_LIMIT}")),
+        _ => None,
+    }
+}
+
 /// At most this many schema violations are listed in one [`ValidationError`].
 const MAX_REPORTED_VIOLATIONS: usize = 10;
 
@@ -210,7 +220,10 @@ fn check_steps(t: &TaskTemplate, v: &mut Problems<'_>) {
                 v.push(
                     Some(label),
                     field,
-                    format!("{value} is out of range: allowed 0 to {MAX_BACKOFF_MS} (30 days)"),
+                    format!(
+                        "{value} is out of range: allowed {}",
+                        allowed_range(field).unwrap_or_default()
+                    ),
                 );
             }
         }
@@ -233,7 +246,10 @@ fn check_steps(t: &TaskTemplate, v: &mut Problems<'_>) {
             Some(secs) if secs > MAX_TIMEOUT_SECONDS => v.push(
                 Some(label),
                 "timeout_seconds",
-                format!("{secs} is out of range: allowed 1 to {MAX_TIMEOUT_SECONDS} (30 days)"),
+                format!(
+                    "{secs} is out of range: allowed {}",
+                    allowed_range("timeout_seconds").unwrap_or_default()
+                ),
             ),
             _ => {}
         }
