@@ -121,7 +121,7 @@ pub struct WorkerConfig {
     pub dispatch_mode: DispatchMode,
     /// Longest fallback polling interval (`None`: 3 ms on SQLite, 1 s on PostgreSQL). On SQLite
     /// polling starts at 1 ms after work and backs off to this; with `None`, a worker that found
-    /// nothing for about 3 s polls every 20 ms until work comes again (idle CPU stays low).
+    /// nothing for about 0.75 s polls every 20 ms until work comes again (idle CPU stays low).
     pub poll_interval: Option<Duration>,
     /// Also run the orchestrator loop (due retries, overdue attempts) in this process.
     pub embedded_orchestration: bool,
@@ -964,7 +964,7 @@ async fn has_work(shared: &Shared) -> Result<bool> {
 }
 
 /// Empty polls after which a worker counts as idle for long (see [`IDLE_POLL_INTERVAL`]).
-const LONG_IDLE_ROUNDS: u32 = 1_000;
+const LONG_IDLE_ROUNDS: u32 = 250;
 
 /// Polling interval of a worker idle for long, when none was configured.
 const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -999,7 +999,7 @@ async fn wait_for_work(
         }
     }
     let backoff = Duration::from_millis(1u64 << idle_rounds.saturating_sub(1).min(16));
-    // A worker idle for long (about 3 s of empty polls at the default SQLite cap) polls at
+    // A worker idle for long (about 0.75 s of empty polls at the default SQLite cap) polls at
     // IDLE_POLL_INTERVAL instead, unless an interval was configured: the first step after a
     // long pause then waits up to that much longer, and an idle process stays cheap.
     let cap = if shared.config.poll_interval.is_none() && idle_rounds > LONG_IDLE_ROUNDS {

@@ -274,22 +274,88 @@ fn read_documents(yaml: &str, file: Option<&Path>) -> Result<Vec<Value>, Templat
         file_problem(file, message)
     };
     let mut docs = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let mut value = serde_yaml::Value::deserialize(document).map_err(yaml_problem)?;
+    for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        let mut value = match serde_yaml::Value::deserialize(document) {
+            Ok(v) => v,
+            Err(e) => return Err(huge_integer_problem(yaml, index, &e, file).unwrap_or_else(|| yaml_problem(e))),
+        };
         value.apply_merge().map_err(yaml_problem)?;
         if value.is_null() {
             continue;
         }
-        let json = yaml_to_json(value, "").map_err(|(field, message)| TemplateProblem {
-            file: file.map(Path::to_path_buf),
-            template: None,
-            step: None,
-            field: (!field.is_empty()).then_some(field),
-            message,
-        })?;
+        let json = yaml_to_json(value.clone(), "")
+            .map_err(|(field, message)| number_problem(Some(&value), &field, message, file))?;
         docs.push(json);
     }
     Ok(docs)
+}
+
+/// A problem with the number at `path` (`steps[N].field…` or any other path), naming the step
+/// and, for a numeric step field, the range it allows.
+fn number_problem(
+    doc: Option<&serde_yaml::Value>,
+    path: &str,
+    message: String,
+    file: Option<&Path>,
+) -> TemplateProblem {
+    let in_step = path.strip_prefix("steps[").and_then(|rest| {
+        let (index, field) = rest.split_once("].")?;
+        Some((index.parse::<usize>().ok()?, field))
+    });
+    let Some((index, field)) = in_step else {
+        return TemplateProblem {
+            file: file.map(Path::to_path_buf),
+            template: None,
+            step: None,
+            field: (!path.is_empty()).then(|| path.to_owned()),
+            message,
+        };
+    };
+    let step = doc
+        .and_then(|d| d.get("steps")?.get(index)?.get("name")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("#{}", index + 1));
+    let message = match super::validate::allowed_range(field) {
+        Some(range) => format!("{message}: out of range, allowed {range}"),
+        None => message,
+    };
+    TemplateProblem {
+        file: file.map(Path::to_path_buf),
+        template: None,
+        step: Some(step),
+        field: Some(field.to_owned()),
+        message,
+    }
+}
+
+/// An integer too large for any field (past 64 bits) makes the YAML parser itself fail. Name its
+/// step and field anyway: parse the document again with that integer read as 0, only to find
+/// the step's name.
+fn huge_integer_problem(
+    yaml: &str,
+    index: usize,
+    e: &serde_yaml::Error,
+    file: Option<&Path>,
+) -> Option<TemplateProblem> {
+    let text = e.to_string();
+    let (path, rest) = text.split_once(": invalid type: integer `")?;
+    let (digits, _) = rest.split_once("` as u128")?;
+    let at = e.location()?;
+    let line_start: usize = yaml
+        .split_inclusive('\n')
+        .take(at.line().saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let offset = line_start + yaml[line_start..].find(digits)?;
+    let patched = format!("{}0{}", &yaml[..offset], &yaml[offset + digits.len()..]);
+    let doc = serde_yaml::Deserializer::from_str(&patched)
+        .nth(index)
+        .and_then(|d| serde_yaml::Value::deserialize(d).ok());
+    Some(number_problem(
+        doc.as_ref(),
+        path,
+        format!("the integer {digits} is too large for any field"),
+        file,
+    ))
 }
 
 /// Converts a YAML value to JSON. Scalar mapping keys (numbers, booleans) become strings, as
