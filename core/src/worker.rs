@@ -554,15 +554,9 @@ impl Worker {
     pub fn poll(&self, timeout: Duration) -> Poll {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(stop) = self.stop_reason() {
-                return stop;
-            }
             // An event already waiting is returned even with a zero timeout.
-            if let Ok(e) = self.shared.events_rx.try_recv() {
-                match self.deliver(e) {
-                    Some(p) => return p,
-                    None => continue,
-                }
+            if let Some(p) = self.ready() {
+                return p;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -586,14 +580,8 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut stop = self.shared.stop.subscribe();
         loop {
-            if let Some(stop) = self.stop_reason() {
-                return stop;
-            }
-            if let Ok(e) = self.shared.events_rx.try_recv() {
-                match self.deliver(e) {
-                    Some(p) => return p,
-                    None => continue,
-                }
+            if let Some(p) = self.ready() {
+                return p;
             }
             tokio::select! {
                 r = tokio::time::timeout_at(deadline, self.shared.events_rx.recv_async()) => match r {
@@ -608,6 +596,20 @@ impl Worker {
                 _ = stop.wait_for(|s| *s) => {}
             }
         }
+    }
+
+    /// A reason to stop, or an event already waiting (dead ones are dropped on the way);
+    /// `None` when there is neither.
+    fn ready(&self) -> Option<Poll> {
+        if let Some(stop) = self.stop_reason() {
+            return Some(stop);
+        }
+        while let Ok(e) = self.shared.events_rx.try_recv() {
+            if let Some(p) = self.deliver(e) {
+                return Some(p);
+            }
+        }
+        None
     }
 
     fn stop_reason(&self) -> Option<Poll> {
