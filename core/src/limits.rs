@@ -39,7 +39,7 @@ impl LimitViolation {
                 format!("{what} is {bytes} bytes as JSON, over the limit of {MAX_JSON_BYTES} bytes")
             }
             LimitViolation::TooDeep => {
-                format!("{what} is nested more than {MAX_JSON_DEPTH} levels deep, over the limit of {MAX_JSON_DEPTH}")
+                format!("{what} is nested more than {MAX_JSON_DEPTH} levels deep, over the nesting limit")
             }
         }
     }

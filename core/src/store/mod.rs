@@ -82,6 +82,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn close(&self);
 }
 
+/// The terminal task states as an SQL list, for queries that must ignore finished tasks (both
+/// backends). Checked against [`crate::state::TaskState::is_terminal`] by a unit test.
+pub(crate) const TERMINAL_TASK_STATES: &str = "('complete', 'error', 'cancelled', 'resolved_manually')";
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -214,4 +218,19 @@ pub trait StoreTx: MessageQueue {
     /// Abandons the transaction now. (Dropping it also rolls back, but later: until then its
     /// row locks hide claimed messages from `SKIP LOCKED` readers.)
     async fn rollback(self: Box<Self>) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::{NamedState, TaskState};
+
+    #[test]
+    fn the_sql_list_of_terminal_states_matches_the_state_table() {
+        let terminal: Vec<String> = TaskState::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        assert_eq!(super::TERMINAL_TASK_STATES, format!("({})", terminal.join(", ")));
+    }
 }

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::records::*;
-use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx};
+use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
@@ -190,9 +190,6 @@ fn step_lock_from_row(row: &sqlx::postgres::PgRow) -> Result<StepLock> {
 
 const STEP_LOCK_COLUMNS: &str = "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, \
      s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id";
-
-/// Task states in which no step may be scheduled or run (the terminal ones), for SQL.
-const TERMINAL_TASK_STATES: &str = "('complete', 'error', 'cancelled', 'resolved_manually')";
 
 fn template_from_row(row: &sqlx::postgres::PgRow) -> Result<TemplateRow> {
     Ok(TemplateRow {

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::records::*;
-use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx};
+use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
@@ -418,15 +418,14 @@ impl Store for SqliteStore {
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
-        let (retry, deadline): (Option<i64>, Option<i64>) = sqlx::query_as(
-            // Steps under a terminal task never count as due (they are repaired when met).
+        // Steps under a terminal task never count as due (they are repaired when met).
+        let (retry, deadline): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
             "SELECT (SELECT min(s.next_retry_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
-                     WHERE s.state = 'waiting_for_retry' \
-                       AND t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')), \
+                     WHERE s.state = 'waiting_for_retry' AND t.state NOT IN {TERMINAL_TASK_STATES}), \
                     (SELECT min(s.deadline_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
                      WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL \
-                       AND t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually'))",
-        )
+                       AND t.state NOT IN {TERMINAL_TASK_STATES})",
+        ))
         .fetch_one(&self.reader)
         .await?;
         Ok(match (retry, deadline) {

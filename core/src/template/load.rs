@@ -538,11 +538,7 @@ fn load_document(doc: Value, source: Option<&Path>, env: &str) -> Result<LoadedT
     if crate::limits::depth_exceeds(&doc, crate::limits::MAX_JSON_DEPTH) {
         return Err(vec![file_problem(
             source,
-            format!(
-                "the template nests mappings/sequences more than {} levels deep, over the limit of {}",
-                crate::limits::MAX_JSON_DEPTH,
-                crate::limits::MAX_JSON_DEPTH
-            ),
+            crate::limits::LimitViolation::TooDeep.describe("the template"),
         )]);
     }
     let mut root = match doc {
