@@ -1,5 +1,7 @@
-//! Issue 18 (core hardening): one scenario per race, fault or hostile value, each failing on
-//! the engine as it was before and passing now. Numbers in the names refer to the issue's items.
+//! Issue 18 (core hardening): one scenario per race, fault or hostile value. Each asserts the
+//! outcome the old engine got wrong; they were not run against it (the API they use, e.g.
+//! `Completion::lost_lease`, is new), and the eager-claim scenario can pass on a racy engine.
+//! Numbers in the names refer to the issue's items.
 
 mod common;
 
