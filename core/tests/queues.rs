@@ -9,6 +9,7 @@ use common::*;
 use tasker_core::store::{OutgoingMessage, StepMessage};
 
 on_both_backends!(visibility_timeout_semantics);
+on_both_backends!(higher_priority_is_read_first_and_waiting_earns_priority);
 
 fn message(n: u128) -> OutgoingMessage {
     OutgoingMessage {
@@ -19,7 +20,82 @@ fn message(n: u128) -> OutgoingMessage {
             attempt: 0,
         },
         hidden_for: None,
+        priority: 0,
     }
+}
+
+fn prioritised(n: u128, priority: i32) -> OutgoingMessage {
+    OutgoingMessage { priority, ..message(n) }
+}
+
+fn step_numbers(read: &[tasker_core::store::QueueMessage]) -> Vec<u128> {
+    read.iter()
+        .map(|m| {
+            serde_json::from_value::<StepMessage>(m.payload.clone())
+                .expect("step message")
+                .step_uuid
+                .as_u128()
+        })
+        .collect()
+}
+
+/// Visible messages are read in `order_key` order: higher priority first, then oldest first;
+/// a point of priority is worth a second of waiting, so an old low-priority message overtakes a
+/// newer one whose priority is only a little higher.
+async fn higher_priority_is_read_first_and_waiting_earns_priority(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    let store = tasker.store().clone();
+    store.ensure_queue("qtest").await.expect("queue");
+
+    let mut tx = store.begin().await.expect("begin");
+    tx.send_messages(&[
+        prioritised(1, 0),
+        prioritised(2, 5),
+        prioritised(3, -1),
+        prioritised(4, 5),
+        prioritised(5, 1),
+    ])
+    .await
+    .expect("send");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let first = tx
+        .read_messages("qtest", Duration::from_secs(60), 2)
+        .await
+        .expect("read");
+    let rest = tx
+        .read_messages("qtest", Duration::from_secs(60), 10)
+        .await
+        .expect("read");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        step_numbers(&first),
+        [2, 4],
+        "the two priority-5 messages, oldest first"
+    );
+    assert_eq!(step_numbers(&rest), [5, 1, 3]);
+
+    // Waiting earns priority: a message sent 1.2 s before another one of priority 1 goes first.
+    let mut tx = store.begin().await.expect("begin");
+    tx.send_messages(&[prioritised(10, 0)]).await.expect("send");
+    tx.commit().await.expect("commit");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut tx = store.begin().await.expect("begin");
+    tx.send_messages(&[prioritised(11, 1), prioritised(12, 3)])
+        .await
+        .expect("send");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let read = tx
+        .read_messages("qtest", Duration::from_secs(60), 10)
+        .await
+        .expect("read");
+    tx.commit().await.expect("commit");
+    assert_eq!(step_numbers(&read), [12, 10, 11]);
+
+    tasker.close().await;
+    test_db.cleanup().await;
 }
 
 async fn visibility_timeout_semantics(db: Db) {

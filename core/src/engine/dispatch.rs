@@ -578,6 +578,7 @@ impl Tasker {
                         queue: lock.queue.clone(),
                         body: message_body(lock.step_uuid, lock.task_uuid, lock.attempts),
                         hidden_for: None,
+                        priority: lock.task_priority,
                     });
                     to
                 }
@@ -673,6 +674,11 @@ impl Tasker {
                     }
                     _ => None,
                 };
+                // A child's messages carry its task's priority, known from the locked parent.
+                let parent_priority = locks
+                    .values()
+                    .find(|l| l.task_uuid == child.task_uuid)
+                    .map_or(0, |p| p.task_priority);
                 let enqueued = StepState::Pending.apply(StepTrigger::Enqueue)?;
                 transitions.push(TransitionRecord {
                     entity_uuid: child.step_uuid,
@@ -745,6 +751,7 @@ impl Tasker {
                         lost_leases: 0,
                         task_state: parent.map(|p| p.task_state).unwrap_or(TaskState::StepsInProcess),
                         template_id: parent.map(|p| p.template_id).unwrap_or_default(),
+                        task_priority: parent_priority,
                     };
                     claimed_now.push((lock, template, change.deadline_at));
                 }
@@ -753,6 +760,7 @@ impl Tasker {
                     queue: child.queue.clone(),
                     body: message_body(child.step_uuid, child.task_uuid, 0),
                     hidden_for: claim,
+                    priority: parent_priority,
                 });
                 plan.delta(child.task_uuid).active += 1;
             }
@@ -894,6 +902,7 @@ impl Tasker {
                 queue: lock.queue.clone(),
                 body: message_body(lock.step_uuid, lock.task_uuid, lock.attempts),
                 hidden_for: None,
+                priority: lock.task_priority,
             });
         }
         let applied = tx
@@ -975,6 +984,7 @@ impl Tasker {
                 queue: lock.queue.clone(),
                 body: message_body(lock.step_uuid, lock.task_uuid, lock.attempts),
                 hidden_for: None,
+                priority: lock.task_priority,
             });
         }
         let applied = tx

@@ -339,6 +339,7 @@ impl Tasker {
                         attempt: 0,
                     },
                     hidden_for: None,
+                    priority: request.priority,
                 });
                 step_transitions.push(TransitionRecord {
                     entity_uuid: step_uuids[i],

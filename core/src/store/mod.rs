@@ -86,6 +86,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// backends). Checked against [`crate::state::TaskState::is_terminal`] by a unit test.
 pub(crate) const TERMINAL_TASK_STATES: &str = "('complete', 'error', 'cancelled', 'resolved_manually')";
 
+/// How much a point of task priority is worth, in milliseconds of waiting: see [`order_key`].
+pub const PRIORITY_WEIGHT_MS: i64 = 1_000;
+
+/// Priorities beyond this (either sign) order like this: the largest head start a task can get
+/// is a day.
+pub const PRIORITY_LIMIT: i32 = 86_400;
+
+/// The key visible messages are claimed in (lowest first), the same on every backend: the time
+/// the message was sent, minus one [`PRIORITY_WEIGHT_MS`] per point of its task's priority.
+///
+/// So a higher priority is claimed first, and aging is built in: a message of priority `p` goes
+/// before one of priority `q < p` unless that one has waited more than `(p - q)` seconds longer.
+/// Low priorities are never starved: a key never changes, and new messages get larger ones.
+pub fn order_key(sent_at_ms: i64, priority: i32) -> i64 {
+    let boost = i64::from(priority.clamp(-PRIORITY_LIMIT, PRIORITY_LIMIT)) * PRIORITY_WEIGHT_MS;
+    sent_at_ms.saturating_sub(boost)
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -232,5 +250,15 @@ mod tests {
             .map(|s| format!("'{}'", s.as_str()))
             .collect();
         assert_eq!(super::TERMINAL_TASK_STATES, format!("({})", terminal.join(", ")));
+    }
+
+    #[test]
+    fn a_point_of_priority_is_worth_a_second_of_waiting_up_to_a_day() {
+        use super::order_key;
+        assert!(order_key(10_000, 1) < order_key(10_000, 0));
+        assert_eq!(order_key(10_000, 1), order_key(9_000, 0));
+        assert!(order_key(0, -5) > order_key(0, 5));
+        assert_eq!(order_key(0, i32::MAX), order_key(0, super::PRIORITY_LIMIT));
+        assert_eq!(order_key(i64::MIN, 1), i64::MIN);
     }
 }

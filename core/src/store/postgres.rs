@@ -185,11 +185,13 @@ fn step_lock_from_row(row: &sqlx::postgres::PgRow) -> Result<StepLock> {
         lost_leases: row.try_get("lost_leases")?,
         task_state: parse_state(row.try_get::<&str, _>("task_state")?, "task")?,
         template_id: row.try_get("template_id")?,
+        task_priority: row.try_get("task_priority")?,
     })
 }
 
 const STEP_LOCK_COLUMNS: &str = "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, \
-     s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id";
+     s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id, \
+     t.priority AS task_priority";
 
 fn template_from_row(row: &sqlx::postgres::PgRow) -> Result<TemplateRow> {
     Ok(TemplateRow {
@@ -665,7 +667,7 @@ impl StoreTx for PgTx {
         // for), so the task state read here is the one that holds until commit.
         let rows = sqlx::query(&format!(
             "WITH t AS MATERIALIZED ( \
-               SELECT task_uuid, state, template_id FROM tasker_tasks \
+               SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
                WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid = ANY($1)) \
                ORDER BY task_uuid FOR NO KEY UPDATE) \
              SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \

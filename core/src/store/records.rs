@@ -77,6 +77,8 @@ pub struct OutgoingMessage {
     /// Sent invisible for this long: the step was claimed in the same transaction by this
     /// process (eager dispatch), and the message only serves crash recovery, like a lease.
     pub hidden_for: Option<std::time::Duration>,
+    /// The task's priority: orders the message among visible ones (see [`super::order_key`]).
+    pub priority: i32,
 }
 
 /// The current state of a step and its task.
@@ -96,6 +98,8 @@ pub struct StepLock {
     pub lost_leases: i32,
     pub task_state: TaskState,
     pub template_id: i64,
+    /// The task's priority, carried by every message sent for the step.
+    pub task_priority: i32,
 }
 
 impl StepLock {

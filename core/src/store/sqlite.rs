@@ -139,11 +139,13 @@ fn step_lock_from_row(row: &SqliteRow) -> Result<StepLock> {
         lost_leases: row.try_get("lost_leases")?,
         task_state: parse_state(row.try_get::<&str, _>("task_state")?, "task")?,
         template_id: row.try_get("template_id")?,
+        task_priority: row.try_get("task_priority")?,
     })
 }
 
 const STEP_LOCK_COLUMNS: &str = "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, \
-     s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id";
+     s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id, \
+     t.priority AS task_priority";
 
 fn template_from_row(row: &SqliteRow) -> Result<TemplateRow> {
     Ok(TemplateRow {
