@@ -6,23 +6,27 @@
 //! * PostgreSQL only — commits per step during W2 (`pg_stat_database.xact_commit`).
 //!
 //! Each backend gets a fresh database (a temp SQLite file; a new PostgreSQL database created on
-//! the server given by `--postgres-url`/`DATABASE_URL` and dropped afterwards).
+//! the server given by `--postgres-url`/`DATABASE_URL` and dropped afterwards). The human tables
+//! are the default output; `--json` prints one JSON document instead (see [`report`]).
 
-use std::collections::HashSet;
+// `Finished::other_processes` is used by `--processes` (next commit).
+#[allow(dead_code)]
+mod completion;
+mod report;
+mod workloads;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::json;
 use tasker_core::scratch::ScratchDatabase;
 use tasker_core::store::Backend;
-use tasker_core::template::parse_str;
-use tasker_core::{EngineEvent, TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
-use tokio::sync::broadcast;
-use uuid::Uuid;
+use tasker_core::{Tasker, TaskerError, TaskerOptions};
 
-use crate::handlers;
+use completion::Finished;
+use report::{BackendReport, Out};
+use workloads::InProcessWorker;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -32,6 +36,9 @@ pub struct BenchArgs {
     /// PostgreSQL server to create the benchmark database on [default: $DATABASE_URL].
     #[arg(long)]
     postgres_url: Option<String>,
+    /// The in-process workloads to run, comma-separated: w1, w2, w3, or none.
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3")]
+    workloads: Vec<String>,
     /// W1 measured runs (after 20 warm-up runs).
     #[arg(long, default_value_t = 200)]
     w1_runs: usize,
@@ -44,61 +51,63 @@ pub struct BenchArgs {
     /// Worker slots.
     #[arg(long, default_value_t = 128)]
     concurrency: usize,
-    /// Also print the figures as JSON lines.
+    /// Before measuring, fill each backend's fresh database with this many finished tasks (one
+    /// no-op step each, run by the in-process worker), to compare W1/W2 on an empty database with
+    /// one that has history.
+    #[arg(long, default_value_t = 0)]
+    history: usize,
+    /// Print the figures as one JSON document on stdout (progress and tables go to stderr).
     #[arg(long)]
     json: bool,
 }
 
-#[derive(Debug, Default, serde::Serialize)]
-struct Figures {
-    backend: &'static str,
-    w1_p50_ms: f64,
-    w1_p95_ms: f64,
-    w1_p99_ms: f64,
-    w2_wall_s: f64,
-    w2_steps_per_s: f64,
-    w3_wall_s: f64,
-    w3_steps_per_s: f64,
-    commits_per_step: Option<f64>,
+/// Which in-process workloads run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Workloads {
+    w1: bool,
+    w2: bool,
+    w3: bool,
 }
 
-const LINEAR: &str = r#"
-name: bench_linear
-namespace_name: bench
-version: 1.0.0
-steps:
-  - { name: s1, handler: { callable: noop } }
-  - { name: s2, dependencies: [s1], handler: { callable: noop } }
-  - { name: s3, dependencies: [s2], handler: { callable: noop } }
-  - { name: s4, dependencies: [s3], handler: { callable: noop } }
-"#;
-
-const DIAMOND: &str = r#"
-name: bench_diamond
-namespace_name: bench
-version: 1.0.0
-steps:
-  - { name: a, handler: { callable: noop } }
-  - { name: b, dependencies: [a], handler: { callable: noop } }
-  - { name: c, dependencies: [a], handler: { callable: noop } }
-  - { name: d, dependencies: [b, c], handler: { callable: noop } }
-"#;
-
-fn fan_out_template(width: usize) -> String {
-    let mut yaml = String::from(
-        "name: bench_fan_out\nnamespace_name: bench\nversion: 1.0.0\nsteps:\n  - { name: start, handler: { callable: noop } }\n",
-    );
-    for i in 0..width {
-        yaml.push_str(&format!(
-            "  - {{ name: p{i}, dependencies: [start], handler: {{ callable: noop }} }}\n"
-        ));
+impl Workloads {
+    fn parse(names: &[String]) -> Result<Self, TaskerError> {
+        let mut chosen = Self::default();
+        for name in names.iter().map(|n| n.trim()) {
+            match name {
+                "w1" => chosen.w1 = true,
+                "w2" => chosen.w2 = true,
+                "w3" => chosen.w3 = true,
+                "none" | "" => {}
+                other => {
+                    return Err(TaskerError::InvalidArgument(format!(
+                        "--workloads: '{other}' is not one of w1, w2, w3, none"
+                    )))
+                }
+            }
+        }
+        Ok(chosen)
     }
-    let deps: Vec<String> = (0..width).map(|i| format!("p{i}")).collect();
-    yaml.push_str(&format!(
-        "  - {{ name: finish, dependencies: [{}], handler: {{ callable: noop }} }}\n",
-        deps.join(", ")
-    ));
-    yaml
+
+    fn any(&self) -> bool {
+        self.w1 || self.w2 || self.w3
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        [(self.w1, "w1"), (self.w2, "w2"), (self.w3, "w3")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
+}
+
+/// The checkout the binary was built from (for the git commit in the report).
+fn checkout() -> PathBuf {
+    let built_from = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built_from.join("Cargo.toml").exists() {
+        built_from
+    } else {
+        std::env::current_dir().unwrap_or(built_from)
+    }
 }
 
 pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
@@ -112,251 +121,114 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             )))
         }
     };
-    println!(
-        "tasker bench: W1 {} runs, W2 {} diamonds, W3 fan-out {} — Rust no-op handlers, concurrency {}",
-        args.w1_runs, args.w2_tasks, args.w3_steps, args.concurrency
-    );
-    let mut all = Vec::new();
-    for backend in backends {
-        let server = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(
-                args.postgres_url
-                    .clone()
-                    .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")))
-                    .ok_or_else(|| {
-                        TaskerError::InvalidArgument("PostgreSQL benchmark needs --postgres-url or DATABASE_URL".into())
-                    })?,
-            ),
-        };
-        let scratch = ScratchDatabase::create(backend, server.as_deref()).await?;
-        let result = bench_backend(&scratch.url, &args).await;
-        scratch.drop_database().await;
-        let figures = result?;
-        print_row(&figures);
-        all.push(figures);
+    let workloads = Workloads::parse(&args.workloads)?;
+    let out = Out { json: args.json };
+    let postgres_server = args
+        .postgres_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
+    if backends.contains(&Backend::Postgres) && postgres_server.is_none() {
+        return Err(TaskerError::InvalidArgument(
+            "PostgreSQL benchmark needs --postgres-url or DATABASE_URL".into(),
+        ));
     }
-    print_table(&all);
+    out.say(format!(
+        "tasker bench ({} build): {}{} — W1 {} runs, W2 {} diamonds, W3 fan-out {} — Rust no-op handlers, concurrency {}",
+        report::build_profile(),
+        workloads.names().join(", "),
+        if args.history > 0 {
+            format!(" after {} history tasks", args.history)
+        } else {
+            String::new()
+        },
+        args.w1_runs,
+        args.w2_tasks,
+        args.w3_steps,
+        args.concurrency
+    ));
+    if report::build_profile() == "debug" {
+        out.say("  (a debug build: figures are not comparable with release ones)");
+    }
+    let load_start = report::load_average();
+    let mut reports = Vec::new();
+    for backend in backends {
+        let scratch = ScratchDatabase::create(backend, postgres_server.as_deref()).await?;
+        let result = bench_backend(&scratch.url, &args, workloads, out).await;
+        scratch.drop_database().await;
+        let report = result?;
+        out.say(report::backend_line(&report));
+        reports.push(report);
+    }
+    for line in report::tables(&reports) {
+        out.say(line);
+    }
     if args.json {
-        for f in &all {
-            println!("{}", serde_json::to_string(f).unwrap_or_default());
-        }
+        let options = json!({
+            "backend": args.backend,
+            "postgres_server": postgres_server.as_deref().map(tasker_core::describe_database),
+            "workloads": workloads.names(),
+            "w1_runs": args.w1_runs,
+            "w1_warm_up": workloads::W1_WARM_UP,
+            "w2_tasks": args.w2_tasks,
+            "w3_steps": args.w3_steps,
+            "concurrency": args.concurrency,
+            "history": args.history,
+        });
+        let header = report::json_header(options, &checkout(), load_start, report::load_average());
+        report::print_json(header, &reports);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench_backend(url: &str, args: &BenchArgs) -> Result<Figures, TaskerError> {
-    let tasker = Tasker::connect_with(tasker_core::TaskerOptions {
+async fn bench_backend(
+    url: &str,
+    args: &BenchArgs,
+    workloads: Workloads,
+    out: Out,
+) -> Result<BackendReport, TaskerError> {
+    let mut report = BackendReport {
+        load_average_start: report::load_average(),
+        ..Default::default()
+    };
+    let tasker = Tasker::connect_with(TaskerOptions {
         database_url: Some(url.to_owned()),
         max_connections: 16,
         listen: true,
     })
     .await?;
-    let backend = tasker.backend();
-    for yaml in [LINEAR.to_owned(), DIAMOND.to_owned(), fan_out_template(args.w3_steps)] {
-        tasker.register_template(&parse_str(&yaml, None, "bench")?).await?;
-    }
-    let mut config = WorkerConfig::new(vec!["bench".into()]);
-    config.concurrency = args.concurrency;
-    let worker = Worker::start(&tasker, config).await?;
-    let runner = tokio::spawn(tasker_core::handler::run_handlers(
-        worker.clone(),
-        Arc::new(handlers::registry()),
-    ));
-    let finished = Finished::start(tasker.subscribe_events());
-    let request = |name: &str| TaskRequest {
-        namespace: "bench".into(),
-        name: name.into(),
-        context: json!({}),
-        ..Default::default()
-    };
+    report.backend = tasker.backend().as_str();
+    workloads::register_templates(&tasker, args.w3_steps).await?;
 
-    // W1: create → terminal, one at a time, as seen by the client.
-    let mut latencies = Vec::with_capacity(args.w1_runs);
-    for i in 0..(20 + args.w1_runs) {
-        let start = Instant::now();
-        let id = tasker.create_task(request("bench_linear")).await?.task.task_uuid;
-        let done = tasker.wait_for_task(id, Duration::from_secs(30)).await?;
-        if done.task.state != "complete" {
-            return Err(TaskerError::InvalidArgument(format!(
-                "W1 task ended {}",
-                done.task.state
-            )));
+    if workloads.any() || args.history > 0 {
+        let worker = InProcessWorker::start(&tasker, args.concurrency).await?;
+        let finished = Finished::in_process(&tasker);
+        if args.history > 0 {
+            out.say(format!(
+                "  {}: filling the database with {} finished tasks",
+                report.backend, args.history
+            ));
+            report.history = Some(workloads::fill_history(&tasker, &finished, args.history, out).await?);
         }
-        if i >= 20 {
-            latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        if workloads.w1 {
+            report.set_w1(workloads::w1(&tasker, args.w1_runs).await?);
         }
+        if workloads.w2 {
+            let w2 = workloads::w2(&tasker, &finished, args.w2_tasks).await?;
+            report.w2_tasks = Some(args.w2_tasks);
+            report.w2_wall_s = Some(w2.wall_s);
+            report.w2_steps_per_s = Some(w2.steps_per_s);
+            report.commits_per_step = w2.commits_per_step;
+        }
+        if workloads.w3 {
+            let wall = workloads::w3(&tasker, &finished).await?;
+            report.w3_steps = Some(args.w3_steps + 2);
+            report.w3_wall_s = Some(wall);
+            report.w3_steps_per_s = Some((args.w3_steps + 2) as f64 / wall);
+        }
+        worker.stop().await?;
     }
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(latencies.len() - 1)]
-    };
 
-    // W2: many diamonds at once; completion observed through engine events (no polling reads,
-    // so the commit count is the engine's own).
-    let commits_before = tasker.store().commit_count().await?;
-    let start = Instant::now();
-    let mut ids = HashSet::with_capacity(args.w2_tasks);
-    let mut creators = tokio::task::JoinSet::new();
-    let per = args.w2_tasks.div_ceil(8);
-    for chunk in 0..8 {
-        let t = tasker.clone();
-        let n = per.min(args.w2_tasks.saturating_sub(chunk * per));
-        creators.spawn(async move {
-            let mut out = Vec::with_capacity(n);
-            for _ in 0..n {
-                out.push(t.create_task(request("bench_diamond")).await?.task.task_uuid);
-            }
-            Ok::<_, TaskerError>(out)
-        });
-    }
-    while let Some(r) = creators.join_next().await {
-        ids.extend(r.map_err(|e| TaskerError::InvalidArgument(e.to_string()))??);
-    }
-    finished.wait_all(&ids, Duration::from_secs(300)).await?;
-    let w2_wall = start.elapsed().as_secs_f64();
-    let w2_steps = (args.w2_tasks * 4) as f64;
-    // Statistics are flushed by each backend at most once per second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let commits_after = tasker.store().commit_count().await?;
-    let commits_per_step = match (commits_before, commits_after) {
-        (Some(a), Some(b)) => Some((b - a) as f64 / w2_steps),
-        _ => None,
-    };
-
-    // W3: one wide fan-out.
-    let start = Instant::now();
-    let id = tasker.create_task(request("bench_fan_out")).await?.task.task_uuid;
-    finished
-        .wait_all(&HashSet::from([id]), Duration::from_secs(300))
-        .await?;
-    let w3_wall = start.elapsed().as_secs_f64();
-
-    worker.shutdown(Duration::from_secs(5)).await?;
-    let _ = runner.await;
     tasker.close().await;
-    Ok(Figures {
-        backend: backend.as_str(),
-        w1_p50_ms: pct(0.50),
-        w1_p95_ms: pct(0.95),
-        w1_p99_ms: pct(0.99),
-        w2_wall_s: w2_wall,
-        w2_steps_per_s: w2_steps / w2_wall,
-        w3_wall_s: w3_wall,
-        w3_steps_per_s: (args.w3_steps + 2) as f64 / w3_wall,
-        commits_per_step,
-    })
-}
-
-/// Collects the terminal states of tasks from the engine's event stream, as they happen, so
-/// nothing lags behind while tasks are still being submitted.
-struct Finished {
-    done: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, String>>>,
-    notify: Arc<tokio::sync::Notify>,
-    collector: tokio::task::JoinHandle<()>,
-}
-
-impl Finished {
-    fn start(mut events: broadcast::Receiver<EngineEvent>) -> Self {
-        let done: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, String>>> = Arc::default();
-        let notify = Arc::new(tokio::sync::Notify::new());
-        let (d, n) = (done.clone(), notify.clone());
-        let collector = tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(EngineEvent::Task { task_uuid, to, .. }) if to.is_terminal() => {
-                        if let Ok(mut m) = d.lock() {
-                            m.insert(task_uuid, to.as_str().to_owned());
-                        }
-                        n.notify_one();
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::error!(missed, "benchmark event collector lagged");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        Self {
-            done,
-            notify,
-            collector,
-        }
-    }
-
-    async fn wait_all(&self, ids: &HashSet<Uuid>, timeout: Duration) -> Result<(), TaskerError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.notify.notified();
-            {
-                let done = self
-                    .done
-                    .lock()
-                    .map_err(|_| TaskerError::InvalidArgument("collector panicked".into()))?;
-                if let Some((id, state)) = ids
-                    .iter()
-                    .filter_map(|id| done.get(id).map(|s| (id, s)))
-                    .find(|(_, s)| *s != "complete")
-                {
-                    return Err(TaskerError::InvalidArgument(format!(
-                        "benchmark task {id} ended {state}"
-                    )));
-                }
-                if ids.iter().all(|id| done.contains_key(id)) {
-                    return Ok(());
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(TaskerError::Timeout(timeout));
-            }
-        }
-    }
-}
-
-impl Drop for Finished {
-    fn drop(&mut self) {
-        self.collector.abort();
-    }
-}
-
-fn print_row(f: &Figures) {
-    println!(
-        "  {:<8} W1 p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms | W2 {:.2} s {:.0} steps/s | W3 {:.2} s {:.0} steps/s{}",
-        f.backend,
-        f.w1_p50_ms,
-        f.w1_p95_ms,
-        f.w1_p99_ms,
-        f.w2_wall_s,
-        f.w2_steps_per_s,
-        f.w3_wall_s,
-        f.w3_steps_per_s,
-        f.commits_per_step
-            .map(|c| format!(" | {c:.2} commits/step"))
-            .unwrap_or_default()
-    );
-}
-
-fn print_table(all: &[Figures]) {
-    println!();
-    println!("| backend  | W1 p50 ms | W1 p95 ms | W1 p99 ms | W2 wall s | W2 steps/s | W3 wall s | W3 steps/s | commits/step |");
-    println!("|----------|-----------|-----------|-----------|-----------|------------|-----------|------------|--------------|");
-    for f in all {
-        println!(
-            "| {:<8} | {:>9.2} | {:>9.2} | {:>9.2} | {:>9.2} | {:>10.0} | {:>9.2} | {:>10.0} | {:>12} |",
-            f.backend,
-            f.w1_p50_ms,
-            f.w1_p95_ms,
-            f.w1_p99_ms,
-            f.w2_wall_s,
-            f.w2_steps_per_s,
-            f.w3_wall_s,
-            f.w3_steps_per_s,
-            f.commits_per_step
-                .map(|c| format!("{c:.2}"))
-                .unwrap_or_else(|| "n/a".into())
-        );
-    }
+    report.load_average_end = report::load_average();
+    Ok(report)
 }

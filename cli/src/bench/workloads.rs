@@ -1,0 +1,245 @@
+//! The workflows and the in-process workloads: W1 (latency), W2 (throughput), W3 (fan-out), and
+//! the history fill, all with Rust no-op handlers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tasker_core::template::parse_str;
+use tasker_core::{TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
+use uuid::Uuid;
+
+use super::completion::Finished;
+use super::report::{HistoryFigures, Latency, Out};
+use crate::handlers;
+
+/// The namespace, and so the queue, of every benchmark template.
+pub const NAMESPACE: &str = "bench";
+
+/// W1 runs not measured, so connections, caches and the worker are warm.
+pub const W1_WARM_UP: usize = 20;
+
+/// Tasks created concurrently by this many client tasks (W2, history).
+const CREATORS: usize = 8;
+
+const LINEAR: &str = r#"
+name: bench_linear
+namespace_name: bench
+version: 1.0.0
+steps:
+  - { name: s1, handler: { callable: noop } }
+  - { name: s2, dependencies: [s1], handler: { callable: noop } }
+  - { name: s3, dependencies: [s2], handler: { callable: noop } }
+  - { name: s4, dependencies: [s3], handler: { callable: noop } }
+"#;
+
+pub const DIAMOND_STEPS: usize = 4;
+
+const DIAMOND: &str = r#"
+name: bench_diamond
+namespace_name: bench
+version: 1.0.0
+steps:
+  - { name: a, handler: { callable: noop } }
+  - { name: b, dependencies: [a], handler: { callable: noop } }
+  - { name: c, dependencies: [a], handler: { callable: noop } }
+  - { name: d, dependencies: [b, c], handler: { callable: noop } }
+"#;
+
+/// One step: the finished tasks `--history` fills the database with.
+const HISTORY: &str = r#"
+name: bench_history
+namespace_name: bench
+version: 1.0.0
+steps:
+  - { name: only, handler: { callable: noop } }
+"#;
+
+fn fan_out_template(width: usize) -> String {
+    let mut yaml = String::from(
+        "name: bench_fan_out\nnamespace_name: bench\nversion: 1.0.0\nsteps:\n  - { name: start, handler: { callable: noop } }\n",
+    );
+    for i in 0..width {
+        yaml.push_str(&format!(
+            "  - {{ name: p{i}, dependencies: [start], handler: {{ callable: noop }} }}\n"
+        ));
+    }
+    let deps: Vec<String> = (0..width).map(|i| format!("p{i}")).collect();
+    yaml.push_str(&format!(
+        "  - {{ name: finish, dependencies: [{}], handler: {{ callable: noop }} }}\n",
+        deps.join(", ")
+    ));
+    yaml
+}
+
+pub async fn register_templates(tasker: &Tasker, fan_out_width: usize) -> Result<(), TaskerError> {
+    for yaml in [
+        LINEAR.to_owned(),
+        DIAMOND.to_owned(),
+        HISTORY.to_owned(),
+        fan_out_template(fan_out_width),
+    ] {
+        tasker.register_template(&parse_str(&yaml, None, NAMESPACE)?).await?;
+    }
+    Ok(())
+}
+
+pub fn request(name: &str) -> TaskRequest {
+    TaskRequest {
+        namespace: NAMESPACE.into(),
+        name: name.into(),
+        context: json!({}),
+        ..Default::default()
+    }
+}
+
+/// Creates `count` tasks of `template` from [`CREATORS`] concurrent client tasks; returns their
+/// uuids.
+pub async fn create_many(tasker: &Tasker, template: &str, count: usize) -> Result<Vec<Uuid>, TaskerError> {
+    let mut creators = tokio::task::JoinSet::new();
+    let per_creator = count.div_ceil(CREATORS);
+    for chunk in 0..CREATORS {
+        let (t, name) = (tasker.clone(), template.to_owned());
+        let n = per_creator.min(count.saturating_sub(chunk * per_creator));
+        creators.spawn(async move {
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                out.push(t.create_task(request(&name)).await?.task.task_uuid);
+            }
+            Ok::<_, TaskerError>(out)
+        });
+    }
+    let mut ids = Vec::with_capacity(count);
+    while let Some(created) = creators.join_next().await {
+        ids.extend(created.map_err(|e| TaskerError::InvalidArgument(format!("task creator: {e}")))??);
+    }
+    Ok(ids)
+}
+
+/// The worker that runs the Rust no-op handlers inside the bench process.
+pub struct InProcessWorker {
+    worker: Worker,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+impl InProcessWorker {
+    pub async fn start(tasker: &Tasker, concurrency: usize) -> Result<Self, TaskerError> {
+        let mut config = WorkerConfig::new(vec![NAMESPACE.into()]);
+        config.concurrency = concurrency;
+        let worker = Worker::start(tasker, config).await?;
+        let runner = tokio::spawn(tasker_core::handler::run_handlers(
+            worker.clone(),
+            Arc::new(handlers::registry()),
+        ));
+        Ok(Self { worker, runner })
+    }
+
+    pub async fn stop(self) -> Result<(), TaskerError> {
+        self.worker.shutdown(Duration::from_secs(5)).await?;
+        let _ = self.runner.await;
+        Ok(())
+    }
+}
+
+/// W1: one 4-step linear task at a time, create → terminal as the client sees it.
+pub async fn w1(tasker: &Tasker, runs: usize) -> Result<Option<Latency>, TaskerError> {
+    let mut latencies = Vec::with_capacity(runs);
+    for i in 0..(W1_WARM_UP + runs) {
+        let start = Instant::now();
+        let id = tasker.create_task(request("bench_linear")).await?.task.task_uuid;
+        let done = tasker.wait_for_task(id, Duration::from_secs(30)).await?;
+        if done.task.state != "complete" {
+            return Err(TaskerError::InvalidArgument(format!(
+                "W1 task ended {}",
+                done.task.state
+            )));
+        }
+        if i >= W1_WARM_UP {
+            latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(Latency::from_samples(latencies))
+}
+
+/// Throughput of a batch of diamonds: wall time from the first create to the last completion.
+pub struct Throughput {
+    pub wall_s: f64,
+    pub steps_per_s: f64,
+    pub commits_per_step: Option<f64>,
+}
+
+/// W2: `tasks` diamonds submitted at once by concurrent creators; completion observed through
+/// `finished` (engine events or NOTIFY: no reads of the database while it runs, so the commit
+/// count is the engine's own).
+pub async fn w2(tasker: &Tasker, finished: &Finished, tasks: usize) -> Result<Throughput, TaskerError> {
+    let commits_before = tasker.store().commit_count().await?;
+    let start = Instant::now();
+    let ids = create_many(tasker, "bench_diamond", tasks).await?;
+    finished.wait_all(tasker, &ids, Duration::from_secs(300)).await?;
+    let wall_s = start.elapsed().as_secs_f64();
+    finished.check_complete(tasker, &ids).await?;
+    let steps = (tasks * DIAMOND_STEPS) as f64;
+    let commits_per_step = match commits_before {
+        Some(before) => {
+            // Statistics are flushed by each backend at most once per second.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tasker
+                .store()
+                .commit_count()
+                .await?
+                .map(|after| (after - before) as f64 / steps)
+        }
+        None => None,
+    };
+    finished.forget(&ids);
+    Ok(Throughput {
+        wall_s,
+        steps_per_s: steps / wall_s,
+        commits_per_step,
+    })
+}
+
+/// W3: one task fanning out to `width` parallel steps and converging. Returns the wall time.
+pub async fn w3(tasker: &Tasker, finished: &Finished) -> Result<f64, TaskerError> {
+    let start = Instant::now();
+    let id = tasker.create_task(request("bench_fan_out")).await?.task.task_uuid;
+    finished.wait_all(tasker, &[id], Duration::from_secs(300)).await?;
+    Ok(start.elapsed().as_secs_f64())
+}
+/// Tasks created per history batch: enough to keep the worker busy, few enough that progress
+/// shows.
+const HISTORY_BATCH: usize = 2_000;
+
+/// Fills the database with `tasks` finished one-step tasks, run by the in-process worker, so
+/// W1/W2 can be measured against tables that are not empty.
+pub async fn fill_history(
+    tasker: &Tasker,
+    finished: &Finished,
+    tasks: usize,
+    out: Out,
+) -> Result<HistoryFigures, TaskerError> {
+    let start = Instant::now();
+    let mut done = 0;
+    let mut last_report = Instant::now();
+    while done < tasks {
+        let batch = HISTORY_BATCH.min(tasks - done);
+        let ids = create_many(tasker, "bench_history", batch).await?;
+        finished.wait_all(tasker, &ids, Duration::from_secs(600)).await?;
+        finished.forget(&ids);
+        done += batch;
+        if done == tasks || last_report.elapsed() >= Duration::from_secs(5) {
+            let seconds = start.elapsed().as_secs_f64();
+            out.say(format!(
+                "    history: {done}/{tasks} tasks finished ({seconds:.1} s, {:.0} tasks/s)",
+                done as f64 / seconds
+            ));
+            last_report = Instant::now();
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(HistoryFigures {
+        tasks,
+        seconds,
+        tasks_per_s: tasks as f64 / seconds.max(f64::EPSILON),
+    })
+}
