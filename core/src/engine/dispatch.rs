@@ -552,7 +552,9 @@ impl Tasker {
                     let d = plan.delta(lock.task_uuid);
                     d.completed += 1;
                     d.active -= 1;
-                    plan.succeeded.push(lock.step_uuid);
+                    if self.may_release_children(lock).await? {
+                        plan.succeeded.push(lock.step_uuid);
+                    }
                     to
                 }
                 StepOutcome::Failure(failure) if c.lost_lease && lock.lost_leases < MAX_LOST_LEASES => {
@@ -1060,16 +1062,17 @@ impl Tasker {
         let mut task_ids: Vec<Uuid> = claims.iter().map(|c| c.task_uuid).collect();
         task_ids.sort();
         task_ids.dedup();
-        let step_ids: Vec<Uuid> = claims.iter().map(|c| c.step_uuid).collect();
-        let inputs: HashMap<Uuid, TaskInput> = tx
-            .task_inputs(&task_ids)
-            .await?
-            .into_iter()
-            .map(|i| (i.task_uuid, i))
+        // Root steps have no dependency results to read: their template says so.
+        let step_ids: Vec<Uuid> = claims
+            .iter()
+            .filter(|c| c.template.has_dependencies(&c.step_name))
+            .map(|c| c.step_uuid)
             .collect();
+        let (inputs, dependency_results) = tx.claim_inputs(&task_ids, &step_ids).await?;
+        let inputs: HashMap<Uuid, TaskInput> = inputs.into_iter().map(|i| (i.task_uuid, i)).collect();
         let mut deps: HashMap<Uuid, Map<String, Value>> = HashMap::new();
         let mut unreadable_deps: HashMap<Uuid, String> = HashMap::new();
-        for (child, name, result) in tx.dependency_results(&step_ids).await? {
+        for (child, name, result) in dependency_results {
             match result {
                 Ok(value) => {
                     deps.entry(child).or_default().insert(name, value);
@@ -1108,6 +1111,18 @@ impl Tasker {
             }
         }
         Ok((out, poisoned))
+    }
+}
+
+impl Tasker {
+    /// Whether completing this step can make children ready: `false` only when its template
+    /// says no step depends on it, which saves the release statement for leaves.
+    async fn may_release_children(&self, lock: &StepLock) -> Result<bool> {
+        match self.template_by_id(lock.template_id).await {
+            Ok(t) => Ok(t.has_dependents(&lock.name)),
+            Err(e) if e.is_transient() => Err(e),
+            Err(_) => Ok(true),
+        }
     }
 }
 

@@ -21,6 +21,10 @@ pub struct CompiledTemplate {
     pub validator: ContextValidator,
     /// For each step (by index), the indices of its dependencies.
     pub parents: Vec<Vec<usize>>,
+    /// For each step (by index), whether any step depends on it.
+    has_dependents: Vec<bool>,
+    /// Step index by name.
+    by_name: HashMap<String, usize>,
 }
 
 impl CompiledTemplate {
@@ -34,10 +38,20 @@ impl CompiledTemplate {
         let version = semver::Version::parse(&template.version)
             .map_err(|e| TaskerError::Corrupt(format!("stored template version '{}': {e}", template.version)))?;
         let validator = ContextValidator::new(template.input_schema.as_ref())?;
-        let parents = template
+        let parents: Vec<Vec<usize>> = template
             .steps
             .iter()
             .map(|s| s.dependencies.iter().filter_map(|d| template.step_index(d)).collect())
+            .collect();
+        let mut has_dependents = vec![false; template.steps.len()];
+        for &p in parents.iter().flatten() {
+            has_dependents[p] = true;
+        }
+        let by_name = template
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
             .collect();
         Ok(Self {
             id: row.id,
@@ -45,12 +59,25 @@ impl CompiledTemplate {
             version,
             validator,
             parents,
+            has_dependents,
+            by_name,
         })
     }
 
     /// The step called `name`.
     pub fn step(&self, name: &str) -> Option<&StepTemplate> {
-        self.template.steps.iter().find(|s| s.name == name)
+        self.template.steps.get(*self.by_name.get(name)?)
+    }
+
+    /// Whether the step called `name` has dependencies (`true` for an unknown step: the
+    /// engine then reads the database instead of trusting the template).
+    pub fn has_dependencies(&self, name: &str) -> bool {
+        self.by_name.get(name).is_none_or(|&i| !self.parents[i].is_empty())
+    }
+
+    /// Whether any step depends on the step called `name` (`true` for an unknown step).
+    pub fn has_dependents(&self, name: &str) -> bool {
+        self.by_name.get(name).is_none_or(|&i| self.has_dependents[i])
     }
 
     /// The queue of a step.

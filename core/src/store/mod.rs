@@ -6,6 +6,7 @@
 //! fail, finalize the task) live once, in [`crate::engine`], so both backends behave the same by
 //! construction and the same integration suite runs against both.
 
+mod pg_connections;
 mod postgres;
 mod records;
 mod sqlite;
@@ -224,6 +225,22 @@ pub trait StoreTx: MessageQueue {
     /// Results of the direct dependencies of each step: (child, parent name, parent result, or
     /// why that stored result cannot be read back).
     async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<DependencyResult>>;
+
+    /// [`StoreTx::task_inputs`] of `task_uuids` and [`StoreTx::dependency_results`] of
+    /// `step_uuids`, which a claim needs together. Backends may read both in one statement.
+    async fn claim_inputs(
+        &mut self,
+        task_uuids: &[Uuid],
+        step_uuids: &[Uuid],
+    ) -> Result<(Vec<TaskInput>, Vec<DependencyResult>)> {
+        let inputs = self.task_inputs(task_uuids).await?;
+        let deps = if step_uuids.is_empty() {
+            Vec::new()
+        } else {
+            self.dependency_results(step_uuids).await?
+        };
+        Ok((inputs, deps))
+    }
 
     /// Signals that a task finished, delivered to other processes at commit.
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()>;

@@ -13,12 +13,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{Executor, PgConnection, PgPool, Row};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use super::pg_connections::{HotPool, Leased};
 use super::records::*;
-use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
+use super::{order_key, Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
@@ -50,6 +51,8 @@ const MIGRATION_LOCK_WAIT: &str = "300s";
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The same pool, with recently used connections kept unchecked for the hot path.
+    hot: std::sync::Arc<HotPool>,
     signals: broadcast::Sender<RemoteSignal>,
     known_queues: Mutex<HashSet<String>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -89,6 +92,7 @@ impl PostgresStore {
             None
         };
         Ok(Self {
+            hot: HotPool::new(pool.clone(), max_connections),
             pool,
             signals,
             known_queues: Mutex::new(HashSet::new()),
@@ -277,11 +281,10 @@ fn queue_table(queue: &str) -> Result<String> {
     }
 }
 
-fn lease_seconds(lease: Duration) -> i32 {
-    // PGMQ's read takes whole seconds; round up so a lease is never shorter than asked.
-    let secs = lease.as_millis().div_ceil(1000).max(1);
-    i32::try_from(secs).unwrap_or(i32::MAX)
-}
+/// The claim order of a queue's messages (see [`super::order_key`]), stored in each body by
+/// `send_messages`. Messages sent before priorities existed have none and go first.
+const ORDER_KEY: &str = "COALESCE((message->>'order')::bigint, 0)";
+const ORDER_KEY_OF_Q: &str = "COALESCE((q.message->>'order')::bigint, 0)";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -291,7 +294,7 @@ impl Store for PostgresStore {
 
     async fn begin(&self) -> Result<Box<dyn StoreTx>> {
         Ok(Box::new(PgTx {
-            tx: self.pool.begin().await?,
+            conn: self.hot.begin().await?,
         }))
     }
 
@@ -299,12 +302,18 @@ impl Store for PostgresStore {
         if self.known_queues.lock().map(|q| q.contains(queue)).unwrap_or(false) {
             return Ok(());
         }
-        // pgmq.create is idempotent but takes DDL locks; skip it when the queue is listed.
-        let exists: Option<String> = sqlx::query_scalar("SELECT queue_name FROM pgmq.meta WHERE queue_name = $1")
-            .bind(queue)
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
+        // pgmq.create and CREATE INDEX take DDL locks; skip both when queue and index exist.
+        let table = queue_table(queue)?;
+        let index = format!("{table}_tasker_order");
+        let ready: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = $1) \
+                AND EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = 'pgmq' AND indexname = $2)",
+        )
+        .bind(queue)
+        .bind(&index)
+        .fetch_one(&self.pool)
+        .await?;
+        if !ready {
             let mut tx = self.pool.begin().await?;
             sqlx::query(&format!("SET LOCAL lock_timeout = '{MIGRATION_LOCK_WAIT}'"))
                 .execute(&mut *tx)
@@ -318,6 +327,13 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| queue_error(e, format!("creating queue '{queue}'")))?;
+            // The claim order's index (see `read_messages`).
+            sqlx::query(&format!(
+                "CREATE INDEX IF NOT EXISTS {index} ON pgmq.{table} ({ORDER_KEY}, msg_id)"
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| queue_error(e, format!("indexing queue '{queue}'")))?;
             tx.commit().await?;
         }
         if let Ok(mut known) = self.known_queues.lock() {
@@ -393,7 +409,9 @@ impl Store for PostgresStore {
     }
 
     async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
-        let Some(task) = self.task_summary(task_uuid).await? else {
+        let mut conn = self.hot.lease().await?;
+        let Some(task) = summary_on(&mut conn, task_uuid).await? else {
+            conn.release();
             return Ok(None);
         };
         let step_rows = sqlx::query(
@@ -402,7 +420,7 @@ impl Store for PostgresStore {
              FROM tasker_steps s WHERE s.task_uuid = $1 ORDER BY s.position",
         )
         .bind(task_uuid)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         let mut names = BTreeMap::new();
         let mut steps = Vec::with_capacity(step_rows.len());
@@ -429,14 +447,14 @@ impl Store for PostgresStore {
         }
         let task_transitions = sqlx::query("SELECT * FROM tasker_task_transitions WHERE task_uuid = $1 ORDER BY id")
             .bind(task_uuid)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|r| transition_from_row(r, None))
             .collect::<Result<Vec<_>>>()?;
         let step_transitions = sqlx::query("SELECT * FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY id")
             .bind(task_uuid)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|r| {
@@ -444,6 +462,7 @@ impl Store for PostgresStore {
                 transition_from_row(r, names.get(&uuid).cloned())
             })
             .collect::<Result<Vec<_>>>()?;
+        conn.release();
         Ok(Some(TaskDetail {
             task,
             steps,
@@ -453,11 +472,10 @@ impl Store for PostgresStore {
     }
 
     async fn task_summary(&self, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
-        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasker_tasks WHERE task_uuid = $1"))
-            .bind(task_uuid)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(task_from_row).transpose()
+        let mut conn = self.hot.lease().await?;
+        let summary = summary_on(&mut conn, task_uuid).await?;
+        conn.release();
+        Ok(summary)
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
@@ -533,35 +551,63 @@ impl Store for PostgresStore {
                 handle.abort();
             }
         }
+        self.hot.close_idle();
         self.pool.close().await;
     }
 }
 
+async fn summary_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
+    let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasker_tasks WHERE task_uuid = $1"))
+        .bind(task_uuid)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
+/// A transaction on a leased connection (begun by [`HotPool::begin`]; rolled back if dropped).
 struct PgTx {
-    tx: Transaction<'static, Postgres>,
+    conn: Leased,
 }
 
 #[async_trait]
 impl MessageQueue for PgTx {
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
-        let rows = sqlx::query("SELECT msg_id, read_ct, enqueued_at, message FROM pgmq.read($1, $2, $3)")
-            .bind(queue)
-            .bind(lease_seconds(lease))
-            .bind(i32::try_from(max).unwrap_or(i32::MAX))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))?;
-        rows.iter()
+        // PGMQ's own `read` takes the oldest messages; this takes them in `order_key` order
+        // (priority, then age), through the index `ensure_queue` creates, with the same
+        // semantics: SKIP LOCKED, a lease by the server's clock, `read_ct` counted.
+        let rows = sqlx::query(&format!(
+            "WITH picked AS ( \
+               SELECT msg_id FROM pgmq.{table} WHERE vt <= clock_timestamp() \
+               ORDER BY {ORDER_KEY}, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE pgmq.{table} q SET vt = clock_timestamp() + $1 ::float8 * interval '1 millisecond', \
+               read_ct = q.read_ct + 1 \
+             FROM picked WHERE q.msg_id = picked.msg_id \
+             RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.message, {ORDER_KEY_OF_Q} AS order_key",
+            table = queue_table(queue)?
+        ))
+        .bind(millis(lease))
+        .bind(max)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))?;
+        let mut messages = rows
+            .iter()
             .map(|r| {
-                Ok(QueueMessage {
-                    queue: queue.to_owned(),
-                    msg_id: r.try_get("msg_id")?,
-                    read_ct: r.try_get("read_ct")?,
-                    enqueued_at: r.try_get("enqueued_at")?,
-                    payload: r.try_get::<Json<Value>, _>("message")?.0,
-                })
+                Ok((
+                    r.try_get::<i64, _>("order_key")?,
+                    QueueMessage {
+                        queue: queue.to_owned(),
+                        msg_id: r.try_get("msg_id")?,
+                        read_ct: r.try_get("read_ct")?,
+                        enqueued_at: r.try_get("enqueued_at")?,
+                        payload: r.try_get::<Json<Value>, _>("message")?.0,
+                    },
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING has no order of its own.
+        messages.sort_by_key(|(key, m)| (*key, m.msg_id));
+        Ok(messages.into_iter().map(|(_, m)| m).collect())
     }
 
     async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
@@ -573,12 +619,18 @@ impl MessageQueue for PgTx {
         let mut refs: Vec<Option<MessageRef>> = vec![None; messages.len()];
         for ((queue, hidden), indices) in groups {
             let bodies: Vec<Json<&StepMessage>> = indices.iter().map(|&i| Json(&messages[i].body)).collect();
+            // Each body gets its `order_key`, by the server's clock: now + order_key(0, priority).
+            let head_starts: Vec<i64> = indices.iter().map(|&i| order_key(0, messages[i].priority)).collect();
             // Visibility is computed with the server's clock, the one `pgmq.read` compares
             // with, so a skewed application host cannot hide messages or shorten leases.
             // NOTIFY is transactional: listeners hear it at commit, when the messages are
             // visible. Hidden (eagerly claimed) messages wake nobody.
             let ids: Vec<i64> = sqlx::query_scalar(
-                "SELECT s.id FROM pgmq.send_batch($1, $2::jsonb[], clock_timestamp() + $3 ::float8 * interval '1 millisecond') \
+                "SELECT s.id FROM pgmq.send_batch($1, \
+                   ARRAY(SELECT b || jsonb_build_object('order', \
+                           (extract(epoch FROM clock_timestamp()) * 1000)::bigint + h) \
+                         FROM unnest($2::jsonb[], $6::bigint[]) WITH ORDINALITY AS v(b, h, ord) ORDER BY ord), \
+                   clock_timestamp() + $3 ::float8 * interval '1 millisecond') \
                  WITH ORDINALITY AS s(id, ord) \
                  LEFT JOIN (SELECT pg_notify($4, $1) WHERE $5) AS n ON true ORDER BY s.ord",
             )
@@ -587,7 +639,8 @@ impl MessageQueue for PgTx {
             .bind(millis(hidden.unwrap_or_default()))
             .bind(QUEUE_CHANNEL)
             .bind(hidden.is_none())
-            .fetch_all(&mut *self.tx)
+            .bind(&head_starts)
+            .fetch_all(&mut *self.conn)
             .await
             .map_err(|e| queue_error(e, format!("sending to queue '{queue}'")))?;
             if ids.len() != indices.len() {
@@ -623,7 +676,7 @@ impl MessageQueue for PgTx {
                 table = queue_table(queue)?
             ))
             .bind(&ids)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.conn)
             .await
             .map_err(|e| queue_error(e, format!("deleting from queue '{queue}'")))?;
         }
@@ -649,7 +702,7 @@ impl MessageQueue for PgTx {
             .bind(millis(after))
             .bind(QUEUE_CHANNEL)
             .bind(queue)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.conn)
             .await
             .map_err(|e| queue_error(e, format!("setting visibility in queue '{queue}'")))?;
         }
@@ -675,7 +728,7 @@ impl StoreTx for PgTx {
              ORDER BY s.step_uuid FOR UPDATE OF s"
         ))
         .bind(step_uuids)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         rows.iter().map(step_lock_from_row).collect()
     }
@@ -762,7 +815,7 @@ impl StoreTx for PgTx {
         .bind(&audit.at)
         .bind(&free_delta)
         .bind(&lost_delta)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         Ok(applied)
     }
@@ -783,7 +836,7 @@ impl StoreTx for PgTx {
         .bind(task_uuid)
         .bind(&from)
         .bind(now)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         rows.iter()
             .map(|r| {
@@ -806,7 +859,7 @@ impl StoreTx for PgTx {
              RETURNING c.step_uuid, c.name, c.task_uuid, c.queue, c.max_attempts, c.pending_parents, c.state",
         )
         .bind(parents)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         let mut ready = Vec::new();
         for r in &rows {
@@ -848,7 +901,7 @@ impl StoreTx for PgTx {
         .bind(&active)
         .bind(&failed)
         .bind(now)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         rows.iter()
             .map(|r| {
@@ -883,17 +936,17 @@ impl StoreTx for PgTx {
         .bind(&new)
         .bind(&terminal)
         .bind(now)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         Ok(applied)
     }
 
     async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        insert_transitions(&mut self.tx, "tasker_step_transitions", "step_uuid", rows).await
+        insert_transitions(&mut self.conn, "tasker_step_transitions", "step_uuid", rows).await
     }
 
     async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        insert_transitions(&mut self.tx, "tasker_task_transitions", "task_uuid", rows).await
+        insert_transitions(&mut self.conn, "tasker_task_transitions", "task_uuid", rows).await
     }
 
     async fn insert_task(&mut self, t: &NewTask) -> Result<InsertedTask> {
@@ -922,12 +975,12 @@ impl StoreTx for PgTx {
         .bind(i32::try_from(t.steps.len()).unwrap_or(i32::MAX))
         .bind(t.active_steps)
         .bind(t.created_at)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *self.conn)
         .await?;
         if inserted.is_none() {
             let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
                 .bind(&t.identity_hash)
-                .fetch_one(&mut *self.tx)
+                .fetch_one(&mut *self.conn)
                 .await?;
             return Ok(InsertedTask::Existing(existing));
         }
@@ -956,7 +1009,7 @@ impl StoreTx for PgTx {
         .bind(&retryable)
         .bind(&pending)
         .bind(t.created_at)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.conn)
         .await?;
         if !t.edges.is_empty() {
             let from: Vec<Uuid> = t.edges.iter().map(|e| e.0).collect();
@@ -968,7 +1021,7 @@ impl StoreTx for PgTx {
             .bind(t.task_uuid)
             .bind(&from)
             .bind(&to)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.conn)
             .await?;
         }
         Ok(InsertedTask::Created)
@@ -980,7 +1033,7 @@ impl StoreTx for PgTx {
              WHERE task_uuid = ANY($1)",
         )
         .bind(task_uuids)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         rows.iter()
             .map(|r| {
@@ -1002,7 +1055,7 @@ impl StoreTx for PgTx {
              JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = ANY($1)",
         )
         .bind(step_uuids)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.conn)
         .await?;
         rows.iter()
             .map(|r| {
@@ -1016,11 +1069,51 @@ impl StoreTx for PgTx {
             .collect()
     }
 
+    async fn claim_inputs(
+        &mut self,
+        task_uuids: &[Uuid],
+        step_uuids: &[Uuid],
+    ) -> Result<(Vec<TaskInput>, Vec<DependencyResult>)> {
+        // One round trip for both reads: task rows ('t') and dependency results ('d').
+        let rows = sqlx::query(
+            "SELECT 't' AS kind, task_uuid AS id, NULL::text AS name, context::text AS body, correlation_id, \
+                    template_id FROM tasker_tasks WHERE task_uuid = ANY($1) \
+             UNION ALL \
+             SELECT 'd', e.to_step, p.name, p.results::text, NULL::uuid, NULL::bigint FROM tasker_step_edges e \
+             JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = ANY($2)",
+        )
+        .bind(task_uuids)
+        .bind(step_uuids)
+        .fetch_all(&mut *self.conn)
+        .await?;
+        let mut inputs = Vec::new();
+        let mut deps = Vec::new();
+        for r in &rows {
+            let body: Option<&str> = r.try_get("body")?;
+            if r.try_get::<&str, _>("kind")? == "t" {
+                inputs.push(TaskInput {
+                    task_uuid: r.try_get("id")?,
+                    // Decoded row by row: one undecodable context fails its own steps only.
+                    context: decode_json(body.unwrap_or("null"), "task context"),
+                    correlation_id: r.try_get("correlation_id")?,
+                    template_id: r.try_get("template_id")?,
+                });
+            } else {
+                deps.push((
+                    r.try_get("id")?,
+                    r.try_get("name")?,
+                    body.map_or(Ok(Value::Null), |text| decode_json(text, "dependency result")),
+                ));
+            }
+        }
+        Ok((inputs, deps))
+    }
+
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(TASK_CHANNEL)
             .bind(task_uuid.to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.conn)
             .await?;
         Ok(())
     }
@@ -1028,19 +1121,32 @@ impl StoreTx for PgTx {
     async fn notify_timers(&mut self) -> Result<()> {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(TIMER_CHANNEL)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.conn)
             .await?;
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await?;
-        Ok(())
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.end("COMMIT").await
     }
 
-    async fn rollback(self: Box<Self>) -> Result<()> {
-        self.tx.rollback().await?;
-        Ok(())
+    async fn rollback(mut self: Box<Self>) -> Result<()> {
+        self.end("ROLLBACK").await
+    }
+}
+
+impl PgTx {
+    async fn end(&mut self, statement: &str) -> Result<()> {
+        match self.conn.execute(statement).await {
+            Ok(_) => {
+                self.conn.transaction_ended();
+                Ok(())
+            }
+            Err(e) => {
+                self.conn.mark_unknown();
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -1080,12 +1186,7 @@ impl<'a> TransitionArrays<'a> {
     }
 }
 
-async fn insert_transitions(
-    tx: &mut Transaction<'static, Postgres>,
-    table: &str,
-    key: &str,
-    rows: &[TransitionRecord],
-) -> Result<()> {
+async fn insert_transitions(tx: &mut PgConnection, table: &str, key: &str, rows: &[TransitionRecord]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -1121,7 +1222,7 @@ async fn insert_transitions(
     .bind(&a.recent)
     .bind(&a.at)
     .bind(&entities)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

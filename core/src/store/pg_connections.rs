@@ -1,0 +1,193 @@
+//! Hot connections for the PostgreSQL store.
+//!
+//! sqlx's pool checks every connection with a round trip when it is taken (`test_before_acquire`)
+//! and again, unconditionally, when it is given back. On the hot path that doubled the
+//! requests of a short transaction. The store therefore keeps the connections it just used in
+//! a small LIFO list of its own and hands them out again without a check: a connection used a
+//! moment ago is as good as a checked one. One idle for longer than [`TRUST_IDLE`] goes back
+//! through the pool, which checks it.
+//!
+//! A leased connection is in one of three conditions when it is dropped:
+//! * **clean** (its work finished): it joins the idle list (or the pool, when the list is full);
+//! * **in a transaction** (a `PgTx` dropped before commit or rollback, e.g. on an error): a
+//!   `ROLLBACK` is sent from a spawned task, and the connection is kept once it succeeds;
+//! * **unknown** (a statement failed or was cancelled half-way): it goes back to the pool, whose
+//!   check on return drains or closes it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor, PgConnection, PgPool, Postgres};
+
+/// A connection idle for longer than this is checked by the pool before it is used again.
+const TRUST_IDLE: Duration = Duration::from_secs(1);
+
+/// The store's pool and the idle list in front of it.
+#[derive(Debug)]
+pub(super) struct HotPool {
+    pool: PgPool,
+    idle: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+    /// Idle connections kept at most; the rest of the pool stays available to everyone else.
+    keep: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Clean,
+    InTransaction,
+    Unknown,
+}
+
+/// A connection taken from a [`HotPool`]; dereferences to the connection.
+pub(super) struct Leased {
+    conn: Option<PoolConnection<Postgres>>,
+    home: Arc<HotPool>,
+    condition: Condition,
+    /// Whether it came from the idle list unchecked (see [`HotPool::begin`]).
+    reused: bool,
+}
+
+impl HotPool {
+    pub(super) fn new(pool: PgPool, max_connections: u32) -> Arc<Self> {
+        // Half the pool at most, so that idle connections kept here never starve the listener
+        // or a reader that goes to the pool directly.
+        let keep = usize::try_from(max_connections / 2).unwrap_or(1).max(1);
+        Arc::new(Self {
+            pool,
+            idle: Mutex::new(Vec::new()),
+            keep,
+        })
+    }
+
+    /// A connection: the most recently used idle one, else one from the pool (checked).
+    pub(super) async fn lease(self: &Arc<Self>) -> sqlx::Result<Leased> {
+        let reused = self.take_idle();
+        let reused_some = reused.is_some();
+        let conn = match reused {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(Leased {
+            conn: Some(conn),
+            home: self.clone(),
+            condition: Condition::Unknown,
+            reused: reused_some,
+        })
+    }
+
+    /// A connection with a transaction begun on it. A reused connection that cannot even begin
+    /// is taken as a sign that the server went away: the idle list is emptied and the
+    /// transaction begun on a checked connection from the pool instead.
+    pub(super) async fn begin(self: &Arc<Self>) -> sqlx::Result<Leased> {
+        let mut leased = self.lease().await?;
+        match leased.execute("BEGIN").await {
+            Ok(_) => {}
+            Err(_) if leased.reused => {
+                self.clear_idle();
+                drop(leased);
+                leased = Leased {
+                    conn: Some(self.pool.acquire().await?),
+                    home: self.clone(),
+                    condition: Condition::Unknown,
+                    reused: false,
+                };
+                leased.execute("BEGIN").await?;
+            }
+            Err(e) => return Err(e),
+        }
+        leased.condition = Condition::InTransaction;
+        Ok(leased)
+    }
+
+    fn take_idle(&self) -> Option<PoolConnection<Postgres>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() <= TRUST_IDLE {
+                return Some(conn);
+            }
+            // Stale ones go back to the pool (dropping returns them), which checks them.
+            drop(conn);
+        }
+        None
+    }
+
+    fn put_idle(&self, conn: PoolConnection<Postgres>) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.keep {
+                idle.push((conn, Instant::now()));
+            }
+        }
+    }
+
+    fn clear_idle(&self) {
+        let stale = self.idle.lock().map(|mut idle| std::mem::take(&mut *idle));
+        drop(stale);
+    }
+
+    /// Drops every kept connection (the store is closing).
+    pub(super) fn close_idle(&self) {
+        self.clear_idle();
+    }
+}
+
+impl Leased {
+    /// The work on this connection finished cleanly (outside any transaction): it may be kept.
+    pub(super) fn release(mut self) {
+        self.condition = Condition::Clean;
+    }
+
+    /// The transaction was committed or rolled back.
+    pub(super) fn transaction_ended(&mut self) {
+        self.condition = Condition::Clean;
+    }
+
+    /// A statement failed: the connection's state is not known any more.
+    pub(super) fn mark_unknown(&mut self) {
+        self.condition = Condition::Unknown;
+    }
+}
+
+impl std::ops::Deref for Leased {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        // `conn` is only taken in `drop`.
+        self.conn
+            .as_deref()
+            .expect("a leased connection is present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Leased {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("a leased connection is present until dropped")
+    }
+}
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        match self.condition {
+            Condition::Clean => self.home.put_idle(conn),
+            Condition::Unknown => drop(conn),
+            Condition::InTransaction => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let home = self.home.clone();
+                    runtime.spawn(async move {
+                        // sqlx drains any response still pending before sending this.
+                        if conn.execute("ROLLBACK").await.is_ok() {
+                            home.put_idle(conn);
+                        }
+                    });
+                }
+                // No runtime to roll back on: closing the connection rolls back on the server.
+                Err(_) => {
+                    conn.close_on_drop();
+                }
+            },
+        }
+    }
+}
