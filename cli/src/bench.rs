@@ -9,9 +9,8 @@
 //! the server given by `--postgres-url`/`DATABASE_URL` and dropped afterwards). The human tables
 //! are the default output; `--json` prints one JSON document instead (see [`report`]).
 
-// `Finished::other_processes` is used by `--processes` (next commit).
-#[allow(dead_code)]
 mod completion;
+mod processes;
 mod report;
 mod workloads;
 
@@ -56,6 +55,11 @@ pub struct BenchArgs {
     /// one that has history.
     #[arg(long, default_value_t = 0)]
     history: usize,
+    /// Also run W2 with its steps run by N separate `tasker worker` processes (`--concurrency`
+    /// slots each), the bench process only creating the tasks and waiting for them, once for
+    /// each N of this comma-separated list: `--processes 1,3` compares one process with three.
+    #[arg(long, value_delimiter = ',')]
+    processes: Vec<usize>,
     /// Print the figures as one JSON document on stdout (progress and tables go to stderr).
     #[arg(long)]
     json: bool,
@@ -110,6 +114,51 @@ fn checkout() -> PathBuf {
     }
 }
 
+/// The first line of the output: what will be measured.
+fn describe_plan(args: &BenchArgs, workloads: Workloads) -> String {
+    let mut parts = Vec::new();
+    if workloads.any() {
+        let mut sizes = Vec::new();
+        if workloads.w1 {
+            sizes.push(format!("W1 {} runs", args.w1_runs));
+        }
+        if workloads.w2 {
+            sizes.push(format!("W2 {} diamonds", args.w2_tasks));
+        }
+        if workloads.w3 {
+            sizes.push(format!("W3 fan-out {}", args.w3_steps));
+        }
+        parts.push(format!(
+            "{} with an in-process worker ({} slots)",
+            sizes.join(", "),
+            args.concurrency
+        ));
+    }
+    if !args.processes.is_empty() {
+        let counts: Vec<String> = args.processes.iter().map(|n| n.to_string()).collect();
+        parts.push(format!(
+            "W2 {} diamonds by {} `tasker worker` process(es) ({} slots each)",
+            args.w2_tasks,
+            counts.join(" / "),
+            args.concurrency
+        ));
+    }
+    let history = if args.history > 0 {
+        format!(", after {} history tasks", args.history)
+    } else {
+        String::new()
+    };
+    format!(
+        "tasker bench ({} build): {}; Rust no-op handlers{history}",
+        report::build_profile(),
+        if parts.is_empty() {
+            "nothing to run".into()
+        } else {
+            parts.join("; ")
+        },
+    )
+}
+
 pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
     let backends: Vec<Backend> = match args.backend.as_str() {
         "sqlite" => vec![Backend::Sqlite],
@@ -132,20 +181,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             "PostgreSQL benchmark needs --postgres-url or DATABASE_URL".into(),
         ));
     }
-    out.say(format!(
-        "tasker bench ({} build): {}{} — W1 {} runs, W2 {} diamonds, W3 fan-out {} — Rust no-op handlers, concurrency {}",
-        report::build_profile(),
-        workloads.names().join(", "),
-        if args.history > 0 {
-            format!(" after {} history tasks", args.history)
-        } else {
-            String::new()
-        },
-        args.w1_runs,
-        args.w2_tasks,
-        args.w3_steps,
-        args.concurrency
-    ));
+    out.say(describe_plan(&args, workloads));
     if report::build_profile() == "debug" {
         out.say("  (a debug build: figures are not comparable with release ones)");
     }
@@ -173,6 +209,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             "w3_steps": args.w3_steps,
             "concurrency": args.concurrency,
             "history": args.history,
+            "processes": args.processes,
         });
         let header = report::json_header(options, &checkout(), load_start, report::load_average());
         report::print_json(header, &reports);
@@ -226,6 +263,19 @@ async fn bench_backend(
             report.w3_steps_per_s = Some((args.w3_steps + 2) as f64 / wall);
         }
         worker.stop().await?;
+    }
+    for &count in &args.processes {
+        let figures = processes::w2(&tasker, url, count, args.concurrency, args.w2_tasks, out).await?;
+        out.say(format!(
+            "    {count} process(es): W2 {:.2} s, {:.0} steps/s{}",
+            figures.wall_s,
+            figures.steps_per_s,
+            figures
+                .commits_per_step
+                .map(|c| format!(", {c:.2} commits/step"))
+                .unwrap_or_default()
+        ));
+        report.processes.push(figures);
     }
 
     tasker.close().await;

@@ -245,6 +245,16 @@ pub fn backend_line(r: &BackendReport) -> String {
 
 /// The markdown tables printed at the end (the format `docs/benchmarks.md` records).
 pub fn tables(reports: &[BackendReport]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let in_process = |r: &BackendReport| r.w1_runs.is_some() || r.w2_tasks.is_some() || r.w3_steps.is_some();
+    if reports.iter().any(in_process) {
+        lines.extend(in_process_table(reports));
+    }
+    lines.extend(other_tables(reports));
+    lines
+}
+
+fn in_process_table(reports: &[BackendReport]) -> Vec<String> {
     let mut lines = vec![
         String::new(),
         "| backend  | W1 p50 ms | W1 p95 ms | W1 p99 ms | W2 wall s | W2 steps/s | W3 wall s | W3 steps/s | commits/step | load start → end |".into(),
@@ -268,6 +278,11 @@ pub fn tables(reports: &[BackendReport]) -> Vec<String> {
             describe_load(r.load_average_end),
         ));
     }
+    lines
+}
+
+fn other_tables(reports: &[BackendReport]) -> Vec<String> {
+    let mut lines = Vec::new();
     if reports.iter().any(|r| r.history.is_some()) {
         lines.push(String::new());
         lines.push("| backend  | history tasks | filled in s | tasks/s |".into());
