@@ -5,12 +5,24 @@
 //! writer at a time anyway, and taking the write lock up front means a transaction never fails
 //! half-way when it upgrades from read to write (other processes wait on `busy_timeout`).
 //! Reads use a separate pool and never block writers (WAL).
+//!
+//! Every statement is a round trip to the thread that owns the connection (sqlx runs each SQLite
+//! connection on its own thread), and those hand-offs, not SQLite, are most of the cost of a
+//! step. So each primitive is one statement for the whole batch, whatever its size: the batch
+//! travels as one JSON array parameter read with `json_each`. Uuids travel as 32 hex digits and
+//! become their 16-byte BLOB again with `unhex()`; JSON that is stored (results, errors,
+//! metadata, message bodies) travels as a JSON *string*, so it is stored byte for byte as serde
+//! wrote it. A primitive made of several statements sends them in one query string, which the
+//! SQLite driver runs as one command (`?N` parameters are shared by all of them).
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -18,7 +30,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::records::*;
-use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
+use super::{order_key, Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
@@ -68,8 +80,11 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let lock = StartupLock::acquire(options.get_filename()).await?;
+        // No ping before each acquire: the connection is in this process, and a ping is one
+        // more round trip to its worker thread per transaction.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
             .await?;
@@ -84,6 +99,7 @@ impl SqliteStore {
         drop(lock);
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self { writer, reader })
@@ -143,9 +159,12 @@ fn step_lock_from_row(row: &SqliteRow) -> Result<StepLock> {
     })
 }
 
-const STEP_LOCK_COLUMNS: &str = "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, \
-     s.max_attempts, s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id, \
-     t.priority AS task_priority";
+macro_rules! step_lock_columns {
+    () => {
+        "s.step_uuid, s.task_uuid, s.name, s.queue, s.state, s.attempts, s.max_attempts, \
+         s.free_attempts, s.lost_leases, t.state AS task_state, t.template_id, t.priority AS task_priority"
+    };
+}
 
 fn template_from_row(row: &SqliteRow) -> Result<TemplateRow> {
     Ok(TemplateRow {
@@ -160,9 +179,13 @@ fn template_from_row(row: &SqliteRow) -> Result<TemplateRow> {
     })
 }
 
-const TASK_COLUMNS: &str = "task_uuid, namespace_name, name, version, state, context, initiator, \
-     source_system, reason, tags, priority, correlation_id, idempotency_key, total_steps, \
-     completed_steps, active_steps, failed_steps, created_at, updated_at, completed_at";
+macro_rules! task_columns {
+    () => {
+        "task_uuid, namespace_name, name, version, state, context, initiator, source_system, reason, \
+         tags, priority, correlation_id, idempotency_key, total_steps, completed_steps, active_steps, \
+         failed_steps, created_at, updated_at, completed_at"
+    };
+}
 
 fn task_from_row(row: &SqliteRow) -> Result<TaskSummary> {
     let tags = parse_json(row.try_get("tags")?, "task tags")?;
@@ -208,6 +231,434 @@ fn opt_json(row: &SqliteRow, column: &str) -> Result<Option<Value>> {
         .transpose()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Statements. Each one's plan is checked by `tests` (EXPLAIN QUERY PLAN): none scans a table
+// that grows with the history, and the claim reads in order through an index.
+//
+// Commands of several statements share their `?N` parameters, and each statement must use a
+// gap-free set `?1..?k`: the driver binds a number a statement skips as if it were a positional
+// `?`, which shifts the parameters of the statements after it (checked by a test too).
+
+/// Whether any of the queues (`?1`, a JSON array of names) has a visible message at `?2`.
+const HAS_VISIBLE: &str = "SELECT EXISTS (SELECT 1 FROM tasker_queue_messages \
+     WHERE queue IN (SELECT value FROM json_each(?1)) AND vt <= ?2)";
+
+/// Claims up to `?4` visible messages of queue `?3` at `?1`, hidden until `?2`: lowest order
+/// key first, then msg_id, walking `tasker_queue_messages_claim` (which holds vt, so leased
+/// messages are skipped inside the index and the visible backlog is never sorted).
+const READ_MESSAGES: &str = "UPDATE tasker_queue_messages SET vt = ?2, read_ct = read_ct + 1 \
+     WHERE msg_id IN (SELECT msg_id FROM tasker_queue_messages INDEXED BY tasker_queue_messages_claim \
+                      WHERE queue = ?3 AND vt <= ?1 ORDER BY order_key, msg_id LIMIT ?4) \
+     RETURNING msg_id, read_ct, enqueued_at, order_key, message";
+
+/// `?1`: `[[queue, vt, order_key, body text], …]`, `?2`: now. Inserted in array order, so the
+/// msg_ids grow in array order.
+const SEND_MESSAGES: &str = "INSERT INTO tasker_queue_messages (queue, vt, read_ct, enqueued_at, order_key, message) \
+     SELECT value ->> 0, value ->> 1, 0, ?2, value ->> 2, value ->> 3 FROM json_each(?1) ORDER BY key \
+     RETURNING msg_id";
+
+/// `?1`: `[[msg_id, queue], …]`.
+const DELETE_MESSAGES: &str = "DELETE FROM tasker_queue_messages WHERE msg_id IN \
+     (SELECT m.msg_id FROM json_each(?1) j CROSS JOIN tasker_queue_messages m \
+      WHERE m.msg_id = j.value ->> 0 AND m.queue = j.value ->> 1)";
+
+/// `?1`: `[[msg_id, queue], …]`, `?2`: the new vt.
+const SET_VISIBILITY: &str = "UPDATE tasker_queue_messages SET vt = ?2 WHERE msg_id IN \
+     (SELECT m.msg_id FROM json_each(?1) j CROSS JOIN tasker_queue_messages m \
+      WHERE m.msg_id = j.value ->> 0 AND m.queue = j.value ->> 1)";
+
+/// `?1`: step uuids. One row per input uuid that exists, in input order.
+const LOCK_STEPS: &str = concat!(
+    "SELECT ",
+    step_lock_columns!(),
+    " FROM json_each(?1) j CROSS JOIN tasker_steps s CROSS JOIN tasker_tasks t \
+     WHERE s.step_uuid = unhex(j.value) AND t.task_uuid = s.task_uuid ORDER BY j.key"
+);
+
+/// The compare-and-swap of step rows, from `$source` (one array per change, see
+/// `step_change_rows`) at `?2`. Returns the uuids that changed.
+macro_rules! change_steps_sql {
+    ($source:literal) => {
+        concat!(
+            "UPDATE tasker_steps SET state = c.ns, attempts = c.na, \
+                results = COALESCE(c.rs, results), last_error = COALESCE(c.le, last_error), \
+                next_retry_at = c.nr, deadline_at = c.dl, updated_at = ?2, \
+                first_attempted_at = CASE WHEN c.st THEN COALESCE(first_attempted_at, ?2) ELSE first_attempted_at END, \
+                last_attempted_at = CASE WHEN c.st THEN ?2 ELSE last_attempted_at END, \
+                completed_at = CASE WHEN c.fi THEN ?2 ELSE completed_at END, \
+                free_attempts = free_attempts + c.fd, lost_leases = lost_leases + c.ld \
+             FROM (SELECT unhex(value ->> 0) AS id, value ->> 1 AS es, value ->> 2 AS ea, value ->> 3 AS ns, \
+                          value ->> 4 AS na, value ->> 5 AS rs, value ->> 6 AS le, value ->> 7 AS nr, \
+                          value ->> 8 AS dl, value ->> 9 AS st, value ->> 10 AS fi, value ->> 11 AS fd, \
+                          value ->> 12 AS ld FROM ",
+            $source,
+            ") AS c \
+             WHERE tasker_steps.step_uuid = c.id AND tasker_steps.state = c.es AND tasker_steps.attempts = c.ea \
+             RETURNING step_uuid"
+        )
+    };
+}
+/// `?1`: the changes, `?2`: now.
+const CHANGE_STEPS: &str = change_steps_sql!("json_each(?1)");
+
+/// Audit rows, from `$source` (one array per row, `[entity, task, from, to, event, metadata
+/// text, at, most_recent]`, see `transition_rows`) where `$filter` holds. The entity's previous
+/// most recent row is cleared first.
+macro_rules! clear_step_transitions_sql {
+    ($source:literal, $filter:literal) => {
+        concat!(
+            "UPDATE tasker_step_transitions SET most_recent = 0 WHERE most_recent AND step_uuid IN \
+             (SELECT unhex(value ->> 0) FROM ",
+            $source,
+            " WHERE ",
+            $filter,
+            ")"
+        )
+    };
+}
+macro_rules! insert_step_transitions_sql {
+    ($source:literal, $filter:literal) => {
+        concat!(
+            "INSERT INTO tasker_step_transitions \
+                (step_uuid, task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
+             SELECT unhex(value ->> 0), unhex(value ->> 1), value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                    value ->> 7, value ->> 6 FROM ",
+            $source,
+            " WHERE ",
+            $filter,
+            " ORDER BY key"
+        )
+    };
+}
+/// `?1`: the rows.
+const CLEAR_STEP_TRANSITIONS: &str = clear_step_transitions_sql!("json_each(?1)", "1");
+const INSERT_STEP_TRANSITIONS: &str = insert_step_transitions_sql!("json_each(?1)", "1");
+const CLEAR_TASK_TRANSITIONS: &str = "UPDATE tasker_task_transitions SET most_recent = 0 WHERE most_recent \
+     AND task_uuid IN (SELECT unhex(value ->> 0) FROM json_each(?1))";
+const INSERT_TASK_TRANSITIONS: &str = "INSERT INTO tasker_task_transitions \
+        (task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
+     SELECT unhex(value ->> 0), value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 7, value ->> 6 \
+     FROM json_each(?1) ORDER BY key";
+static INSERT_STEP_TRANSITIONS_BATCH: LazyLock<String> =
+    LazyLock::new(|| [CLEAR_STEP_TRANSITIONS, INSERT_STEP_TRANSITIONS].join(";\n"));
+static INSERT_TASK_TRANSITIONS_BATCH: LazyLock<String> =
+    LazyLock::new(|| [CLEAR_TASK_TRANSITIONS, INSERT_TASK_TRANSITIONS].join(";\n"));
+
+/// `change_steps_audited` in one command. `?1`: `{"c": changes, "t": audit rows}`, `?2`: now.
+/// First the audit rows of the steps whose compare-and-swap applies (each step is at most once
+/// in the changes), then the compare-and-swap itself: under the write lock nothing changes
+/// between the statements, so "will apply" is "applied".
+macro_rules! applying_cte {
+    () => {
+        "WITH applying AS (SELECT c.value ->> 0 AS id FROM json_each(?1, '$.c') c CROSS JOIN tasker_steps s \
+             WHERE s.step_uuid = unhex(c.value ->> 0) AND s.state = c.value ->> 1 AND s.attempts = c.value ->> 2) "
+    };
+}
+const CLEAR_STEP_TRANSITIONS_APPLYING: &str = concat!(
+    applying_cte!(),
+    clear_step_transitions_sql!("json_each(?1, '$.t')", "value ->> 0 IN applying")
+);
+const INSERT_STEP_TRANSITIONS_APPLYING: &str = concat!(
+    applying_cte!(),
+    insert_step_transitions_sql!("json_each(?1, '$.t')", "value ->> 0 IN applying")
+);
+const CHANGE_STEPS_OF_DOCUMENT: &str = change_steps_sql!("json_each(?1, '$.c')");
+static CHANGE_STEPS_AUDITED: LazyLock<String> = LazyLock::new(|| {
+    [
+        CLEAR_STEP_TRANSITIONS_APPLYING,
+        INSERT_STEP_TRANSITIONS_APPLYING,
+        CHANGE_STEPS_OF_DOCUMENT,
+    ]
+    .join(";\n")
+});
+
+/// `?1`: task, `?2`: now, `?3`: JSON array of the states to cancel. Returns every step of the
+/// task with its state before the update.
+const OPEN_STEPS: &str = "SELECT step_uuid, state FROM tasker_steps WHERE task_uuid = ?1";
+const CANCEL_STEPS: &str = "UPDATE tasker_steps SET state = 'cancelled', updated_at = ?2, completed_at = ?2, \
+        next_retry_at = NULL, deadline_at = NULL \
+     WHERE task_uuid = ?1 AND state IN (SELECT value FROM json_each(?3))";
+static CANCEL_OPEN_STEPS: LazyLock<String> = LazyLock::new(|| [OPEN_STEPS, CANCEL_STEPS].join(";\n"));
+
+/// `?1`: parent uuids (a parent listed twice counts twice). Each child's counter goes down by
+/// its number of listed parents.
+const RELEASE_CHILDREN: &str = "UPDATE tasker_steps SET pending_parents = pending_parents - r.n \
+     FROM (SELECT e.to_step AS child, count(*) AS n FROM json_each(?1) j CROSS JOIN tasker_step_edges e \
+           WHERE e.from_step = unhex(j.value) GROUP BY e.to_step) AS r \
+     WHERE tasker_steps.step_uuid = r.child \
+     RETURNING step_uuid, name, task_uuid, queue, max_attempts, pending_parents, state";
+
+/// `?1`: `[[task, completed, active, failed], …]` (each task at most once), `?2`: now.
+const APPLY_TASK_DELTAS: &str = "UPDATE tasker_tasks SET completed_steps = completed_steps + d.c, \
+        active_steps = active_steps + d.a, failed_steps = failed_steps + d.f, updated_at = ?2 \
+     FROM (SELECT unhex(value ->> 0) AS id, value ->> 1 AS c, value ->> 2 AS a, value ->> 3 AS f \
+           FROM json_each(?1)) AS d \
+     WHERE tasker_tasks.task_uuid = d.id \
+     RETURNING task_uuid, state, total_steps, completed_steps, active_steps, failed_steps";
+const APPLY_TASK_DELTA: &str = "UPDATE tasker_tasks SET completed_steps = completed_steps + ?1, \
+        active_steps = active_steps + ?2, failed_steps = failed_steps + ?3, updated_at = ?4 WHERE task_uuid = ?5 \
+     RETURNING task_uuid, state, total_steps, completed_steps, active_steps, failed_steps";
+
+/// `?1`: `[[task, expected, new, terminal], …]` (each task at most once), `?2`: now.
+const CHANGE_TASKS: &str = "UPDATE tasker_tasks SET state = c.ns, updated_at = ?2, \
+        completed_at = CASE WHEN c.fi THEN ?2 ELSE completed_at END \
+     FROM (SELECT unhex(value ->> 0) AS id, value ->> 1 AS es, value ->> 2 AS ns, value ->> 3 AS fi \
+           FROM json_each(?1)) AS c \
+     WHERE tasker_tasks.task_uuid = c.id AND tasker_tasks.state = c.es \
+     RETURNING task_uuid";
+const CHANGE_TASK: &str = "UPDATE tasker_tasks SET state = ?1, updated_at = ?2, \
+        completed_at = CASE WHEN ?3 THEN ?2 ELSE completed_at END \
+     WHERE task_uuid = ?4 AND state = ?5";
+
+/// A task with its steps and edges, unless a task with the same identity hash (`?1`) exists.
+/// `?2`: the task's uuid, `?3`: its creation time, `?4`: `{"s": steps, "e": edges}`. Ends with
+/// the uuid of the task holding the identity.
+const INSERT_TASK_ROW: &str = "INSERT INTO tasker_tasks (identity_hash, task_uuid, created_at, updated_at, \
+        total_steps, template_id, namespace_name, name, version, state, context, initiator, source_system, \
+        reason, tags, priority, correlation_id, idempotency_key, active_steps) \
+     VALUES (?1, ?2, ?3, ?3, json_array_length(?4, '$.s'), ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16, ?17, ?18) \
+     ON CONFLICT (identity_hash) DO NOTHING";
+const INSERT_TASK_STEPS: &str = "INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, \
+        max_attempts, retryable, pending_parents, created_at, updated_at) \
+     SELECT unhex(value ->> 0), ?2, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+            value ->> 6, value ->> 7, ?3, ?3 FROM json_each(?4, '$.s') \
+     WHERE EXISTS (SELECT 1 FROM tasker_tasks WHERE task_uuid = ?2 AND identity_hash = ?1) ORDER BY key";
+const INSERT_TASK_EDGES: &str = "INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) \
+     SELECT ?2, unhex(value ->> 0), unhex(value ->> 1) FROM json_each(?4, '$.e') \
+     WHERE EXISTS (SELECT 1 FROM tasker_tasks WHERE task_uuid = ?2 AND identity_hash = ?1 AND created_at = ?3) \
+     ORDER BY key";
+const TASK_BY_IDENTITY: &str = "SELECT task_uuid FROM tasker_tasks WHERE identity_hash = ?1";
+static INSERT_TASK: LazyLock<String> =
+    LazyLock::new(|| [INSERT_TASK_ROW, INSERT_TASK_STEPS, INSERT_TASK_EDGES, TASK_BY_IDENTITY].join(";\n"));
+
+/// `?1`: task uuids. One row per input uuid that exists, in input order.
+const TASK_INPUTS: &str = "SELECT t.task_uuid, t.context, t.correlation_id, t.template_id \
+     FROM json_each(?1) j CROSS JOIN tasker_tasks t WHERE t.task_uuid = unhex(j.value) ORDER BY j.key";
+
+/// `?1`: step uuids. Their parents' results: by input step, then in edge order.
+const DEPENDENCY_RESULTS: &str = "SELECT e.to_step, p.name, p.results \
+     FROM json_each(?1) j CROSS JOIN tasker_step_edges e CROSS JOIN tasker_steps p \
+     WHERE e.to_step = unhex(j.value) AND p.step_uuid = e.from_step ORDER BY j.key, e.rowid";
+
+const TASK_SUMMARY: &str = concat!("SELECT ", task_columns!(), " FROM tasker_tasks WHERE task_uuid = ?1");
+
+/// Everything `task_detail` reads, in one command; each row says which part it belongs to.
+const DETAIL_TASK: &str = concat!(
+    "SELECT 'task' AS part, ",
+    task_columns!(),
+    " FROM tasker_tasks WHERE task_uuid = ?1"
+);
+const DETAIL_STEPS: &str = "SELECT 'step' AS part, * FROM tasker_steps WHERE task_uuid = ?1 ORDER BY position";
+/// Through the task's steps (indexed by task), not `tasker_step_edges.task_uuid` (not indexed).
+const DETAIL_EDGES: &str = "SELECT 'edge' AS part, e.to_step, p.name \
+     FROM tasker_steps p CROSS JOIN tasker_step_edges e \
+     WHERE p.task_uuid = ?1 AND e.from_step = p.step_uuid ORDER BY p.position";
+const DETAIL_TASK_TRANSITIONS: &str =
+    "SELECT 'task_transition' AS part, * FROM tasker_task_transitions WHERE task_uuid = ?1 ORDER BY id";
+const DETAIL_STEP_TRANSITIONS: &str =
+    "SELECT 'step_transition' AS part, * FROM tasker_step_transitions WHERE task_uuid = ?1 ORDER BY id";
+static TASK_DETAIL: LazyLock<String> = LazyLock::new(|| {
+    [
+        DETAIL_TASK,
+        DETAIL_STEPS,
+        DETAIL_EDGES,
+        DETAIL_TASK_TRANSITIONS,
+        DETAIL_STEP_TRANSITIONS,
+    ]
+    .join(";\n")
+});
+
+/// `list_tasks` with exactly the filters given (an `(?1 IS NULL OR …)` filter cannot use an
+/// index), newest first: each combination has an index ending in (created_at, task_uuid).
+fn list_tasks_sql(namespace: bool, name: bool, state: bool) -> String {
+    let mut conditions = Vec::new();
+    if namespace {
+        conditions.push("namespace_name = ?1");
+    }
+    if name {
+        conditions.push("name = ?2");
+    }
+    if state {
+        conditions.push("state = ?3");
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", conditions.join(" AND "))
+    };
+    format!(
+        concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasker_tasks {}ORDER BY created_at DESC, task_uuid DESC LIMIT ?4"
+        ),
+        filter
+    )
+}
+
+const DUE_RETRIES: &str = concat!(
+    "SELECT ",
+    step_lock_columns!(),
+    " FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+     WHERE s.state = 'waiting_for_retry' AND s.next_retry_at <= ?1 ORDER BY s.next_retry_at LIMIT ?2"
+);
+
+const OVERDUE_ATTEMPTS: &str = concat!(
+    "SELECT ",
+    step_lock_columns!(),
+    " FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+     WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL AND s.deadline_at <= ?1 \
+     ORDER BY s.deadline_at LIMIT ?2"
+);
+
+/// The earliest retry and deadline of a live task: walks the two partial indexes in order and
+/// stops at the first step whose task is not finished (steps under a finished task never count
+/// as due; they are repaired when met).
+static NEXT_TIMER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT (SELECT s.next_retry_at FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+                 WHERE s.state = 'waiting_for_retry' AND s.next_retry_at IS NOT NULL \
+                   AND t.state NOT IN {TERMINAL_TASK_STATES} ORDER BY s.next_retry_at LIMIT 1), \
+                (SELECT s.deadline_at FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
+                 WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL \
+                   AND t.state NOT IN {TERMINAL_TASK_STATES} ORDER BY s.deadline_at LIMIT 1)"
+    )
+});
+
+// ---------------------------------------------------------------------------------------------
+// Batch parameters.
+
+/// A uuid as 32 hex digits (`unhex()` in SQL turns it back into the stored 16-byte BLOB).
+#[derive(Clone, Copy)]
+struct Hex(Uuid);
+
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.simple())
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| TaskerError::InvalidArgument(format!("encoding a batch for SQLite: {e}")))
+}
+
+fn uuid_list(ids: &[Uuid]) -> Result<String> {
+    to_json(&ids.iter().map(|id| Hex(*id)).collect::<Vec<_>>())
+}
+
+fn message_refs(messages: &[MessageRef]) -> Result<String> {
+    to_json(
+        &messages
+            .iter()
+            .map(|m| (m.msg_id, m.queue.as_str()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Whether no uuid appears twice. Batches with repeats run row by row: a set-based statement
+/// would apply one of the repeats, where the row-by-row semantics chain them.
+fn distinct(ids: impl ExactSizeIterator<Item = Uuid>) -> bool {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.into_iter().all(|id| seen.insert(id))
+}
+
+/// The uuids of `input` that are in `changed`, in input order.
+fn in_input_order(input: impl Iterator<Item = Uuid>, changed: Vec<Uuid>) -> Vec<Uuid> {
+    let changed: HashSet<Uuid> = changed.into_iter().collect();
+    input.filter(|id| changed.contains(id)).collect()
+}
+
+/// The rows of `CHANGE_STEPS`' `?1`.
+fn step_change_rows(changes: &[StepChange]) -> Result<String> {
+    let rows: Vec<_> = changes
+        .iter()
+        .map(|c| {
+            (
+                Hex(c.step_uuid),
+                c.expected_state.as_str(),
+                c.expected_attempts,
+                c.new_state.as_str(),
+                c.new_attempts,
+                c.results.as_ref().map(json_text),
+                c.last_error.as_ref().map(json_text),
+                c.next_retry_at.map(ms),
+                c.deadline_at.map(ms),
+                c.attempt_started,
+                c.finished,
+                c.free_attempts_delta,
+                c.lost_leases_delta,
+            )
+        })
+        .collect();
+    to_json(&rows)
+}
+
+/// The rows of the transition statements' parameter. The last row of each entity becomes its
+/// most recent one, as if the rows were appended one at a time.
+fn transition_rows(rows: &[TransitionRecord]) -> Result<String> {
+    let last: HashMap<Uuid, usize> = rows.iter().enumerate().map(|(i, r)| (r.entity_uuid, i)).collect();
+    let rows: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                Hex(r.entity_uuid),
+                Hex(r.task_uuid),
+                r.from_state,
+                r.to_state,
+                r.event,
+                json_text(&r.metadata),
+                ms(r.at),
+                last.get(&r.entity_uuid) == Some(&i),
+            )
+        })
+        .collect();
+    to_json(&rows)
+}
+
+fn queue_names(messages: &[OutgoingMessage]) -> String {
+    let mut names: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    match quoted.len() {
+        1 => format!("queue {}", quoted[0]),
+        _ => format!("queues {}", quoted.join(", ")),
+    }
+}
+
+fn counters_from_row(r: &SqliteRow) -> Result<TaskCounters> {
+    Ok(TaskCounters {
+        task_uuid: r.try_get("task_uuid")?,
+        state: parse_state(r.try_get::<&str, _>("state")?, "task")?,
+        total: r.try_get("total_steps")?,
+        completed: r.try_get("completed_steps")?,
+        active: r.try_get("active_steps")?,
+        failed: r.try_get("failed_steps")?,
+    })
+}
+
+fn step_from_row(row: &SqliteRow, dependencies: Vec<String>) -> Result<StepSummary> {
+    Ok(StepSummary {
+        step_uuid: row.try_get("step_uuid")?,
+        name: row.try_get("name")?,
+        queue: row.try_get("queue")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        retryable: row.try_get("retryable")?,
+        results: opt_json(row, "results")?,
+        last_error: opt_json(row, "last_error")?,
+        next_retry_at: opt_from_ms(row.try_get("next_retry_at")?),
+        created_at: from_ms(row.try_get("created_at")?),
+        first_attempted_at: opt_from_ms(row.try_get("first_attempted_at")?),
+        last_attempted_at: opt_from_ms(row.try_get("last_attempted_at")?),
+        completed_at: opt_from_ms(row.try_get("completed_at")?),
+        dependencies,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
@@ -225,19 +676,15 @@ impl Store for SqliteStore {
     }
 
     async fn has_visible_messages(&self, queues: &[String]) -> Result<bool> {
-        let now = ms(Utc::now());
-        for q in queues {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT msg_id FROM tasker_queue_messages WHERE queue = ? AND vt <= ? LIMIT 1")
-                    .bind(q)
-                    .bind(now)
-                    .fetch_optional(&self.reader)
-                    .await?;
-            if found.is_some() {
-                return Ok(true);
-            }
+        if queues.is_empty() {
+            return Ok(false);
         }
-        Ok(false)
+        let found: bool = sqlx::query_scalar(HAS_VISIBLE)
+            .bind(to_json(queues)?)
+            .bind(ms(Utc::now()))
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(found)
     }
 
     async fn register_template(&self, t: &NewTemplate) -> Result<TemplateRow> {
@@ -304,63 +751,42 @@ impl Store for SqliteStore {
     }
 
     async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
-        let Some(task) = self.task_summary(task_uuid).await? else {
-            return Ok(None);
-        };
-        let step_rows = sqlx::query("SELECT * FROM tasker_steps WHERE task_uuid = ? ORDER BY position")
+        // One command for the five reads (one round trip instead of five).
+        let rows = sqlx::query(&TASK_DETAIL)
             .bind(task_uuid)
             .fetch_all(&self.reader)
             .await?;
-        let edges = sqlx::query(
-            "SELECT e.to_step, p.name FROM tasker_step_edges e JOIN tasker_steps p ON p.step_uuid = e.from_step \
-             WHERE e.task_uuid = ? ORDER BY p.position",
-        )
-        .bind(task_uuid)
-        .fetch_all(&self.reader)
-        .await?;
-        let mut steps = Vec::with_capacity(step_rows.len());
-        for row in &step_rows {
-            let step_uuid: Uuid = row.try_get("step_uuid")?;
-            let mut dependencies = Vec::new();
-            for e in &edges {
-                if e.try_get::<Uuid, _>("to_step")? == step_uuid {
-                    dependencies.push(e.try_get("name")?);
-                }
+        let mut task = None;
+        let mut step_rows = Vec::new();
+        let mut dependencies: HashMap<Uuid, Vec<String>> = HashMap::new();
+        let mut task_transitions = Vec::new();
+        let mut step_transition_rows = Vec::new();
+        for row in &rows {
+            match row.try_get::<&str, _>("part")? {
+                "task" => task = Some(task_from_row(row)?),
+                "step" => step_rows.push(row),
+                "edge" => dependencies
+                    .entry(row.try_get("to_step")?)
+                    .or_default()
+                    .push(row.try_get("name")?),
+                "task_transition" => task_transitions.push(transition_from_row(row, None)?),
+                _ => step_transition_rows.push(row),
             }
-            steps.push(StepSummary {
-                step_uuid,
-                name: row.try_get("name")?,
-                queue: row.try_get("queue")?,
-                state: row.try_get("state")?,
-                attempts: row.try_get("attempts")?,
-                max_attempts: row.try_get("max_attempts")?,
-                retryable: row.try_get("retryable")?,
-                results: opt_json(row, "results")?,
-                last_error: opt_json(row, "last_error")?,
-                next_retry_at: opt_from_ms(row.try_get("next_retry_at")?),
-                created_at: from_ms(row.try_get("created_at")?),
-                first_attempted_at: opt_from_ms(row.try_get("first_attempted_at")?),
-                last_attempted_at: opt_from_ms(row.try_get("last_attempted_at")?),
-                completed_at: opt_from_ms(row.try_get("completed_at")?),
-                dependencies,
-            });
         }
-        let task_transitions = sqlx::query("SELECT * FROM tasker_task_transitions WHERE task_uuid = ? ORDER BY id")
-            .bind(task_uuid)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(|r| transition_from_row(r, None))
-            .collect::<Result<Vec<_>>>()?;
-        let step_transitions = sqlx::query("SELECT * FROM tasker_step_transitions WHERE task_uuid = ? ORDER BY id")
-            .bind(task_uuid)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
+        let Some(task) = task else {
+            return Ok(None);
+        };
+        let mut steps = Vec::with_capacity(step_rows.len());
+        for row in step_rows {
+            let step_uuid: Uuid = row.try_get("step_uuid")?;
+            steps.push(step_from_row(row, dependencies.remove(&step_uuid).unwrap_or_default())?);
+        }
+        let names: HashMap<Uuid, &str> = steps.iter().map(|s| (s.step_uuid, s.name.as_str())).collect();
+        let step_transitions = step_transition_rows
+            .into_iter()
             .map(|r| {
                 let uuid: Uuid = r.try_get("step_uuid")?;
-                let name = steps.iter().find(|s| s.step_uuid == uuid).map(|s| s.name.clone());
-                transition_from_row(r, name)
+                transition_from_row(r, names.get(&uuid).map(|n| (*n).to_owned()))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(TaskDetail {
@@ -372,7 +798,7 @@ impl Store for SqliteStore {
     }
 
     async fn task_summary(&self, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
-        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasker_tasks WHERE task_uuid = ?"))
+        let row = sqlx::query(TASK_SUMMARY)
             .bind(task_uuid)
             .fetch_optional(&self.reader)
             .await?;
@@ -380,56 +806,41 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasker_tasks \
-             WHERE (?1 IS NULL OR namespace_name = ?1) AND (?2 IS NULL OR name = ?2) AND (?3 IS NULL OR state = ?3) \
-             ORDER BY created_at DESC, task_uuid DESC LIMIT ?4"
-        ))
-        .bind(&filter.namespace)
-        .bind(&filter.name)
-        .bind(filter.state.map(|s| s.as_str()))
-        .bind(filter.limit.unwrap_or(100))
-        .fetch_all(&self.reader)
-        .await?;
+        let sql = list_tasks_sql(
+            filter.namespace.is_some(),
+            filter.name.is_some(),
+            filter.state.is_some(),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&filter.namespace)
+            .bind(&filter.name)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.limit.unwrap_or(100))
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(task_from_row).collect()
     }
 
     async fn due_retries(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
-             WHERE s.state = 'waiting_for_retry' AND s.next_retry_at <= ? ORDER BY s.next_retry_at LIMIT ?"
-        ))
-        .bind(ms(now))
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(DUE_RETRIES)
+            .bind(ms(now))
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(step_lock_from_row).collect()
     }
 
     async fn overdue_attempts(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
-             WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL AND s.deadline_at <= ? \
-             ORDER BY s.deadline_at LIMIT ?"
-        ))
-        .bind(ms(now))
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(OVERDUE_ATTEMPTS)
+            .bind(ms(now))
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(step_lock_from_row).collect()
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
-        // Steps under a terminal task never count as due (they are repaired when met).
-        let (retry, deadline): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
-            "SELECT (SELECT min(s.next_retry_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
-                     WHERE s.state = 'waiting_for_retry' AND t.state NOT IN {TERMINAL_TASK_STATES}), \
-                    (SELECT min(s.deadline_at) FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
-                     WHERE s.state = 'in_progress' AND s.deadline_at IS NOT NULL \
-                       AND t.state NOT IN {TERMINAL_TASK_STATES})",
-        ))
-        .fetch_one(&self.reader)
-        .await?;
+        let (retry, deadline): (Option<i64>, Option<i64>) = sqlx::query_as(&NEXT_TIMER).fetch_one(&self.reader).await?;
         Ok(match (retry, deadline) {
             (Some(a), Some(b)) => Some(from_ms(a.min(b))),
             (a, b) => a.or(b).map(from_ms),
@@ -454,114 +865,9 @@ struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
 }
 
-#[async_trait]
-impl MessageQueue for SqliteTx {
-    async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
-        let now = ms(Utc::now());
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let rows = sqlx::query(
-            "UPDATE tasker_queue_messages SET vt = ?1 + ?2, read_ct = read_ct + 1 \
-             WHERE msg_id IN (SELECT msg_id FROM tasker_queue_messages WHERE queue = ?3 AND vt <= ?1 \
-                              ORDER BY msg_id LIMIT ?4) \
-             RETURNING msg_id, read_ct, enqueued_at, message",
-        )
-        .bind(now)
-        .bind(lease_ms)
-        .bind(queue)
-        .bind(max)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(|e| TaskerError::Queue(format!("reading queue '{queue}': {e}")))?;
-        let mut messages = rows
-            .iter()
-            .map(|r| {
-                Ok(QueueMessage {
-                    queue: queue.to_owned(),
-                    msg_id: r.try_get("msg_id")?,
-                    read_ct: r.try_get("read_ct")?,
-                    enqueued_at: from_ms(r.try_get("enqueued_at")?),
-                    payload: parse_json(r.try_get("message")?, "queue message")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        messages.sort_by_key(|m| m.msg_id);
-        Ok(messages)
-    }
-
-    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
-        let now = ms(Utc::now());
-        let mut refs = Vec::with_capacity(messages.len());
-        for m in messages {
-            let body = serde_json::to_string(&m.body).map_err(|e| TaskerError::Queue(e.to_string()))?;
-            let hidden = m
-                .hidden_for
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
-                .unwrap_or(0);
-            let msg_id: i64 = sqlx::query_scalar(
-                "INSERT INTO tasker_queue_messages (queue, vt, read_ct, enqueued_at, message) VALUES (?, ?, 0, ?, ?) \
-                 RETURNING msg_id",
-            )
-            .bind(&m.queue)
-            .bind(now + hidden)
-            .bind(now)
-            .bind(body)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(|e| TaskerError::Queue(format!("sending to queue '{}': {e}", m.queue)))?;
-            refs.push(MessageRef {
-                queue: m.queue.clone(),
-                msg_id,
-            });
-        }
-        Ok(refs)
-    }
-
-    async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()> {
-        for m in messages {
-            sqlx::query("DELETE FROM tasker_queue_messages WHERE msg_id = ? AND queue = ?")
-                .bind(m.msg_id)
-                .bind(&m.queue)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn set_message_visibility(&mut self, messages: &[MessageRef], after: Duration) -> Result<()> {
-        let at = ms(Utc::now()) + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2);
-        for m in messages {
-            sqlx::query("UPDATE tasker_queue_messages SET vt = ? WHERE msg_id = ? AND queue = ?")
-                .bind(at)
-                .bind(m.msg_id)
-                .bind(&m.queue)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl StoreTx for SqliteTx {
-    async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
-        // BEGIN IMMEDIATE already holds the database's write lock: reads here are stable.
-        let mut out = Vec::with_capacity(step_uuids.len());
-        for id in step_uuids {
-            let row = sqlx::query(&format!(
-                "SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN tasker_tasks t ON t.task_uuid = s.task_uuid \
-                 WHERE s.step_uuid = ?"
-            ))
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            if let Some(row) = row {
-                out.push(step_lock_from_row(&row)?);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
+impl SqliteTx {
+    /// The compare-and-swap one row at a time: for batches naming a step twice.
+    async fn change_steps_one_by_one(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
         let now = ms(now);
         let mut applied = Vec::with_capacity(changes.len());
         for c in changes {
@@ -597,6 +903,174 @@ impl StoreTx for SqliteTx {
         }
         Ok(applied)
     }
+}
+
+#[async_trait]
+impl MessageQueue for SqliteTx {
+    async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
+        let now = ms(Utc::now());
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let rows = sqlx::query(READ_MESSAGES)
+            .bind(now)
+            .bind(now.saturating_add(lease_ms))
+            .bind(queue)
+            .bind(max)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| TaskerError::Queue(format!("reading queue '{queue}': {e}")))?;
+        let mut messages = rows
+            .iter()
+            .map(|r| {
+                let key: i64 = r.try_get("order_key")?;
+                let message = QueueMessage {
+                    queue: queue.to_owned(),
+                    msg_id: r.try_get("msg_id")?,
+                    read_ct: r.try_get("read_ct")?,
+                    enqueued_at: from_ms(r.try_get("enqueued_at")?),
+                    payload: parse_json(r.try_get("message")?, "queue message")?,
+                };
+                Ok((key, message))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING comes in no particular order: hand them out in claim order.
+        messages.sort_unstable_by_key(|(key, m)| (*key, m.msg_id));
+        Ok(messages.into_iter().map(|(_, m)| m).collect())
+    }
+
+    async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = ms(Utc::now());
+        let rows = messages
+            .iter()
+            .map(|m| {
+                let body = serde_json::to_string(&m.body).map_err(|e| TaskerError::Queue(e.to_string()))?;
+                let hidden = m
+                    .hidden_for
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
+                    .unwrap_or(0);
+                Ok((
+                    m.queue.as_str(),
+                    now.saturating_add(hidden),
+                    order_key(now, m.priority),
+                    body,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(SEND_MESSAGES)
+            .bind(to_json(&rows)?)
+            .bind(now)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| TaskerError::Queue(format!("sending to {}: {e}", queue_names(messages))))?;
+        // Rows are inserted in input order, so their msg_ids grow in input order.
+        ids.sort_unstable();
+        if ids.len() != messages.len() {
+            return Err(TaskerError::Corrupt(format!(
+                "sent {} messages, the queue table took {}",
+                messages.len(),
+                ids.len()
+            )));
+        }
+        Ok(messages
+            .iter()
+            .zip(ids)
+            .map(|(m, msg_id)| MessageRef {
+                queue: m.queue.clone(),
+                msg_id,
+            })
+            .collect())
+    }
+
+    async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(DELETE_MESSAGES)
+            .bind(message_refs(messages)?)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_message_visibility(&mut self, messages: &[MessageRef], after: Duration) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let at = ms(Utc::now()) + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2);
+        sqlx::query(SET_VISIBILITY)
+            .bind(message_refs(messages)?)
+            .bind(at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreTx for SqliteTx {
+    async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
+        // BEGIN IMMEDIATE already holds the database's write lock: reads here are stable.
+        if step_uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(LOCK_STEPS)
+            .bind(uuid_list(step_uuids)?)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(step_lock_from_row).collect()
+    }
+
+    async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !distinct(changes.iter().map(|c| c.step_uuid)) {
+            return self.change_steps_one_by_one(changes, now).await;
+        }
+        let changed: Vec<Uuid> = sqlx::query_scalar(CHANGE_STEPS)
+            .bind(step_change_rows(changes)?)
+            .bind(ms(now))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(in_input_order(changes.iter().map(|c| c.step_uuid), changed))
+    }
+
+    async fn change_steps_audited(
+        &mut self,
+        changes: &[StepChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if transitions.is_empty() {
+            return self.change_steps(changes, now).await;
+        }
+        if !distinct(changes.iter().map(|c| c.step_uuid)) {
+            let applied = self.change_steps_one_by_one(changes, now).await?;
+            let kept: Vec<TransitionRecord> = transitions
+                .iter()
+                .filter(|t| applied.contains(&t.entity_uuid))
+                .cloned()
+                .collect();
+            self.insert_step_transitions(&kept).await?;
+            return Ok(applied);
+        }
+        let document = format!(
+            r#"{{"c":{},"t":{}}}"#,
+            step_change_rows(changes)?,
+            transition_rows(transitions)?
+        );
+        let changed: Vec<Uuid> = sqlx::query_scalar(&CHANGE_STEPS_AUDITED)
+            .bind(document)
+            .bind(ms(now))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(in_input_order(changes.iter().map(|c| c.step_uuid), changed))
+    }
 
     async fn cancel_open_steps(
         &mut self,
@@ -604,228 +1078,240 @@ impl StoreTx for SqliteTx {
         from: &[StepState],
         now: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, StepState)>> {
-        let rows = sqlx::query("SELECT step_uuid, state FROM tasker_steps WHERE task_uuid = ?")
+        let from_names: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(&CANCEL_OPEN_STEPS)
             .bind(task_uuid)
+            .bind(ms(now))
+            .bind(to_json(&from_names)?)
             .fetch_all(&mut *self.tx)
             .await?;
         let mut cancelled = Vec::new();
         for r in &rows {
             let state: StepState = parse_state(r.try_get::<&str, _>("state")?, "step")?;
-            if !from.contains(&state) {
-                continue;
+            if from.contains(&state) {
+                cancelled.push((r.try_get("step_uuid")?, state));
             }
-            let id: Uuid = r.try_get("step_uuid")?;
-            sqlx::query(
-                "UPDATE tasker_steps SET state = 'cancelled', updated_at = ?1, completed_at = ?1, \
-                    next_retry_at = NULL, deadline_at = NULL WHERE step_uuid = ?2 AND state = ?3",
-            )
-            .bind(ms(now))
-            .bind(id)
-            .bind(state.as_str())
-            .execute(&mut *self.tx)
-            .await?;
-            cancelled.push((id, state));
         }
         Ok(cancelled)
     }
 
     async fn release_children(&mut self, parents: &[Uuid]) -> Result<Vec<ReadyChild>> {
-        let mut ready = Vec::new();
-        for parent in parents {
-            let rows = sqlx::query(
-                "UPDATE tasker_steps SET pending_parents = pending_parents - 1 \
-                 WHERE step_uuid IN (SELECT to_step FROM tasker_step_edges WHERE from_step = ?) \
-                 RETURNING step_uuid, name, task_uuid, queue, max_attempts, pending_parents, state",
-            )
-            .bind(parent)
+        if parents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(RELEASE_CHILDREN)
+            .bind(uuid_list(parents)?)
             .fetch_all(&mut *self.tx)
             .await?;
-            for r in &rows {
-                let pending: i32 = r.try_get("pending_parents")?;
-                let state: &str = r.try_get("state")?;
-                if pending == 0 && state == StepState::Pending.as_str() {
-                    ready.push(ReadyChild {
-                        step_uuid: r.try_get("step_uuid")?,
-                        name: r.try_get("name")?,
-                        task_uuid: r.try_get("task_uuid")?,
-                        queue: r.try_get("queue")?,
-                        max_attempts: r.try_get("max_attempts")?,
-                    });
-                }
+        let mut ready = Vec::new();
+        for r in &rows {
+            let pending: i32 = r.try_get("pending_parents")?;
+            let state: &str = r.try_get("state")?;
+            if pending == 0 && state == StepState::Pending.as_str() {
+                ready.push(ReadyChild {
+                    step_uuid: r.try_get("step_uuid")?,
+                    name: r.try_get("name")?,
+                    task_uuid: r.try_get("task_uuid")?,
+                    queue: r.try_get("queue")?,
+                    max_attempts: r.try_get("max_attempts")?,
+                });
             }
         }
+        // Step uuids are time-ordered: children of older tasks first.
+        ready.sort_unstable_by_key(|c| c.step_uuid);
         Ok(ready)
     }
 
     async fn apply_task_deltas(&mut self, deltas: &[TaskDelta], now: DateTime<Utc>) -> Result<Vec<TaskCounters>> {
-        let mut out = Vec::with_capacity(deltas.len());
-        for d in deltas {
-            let row = sqlx::query(
-                "UPDATE tasker_tasks SET completed_steps = completed_steps + ?1, active_steps = active_steps + ?2, \
-                    failed_steps = failed_steps + ?3, updated_at = ?4 WHERE task_uuid = ?5 \
-                 RETURNING task_uuid, state, total_steps, completed_steps, active_steps, failed_steps",
-            )
-            .bind(d.completed)
-            .bind(d.active)
-            .bind(d.failed)
-            .bind(ms(now))
-            .bind(d.task_uuid)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            if let Some(r) = row {
-                out.push(TaskCounters {
-                    task_uuid: r.try_get("task_uuid")?,
-                    state: parse_state(r.try_get::<&str, _>("state")?, "task")?,
-                    total: r.try_get("total_steps")?,
-                    completed: r.try_get("completed_steps")?,
-                    active: r.try_get("active_steps")?,
-                    failed: r.try_get("failed_steps")?,
-                });
-            }
+        if deltas.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        if !distinct(deltas.iter().map(|d| d.task_uuid)) {
+            let mut out = Vec::with_capacity(deltas.len());
+            for d in deltas {
+                let row = sqlx::query(APPLY_TASK_DELTA)
+                    .bind(d.completed)
+                    .bind(d.active)
+                    .bind(d.failed)
+                    .bind(ms(now))
+                    .bind(d.task_uuid)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                if let Some(r) = row {
+                    out.push(counters_from_row(&r)?);
+                }
+            }
+            return Ok(out);
+        }
+        let rows: Vec<_> = deltas
+            .iter()
+            .map(|d| (Hex(d.task_uuid), d.completed, d.active, d.failed))
+            .collect();
+        let rows = sqlx::query(APPLY_TASK_DELTAS)
+            .bind(to_json(&rows)?)
+            .bind(ms(now))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut counters: HashMap<Uuid, TaskCounters> = rows
+            .iter()
+            .map(|r| counters_from_row(r).map(|c| (c.task_uuid, c)))
+            .collect::<Result<_>>()?;
+        Ok(deltas.iter().filter_map(|d| counters.remove(&d.task_uuid)).collect())
     }
 
     async fn change_tasks(&mut self, changes: &[TaskChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
-        let mut applied = Vec::new();
-        for c in changes {
-            let result = sqlx::query(
-                "UPDATE tasker_tasks SET state = ?1, updated_at = ?2, \
-                    completed_at = CASE WHEN ?3 THEN ?2 ELSE completed_at END \
-                 WHERE task_uuid = ?4 AND state = ?5",
-            )
-            .bind(c.new.as_str())
-            .bind(ms(now))
-            .bind(c.new.is_terminal())
-            .bind(c.task_uuid)
-            .bind(c.expected.as_str())
-            .execute(&mut *self.tx)
-            .await?;
-            if result.rows_affected() == 1 {
-                applied.push(c.task_uuid);
-            }
+        if changes.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(applied)
+        if !distinct(changes.iter().map(|c| c.task_uuid)) {
+            let mut applied = Vec::new();
+            for c in changes {
+                let result = sqlx::query(CHANGE_TASK)
+                    .bind(c.new.as_str())
+                    .bind(ms(now))
+                    .bind(c.new.is_terminal())
+                    .bind(c.task_uuid)
+                    .bind(c.expected.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+                if result.rows_affected() == 1 {
+                    applied.push(c.task_uuid);
+                }
+            }
+            return Ok(applied);
+        }
+        let rows: Vec<_> = changes
+            .iter()
+            .map(|c| {
+                (
+                    Hex(c.task_uuid),
+                    c.expected.as_str(),
+                    c.new.as_str(),
+                    c.new.is_terminal(),
+                )
+            })
+            .collect();
+        let changed: Vec<Uuid> = sqlx::query_scalar(CHANGE_TASKS)
+            .bind(to_json(&rows)?)
+            .bind(ms(now))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(in_input_order(changes.iter().map(|c| c.task_uuid), changed))
     }
 
     async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        insert_transitions(&mut self.tx, "tasker_step_transitions", "step_uuid", rows).await
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&INSERT_STEP_TRANSITIONS_BATCH)
+            .bind(transition_rows(rows)?)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        insert_transitions(&mut self.tx, "tasker_task_transitions", "task_uuid", rows).await
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&INSERT_TASK_TRANSITIONS_BATCH)
+            .bind(transition_rows(rows)?)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn insert_task(&mut self, t: &NewTask) -> Result<InsertedTask> {
         let now = ms(t.created_at);
         let tags = serde_json::to_string(&t.tags).map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
-        let inserted = sqlx::query(
-            "INSERT INTO tasker_tasks (task_uuid, template_id, namespace_name, name, version, state, context, \
-                initiator, source_system, reason, tags, priority, correlation_id, identity_hash, idempotency_key, \
-                total_steps, active_steps, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18) \
-             ON CONFLICT (identity_hash) DO NOTHING",
-        )
-        .bind(t.task_uuid)
-        .bind(t.template_id)
-        .bind(&t.namespace)
-        .bind(&t.name)
-        .bind(&t.version)
-        .bind(t.state.as_str())
-        .bind(json_text(&t.context))
-        .bind(&t.initiator)
-        .bind(&t.source_system)
-        .bind(&t.reason)
-        .bind(tags)
-        .bind(t.priority)
-        .bind(t.correlation_id)
-        .bind(&t.identity_hash)
-        .bind(&t.idempotency_key)
-        .bind(i32::try_from(t.steps.len()).unwrap_or(i32::MAX))
-        .bind(t.active_steps)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = ?")
-                .bind(&t.identity_hash)
-                .fetch_one(&mut *self.tx)
-                .await?;
-            return Ok(InsertedTask::Existing(existing));
-        }
-        for s in &t.steps {
-            sqlx::query(
-                "INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, max_attempts, retryable, \
-                    pending_parents, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-            )
-            .bind(s.step_uuid)
+        let steps: Vec<_> = t
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    Hex(s.step_uuid),
+                    s.name.as_str(),
+                    s.position,
+                    s.queue.as_str(),
+                    s.state.as_str(),
+                    s.max_attempts,
+                    s.retryable,
+                    s.pending_parents,
+                )
+            })
+            .collect();
+        let edges: Vec<_> = t.edges.iter().map(|(from, to)| (Hex(*from), Hex(*to))).collect();
+        let document = format!(r#"{{"s":{},"e":{}}}"#, to_json(&steps)?, to_json(&edges)?);
+        // The task row, its steps and edges and the uuid holding the identity: one command.
+        let holder: Uuid = sqlx::query_scalar(&INSERT_TASK)
+            .bind(&t.identity_hash)
             .bind(t.task_uuid)
-            .bind(&s.name)
-            .bind(s.position)
-            .bind(&s.queue)
-            .bind(s.state.as_str())
-            .bind(s.max_attempts)
-            .bind(s.retryable)
-            .bind(s.pending_parents)
             .bind(now)
-            .execute(&mut *self.tx)
+            .bind(document)
+            .bind(t.template_id)
+            .bind(&t.namespace)
+            .bind(&t.name)
+            .bind(&t.version)
+            .bind(t.state.as_str())
+            .bind(json_text(&t.context))
+            .bind(&t.initiator)
+            .bind(&t.source_system)
+            .bind(&t.reason)
+            .bind(tags)
+            .bind(t.priority)
+            .bind(t.correlation_id)
+            .bind(&t.idempotency_key)
+            .bind(t.active_steps)
+            .fetch_one(&mut *self.tx)
             .await?;
-        }
-        for (from, to) in &t.edges {
-            sqlx::query("INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) VALUES (?, ?, ?)")
-                .bind(t.task_uuid)
-                .bind(from)
-                .bind(to)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(InsertedTask::Created)
+        Ok(if holder == t.task_uuid {
+            InsertedTask::Created
+        } else {
+            InsertedTask::Existing(holder)
+        })
     }
 
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>> {
-        let mut out = Vec::with_capacity(task_uuids.len());
-        for id in task_uuids {
-            let row = sqlx::query(
-                "SELECT task_uuid, context, correlation_id, template_id FROM tasker_tasks WHERE task_uuid = ?",
-            )
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
+        if task_uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(TASK_INPUTS)
+            .bind(uuid_list(task_uuids)?)
+            .fetch_all(&mut *self.tx)
             .await?;
-            if let Some(r) = row {
-                out.push(TaskInput {
+        rows.iter()
+            .map(|r| {
+                Ok(TaskInput {
                     task_uuid: r.try_get("task_uuid")?,
                     // Row by row: one undecodable context fails its own steps, not the claim.
                     context: serde_json::from_str(r.try_get("context")?)
                         .map_err(|e| format!("task context cannot be decoded: {e}")),
                     correlation_id: r.try_get("correlation_id")?,
                     template_id: r.try_get("template_id")?,
-                });
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
     async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<DependencyResult>> {
-        let mut out = Vec::new();
-        for id in step_uuids {
-            let rows = sqlx::query(
-                "SELECT p.name, p.results FROM tasker_step_edges e JOIN tasker_steps p ON p.step_uuid = e.from_step \
-                 WHERE e.to_step = ?",
-            )
-            .bind(id)
+        if step_uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(DEPENDENCY_RESULTS)
+            .bind(uuid_list(step_uuids)?)
             .fetch_all(&mut *self.tx)
             .await?;
-            for r in &rows {
+        rows.iter()
+            .map(|r| {
                 let results = match r.try_get::<Option<&str>, _>("results")? {
                     None => Ok(Value::Null),
                     Some(text) => {
                         serde_json::from_str(text).map_err(|e| format!("dependency result cannot be decoded: {e}"))
                     }
                 };
-                out.push((*id, r.try_get("name")?, results));
-            }
-        }
-        Ok(out)
+                Ok((r.try_get("to_step")?, r.try_get("name")?, results))
+            })
+            .collect()
     }
 
     async fn notify_task_finished(&mut self, _task_uuid: Uuid) -> Result<()> {
@@ -848,34 +1334,150 @@ impl StoreTx for SqliteTx {
     }
 }
 
-/// Appends audit rows to `table` (keyed by `key`), each becoming its entity's most recent one.
-async fn insert_transitions(
-    tx: &mut Transaction<'static, Sqlite>,
-    table: &str,
-    key: &str,
-    rows: &[TransitionRecord],
-) -> Result<()> {
-    // Step rows also carry their task; task rows are keyed by it.
-    let task_column = if key == "task_uuid" { "" } else { ", task_uuid" };
-    let task_value = if key == "task_uuid" { "" } else { ", ?" };
-    let clear = format!("UPDATE {table} SET most_recent = 0 WHERE {key} = ? AND most_recent");
-    let insert = format!(
-        "INSERT INTO {table} ({key}{task_column}, from_state, to_state, event, metadata, most_recent, created_at) \
-         VALUES (?{task_value}, ?, ?, ?, ?, 1, ?)"
-    );
-    for r in rows {
-        sqlx::query(&clear).bind(r.entity_uuid).execute(&mut **tx).await?;
-        let mut q = sqlx::query(&insert).bind(r.entity_uuid);
-        if key != "task_uuid" {
-            q = q.bind(r.task_uuid);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every statement the store runs, by name, one statement each.
+    fn statements() -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = [
+            ("has_visible_messages", HAS_VISIBLE),
+            ("read_messages", READ_MESSAGES),
+            ("send_messages", SEND_MESSAGES),
+            ("delete_messages", DELETE_MESSAGES),
+            ("set_message_visibility", SET_VISIBILITY),
+            ("lock_steps", LOCK_STEPS),
+            ("change_steps", CHANGE_STEPS),
+            ("change_steps_audited: clear", CLEAR_STEP_TRANSITIONS_APPLYING),
+            ("change_steps_audited: insert", INSERT_STEP_TRANSITIONS_APPLYING),
+            ("change_steps_audited: change", CHANGE_STEPS_OF_DOCUMENT),
+            ("insert_step_transitions: clear", CLEAR_STEP_TRANSITIONS),
+            ("insert_step_transitions: insert", INSERT_STEP_TRANSITIONS),
+            ("insert_task_transitions: clear", CLEAR_TASK_TRANSITIONS),
+            ("insert_task_transitions: insert", INSERT_TASK_TRANSITIONS),
+            ("cancel_open_steps: select", OPEN_STEPS),
+            ("cancel_open_steps: update", CANCEL_STEPS),
+            ("release_children", RELEASE_CHILDREN),
+            ("apply_task_deltas", APPLY_TASK_DELTAS),
+            ("apply_task_deltas (one)", APPLY_TASK_DELTA),
+            ("change_tasks", CHANGE_TASKS),
+            ("change_tasks (one)", CHANGE_TASK),
+            ("insert_task: task", INSERT_TASK_ROW),
+            ("insert_task: steps", INSERT_TASK_STEPS),
+            ("insert_task: edges", INSERT_TASK_EDGES),
+            ("insert_task: identity", TASK_BY_IDENTITY),
+            ("task_inputs", TASK_INPUTS),
+            ("dependency_results", DEPENDENCY_RESULTS),
+            ("task_summary", TASK_SUMMARY),
+            ("task_detail: task", DETAIL_TASK),
+            ("task_detail: steps", DETAIL_STEPS),
+            ("task_detail: edges", DETAIL_EDGES),
+            ("task_detail: task transitions", DETAIL_TASK_TRANSITIONS),
+            ("task_detail: step transitions", DETAIL_STEP_TRANSITIONS),
+            ("due_retries", DUE_RETRIES),
+            ("overdue_attempts", OVERDUE_ATTEMPTS),
+            ("next_timer", NEXT_TIMER.as_str()),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_owned(), s.to_owned()))
+        .collect();
+        for bits in 0..8u8 {
+            let (namespace, name, state) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
+            all.push((
+                format!("list_tasks (namespace {namespace}, name {name}, state {state})"),
+                list_tasks_sql(namespace, name, state),
+            ));
         }
-        q.bind(r.from_state)
-            .bind(r.to_state)
-            .bind(r.event)
-            .bind(json_text(&r.metadata))
-            .bind(ms(r.at))
-            .execute(&mut **tx)
-            .await?;
+        all
     }
-    Ok(())
+
+    /// The commands of several statements, as sent.
+    fn commands() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("change_steps_audited", CHANGE_STEPS_AUDITED.as_str()),
+            ("insert_step_transitions", INSERT_STEP_TRANSITIONS_BATCH.as_str()),
+            ("insert_task_transitions", INSERT_TASK_TRANSITIONS_BATCH.as_str()),
+            ("cancel_open_steps", CANCEL_OPEN_STEPS.as_str()),
+            ("insert_task", INSERT_TASK.as_str()),
+            ("task_detail", TASK_DETAIL.as_str()),
+        ]
+    }
+
+    #[test]
+    fn each_statement_of_a_command_numbers_its_parameters_without_gaps() {
+        for (name, command) in commands() {
+            for (i, statement) in command.split(";\n").enumerate() {
+                let mut used: Vec<usize> = statement
+                    .split('?')
+                    .skip(1)
+                    .filter_map(|rest| {
+                        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                        digits.parse().ok()
+                    })
+                    .collect();
+                used.sort_unstable();
+                used.dedup();
+                let expected: Vec<usize> = (1..=used.len()).collect();
+                assert_eq!(used, expected, "{name}, statement {i}: {statement}");
+            }
+        }
+    }
+
+    /// Plans are chosen without statistics (nothing runs ANALYZE), so they do not depend on the
+    /// rows: an empty database shows the plan a full one gets.
+    #[tokio::test]
+    async fn no_statement_scans_history_and_the_claim_does_not_sort() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("plans.db").display()))
+            .await
+            .expect("open");
+        let history = [
+            "tasker_tasks",
+            "tasker_steps",
+            "tasker_step_edges",
+            "tasker_task_transitions",
+            "tasker_step_transitions",
+            "tasker_queue_messages",
+        ];
+        let mut problems = Vec::new();
+        for (name, sql) in statements() {
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&store.writer)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}\n{sql}"));
+            let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+            println!("{name}:\n  {}", plan.join("\n  "));
+            for line in &plan {
+                let scanned = line
+                    .strip_prefix("SCAN ")
+                    .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned());
+                let aliases = ["s", "t", "e", "p", "m"];
+                if let Some(table) = scanned {
+                    if history.contains(&table.as_str()) || aliases.contains(&table.as_str()) {
+                        // Listing newest first without a namespace walks the creation-time index
+                        // and stops at the limit (a name alone has no index of its own).
+                        let allowed = name.starts_with("list_tasks (namespace false, name")
+                            && !name.contains("state true")
+                            && line.contains("USING INDEX tasker_tasks_by_created");
+                        if !allowed {
+                            problems.push(format!("{name}: {line}"));
+                        }
+                    }
+                }
+            }
+            if name == "read_messages" {
+                if plan.iter().any(|l| l.contains("TEMP B-TREE")) {
+                    problems.push(format!("{name} sorts: {plan:?}"));
+                }
+                if !plan.iter().any(|l| l.contains("tasker_queue_messages_claim")) {
+                    problems.push(format!("{name} does not use the claim index: {plan:?}"));
+                }
+            }
+            if name.starts_with("list_tasks") && plan.iter().any(|l| l.contains("TEMP B-TREE")) {
+                problems.push(format!("{name} sorts: {plan:?}"));
+            }
+        }
+        store.close().await;
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
 }
