@@ -340,8 +340,16 @@ impl Tasker {
         let deltas = plan.nonzero_deltas();
         tx.apply_task_deltas(&deltas, now).await?;
         if !lost.is_empty() {
-            self.apply_in_tx(tx.as_mut(), &locks, &lost, now, &mut effects, None, &mut Vec::new())
-                .await?;
+            self.apply_in_tx(
+                tx.as_mut(),
+                &locks,
+                &lost,
+                now,
+                &mut effects,
+                None,
+                &mut EagerClaims::default(),
+            )
+            .await?;
         }
         let (claimed, unreadable) = self.claimed_steps(tx.as_mut(), claims).await?;
         poisoned.extend(unreadable);
@@ -378,7 +386,7 @@ impl Tasker {
             });
             locks.insert(lock.step_uuid, lock);
         }
-        self.apply_in_tx(tx, &locks, &batch, now, effects, None, &mut Vec::new())
+        self.apply_in_tx(tx, &locks, &batch, now, effects, None, &mut EagerClaims::default())
             .await?;
         Ok(())
     }
@@ -467,11 +475,15 @@ impl Tasker {
         let locks = lock_map(tx.as_mut(), &ids).await?;
         let now = Utc::now();
         let mut effects = Effects::default();
-        let mut eager_claims = Vec::new();
+        let mut eager_claims = EagerClaims::default();
         let reports = self
             .apply_in_tx(tx.as_mut(), &locks, batch, now, &mut effects, eager, &mut eager_claims)
             .await?;
-        let (claimed, unreadable) = self.claimed_steps(tx.as_mut(), eager_claims).await?;
+        let (claimed, unreadable) = assemble_claims(
+            eager_claims.claims,
+            eager_claims.inputs,
+            eager_claims.dependency_results,
+        );
         if !unreadable.is_empty() {
             self.fail_poisoned(tx.as_mut(), unreadable, now, &mut effects).await?;
         }
@@ -490,7 +502,7 @@ impl Tasker {
         now: DateTime<Utc>,
         effects: &mut Effects,
         eager: Option<&EagerClaim>,
-        eager_claims: &mut Vec<PendingClaim>,
+        eager_claims: &mut EagerClaims,
     ) -> Result<Vec<CompletionReport>> {
         let mut plan = Plan::default();
         let mut reports = Vec::with_capacity(batch.len());
@@ -650,19 +662,26 @@ impl Tasker {
             });
         }
 
-        let applied = tx
-            .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
+        // Children whose last dependency just completed are enqueued in this same transaction,
+        // or claimed right away for the applying worker when it has free slots (eager dispatch).
+        let (applied, ready) = tx
+            .apply_outcome_writes(
+                OutcomeWrites {
+                    changes: &plan.step_changes,
+                    transitions: &plan.step_transitions,
+                    delete: &plan.delete,
+                    released_parents: &plan.succeeded,
+                },
+                now,
+            )
             .await?;
         if applied.len() != plan.step_changes.len() {
             // Rows were locked by lock_steps, so this means the store broke its contract.
             return Err(TaskerError::Corrupt("a locked step changed under its lock".into()));
         }
-        tx.delete_messages(&plan.delete).await?;
-
-        // Children whose last dependency just completed are enqueued in this same transaction,
-        // or claimed right away for the applying worker when it has free slots (eager dispatch).
-        let ready = tx.release_children(&plan.succeeded).await?;
         let mut eager_pending = Vec::new();
+        let mut child_changes = Vec::new();
+        let mut child_transitions = Vec::new();
         if !ready.is_empty() {
             let mut slots = eager.map(|e| e.max).unwrap_or(0);
             let mut changes = Vec::with_capacity(ready.len());
@@ -766,16 +785,38 @@ impl Tasker {
                 });
                 plan.delta(child.task_uuid).active += 1;
             }
-            // The rows were released under this transaction's locks: every change applies.
-            let applied = tx.change_steps_audited(&changes, &transitions, now).await?;
-            if applied.len() != changes.len() {
-                return Err(TaskerError::Corrupt("a released child changed under its lock".into()));
-            }
             eager_pending = claimed_now;
+            child_changes = changes;
+            child_transitions = transitions;
         }
-        // Released children and given-back (lost) attempts, in one statement per queue.
-        let refs = tx.send_messages(&plan.send).await?;
-        for (m, r) in plan.send.iter().zip(&refs) {
+        // The children's changes, the messages (released children and given-back attempts) and
+        // the task counters, then what the eagerly claimed children need to run: eager
+        // children always have dependencies.
+        let mut input_tasks: Vec<Uuid> = eager_pending.iter().map(|(l, _, _)| l.task_uuid).collect();
+        input_tasks.sort();
+        input_tasks.dedup();
+        let input_steps: Vec<Uuid> = eager_pending.iter().map(|(l, _, _)| l.step_uuid).collect();
+        let deltas = plan.nonzero_deltas();
+        let followup = tx
+            .apply_followup_writes(
+                FollowupWrites {
+                    changes: &child_changes,
+                    transitions: &child_transitions,
+                    send: &plan.send,
+                    deltas: &deltas,
+                    input_tasks: &input_tasks,
+                    input_steps: &input_steps,
+                },
+                now,
+            )
+            .await?;
+        // The rows were released under this transaction's locks: every change applies.
+        if followup.applied.len() != child_changes.len() {
+            return Err(TaskerError::Corrupt("a released child changed under its lock".into()));
+        }
+        eager_claims.inputs = followup.inputs;
+        eager_claims.dependency_results = followup.dependency_results;
+        for (m, r) in plan.send.iter().zip(&followup.sent) {
             if m.hidden_for.is_none() {
                 effects.queues.push(m.queue.clone());
             } else if let Some(pos) = eager_pending
@@ -783,7 +824,7 @@ impl Tasker {
                 .position(|(c, _, _)| c.step_uuid == m.body.step_uuid)
             {
                 let (lock, template, deadline) = eager_pending.swap_remove(pos);
-                eager_claims.push(PendingClaim {
+                eager_claims.claims.push(PendingClaim {
                     message: r.clone(),
                     step_uuid: lock.step_uuid,
                     task_uuid: lock.task_uuid,
@@ -797,9 +838,7 @@ impl Tasker {
             }
         }
 
-        let deltas = plan.nonzero_deltas();
-        let counters = tx.apply_task_deltas(&deltas, now).await?;
-        self.finalize_tasks(tx, &counters, now, effects).await?;
+        self.finalize_tasks(tx, &followup.counters, now, effects).await?;
         Ok(reports)
     }
 
@@ -1069,49 +1108,67 @@ impl Tasker {
             .map(|c| c.step_uuid)
             .collect();
         let (inputs, dependency_results) = tx.claim_inputs(&task_ids, &step_ids).await?;
-        let inputs: HashMap<Uuid, TaskInput> = inputs.into_iter().map(|i| (i.task_uuid, i)).collect();
-        let mut deps: HashMap<Uuid, Map<String, Value>> = HashMap::new();
-        let mut unreadable_deps: HashMap<Uuid, String> = HashMap::new();
-        for (child, name, result) in dependency_results {
-            match result {
-                Ok(value) => {
-                    deps.entry(child).or_default().insert(name, value);
-                }
-                Err(why) => {
-                    unreadable_deps.insert(child, format!("the result of its dependency '{name}': {why}"));
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(claims.len());
-        let mut poisoned = Vec::new();
-        for c in claims {
-            let context = match inputs.get(&c.task_uuid).map(|i| (&i.context, i.correlation_id)) {
-                None => Err(format!("its task {} is missing", c.task_uuid)),
-                Some((Err(why), _)) => Err(why.clone()),
-                Some((Ok(context), correlation)) => match unreadable_deps.remove(&c.step_uuid) {
-                    Some(why) => Err(why),
-                    None => Ok((context.clone(), correlation)),
-                },
-            };
-            match context {
-                Ok((context, correlation_id)) => out.push(ClaimedStep {
-                    message: c.message,
-                    step_uuid: c.step_uuid,
-                    task_uuid: c.task_uuid,
-                    step_name: c.step_name,
-                    attempt: c.attempt,
-                    max_attempts: c.max_attempts,
-                    template: c.template,
-                    context,
-                    dependency_results: deps.remove(&c.step_uuid).unwrap_or_default(),
-                    correlation_id,
-                    deadline: c.deadline,
-                }),
-                Err(why) => poisoned.push((c.lock, Some(c.message), why)),
-            }
-        }
-        Ok((out, poisoned))
+        Ok(assemble_claims(claims, inputs, dependency_results))
     }
+}
+
+/// Claims made by a completion (eager dispatch), with the inputs read for them.
+#[derive(Default)]
+struct EagerClaims {
+    claims: Vec<PendingClaim>,
+    inputs: Vec<TaskInput>,
+    dependency_results: Vec<DependencyResult>,
+}
+
+/// Turns claims into [`ClaimedStep`]s with their task inputs and dependency results; a claim
+/// whose inputs cannot be read comes back as poisoned, to be failed.
+fn assemble_claims(
+    claims: Vec<PendingClaim>,
+    inputs: Vec<TaskInput>,
+    dependency_results: Vec<DependencyResult>,
+) -> (Vec<ClaimedStep>, Vec<Poisoned>) {
+    let inputs: HashMap<Uuid, TaskInput> = inputs.into_iter().map(|i| (i.task_uuid, i)).collect();
+    let mut deps: HashMap<Uuid, Map<String, Value>> = HashMap::new();
+    let mut unreadable_deps: HashMap<Uuid, String> = HashMap::new();
+    for (child, name, result) in dependency_results {
+        match result {
+            Ok(value) => {
+                deps.entry(child).or_default().insert(name, value);
+            }
+            Err(why) => {
+                unreadable_deps.insert(child, format!("the result of its dependency '{name}': {why}"));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(claims.len());
+    let mut poisoned = Vec::new();
+    for c in claims {
+        let context = match inputs.get(&c.task_uuid).map(|i| (&i.context, i.correlation_id)) {
+            None => Err(format!("its task {} is missing", c.task_uuid)),
+            Some((Err(why), _)) => Err(why.clone()),
+            Some((Ok(context), correlation)) => match unreadable_deps.remove(&c.step_uuid) {
+                Some(why) => Err(why),
+                None => Ok((context.clone(), correlation)),
+            },
+        };
+        match context {
+            Ok((context, correlation_id)) => out.push(ClaimedStep {
+                message: c.message,
+                step_uuid: c.step_uuid,
+                task_uuid: c.task_uuid,
+                step_name: c.step_name,
+                attempt: c.attempt,
+                max_attempts: c.max_attempts,
+                template: c.template,
+                context,
+                dependency_results: deps.remove(&c.step_uuid).unwrap_or_default(),
+                correlation_id,
+                deadline: c.deadline,
+            }),
+            Err(why) => poisoned.push((c.lock, Some(c.message), why)),
+        }
+    }
+    (out, poisoned)
 }
 
 impl Tasker {

@@ -242,6 +242,43 @@ pub trait StoreTx: MessageQueue {
         Ok((inputs, deps))
     }
 
+    /// Applies outcomes' first writes, in this order: the step changes with their audit rows
+    /// (as [`StoreTx::change_steps_audited`]), the message deletes, and the release of the
+    /// children of `released_parents` (as [`StoreTx::release_children`]). Returns the steps
+    /// whose change applied and the children that became ready. Backends may run it as one
+    /// statement: the engine has decided everything in it beforehand.
+    async fn apply_outcome_writes(
+        &mut self,
+        w: OutcomeWrites<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Uuid>, Vec<ReadyChild>)> {
+        let applied = self.change_steps_audited(w.changes, w.transitions, now).await?;
+        self.delete_messages(w.delete).await?;
+        let ready = self.release_children(w.released_parents).await?;
+        Ok((applied, ready))
+    }
+
+    /// Applies outcomes' second writes (the released children's changes with audit rows, the
+    /// messages, the task counters), then reads the claim inputs of `input_tasks` and
+    /// `input_steps`. Backends may run it as one statement.
+    async fn apply_followup_writes(&mut self, w: FollowupWrites<'_>, now: DateTime<Utc>) -> Result<Followup> {
+        let applied = self.change_steps_audited(w.changes, w.transitions, now).await?;
+        let sent = self.send_messages(w.send).await?;
+        let counters = self.apply_task_deltas(w.deltas, now).await?;
+        let (inputs, dependency_results) = if w.input_tasks.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.claim_inputs(w.input_tasks, w.input_steps).await?
+        };
+        Ok(Followup {
+            applied,
+            sent,
+            counters,
+            inputs,
+            dependency_results,
+        })
+    }
+
     /// Signals that a task finished, delivered to other processes at commit.
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()>;
 

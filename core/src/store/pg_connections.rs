@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{Executor, PgConnection, PgPool, Postgres};
 
+/// What a read run by [`HotPool::read`] returns.
+pub(super) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// A connection idle for longer than this is checked by the pool before it is used again.
 const TRUST_IDLE: Duration = Duration::from_secs(1);
 
@@ -98,6 +101,36 @@ impl HotPool {
         }
         leased.condition = Condition::InTransaction;
         Ok(leased)
+    }
+
+    /// Runs a read on a leased connection. A reused connection may have died while idle (the
+    /// server restarted, or terminated it): a transient failure on one empties the idle list
+    /// and the read runs once more, on a connection the pool checked.
+    pub(super) async fn read<T, F>(self: &Arc<Self>, mut run: F) -> crate::error::Result<T>
+    where
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, crate::error::Result<T>>,
+    {
+        let mut leased = self.lease().await?;
+        match run(&mut leased).await {
+            Ok(value) => {
+                leased.release();
+                Ok(value)
+            }
+            Err(e) if leased.reused && e.is_transient() => {
+                drop(leased);
+                self.clear_idle();
+                let mut fresh = Leased {
+                    conn: Some(self.pool.acquire().await?),
+                    home: self.clone(),
+                    condition: Condition::Unknown,
+                    reused: false,
+                };
+                let value = run(&mut fresh).await?;
+                fresh.release();
+                Ok(value)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn take_idle(&self) -> Option<PoolConnection<Postgres>> {

@@ -409,73 +409,11 @@ impl Store for PostgresStore {
     }
 
     async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
-        let mut conn = self.hot.lease().await?;
-        let Some(task) = summary_on(&mut conn, task_uuid).await? else {
-            conn.release();
-            return Ok(None);
-        };
-        let step_rows = sqlx::query(
-            "SELECT s.*, COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
-                JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{}') AS deps \
-             FROM tasker_steps s WHERE s.task_uuid = $1 ORDER BY s.position",
-        )
-        .bind(task_uuid)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut names = BTreeMap::new();
-        let mut steps = Vec::with_capacity(step_rows.len());
-        for row in &step_rows {
-            let step = StepSummary {
-                step_uuid: row.try_get("step_uuid")?,
-                name: row.try_get("name")?,
-                queue: row.try_get("queue")?,
-                state: row.try_get("state")?,
-                attempts: row.try_get("attempts")?,
-                max_attempts: row.try_get("max_attempts")?,
-                retryable: row.try_get("retryable")?,
-                results: row.try_get::<Option<Json<Value>>, _>("results")?.map(|j| j.0),
-                last_error: row.try_get::<Option<Json<Value>>, _>("last_error")?.map(|j| j.0),
-                next_retry_at: row.try_get("next_retry_at")?,
-                created_at: row.try_get("created_at")?,
-                first_attempted_at: row.try_get("first_attempted_at")?,
-                last_attempted_at: row.try_get("last_attempted_at")?,
-                completed_at: row.try_get("completed_at")?,
-                dependencies: row.try_get("deps")?,
-            };
-            names.insert(step.step_uuid, step.name.clone());
-            steps.push(step);
-        }
-        let task_transitions = sqlx::query("SELECT * FROM tasker_task_transitions WHERE task_uuid = $1 ORDER BY id")
-            .bind(task_uuid)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| transition_from_row(r, None))
-            .collect::<Result<Vec<_>>>()?;
-        let step_transitions = sqlx::query("SELECT * FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY id")
-            .bind(task_uuid)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                let uuid: Uuid = r.try_get("step_uuid")?;
-                transition_from_row(r, names.get(&uuid).cloned())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        conn.release();
-        Ok(Some(TaskDetail {
-            task,
-            steps,
-            task_transitions,
-            step_transitions,
-        }))
+        self.hot.read(|conn| Box::pin(detail_on(conn, task_uuid))).await
     }
 
     async fn task_summary(&self, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
-        let mut conn = self.hot.lease().await?;
-        let summary = summary_on(&mut conn, task_uuid).await?;
-        conn.release();
-        Ok(summary)
+        self.hot.read(|conn| Box::pin(summary_on(conn, task_uuid))).await
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
@@ -556,6 +494,65 @@ impl Store for PostgresStore {
     }
 }
 
+async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
+    let Some(task) = summary_on(&mut *conn, task_uuid).await? else {
+        return Ok(None);
+    };
+    let step_rows = sqlx::query(
+        "SELECT s.*, COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
+            JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{}') AS deps \
+         FROM tasker_steps s WHERE s.task_uuid = $1 ORDER BY s.position",
+    )
+    .bind(task_uuid)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut names = BTreeMap::new();
+    let mut steps = Vec::with_capacity(step_rows.len());
+    for row in &step_rows {
+        let step = StepSummary {
+            step_uuid: row.try_get("step_uuid")?,
+            name: row.try_get("name")?,
+            queue: row.try_get("queue")?,
+            state: row.try_get("state")?,
+            attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+            retryable: row.try_get("retryable")?,
+            results: row.try_get::<Option<Json<Value>>, _>("results")?.map(|j| j.0),
+            last_error: row.try_get::<Option<Json<Value>>, _>("last_error")?.map(|j| j.0),
+            next_retry_at: row.try_get("next_retry_at")?,
+            created_at: row.try_get("created_at")?,
+            first_attempted_at: row.try_get("first_attempted_at")?,
+            last_attempted_at: row.try_get("last_attempted_at")?,
+            completed_at: row.try_get("completed_at")?,
+            dependencies: row.try_get("deps")?,
+        };
+        names.insert(step.step_uuid, step.name.clone());
+        steps.push(step);
+    }
+    let task_transitions = sqlx::query("SELECT * FROM tasker_task_transitions WHERE task_uuid = $1 ORDER BY id")
+        .bind(task_uuid)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| transition_from_row(r, None))
+        .collect::<Result<Vec<_>>>()?;
+    let step_transitions = sqlx::query("SELECT * FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY id")
+        .bind(task_uuid)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            let uuid: Uuid = r.try_get("step_uuid")?;
+            transition_from_row(r, names.get(&uuid).cloned())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(TaskDetail {
+        task,
+        steps,
+        task_transitions,
+        step_transitions,
+    }))
+}
 async fn summary_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
     let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasker_tasks WHERE task_uuid = $1"))
         .bind(task_uuid)

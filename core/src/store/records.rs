@@ -370,3 +370,39 @@ pub struct TaskFilter {
     /// At most this many, newest first (default 100).
     pub limit: Option<i64>,
 }
+
+/// The first writes of applying a batch of outcomes (see [`super::StoreTx::apply_outcome_writes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeWrites<'a> {
+    pub changes: &'a [StepChange],
+    pub transitions: &'a [TransitionRecord],
+    pub delete: &'a [MessageRef],
+    /// Succeeded steps whose children's pending-parent counters go down.
+    pub released_parents: &'a [Uuid],
+}
+
+/// The second writes of applying a batch of outcomes, and the reads of the steps it claims
+/// (see [`super::StoreTx::apply_followup_writes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FollowupWrites<'a> {
+    pub changes: &'a [StepChange],
+    pub transitions: &'a [TransitionRecord],
+    pub send: &'a [OutgoingMessage],
+    pub deltas: &'a [TaskDelta],
+    /// Tasks and steps whose claim inputs to read (see [`super::StoreTx::claim_inputs`]).
+    pub input_tasks: &'a [Uuid],
+    pub input_steps: &'a [Uuid],
+}
+
+/// What [`FollowupWrites`] did and read.
+#[derive(Debug, Clone, Default)]
+pub struct Followup {
+    /// Steps whose change applied.
+    pub applied: Vec<Uuid>,
+    /// References of the sent messages, in input order.
+    pub sent: Vec<MessageRef>,
+    /// Task counters after the deltas.
+    pub counters: Vec<TaskCounters>,
+    pub inputs: Vec<TaskInput>,
+    pub dependency_results: Vec<DependencyResult>,
+}
