@@ -432,14 +432,39 @@ const TASK_BY_IDENTITY: &str = "SELECT task_uuid FROM tasker_tasks WHERE identit
 static INSERT_TASK: LazyLock<String> =
     LazyLock::new(|| [INSERT_TASK_ROW, INSERT_TASK_STEPS, INSERT_TASK_EDGES, TASK_BY_IDENTITY].join(";\n"));
 
-/// `?1`: task uuids. One row per input uuid that exists, in input order.
-const TASK_INPUTS: &str = "SELECT t.task_uuid, t.context, t.correlation_id, t.template_id \
-     FROM json_each(?1) j CROSS JOIN tasker_tasks t WHERE t.task_uuid = unhex(j.value) ORDER BY j.key";
-
-/// `?1`: step uuids. Their parents' results: by input step, then in edge order.
-const DEPENDENCY_RESULTS: &str = "SELECT e.to_step, p.name, p.results \
-     FROM json_each(?1) j CROSS JOIN tasker_step_edges e CROSS JOIN tasker_steps p \
-     WHERE e.to_step = unhex(j.value) AND p.step_uuid = e.from_step ORDER BY j.key, e.rowid";
+/// The task inputs of the task uuids in `$source`: one row per uuid that exists, in input order.
+macro_rules! task_inputs_sql {
+    ($part:literal, $source:literal) => {
+        concat!(
+            "SELECT ",
+            $part,
+            "t.task_uuid, t.context, t.correlation_id, t.template_id FROM ",
+            $source,
+            " j CROSS JOIN tasker_tasks t WHERE t.task_uuid = unhex(j.value) ORDER BY j.key"
+        )
+    };
+}
+/// The parents' results of the step uuids in `$source`: by input step, then in edge order.
+macro_rules! dependency_results_sql {
+    ($part:literal, $source:literal) => {
+        concat!(
+            "SELECT ",
+            $part,
+            "e.to_step, p.name, p.results FROM ",
+            $source,
+            " j CROSS JOIN tasker_step_edges e CROSS JOIN tasker_steps p \
+             WHERE e.to_step = unhex(j.value) AND p.step_uuid = e.from_step ORDER BY j.key, e.rowid"
+        )
+    };
+}
+/// `?1`: task uuids.
+const TASK_INPUTS: &str = task_inputs_sql!("", "json_each(?1)");
+/// `?1`: step uuids.
+const DEPENDENCY_RESULTS: &str = dependency_results_sql!("", "json_each(?1)");
+/// Both, in one command. `?1`: `{"t": task uuids, "s": step uuids}`.
+const CLAIM_TASK_INPUTS: &str = task_inputs_sql!("'input' AS part, ", "json_each(?1, '$.t')");
+const CLAIM_DEPENDENCY_RESULTS: &str = dependency_results_sql!("'dependency' AS part, ", "json_each(?1, '$.s')");
+static CLAIM_INPUTS: LazyLock<String> = LazyLock::new(|| [CLAIM_TASK_INPUTS, CLAIM_DEPENDENCY_RESULTS].join(";\n"));
 
 const TASK_SUMMARY: &str = concat!("SELECT ", task_columns!(), " FROM tasker_tasks WHERE task_uuid = ?1");
 
@@ -626,6 +651,25 @@ fn queue_names(messages: &[OutgoingMessage]) -> String {
         1 => format!("queue {}", quoted[0]),
         _ => format!("queues {}", quoted.join(", ")),
     }
+}
+
+fn task_input_from_row(r: &SqliteRow) -> Result<TaskInput> {
+    Ok(TaskInput {
+        task_uuid: r.try_get("task_uuid")?,
+        // Row by row: one undecodable context fails its own steps, not the claim.
+        context: serde_json::from_str(r.try_get("context")?)
+            .map_err(|e| format!("task context cannot be decoded: {e}")),
+        correlation_id: r.try_get("correlation_id")?,
+        template_id: r.try_get("template_id")?,
+    })
+}
+
+fn dependency_result_from_row(r: &SqliteRow) -> Result<DependencyResult> {
+    let results = match r.try_get::<Option<&str>, _>("results")? {
+        None => Ok(Value::Null),
+        Some(text) => serde_json::from_str(text).map_err(|e| format!("dependency result cannot be decoded: {e}")),
+    };
+    Ok((r.try_get("to_step")?, r.try_get("name")?, results))
 }
 
 fn counters_from_row(r: &SqliteRow) -> Result<TaskCounters> {
@@ -1279,18 +1323,7 @@ impl StoreTx for SqliteTx {
             .bind(uuid_list(task_uuids)?)
             .fetch_all(&mut *self.tx)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TaskInput {
-                    task_uuid: r.try_get("task_uuid")?,
-                    // Row by row: one undecodable context fails its own steps, not the claim.
-                    context: serde_json::from_str(r.try_get("context")?)
-                        .map_err(|e| format!("task context cannot be decoded: {e}")),
-                    correlation_id: r.try_get("correlation_id")?,
-                    template_id: r.try_get("template_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(task_input_from_row).collect()
     }
 
     async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<DependencyResult>> {
@@ -1301,17 +1334,32 @@ impl StoreTx for SqliteTx {
             .bind(uuid_list(step_uuids)?)
             .fetch_all(&mut *self.tx)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let results = match r.try_get::<Option<&str>, _>("results")? {
-                    None => Ok(Value::Null),
-                    Some(text) => {
-                        serde_json::from_str(text).map_err(|e| format!("dependency result cannot be decoded: {e}"))
-                    }
-                };
-                Ok((r.try_get("to_step")?, r.try_get("name")?, results))
-            })
-            .collect()
+        rows.iter().map(dependency_result_from_row).collect()
+    }
+
+    async fn claim_inputs(
+        &mut self,
+        task_uuids: &[Uuid],
+        step_uuids: &[Uuid],
+    ) -> Result<(Vec<TaskInput>, Vec<DependencyResult>)> {
+        if step_uuids.is_empty() {
+            return Ok((self.task_inputs(task_uuids).await?, Vec::new()));
+        }
+        let document = format!(r#"{{"t":{},"s":{}}}"#, uuid_list(task_uuids)?, uuid_list(step_uuids)?);
+        let rows = sqlx::query(&CLAIM_INPUTS)
+            .bind(document)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut inputs = Vec::new();
+        let mut dependencies = Vec::new();
+        for r in &rows {
+            if r.try_get::<&str, _>("part")? == "input" {
+                inputs.push(task_input_from_row(r)?);
+            } else {
+                dependencies.push(dependency_result_from_row(r)?);
+            }
+        }
+        Ok((inputs, dependencies))
     }
 
     async fn notify_task_finished(&mut self, _task_uuid: Uuid) -> Result<()> {
@@ -1368,6 +1416,8 @@ mod tests {
             ("insert_task: identity", TASK_BY_IDENTITY),
             ("task_inputs", TASK_INPUTS),
             ("dependency_results", DEPENDENCY_RESULTS),
+            ("claim_inputs: tasks", CLAIM_TASK_INPUTS),
+            ("claim_inputs: dependencies", CLAIM_DEPENDENCY_RESULTS),
             ("task_summary", TASK_SUMMARY),
             ("task_detail: task", DETAIL_TASK),
             ("task_detail: steps", DETAIL_STEPS),
@@ -1400,6 +1450,7 @@ mod tests {
             ("cancel_open_steps", CANCEL_OPEN_STEPS.as_str()),
             ("insert_task", INSERT_TASK.as_str()),
             ("task_detail", TASK_DETAIL.as_str()),
+            ("claim_inputs", CLAIM_INPUTS.as_str()),
         ]
     }
 
