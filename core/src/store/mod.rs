@@ -7,6 +7,7 @@
 //! construction and the same integration suite runs against both.
 
 mod pg_connections;
+mod pg_fused;
 mod postgres;
 mod records;
 mod sqlite;

@@ -13,18 +13,19 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{Executor, PgConnection, PgPool, Row};
+use sqlx::{Executor, PgConnection, PgPool, QueryBuilder, Row};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::pg_connections::{HotPool, Leased};
+use super::pg_fused::{self, TransitionArrays};
 use super::records::*;
 use super::{order_key, Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
 /// NOTIFY channels. Payloads: queue name / task uuid / empty.
-const QUEUE_CHANNEL: &str = "tasker_queue";
+pub(super) const QUEUE_CHANNEL: &str = "tasker_queue";
 const TASK_CHANNEL: &str = "tasker_task_finished";
 const TIMER_CHANNEL: &str = "tasker_timers";
 
@@ -172,7 +173,7 @@ async fn spawn_listener(pool: PgPool, signals: broadcast::Sender<RemoteSignal>) 
     }))
 }
 
-fn parse_state<S: NamedState>(name: &str, what: &str) -> Result<S> {
+pub(super) fn parse_state<S: NamedState>(name: &str, what: &str) -> Result<S> {
     S::parse(name).ok_or_else(|| TaskerError::Corrupt(format!("unknown {what} state '{name}'")))
 }
 
@@ -262,18 +263,18 @@ fn queue_error(e: sqlx::Error, doing: String) -> TaskerError {
 }
 
 /// Parses stored JSON text, as an error message naming `what` when it cannot be read back.
-fn decode_json(text: &str, what: &str) -> std::result::Result<Value, String> {
+pub(super) fn decode_json(text: &str, what: &str) -> std::result::Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what} cannot be decoded: {e}"))
 }
 
 /// A duration as whole milliseconds for SQL interval arithmetic (saturating).
-fn millis(d: Duration) -> i64 {
+pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// PGMQ's table for `queue`. Queue names are validated (lowercase letters, digits, `_`), which
 /// makes them safe identifiers; anything else is refused rather than quoted.
-fn queue_table(queue: &str) -> Result<String> {
+pub(super) fn queue_table(queue: &str) -> Result<String> {
     if crate::template::is_valid_queue_name(queue) {
         Ok(format!("q_{queue}"))
     } else {
@@ -743,78 +744,32 @@ impl StoreTx for PgTx {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Uuid> = changes.iter().map(|c| c.step_uuid).collect();
-        let expected_state: Vec<&str> = changes.iter().map(|c| c.expected_state.as_str()).collect();
-        let expected_attempts: Vec<i32> = changes.iter().map(|c| c.expected_attempts).collect();
-        let new_state: Vec<&str> = changes.iter().map(|c| c.new_state.as_str()).collect();
-        let new_attempts: Vec<i32> = changes.iter().map(|c| c.new_attempts).collect();
-        let results: Vec<Option<Json<&Value>>> = changes.iter().map(|c| c.results.as_ref().map(Json)).collect();
-        let errors: Vec<Option<Json<&Value>>> = changes.iter().map(|c| c.last_error.as_ref().map(Json)).collect();
-        let retry_at: Vec<Option<DateTime<Utc>>> = changes.iter().map(|c| c.next_retry_at).collect();
-        let deadline: Vec<Option<DateTime<Utc>>> = changes.iter().map(|c| c.deadline_at).collect();
-        let started: Vec<bool> = changes.iter().map(|c| c.attempt_started).collect();
-        let finished: Vec<bool> = changes.iter().map(|c| c.finished).collect();
-        let free_delta: Vec<i32> = changes.iter().map(|c| c.free_attempts_delta).collect();
-        let lost_delta: Vec<i32> = changes.iter().map(|c| c.lost_leases_delta).collect();
-        let audit = TransitionArrays::new(transitions);
-        // One statement: the compare-and-swap, then (for the rows it changed) the previous
-        // most-recent audit rows cleared and the new ones inserted. The `count(*) >= 0`
-        // conditions order the CTEs: each runs to completion before the next uses it.
-        let applied: Vec<Uuid> = sqlx::query_scalar(
-            "WITH upd AS ( \
-               UPDATE tasker_steps s SET state = v.new_state, attempts = v.new_attempts, \
-                 results = COALESCE(v.results, s.results), last_error = COALESCE(v.last_error, s.last_error), \
-                 next_retry_at = v.retry_at, deadline_at = v.deadline, updated_at = $12, \
-                 first_attempted_at = CASE WHEN v.started THEN COALESCE(s.first_attempted_at, $12) ELSE s.first_attempted_at END, \
-                 last_attempted_at = CASE WHEN v.started THEN $12 ELSE s.last_attempted_at END, \
-                 completed_at = CASE WHEN v.finished THEN $12 ELSE s.completed_at END, \
-                 free_attempts = s.free_attempts + v.free_delta, lost_leases = s.lost_leases + v.lost_delta \
-               FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], \
-                           $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[], $21::int[], $22::int[]) \
-                    AS v(id, expected_state, expected_attempts, new_state, new_attempts, results, last_error, \
-                         retry_at, deadline, started, finished, free_delta, lost_delta) \
-               WHERE s.step_uuid = v.id AND s.state = v.expected_state AND s.attempts = v.expected_attempts \
-               RETURNING s.step_uuid), \
-             cleared AS ( \
-               UPDATE tasker_step_transitions t SET most_recent = false \
-               WHERE t.step_uuid IN (SELECT step_uuid FROM upd) AND t.step_uuid = ANY($13::uuid[]) AND t.most_recent \
-               RETURNING 1), \
-             ins AS ( \
-               INSERT INTO tasker_step_transitions \
-                 (step_uuid, task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
-               SELECT r.id, r.task, r.from_state, r.to_state, r.event, r.metadata, r.recent, r.at \
-               FROM unnest($13::uuid[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::jsonb[], \
-                           $19::bool[], $20::timestamptz[]) WITH ORDINALITY \
-                    AS r(id, task, from_state, to_state, event, metadata, recent, at, ord) \
-               WHERE r.id IN (SELECT step_uuid FROM upd) AND (SELECT count(*) FROM cleared) >= 0 \
-               ORDER BY r.ord RETURNING 1) \
-             SELECT step_uuid FROM upd WHERE (SELECT count(*) FROM ins) >= 0",
-        )
-        .bind(&ids)
-        .bind(&expected_state)
-        .bind(&expected_attempts)
-        .bind(&new_state)
-        .bind(&new_attempts)
-        .bind(&results)
-        .bind(&errors)
-        .bind(&retry_at)
-        .bind(&deadline)
-        .bind(&started)
-        .bind(&finished)
-        .bind(now)
-        .bind(&audit.ids)
-        .bind(&audit.tasks)
-        .bind(&audit.from)
-        .bind(&audit.to)
-        .bind(&audit.events)
-        .bind(&audit.metadata)
-        .bind(&audit.recent)
-        .bind(&audit.at)
-        .bind(&free_delta)
-        .bind(&lost_delta)
-        .fetch_all(&mut *self.conn)
-        .await?;
+        let mut qb = QueryBuilder::new("WITH ");
+        pg_fused::push_step_changes(&mut qb, changes, transitions, now);
+        qb.push(" SELECT step_uuid FROM upd WHERE (SELECT count(*) FROM ins) >= 0");
+        let applied = qb.build_query_scalar().fetch_all(&mut *self.conn).await?;
         Ok(applied)
+    }
+
+    async fn apply_outcome_writes(
+        &mut self,
+        w: OutcomeWrites<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Uuid>, Vec<ReadyChild>)> {
+        let mut qb = pg_fused::outcome_statement(w, now)?;
+        let rows = qb.build().fetch_all(&mut *self.conn).await?;
+        pg_fused::outcome_rows(&rows)
+    }
+
+    async fn apply_followup_writes(&mut self, w: FollowupWrites<'_>, now: DateTime<Utc>) -> Result<Followup> {
+        let groups = pg_fused::send_groups(w.send);
+        for g in &groups {
+            // Checked before the statement is built: the name becomes an identifier there.
+            queue_table(&g.queue)?;
+        }
+        let mut qb = pg_fused::followup_statement(w, now, &groups)?;
+        let rows = qb.build().fetch_all(&mut *self.conn).await?;
+        pg_fused::followup_rows(&rows, w)
     }
 
     async fn cancel_open_steps(
@@ -1143,42 +1098,6 @@ impl PgTx {
                 self.conn.mark_unknown();
                 Err(e.into())
             }
-        }
-    }
-}
-
-/// Audit rows as parallel arrays for `unnest`, with `recent` set on the last row of each
-/// entity (the one that becomes its most recent transition).
-struct TransitionArrays<'a> {
-    ids: Vec<Uuid>,
-    tasks: Vec<Uuid>,
-    from: Vec<Option<&'a str>>,
-    to: Vec<&'a str>,
-    events: Vec<&'a str>,
-    metadata: Vec<Json<&'a Value>>,
-    recent: Vec<bool>,
-    at: Vec<DateTime<Utc>>,
-}
-
-impl<'a> TransitionArrays<'a> {
-    fn new(rows: &'a [TransitionRecord]) -> Self {
-        let mut last = BTreeMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            last.insert(r.entity_uuid, i);
-        }
-        Self {
-            ids: rows.iter().map(|r| r.entity_uuid).collect(),
-            tasks: rows.iter().map(|r| r.task_uuid).collect(),
-            from: rows.iter().map(|r| r.from_state).collect(),
-            to: rows.iter().map(|r| r.to_state).collect(),
-            events: rows.iter().map(|r| r.event).collect(),
-            metadata: rows.iter().map(|r| Json(&r.metadata)).collect(),
-            recent: rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| last.get(&r.entity_uuid) == Some(&i))
-                .collect(),
-            at: rows.iter().map(|r| r.at).collect(),
         }
     }
 }
