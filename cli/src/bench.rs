@@ -1,15 +1,22 @@
-//! `tasker bench`: end-to-end figures with Rust no-op handlers, as a client sees them.
+//! `tasker bench`: end-to-end figures, as a client sees them.
 //!
+//! In-process, with Rust no-op handlers (`--workloads`, all by default):
 //! * W1 — one 4-step linear workflow at a time: latency from create to terminal state.
 //! * W2 — 1,000 diamond workflows submitted at once: wall time and steps/s.
 //! * W3 — one task fanning out to 1,000 parallel steps and converging: steps/s.
 //! * PostgreSQL only — commits per step during W2 (`pg_stat_database.xact_commit`).
 //!
-//! Each backend gets a fresh database (a temp SQLite file; a new PostgreSQL database created on
-//! the server given by `--postgres-url`/`DATABASE_URL` and dropped afterwards). The human tables
-//! are the default output; `--json` prints one JSON document instead (see [`report`]).
+//! Optional phases, after those:
+//! * `--processes 1,3` — W2 with the steps run by N separate `tasker worker` processes.
+//! * `--polyglot` — the mixed-language workflow across Python, Ruby and TypeScript workers.
+//!
+//! `--history N` first fills the database with N finished tasks. Each backend gets a fresh
+//! database (a temp SQLite file; a new PostgreSQL database created on the server given by
+//! `--postgres-url`/`DATABASE_URL` and dropped afterwards). The human tables are the default
+//! output; `--json` prints one JSON document instead (see [`report::print_json`]).
 
 mod completion;
+mod polyglot;
 mod processes;
 mod report;
 mod workloads;
@@ -60,6 +67,23 @@ pub struct BenchArgs {
     /// each N of this comma-separated list: `--processes 1,3` compares one process with three.
     #[arg(long, value_delimiter = ',')]
     processes: Vec<usize>,
+    /// Also run the mixed-language workflow (Python, Ruby and TypeScript worker processes; needs
+    /// the three packages built: scripts/build-packages.sh).
+    #[arg(long)]
+    polyglot: bool,
+    /// Polyglot W1 measured runs (after 20 warm-up runs).
+    #[arg(long, default_value_t = 200)]
+    polyglot_runs: usize,
+    /// Polyglot W2 orders submitted at once (0: no W2).
+    #[arg(long, default_value_t = 500)]
+    polyglot_tasks: usize,
+    /// Slots of each polyglot worker process.
+    #[arg(long, default_value_t = 32)]
+    polyglot_concurrency: usize,
+    /// The checkout holding tests/workers and the built packages, for --polyglot [default: the
+    /// one this binary was built from].
+    #[arg(long)]
+    repo: Option<PathBuf>,
     /// Print the figures as one JSON document on stdout (progress and tables go to stderr).
     #[arg(long)]
     json: bool,
@@ -104,7 +128,8 @@ impl Workloads {
     }
 }
 
-/// The checkout the binary was built from (for the git commit in the report).
+/// The checkout the binary was built from: its git commit goes in the report, and `--polyglot`
+/// finds the worker programs and packages there (unless `--repo` says otherwise).
 fn checkout() -> PathBuf {
     let built_from = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     if built_from.join("Cargo.toml").exists() {
@@ -129,7 +154,7 @@ fn describe_plan(args: &BenchArgs, workloads: Workloads) -> String {
             sizes.push(format!("W3 fan-out {}", args.w3_steps));
         }
         parts.push(format!(
-            "{} with an in-process worker ({} slots)",
+            "{} with an in-process worker ({} slots, Rust no-op handlers)",
             sizes.join(", "),
             args.concurrency
         ));
@@ -137,10 +162,16 @@ fn describe_plan(args: &BenchArgs, workloads: Workloads) -> String {
     if !args.processes.is_empty() {
         let counts: Vec<String> = args.processes.iter().map(|n| n.to_string()).collect();
         parts.push(format!(
-            "W2 {} diamonds by {} `tasker worker` process(es) ({} slots each)",
+            "W2 {} diamonds by {} `tasker worker` process(es) ({} slots each, Rust no-op handlers)",
             args.w2_tasks,
             counts.join(" / "),
             args.concurrency
+        ));
+    }
+    if args.polyglot {
+        parts.push(format!(
+            "polyglot workflow W1 {} runs, W2 {} orders (Python/Ruby/TypeScript worker processes, {} slots each)",
+            args.polyglot_runs, args.polyglot_tasks, args.polyglot_concurrency
         ));
     }
     let history = if args.history > 0 {
@@ -149,7 +180,7 @@ fn describe_plan(args: &BenchArgs, workloads: Workloads) -> String {
         String::new()
     };
     format!(
-        "tasker bench ({} build): {}; Rust no-op handlers{history}",
+        "tasker bench ({} build): {}{history}",
         report::build_profile(),
         if parts.is_empty() {
             "nothing to run".into()
@@ -181,6 +212,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             "PostgreSQL benchmark needs --postgres-url or DATABASE_URL".into(),
         ));
     }
+    let packages = if args.polyglot {
+        Some(polyglot::find_packages(&args.repo.clone().unwrap_or_else(checkout))?)
+    } else {
+        None
+    };
     out.say(describe_plan(&args, workloads));
     if report::build_profile() == "debug" {
         out.say("  (a debug build: figures are not comparable with release ones)");
@@ -189,7 +225,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
     let mut reports = Vec::new();
     for backend in backends {
         let scratch = ScratchDatabase::create(backend, postgres_server.as_deref()).await?;
-        let result = bench_backend(&scratch.url, &args, workloads, out).await;
+        let result = bench_backend(&scratch.url, &args, workloads, packages.as_ref(), out).await;
         scratch.drop_database().await;
         let report = result?;
         out.say(report::backend_line(&report));
@@ -210,6 +246,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             "concurrency": args.concurrency,
             "history": args.history,
             "processes": args.processes,
+            "polyglot": args.polyglot.then(|| json!({
+                "runs": args.polyglot_runs,
+                "tasks": args.polyglot_tasks,
+                "concurrency": args.polyglot_concurrency,
+            })),
         });
         let header = report::json_header(options, &checkout(), load_start, report::load_average());
         report::print_json(header, &reports);
@@ -221,6 +262,7 @@ async fn bench_backend(
     url: &str,
     args: &BenchArgs,
     workloads: Workloads,
+    packages: Option<&polyglot::Packages>,
     out: Out,
 ) -> Result<BackendReport, TaskerError> {
     let mut report = BackendReport {
@@ -276,6 +318,35 @@ async fn bench_backend(
                 .unwrap_or_default()
         ));
         report.processes.push(figures);
+    }
+    if let Some(packages) = packages {
+        let options = polyglot::PolyglotOptions {
+            runs: args.polyglot_runs,
+            tasks: args.polyglot_tasks,
+            concurrency: args.polyglot_concurrency,
+        };
+        let figures = polyglot::run(&tasker, url, packages, &options, out).await?;
+        out.say(format!(
+            "    polyglot: W1 p50 {} ms p95 {} ms p99 {} ms | W2 {} orders {} steps/s",
+            figures
+                .w1
+                .map(|l| format!("{:.2}", l.p50_ms))
+                .unwrap_or_else(|| "-".into()),
+            figures
+                .w1
+                .map(|l| format!("{:.2}", l.p95_ms))
+                .unwrap_or_else(|| "-".into()),
+            figures
+                .w1
+                .map(|l| format!("{:.2}", l.p99_ms))
+                .unwrap_or_else(|| "-".into()),
+            figures.w2_tasks,
+            figures
+                .w2_steps_per_s
+                .map(|s| format!("{s:.0}"))
+                .unwrap_or_else(|| "-".into()),
+        ));
+        report.polyglot = Some(figures);
     }
 
     tasker.close().await;

@@ -26,7 +26,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where a child prints the line that says it is ready.
 #[derive(Clone, Copy)]
 pub enum ReadyOn {
-    #[allow(dead_code)] // the polyglot workers (next commit)
     Stdout,
     Stderr,
 }

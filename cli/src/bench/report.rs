@@ -225,6 +225,14 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
 
 /// One line per backend, as soon as its figures are known.
 pub fn backend_line(r: &BackendReport) -> String {
+    if r.w1_runs.is_none() && r.w2_tasks.is_none() && r.w3_steps.is_none() {
+        return format!(
+            "  {:<8} done | load {} → {}",
+            r.backend,
+            describe_load(r.load_average_start),
+            describe_load(r.load_average_end)
+        );
+    }
     format!(
         "  {:<8} W1 p50 {} ms p95 {} ms p99 {} ms | W2 {} s {} steps/s | W3 {} s {} steps/s{} | load {} → {}",
         r.backend,

@@ -96,15 +96,26 @@ pub fn request(name: &str) -> TaskRequest {
 /// Creates `count` tasks of `template` from [`CREATORS`] concurrent client tasks; returns their
 /// uuids.
 pub async fn create_many(tasker: &Tasker, template: &str, count: usize) -> Result<Vec<Uuid>, TaskerError> {
+    let template = template.to_owned();
+    create_many_with(tasker, count, move |_| request(&template)).await
+}
+
+/// Creates `count` tasks, the `i`th from `make(i)`, from [`CREATORS`] concurrent client tasks;
+/// returns their uuids.
+pub async fn create_many_with<F>(tasker: &Tasker, count: usize, make: F) -> Result<Vec<Uuid>, TaskerError>
+where
+    F: Fn(usize) -> TaskRequest + Clone + Send + 'static,
+{
     let mut creators = tokio::task::JoinSet::new();
     let per_creator = count.div_ceil(CREATORS);
     for chunk in 0..CREATORS {
-        let (t, name) = (tasker.clone(), template.to_owned());
-        let n = per_creator.min(count.saturating_sub(chunk * per_creator));
+        let (t, make) = (tasker.clone(), make.clone());
+        let first = chunk * per_creator;
+        let last = (first + per_creator).min(count);
         creators.spawn(async move {
-            let mut out = Vec::with_capacity(n);
-            for _ in 0..n {
-                out.push(t.create_task(request(&name)).await?.task.task_uuid);
+            let mut out = Vec::with_capacity(last.saturating_sub(first));
+            for i in first..last {
+                out.push(t.create_task(make(i)).await?.task.task_uuid);
             }
             Ok::<_, TaskerError>(out)
         });
@@ -172,13 +183,30 @@ pub struct Throughput {
 /// `finished` (engine events or NOTIFY: no reads of the database while it runs, so the commit
 /// count is the engine's own).
 pub async fn w2(tasker: &Tasker, finished: &Finished, tasks: usize) -> Result<Throughput, TaskerError> {
+    throughput(
+        tasker,
+        finished,
+        tasks * DIAMOND_STEPS,
+        create_many(tasker, "bench_diamond", tasks),
+    )
+    .await
+}
+
+/// Runs the tasks `create` submits, from its start until `finished` saw the last one finish.
+/// `steps` is how many steps they have in all.
+pub async fn throughput(
+    tasker: &Tasker,
+    finished: &Finished,
+    steps: usize,
+    create: impl std::future::Future<Output = Result<Vec<Uuid>, TaskerError>>,
+) -> Result<Throughput, TaskerError> {
     let commits_before = tasker.store().commit_count().await?;
     let start = Instant::now();
-    let ids = create_many(tasker, "bench_diamond", tasks).await?;
+    let ids = create.await?;
     finished.wait_all(tasker, &ids, Duration::from_secs(300)).await?;
     let wall_s = start.elapsed().as_secs_f64();
     finished.check_complete(tasker, &ids).await?;
-    let steps = (tasks * DIAMOND_STEPS) as f64;
+    let steps = steps as f64;
     let commits_per_step = match commits_before {
         Some(before) => {
             // Statistics are flushed by each backend at most once per second.
