@@ -409,7 +409,10 @@ impl Tasker {
             created_at: now,
         };
         let mut tx = self.inner.store.begin().await?;
-        match tx.insert_task(&new_task).await? {
+        match tx
+            .create_task_rows(&new_task, &task_transitions, &step_transitions, &messages)
+            .await?
+        {
             InsertedTask::Existing(existing) => {
                 tx.rollback().await?;
                 let task = self.task_summary(existing).await?;
@@ -417,9 +420,6 @@ impl Tasker {
             }
             InsertedTask::Created => {}
         }
-        tx.insert_task_transitions(&task_transitions).await?;
-        tx.insert_step_transitions(&step_transitions).await?;
-        tx.send_messages(&messages).await?;
         tx.commit().await?;
         for m in &messages {
             self.publish_signal(RemoteSignal::Queue(m.queue.clone()));

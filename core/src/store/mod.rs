@@ -220,6 +220,25 @@ pub trait StoreTx: MessageQueue {
     /// exists, in which case nothing is written and the existing task's uuid is returned.
     async fn insert_task(&mut self, task: &NewTask) -> Result<InsertedTask>;
 
+    /// Everything creating a task writes: the task with its steps and edges (as
+    /// [`StoreTx::insert_task`]: nothing when a task with the same identity exists), then its
+    /// audit rows and the root steps' messages. Backends may run it as one statement.
+    async fn create_task_rows(
+        &mut self,
+        task: &NewTask,
+        task_transitions: &[TransitionRecord],
+        step_transitions: &[TransitionRecord],
+        messages: &[OutgoingMessage],
+    ) -> Result<InsertedTask> {
+        let inserted = self.insert_task(task).await?;
+        if inserted == InsertedTask::Created {
+            self.insert_task_transitions(task_transitions).await?;
+            self.insert_step_transitions(step_transitions).await?;
+            self.send_messages(messages).await?;
+        }
+        Ok(inserted)
+    }
+
     /// Task context, correlation id and template of each task.
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>>;
 

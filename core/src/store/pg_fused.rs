@@ -202,40 +202,7 @@ pub(super) fn followup_statement<'a>(
     let mut qb = QueryBuilder::new("WITH ");
     push_step_changes(&mut qb, w.changes, w.transitions, now);
     for (i, g) in groups.iter().enumerate() {
-        let bodies: Vec<Json<&StepMessage>> = g.indices.iter().map(|&m| Json(&w.send[m].body)).collect();
-        let head_starts: Vec<i64> = g
-            .indices
-            .iter()
-            .map(|&m| super::order_key(0, w.send[m].priority))
-            .collect();
-        let ordinals: Vec<i32> = g
-            .indices
-            .iter()
-            .map(|&m| i32::try_from(m).unwrap_or(i32::MAX))
-            .collect();
-        qb.push(format!(", send{i} AS (SELECT s.id, o.n FROM pgmq.send_batch("));
-        qb.push_bind(g.queue.clone());
-        qb.push(
-            "::text, ARRAY(SELECT b || jsonb_build_object('order', \
-               (extract(epoch FROM clock_timestamp()) * 1000)::bigint + h) \
-             FROM unnest(",
-        );
-        qb.push_bind(bodies);
-        qb.push("::jsonb[], ");
-        qb.push_bind(head_starts);
-        qb.push("::bigint[]) WITH ORDINALITY AS v(b, h, ord) ORDER BY ord), clock_timestamp() + ");
-        qb.push_bind(g.hidden_ms);
-        qb.push(" ::float8 * interval '1 millisecond') WITH ORDINALITY AS s(id, ord) JOIN unnest(");
-        qb.push_bind(ordinals);
-        qb.push("::int[]) WITH ORDINALITY AS o(n, ord) ON o.ord = s.ord)");
-        if g.hidden_ms == 0 {
-            qb.push(format!(
-                ", wake{i} AS (SELECT pg_notify('{}', ",
-                super::postgres::QUEUE_CHANNEL
-            ));
-            qb.push_bind(g.queue.clone());
-            qb.push(format!(") WHERE EXISTS (SELECT 1 FROM send{i}))"));
-        }
+        push_send(&mut qb, i, g, w.send, None);
     }
     let mut sorted: Vec<&TaskDelta> = w.deltas.iter().collect();
     // A fixed lock order keeps concurrent batches touching the same tasks deadlock-free.
@@ -291,6 +258,178 @@ pub(super) fn followup_statement<'a>(
         qb.push(")");
     }
     Ok(qb)
+}
+
+/// Pushes `send{i}` (one `pgmq.send_batch` call: rows `id` (the message id) and `n` (its position
+/// in `messages`)) and, for visible messages, `wake{i}` (the queue's NOTIFY, heard at commit), as
+/// `send_messages` does. With `after`, the call runs once per row of that CTE (none: not at all).
+fn push_send<'a>(
+    qb: &mut QueryBuilder<'a, Postgres>,
+    i: usize,
+    g: &SendGroup,
+    messages: &'a [OutgoingMessage],
+    after: Option<&str>,
+) {
+    let bodies: Vec<Json<&StepMessage>> = g.indices.iter().map(|&m| Json(&messages[m].body)).collect();
+    let head_starts: Vec<i64> = g
+        .indices
+        .iter()
+        .map(|&m| super::order_key(0, messages[m].priority))
+        .collect();
+    let ordinals: Vec<i32> = g
+        .indices
+        .iter()
+        .map(|&m| i32::try_from(m).unwrap_or(i32::MAX))
+        .collect();
+    let from = after.map(|cte| format!("{cte}, LATERAL ")).unwrap_or_default();
+    qb.push(format!(", send{i} AS (SELECT s.id, o.n FROM {from}pgmq.send_batch("));
+    qb.push_bind(g.queue.clone());
+    // Each body gets its `order_key` by the server's clock: now + order_key(0, priority).
+    qb.push(
+        "::text, ARRAY(SELECT b || jsonb_build_object('order', \
+           (extract(epoch FROM clock_timestamp()) * 1000)::bigint + h) \
+         FROM unnest(",
+    );
+    qb.push_bind(bodies);
+    qb.push("::jsonb[], ");
+    qb.push_bind(head_starts);
+    qb.push("::bigint[]) WITH ORDINALITY AS v(b, h, ord) ORDER BY ord), clock_timestamp() + ");
+    qb.push_bind(g.hidden_ms);
+    qb.push(" ::float8 * interval '1 millisecond') WITH ORDINALITY AS s(id, ord) JOIN unnest(");
+    qb.push_bind(ordinals);
+    qb.push("::int[]) WITH ORDINALITY AS o(n, ord) ON o.ord = s.ord)");
+    if g.hidden_ms == 0 {
+        qb.push(format!(
+            ", wake{i} AS (SELECT pg_notify('{}', ",
+            super::postgres::QUEUE_CHANNEL
+        ));
+        qb.push_bind(g.queue.clone());
+        qb.push(format!(") WHERE EXISTS (SELECT 1 FROM send{i}))"));
+    }
+}
+
+/// Creating a task as one statement: `task` (the row, unless its identity exists: then every
+/// other CTE is empty, as each reads from `task`), `steps`, `edges`, the audit rows, and the
+/// root steps' messages. Rows: `created` (the task's uuid) or nothing when it existed.
+pub(super) fn create_task_statement<'a>(
+    t: &'a NewTask,
+    task_transitions: &'a [TransitionRecord],
+    step_transitions: &'a [TransitionRecord],
+    messages: &'a [OutgoingMessage],
+    groups: &[SendGroup],
+) -> QueryBuilder<'a, Postgres> {
+    let mut qb = QueryBuilder::new(
+        "WITH task AS (INSERT INTO tasker_tasks (task_uuid, template_id, namespace_name, name, version, state, \
+           context, initiator, source_system, reason, tags, priority, correlation_id, identity_hash, \
+           idempotency_key, total_steps, active_steps, created_at, updated_at) VALUES (",
+    );
+    {
+        let mut values = qb.separated(", ");
+        values.push_bind(t.task_uuid);
+        values.push_bind(t.template_id);
+        values.push_bind(&t.namespace);
+        values.push_bind(&t.name);
+        values.push_bind(&t.version);
+        values.push_bind(t.state.as_str());
+        values.push_bind(Json(&t.context));
+        values.push_bind(&t.initiator);
+        values.push_bind(&t.source_system);
+        values.push_bind(&t.reason);
+        values.push_bind(Json(&t.tags));
+        values.push_bind(t.priority);
+        values.push_bind(t.correlation_id);
+        values.push_bind(&t.identity_hash);
+        values.push_bind(&t.idempotency_key);
+        values.push_bind(i32::try_from(t.steps.len()).unwrap_or(i32::MAX));
+        values.push_bind(t.active_steps);
+        values.push_bind(t.created_at);
+        values.push_bind(t.created_at);
+    }
+    qb.push(") ON CONFLICT (identity_hash) DO NOTHING RETURNING task_uuid), ");
+    qb.push(
+        "steps AS (INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, max_attempts, \
+           retryable, pending_parents, created_at, updated_at) \
+         SELECT v.id, task.task_uuid, v.name, v.position, v.queue, v.state, v.max_attempts, v.retryable, v.pending, \
+           v.at, v.at FROM task, (SELECT u.*, ",
+    );
+    qb.push_bind(t.created_at);
+    qb.push("::timestamptz AS at FROM unnest(");
+    qb.push_bind(t.steps.iter().map(|s| s.step_uuid).collect::<Vec<Uuid>>());
+    qb.push("::uuid[], ");
+    qb.push_bind(t.steps.iter().map(|s| s.name.as_str()).collect::<Vec<&str>>());
+    qb.push("::text[], ");
+    qb.push_bind(t.steps.iter().map(|s| s.position).collect::<Vec<i32>>());
+    qb.push("::int[], ");
+    qb.push_bind(t.steps.iter().map(|s| s.queue.as_str()).collect::<Vec<&str>>());
+    qb.push("::text[], ");
+    qb.push_bind(t.steps.iter().map(|s| s.state.as_str()).collect::<Vec<&str>>());
+    qb.push("::text[], ");
+    qb.push_bind(t.steps.iter().map(|s| s.max_attempts).collect::<Vec<i32>>());
+    qb.push("::int[], ");
+    qb.push_bind(t.steps.iter().map(|s| s.retryable).collect::<Vec<bool>>());
+    qb.push("::bool[], ");
+    qb.push_bind(t.steps.iter().map(|s| s.pending_parents).collect::<Vec<i32>>());
+    qb.push(
+        "::int[]) AS u(id, name, position, queue, state, max_attempts, retryable, pending)) AS v RETURNING 1), \
+         edges AS (INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) \
+           SELECT task.task_uuid, v.f, v.t FROM task, unnest(",
+    );
+    qb.push_bind(t.edges.iter().map(|e| e.0).collect::<Vec<Uuid>>());
+    qb.push("::uuid[], ");
+    qb.push_bind(t.edges.iter().map(|e| e.1).collect::<Vec<Uuid>>());
+    qb.push("::uuid[]) AS v(f, t) RETURNING 1), ");
+    // A new task and new steps have no earlier audit rows to clear.
+    let tt = TransitionArrays::new(task_transitions);
+    qb.push(
+        "task_audit AS (INSERT INTO tasker_task_transitions \
+           (task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
+         SELECT r.id, r.from_state, r.to_state, r.event, r.metadata, r.recent, r.at FROM task, unnest(",
+    );
+    push_transition_arrays(&mut qb, tt);
+    qb.push(" ORDER BY r.ord RETURNING 1), ");
+    let st = TransitionArrays::new(step_transitions);
+    qb.push(
+        "step_audit AS (INSERT INTO tasker_step_transitions \
+           (step_uuid, task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
+         SELECT r.id, r.task, r.from_state, r.to_state, r.event, r.metadata, r.recent, r.at FROM task, unnest(",
+    );
+    push_transition_arrays(&mut qb, st);
+    qb.push(" AND (SELECT count(*) FROM steps) >= 0 ORDER BY r.ord RETURNING 1)");
+    for (i, g) in groups.iter().enumerate() {
+        push_send(&mut qb, i, g, messages, Some("task"));
+    }
+    qb.push(" SELECT 'created' AS kind, task_uuid FROM task");
+    for (i, g) in groups.iter().enumerate() {
+        qb.push(format!(" UNION ALL SELECT 'sent', NULL FROM send{i}"));
+        if g.hidden_ms == 0 {
+            qb.push(format!(" UNION ALL SELECT 'woke', NULL FROM wake{i}"));
+        }
+    }
+    qb
+}
+
+/// Pushes `$ids::uuid[], … $at::timestamptz[]) WITH ORDINALITY AS r(…) WHERE true` for an
+/// `unnest(` already pushed.
+fn push_transition_arrays<'a>(qb: &mut QueryBuilder<'a, Postgres>, a: TransitionArrays<'a>) {
+    qb.push_bind(a.ids);
+    qb.push("::uuid[], ");
+    qb.push_bind(a.tasks);
+    qb.push("::uuid[], ");
+    qb.push_bind(a.from);
+    qb.push("::text[], ");
+    qb.push_bind(a.to);
+    qb.push("::text[], ");
+    qb.push_bind(a.events);
+    qb.push("::text[], ");
+    qb.push_bind(a.metadata);
+    qb.push("::jsonb[], ");
+    qb.push_bind(a.recent);
+    qb.push("::bool[], ");
+    qb.push_bind(a.at);
+    qb.push(
+        "::timestamptz[]) WITH ORDINALITY AS r(id, task, from_state, to_state, event, metadata, recent, at, ord) \
+         WHERE true",
+    );
 }
 
 /// Messages of one `pgmq.send_batch` call: one queue, one visibility.

@@ -979,6 +979,43 @@ impl StoreTx for PgTx {
         Ok(InsertedTask::Created)
     }
 
+    async fn create_task_rows(
+        &mut self,
+        task: &NewTask,
+        task_transitions: &[TransitionRecord],
+        step_transitions: &[TransitionRecord],
+        messages: &[OutgoingMessage],
+    ) -> Result<InsertedTask> {
+        let groups = pg_fused::send_groups(messages);
+        for g in &groups {
+            // Checked before the statement is built (as in `send_messages`).
+            queue_table(&g.queue)?;
+        }
+        let mut qb = pg_fused::create_task_statement(task, task_transitions, step_transitions, messages, &groups);
+        let rows = qb.build().fetch_all(&mut *self.conn).await?;
+        let created = rows
+            .iter()
+            .map(|r| r.try_get::<&str, _>("kind"))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if created.contains(&"created") {
+            let sent = created.iter().filter(|k| **k == "sent").count();
+            if sent != messages.len() {
+                return Err(TaskerError::Queue(format!(
+                    "the queues stored {sent} of {} messages",
+                    messages.len()
+                )));
+            }
+            return Ok(InsertedTask::Created);
+        }
+        // Its identity exists. Read in a statement of its own: a task committed while this one
+        // waited on the conflict is not in the snapshot the statement above ran on.
+        let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
+            .bind(&task.identity_hash)
+            .fetch_one(&mut *self.conn)
+            .await?;
+        Ok(InsertedTask::Existing(existing))
+    }
+
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>> {
         let rows = sqlx::query(
             "SELECT task_uuid, context::text AS context, correlation_id, template_id FROM tasker_tasks \
