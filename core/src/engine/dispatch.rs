@@ -892,13 +892,9 @@ impl Tasker {
         if changes.is_empty() {
             return Ok(());
         }
-        let applied = tx.change_tasks(&changes, now).await?;
-        transitions.retain(|t| applied.contains(&t.entity_uuid));
-        tx.insert_task_transitions(&transitions).await?;
-        for id in &applied {
-            tx.notify_task_finished(*id).await?;
-            effects.finished_tasks.push(*id);
-        }
+        // Every change here ends its task (complete or error): each one that applies is announced.
+        let applied = tx.change_tasks_audited(&changes, &transitions, now).await?;
+        effects.finished_tasks.extend(applied);
         Ok(())
     }
 

@@ -121,6 +121,8 @@ struct Inner {
     events: broadcast::Sender<EngineEvent>,
     /// Where we are connected, without credentials (for messages).
     target: String,
+    /// Cross-process signals arrive (PostgreSQL with LISTEN on).
+    listening: bool,
 }
 
 /// Describes a database URL without credentials: `scheme://host:port/db`, or the SQLite file.
@@ -215,8 +217,10 @@ impl Tasker {
             signals.forward(remote);
         }
         let (events, _) = broadcast::channel(4096);
+        let listening = options.listen && store.backend() == Backend::Postgres;
         Ok(Self {
             inner: Arc::new(Inner {
+                listening,
                 store,
                 templates: TemplateCache::default(),
                 signals,
@@ -462,13 +466,15 @@ impl Tasker {
     pub async fn wait_for_task(&self, task_uuid: Uuid, timeout: Duration) -> Result<TaskDetail> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut signals = self.subscribe_signals();
-        // Polling catches completions made by other processes (the only way on SQLite); it starts
-        // at 1 ms and backs off to the cap, as most tasks finish soon after being waited for.
-        let cap = match self.backend() {
-            Backend::Sqlite => Duration::from_millis(5),
-            Backend::Postgres => Duration::from_millis(100),
+        // On SQLite, polling is how completions made by other processes are seen: it starts at
+        // 1 ms and backs off to 5 ms, as most tasks finish soon after being waited for. On
+        // PostgreSQL every finish is announced (NOTIFY, at commit; a lost listener connection
+        // says so), so polling is only a slow safety net, unless nothing listens.
+        let (mut fallback, cap) = match self.backend() {
+            Backend::Sqlite => (Duration::from_millis(1), Duration::from_millis(5)),
+            Backend::Postgres if self.inner.listening => (Duration::from_millis(500), Duration::from_millis(500)),
+            Backend::Postgres => (Duration::from_millis(1), Duration::from_millis(100)),
         };
-        let mut fallback = Duration::from_millis(1);
         loop {
             let task = self.task_summary(task_uuid).await?;
             if task.is_terminal() {

@@ -212,6 +212,31 @@ pub trait StoreTx: MessageQueue {
     /// Compare-and-swap of task states. Returns the uuids that changed.
     async fn change_tasks(&mut self, changes: &[TaskChange], now: DateTime<Utc>) -> Result<Vec<Uuid>>;
 
+    /// [`StoreTx::change_tasks`] plus the audit rows of the tasks that changed (rows of other
+    /// tasks are dropped) and [`StoreTx::notify_task_finished`] for each changed task that
+    /// reached a terminal state. Backends may do it in one statement.
+    async fn change_tasks_audited(
+        &mut self,
+        changes: &[TaskChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>> {
+        let applied = self.change_tasks(changes, now).await?;
+        let kept: Vec<TransitionRecord> = transitions
+            .iter()
+            .filter(|t| applied.contains(&t.entity_uuid))
+            .cloned()
+            .collect();
+        self.insert_task_transitions(&kept).await?;
+        for c in changes
+            .iter()
+            .filter(|c| c.new.is_terminal() && applied.contains(&c.task_uuid))
+        {
+            self.notify_task_finished(c.task_uuid).await?;
+        }
+        Ok(applied)
+    }
+
     async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()>;
 
     async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()>;

@@ -408,6 +408,50 @@ pub(super) fn create_task_statement<'a>(
     qb
 }
 
+/// Compare-and-swap of task states (`upd`), the audit rows of the tasks that changed, and a
+/// NOTIFY on `channel` for each one that reached a terminal state. Rows: the changed uuids.
+pub(super) fn task_changes_statement<'a>(
+    changes: &'a [TaskChange],
+    transitions: &'a [TransitionRecord],
+    now: DateTime<Utc>,
+    channel: &str,
+) -> QueryBuilder<'a, Postgres> {
+    let mut qb = QueryBuilder::new("WITH upd AS (UPDATE tasker_tasks t SET state = v.new_state, updated_at = ");
+    qb.push_bind(now);
+    qb.push(", completed_at = CASE WHEN v.terminal THEN ");
+    qb.push_bind(now);
+    qb.push(" ELSE t.completed_at END FROM unnest(");
+    qb.push_bind(changes.iter().map(|c| c.task_uuid).collect::<Vec<Uuid>>());
+    qb.push("::uuid[], ");
+    qb.push_bind(changes.iter().map(|c| c.expected.as_str()).collect::<Vec<&str>>());
+    qb.push("::text[], ");
+    qb.push_bind(changes.iter().map(|c| c.new.as_str()).collect::<Vec<&str>>());
+    qb.push("::text[], ");
+    qb.push_bind(changes.iter().map(|c| c.new.is_terminal()).collect::<Vec<bool>>());
+    qb.push(
+        "::bool[]) AS v(id, expected, new_state, terminal) WHERE t.task_uuid = v.id AND t.state = v.expected \
+         RETURNING t.task_uuid, v.terminal), \
+         audit AS (SELECT r.* FROM unnest(",
+    );
+    push_transition_arrays(&mut qb, TransitionArrays::new(transitions));
+    qb.push(
+        " AND r.id IN (SELECT task_uuid FROM upd)), \
+         cleared AS (UPDATE tasker_task_transitions t SET most_recent = false \
+           WHERE t.task_uuid IN (SELECT id FROM audit) AND t.most_recent RETURNING 1), \
+         ins AS (INSERT INTO tasker_task_transitions \
+           (task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
+           SELECT id, from_state, to_state, event, metadata, recent, at FROM audit \
+           WHERE (SELECT count(*) FROM cleared) >= 0 ORDER BY ord RETURNING 1), \
+         announced AS (SELECT pg_notify(",
+    );
+    qb.push_bind(channel.to_owned());
+    qb.push(
+        ", task_uuid::text) FROM upd WHERE terminal) \
+         SELECT task_uuid FROM upd WHERE (SELECT count(*) FROM ins) >= 0 AND (SELECT count(*) FROM announced) >= 0",
+    );
+    qb
+}
+
 /// Pushes `$ids::uuid[], … $at::timestamptz[]) WITH ORDINALITY AS r(…) WHERE true` for an
 /// `unnest(` already pushed.
 fn push_transition_arrays<'a>(qb: &mut QueryBuilder<'a, Postgres>, a: TransitionArrays<'a>) {

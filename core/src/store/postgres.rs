@@ -893,6 +893,20 @@ impl StoreTx for PgTx {
         Ok(applied)
     }
 
+    async fn change_tasks_audited(
+        &mut self,
+        changes: &[TaskChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = pg_fused::task_changes_statement(changes, transitions, now, TASK_CHANNEL);
+        let applied = qb.build_query_scalar().fetch_all(&mut *self.conn).await?;
+        Ok(applied)
+    }
+
     async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
         insert_transitions(&mut self.conn, "tasker_step_transitions", "step_uuid", rows).await
     }
