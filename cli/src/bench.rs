@@ -13,7 +13,7 @@
 //! `--history N` first fills the database with N finished tasks. Each backend gets a fresh
 //! database (a temp SQLite file; a new PostgreSQL database created on the server given by
 //! `--postgres-url`/`DATABASE_URL` and dropped afterwards). The human tables are the default
-//! output; `--json` prints one JSON document instead (see [`report::print_json`]).
+//! output; `--json` prints one JSON document instead (see [`report::json_document`]).
 
 mod completion;
 mod polyglot;
@@ -253,7 +253,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             })),
         });
         let header = report::json_header(options, &checkout(), load_start, report::load_average());
-        report::print_json(header, &reports);
+        println!("{}", report::json_document(&header, &reports));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -170,29 +170,29 @@ pub fn build_profile() -> &'static str {
     }
 }
 
-/// Prints the JSON document on stdout.
+/// The JSON document: `header`'s fields and `"backends"`, one record per backend.
 ///
 /// The layout keeps the old `--json` output's readers working: every line that starts with `{`
 /// is one complete backend record (the document's own opening brace is indented, records are
 /// separated by a line holding only a comma), so `bindings-*/bench`, which parse each such
 /// line, still find their backend's figures.
-pub fn print_json(header: Value, reports: &[BackendReport]) {
-    let Value::Object(mut fields) = header else {
-        return;
-    };
+pub fn json_document(header: &Value, reports: &[BackendReport]) -> String {
+    let mut fields = header.as_object().cloned().unwrap_or_default();
     fields.remove("backends");
     let head = serde_json::to_string(&Value::Object(fields)).unwrap_or_else(|_| "{}".into());
     // `{"a":1,"b":2}` → ` {"a":1,"b":2,"backends":[` on the first line.
     let head = head.strip_suffix('}').unwrap_or(&head);
     let separator = if head.len() > 1 { "," } else { "" };
-    println!(" {head}{separator}\"backends\":[");
+    let mut text = format!(" {head}{separator}\"backends\":[\n");
     for (i, report) in reports.iter().enumerate() {
         if i > 0 {
-            println!(",");
+            text.push_str(",\n");
         }
-        println!("{}", serde_json::to_string(report).unwrap_or_else(|_| "{}".into()));
+        text.push_str(&serde_json::to_string(report).unwrap_or_else(|_| "{}".into()));
+        text.push('\n');
     }
-    println!("]}}");
+    text.push_str("]}");
+    text
 }
 
 pub fn json_header(options: Value, checkout: &Path, load_start: Option<[f64; 3]>, load_end: Option<[f64; 3]>) -> Value {
@@ -366,4 +366,47 @@ fn other_tables(reports: &[BackendReport]) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(backend: &'static str, steps_per_s: f64) -> BackendReport {
+        BackendReport {
+            backend,
+            w2_tasks: Some(1000),
+            w2_wall_s: Some(4000.0 / steps_per_s),
+            w2_steps_per_s: Some(steps_per_s),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_json_document_parses_whole_and_line_by_line() {
+        let header = json!({ "tool": "tasker bench", "options": { "w2_tasks": 1000 } });
+        let reports = [report("sqlite", 2000.0), report("postgres", 1500.0)];
+        let text = json_document(&header, &reports);
+
+        let whole: Value = serde_json::from_str(&text).expect("one JSON document");
+        assert_eq!(whole["tool"], "tasker bench");
+        assert_eq!(whole["backends"][1]["backend"], "postgres");
+
+        // What bindings-*/bench do with the output: parse every line that starts with `{`.
+        let records: Vec<Value> = text
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).expect("a line starting with { is a whole record"))
+            .collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0]["backend"], "sqlite");
+        assert_eq!(records[0]["w2_steps_per_s"], 2000.0);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let l = Latency::from_samples((1..=200).rev().map(f64::from).collect()).expect("samples");
+        assert_eq!((l.runs, l.p50_ms, l.p95_ms, l.p99_ms), (200, 100.0, 190.0, 198.0));
+        assert!(Latency::from_samples(Vec::new()).is_none());
+    }
 }
