@@ -202,6 +202,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
         }
     };
     let workloads = Workloads::parse(&args.workloads)?;
+    if args.processes.contains(&0) {
+        return Err(TaskerError::InvalidArgument(
+            "--processes: each count must be at least 1".into(),
+        ));
+    }
     let out = Out { json: args.json };
     let postgres_server = args
         .postgres_url
