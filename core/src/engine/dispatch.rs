@@ -1043,7 +1043,17 @@ impl Tasker {
         }
         let mut tx = self.store().begin().await?;
         tx.set_message_visibility(messages, lease).await?;
-        tx.commit().await
+        tx.commit().await?;
+        if lease.is_zero() {
+            // Visible now: this process's workers hear it here, other processes by NOTIFY.
+            let mut queues: Vec<&String> = messages.iter().map(|m| &m.queue).collect();
+            queues.sort();
+            queues.dedup();
+            for q in queues {
+                self.publish_signal(RemoteSignal::Queue(q.clone()));
+            }
+        }
+        Ok(())
     }
 
     fn publish(&self, effects: Effects) {

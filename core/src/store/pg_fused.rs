@@ -303,7 +303,7 @@ fn push_send<'a>(
             ", wake{i} AS (SELECT pg_notify('{}', ",
             super::postgres::QUEUE_CHANNEL
         ));
-        qb.push_bind(g.queue.clone());
+        qb.push_bind(g.wake_payload.clone());
         qb.push(format!(") WHERE EXISTS (SELECT 1 FROM send{i}))"));
     }
 }
@@ -479,13 +479,15 @@ fn push_transition_arrays<'a>(qb: &mut QueryBuilder<'a, Postgres>, a: Transition
 /// Messages of one `pgmq.send_batch` call: one queue, one visibility.
 pub(super) struct SendGroup {
     pub queue: String,
+    /// The queue's notification payload (see [`super::postgres::queue_payload`]).
+    pub wake_payload: String,
     pub hidden_ms: i64,
     /// Positions in [`FollowupWrites::send`].
     pub indices: Vec<usize>,
 }
 
 /// Groups messages by (queue, visibility), the way `send_messages` sends them.
-pub(super) fn send_groups(messages: &[OutgoingMessage]) -> Vec<SendGroup> {
+pub(super) fn send_groups(messages: &[OutgoingMessage], origin: &str) -> Vec<SendGroup> {
     let mut groups: std::collections::BTreeMap<(&str, i64), Vec<usize>> = std::collections::BTreeMap::new();
     for (i, m) in messages.iter().enumerate() {
         let hidden = super::postgres::millis(m.hidden_for.unwrap_or_default());
@@ -495,6 +497,7 @@ pub(super) fn send_groups(messages: &[OutgoingMessage]) -> Vec<SendGroup> {
         .into_iter()
         .map(|((queue, hidden_ms), indices)| SendGroup {
             queue: queue.to_owned(),
+            wake_payload: super::postgres::queue_payload(queue, origin),
             hidden_ms,
             indices,
         })

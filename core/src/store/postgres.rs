@@ -26,6 +26,22 @@ use crate::state::{NamedState, StepState};
 
 /// NOTIFY channels. Payloads: queue name / task uuid / empty.
 pub(super) const QUEUE_CHANNEL: &str = "tasker_queue";
+
+/// A queue notification's payload: the queue, and the store that sent it, so that a process
+/// does not wake its own workers twice (they heard of their own messages directly).
+pub(super) fn queue_payload(queue: &str, origin: &str) -> String {
+    format!("{queue}@{origin}")
+}
+
+/// A queue notification of another store: its queue. (A payload without an origin is an
+/// older version's: it is taken as another store's.)
+fn foreign_queue<'a>(payload: &'a str, origin: &str) -> Option<&'a str> {
+    match payload.split_once('@') {
+        Some((_, from)) if from == origin => None,
+        Some((queue, _)) => Some(queue),
+        None => Some(payload),
+    }
+}
 const TASK_CHANNEL: &str = "tasker_task_finished";
 const TIMER_CHANNEL: &str = "tasker_timers";
 
@@ -57,6 +73,8 @@ pub struct PostgresStore {
     signals: broadcast::Sender<RemoteSignal>,
     known_queues: Mutex<HashSet<String>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Names this store in its queue notifications (see [`queue_payload`]).
+    origin: std::sync::Arc<str>,
 }
 
 impl PostgresStore {
@@ -87,8 +105,9 @@ impl PostgresStore {
             .await?;
         migrate(&pool).await?;
         let (signals, _) = broadcast::channel(1024);
+        let origin: std::sync::Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let listener = if listen {
-            Some(spawn_listener(pool.clone(), signals.clone()).await?)
+            Some(spawn_listener(pool.clone(), signals.clone(), origin.clone()).await?)
         } else {
             None
         };
@@ -98,6 +117,7 @@ impl PostgresStore {
             signals,
             known_queues: Mutex::new(HashSet::new()),
             listener: Mutex::new(listener),
+            origin,
         })
     }
 
@@ -139,7 +159,11 @@ async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-async fn spawn_listener(pool: PgPool, signals: broadcast::Sender<RemoteSignal>) -> Result<tokio::task::JoinHandle<()>> {
+async fn spawn_listener(
+    pool: PgPool,
+    signals: broadcast::Sender<RemoteSignal>,
+    origin: std::sync::Arc<str>,
+) -> Result<tokio::task::JoinHandle<()>> {
     let mut listener = PgListener::connect_with(&pool).await?;
     listener
         .listen_all([QUEUE_CHANNEL, TASK_CHANNEL, TIMER_CHANNEL])
@@ -151,7 +175,10 @@ async fn spawn_listener(pool: PgPool, signals: broadcast::Sender<RemoteSignal>) 
             match listener.try_recv().await {
                 Ok(Some(n)) => {
                     let signal = match n.channel() {
-                        QUEUE_CHANNEL => RemoteSignal::Queue(n.payload().to_owned()),
+                        QUEUE_CHANNEL => match foreign_queue(n.payload(), &origin) {
+                            Some(queue) => RemoteSignal::Queue(queue.to_owned()),
+                            None => continue,
+                        },
                         TASK_CHANNEL => match Uuid::parse_str(n.payload()) {
                             Ok(id) => RemoteSignal::TaskFinished(id),
                             Err(_) => continue,
@@ -296,6 +323,7 @@ impl Store for PostgresStore {
     async fn begin(&self) -> Result<Box<dyn StoreTx>> {
         Ok(Box::new(PgTx {
             conn: self.hot.begin().await?,
+            origin: self.origin.clone(),
         }))
     }
 
@@ -565,6 +593,7 @@ async fn summary_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<T
 /// A transaction on a leased connection (begun by [`HotPool::begin`]; rolled back if dropped).
 struct PgTx {
     conn: Leased,
+    origin: std::sync::Arc<str>,
 }
 
 #[async_trait]
@@ -630,7 +659,7 @@ impl MessageQueue for PgTx {
                          FROM unnest($2::jsonb[], $6::bigint[]) WITH ORDINALITY AS v(b, h, ord) ORDER BY ord), \
                    clock_timestamp() + $3 ::float8 * interval '1 millisecond') \
                  WITH ORDINALITY AS s(id, ord) \
-                 LEFT JOIN (SELECT pg_notify($4, $1) WHERE $5) AS n ON true ORDER BY s.ord",
+                 LEFT JOIN (SELECT pg_notify($4, $7) WHERE $5) AS n ON true ORDER BY s.ord",
             )
             .bind(queue)
             .bind(&bodies)
@@ -638,6 +667,7 @@ impl MessageQueue for PgTx {
             .bind(QUEUE_CHANNEL)
             .bind(hidden.is_none())
             .bind(&head_starts)
+            .bind(queue_payload(queue, &self.origin))
             .fetch_all(&mut *self.conn)
             .await
             .map_err(|e| queue_error(e, format!("sending to queue '{queue}'")))?;
@@ -699,7 +729,7 @@ impl MessageQueue for PgTx {
             .bind(&ids)
             .bind(millis(after))
             .bind(QUEUE_CHANNEL)
-            .bind(queue)
+            .bind(queue_payload(queue, &self.origin))
             .execute(&mut *self.conn)
             .await
             .map_err(|e| queue_error(e, format!("setting visibility in queue '{queue}'")))?;
@@ -762,7 +792,7 @@ impl StoreTx for PgTx {
     }
 
     async fn apply_followup_writes(&mut self, w: FollowupWrites<'_>, now: DateTime<Utc>) -> Result<Followup> {
-        let groups = pg_fused::send_groups(w.send);
+        let groups = pg_fused::send_groups(w.send, &self.origin);
         for g in &groups {
             // Checked before the statement is built: the name becomes an identifier there.
             queue_table(&g.queue)?;
@@ -1000,7 +1030,7 @@ impl StoreTx for PgTx {
         step_transitions: &[TransitionRecord],
         messages: &[OutgoingMessage],
     ) -> Result<InsertedTask> {
-        let groups = pg_fused::send_groups(messages);
+        let groups = pg_fused::send_groups(messages, &self.origin);
         for g in &groups {
             // Checked before the statement is built (as in `send_messages`).
             queue_table(&g.queue)?;
@@ -1192,4 +1222,18 @@ async fn insert_transitions(tx: &mut PgConnection, table: &str, key: &str, rows:
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{foreign_queue, queue_payload};
+
+    #[test]
+    fn a_store_ignores_its_own_queue_notifications_only() {
+        let mine = queue_payload("orders", "a1");
+        assert_eq!(foreign_queue(&mine, "a1"), None);
+        assert_eq!(foreign_queue(&mine, "b2"), Some("orders"));
+        // An older version's payload is the bare queue name.
+        assert_eq!(foreign_queue("orders", "a1"), Some("orders"));
+    }
 }
