@@ -1,7 +1,8 @@
 # Sourced by the test and demo scripts. `use_postgres` makes DATABASE_URL point at a
 # PostgreSQL server: the one already in DATABASE_URL, or a throwaway cluster started here
 # (initdb + pg_ctl on a free port, as the `postgres` user when running as root, because initdb
-# refuses root) and stopped when the calling script exits.
+# refuses root) and stopped when the calling script exits. TASKER_PG_EXTRA_OPTS adds server
+# settings to a throwaway cluster (e.g. `-c shared_preload_libraries=pg_stat_statements`).
 
 _tasker_pg_dir=""
 
@@ -54,7 +55,7 @@ use_postgres() {
   fi
   "${run[@]}" "$bin/initdb" -D "$_tasker_pg_dir/data" -A trust -U postgres --no-sync >/dev/null
   "${run[@]}" "$bin/pg_ctl" -D "$_tasker_pg_dir/data" -l "$_tasker_pg_dir/log" -w \
-    -o "-p $port -k $_tasker_pg_dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+    -o "-p $port -k $_tasker_pg_dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off ${TASKER_PG_EXTRA_OPTS:-}" start >/dev/null
   trap _tasker_pg_stop EXIT
   export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "==> started throwaway PostgreSQL on port $port"

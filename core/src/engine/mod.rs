@@ -412,19 +412,15 @@ impl Tasker {
             edges,
             created_at: now,
         };
-        let mut tx = self.inner.store.begin().await?;
-        match tx
-            .create_task_rows(&new_task, &task_transitions, &step_transitions, &messages)
-            .await?
-        {
-            InsertedTask::Existing(existing) => {
-                tx.rollback().await?;
-                let task = self.task_summary(existing).await?;
-                return Ok(CreatedTask { task, created: false });
-            }
-            InsertedTask::Created => {}
+        let inserted = self
+            .inner
+            .store
+            .create_task(&new_task, &task_transitions, &step_transitions, &messages)
+            .await?;
+        if let InsertedTask::Existing(existing) = inserted {
+            let task = self.task_summary(existing).await?;
+            return Ok(CreatedTask { task, created: false });
         }
-        tx.commit().await?;
         for m in &messages {
             self.publish_signal(RemoteSignal::Queue(m.queue.clone()));
         }
@@ -475,9 +471,15 @@ impl Tasker {
             Backend::Postgres if self.inner.listening => (Duration::from_millis(500), Duration::from_millis(500)),
             Backend::Postgres => (Duration::from_millis(1), Duration::from_millis(100)),
         };
+        // Told that it finished, read it in full at once (one read instead of two).
+        let mut announced = false;
         loop {
-            let task = self.task_summary(task_uuid).await?;
-            if task.is_terminal() {
+            if announced {
+                let detail = self.get_task(task_uuid).await?;
+                if detail.task.is_terminal() {
+                    return Ok(detail);
+                }
+            } else if self.task_summary(task_uuid).await?.is_terminal() {
                 return self.get_task(task_uuid).await;
             }
             let now = tokio::time::Instant::now();
@@ -486,11 +488,11 @@ impl Tasker {
             }
             let wait = fallback.min(deadline - now);
             fallback = (fallback * 2).min(cap);
-            let _ = tokio::time::timeout(wait, async {
+            announced = tokio::time::timeout(wait, async {
                 loop {
                     match signals.recv().await {
-                        Ok(RemoteSignal::TaskFinished(id)) if id == task_uuid => break,
-                        Ok(RemoteSignal::Reconnected) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Ok(RemoteSignal::TaskFinished(id)) if id == task_uuid => return true,
+                        Ok(RemoteSignal::Reconnected) | Err(broadcast::error::RecvError::Lagged(_)) => return false,
                         Ok(_) => continue,
                         Err(broadcast::error::RecvError::Closed) => {
                             std::future::pending::<()>().await;
@@ -498,7 +500,8 @@ impl Tasker {
                     }
                 }
             })
-            .await;
+            .await
+            .unwrap_or(false);
         }
     }
 

@@ -45,6 +45,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`crate::TaskerError::TemplateConflict`].
     async fn register_template(&self, template: &NewTemplate) -> Result<TemplateRow>;
 
+    /// Creates a task: [`StoreTx::create_task_rows`] in a transaction of its own, committed
+    /// when the task was created. A backend that writes it all in one statement may run that
+    /// statement on its own (a statement is atomic).
+    async fn create_task(
+        &self,
+        task: &NewTask,
+        task_transitions: &[TransitionRecord],
+        step_transitions: &[TransitionRecord],
+        messages: &[OutgoingMessage],
+    ) -> Result<InsertedTask> {
+        let mut tx = self.begin().await?;
+        let inserted = tx
+            .create_task_rows(task, task_transitions, step_transitions, messages)
+            .await?;
+        match inserted {
+            InsertedTask::Created => tx.commit().await?,
+            InsertedTask::Existing(_) => tx.rollback().await?,
+        }
+        Ok(inserted)
+    }
+
     /// A template by id.
     async fn template_by_id(&self, id: i64) -> Result<Option<TemplateRow>>;
 

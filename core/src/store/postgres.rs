@@ -413,6 +413,29 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
+    async fn create_task(
+        &self,
+        task: &NewTask,
+        task_transitions: &[TransitionRecord],
+        step_transitions: &[TransitionRecord],
+        messages: &[OutgoingMessage],
+    ) -> Result<InsertedTask> {
+        // One statement, so no transaction around it: two round trips fewer. Not run again on
+        // failure: a lost connection leaves unknown whether it committed.
+        let mut conn = self.hot.lease().await?;
+        let inserted = create_task_on(
+            &mut conn,
+            &self.origin,
+            task,
+            task_transitions,
+            step_transitions,
+            messages,
+        )
+        .await?;
+        conn.release();
+        Ok(inserted)
+    }
+
     async fn template_by_id(&self, id: i64) -> Result<Option<TemplateRow>> {
         let row = sqlx::query("SELECT * FROM tasker_templates WHERE id = $1")
             .bind(id)
@@ -523,58 +546,78 @@ impl Store for PostgresStore {
     }
 }
 
+/// A task in full, in two statements: the task row joined with its steps, then both audit
+/// tables at once.
 async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
-    let Some(task) = summary_on(&mut *conn, task_uuid).await? else {
-        return Ok(None);
-    };
-    let step_rows = sqlx::query(
-        "SELECT s.*, COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
-            JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{}') AS deps \
-         FROM tasker_steps s WHERE s.task_uuid = $1 ORDER BY s.position",
-    )
+    let task_columns: String = TASK_COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = sqlx::query(&format!(
+        "SELECT {task_columns}, s.step_uuid AS s_step_uuid, s.name AS s_name, s.queue AS s_queue, \
+            s.state AS s_state, s.attempts AS s_attempts, s.max_attempts AS s_max_attempts, \
+            s.retryable AS s_retryable, s.results AS s_results, s.last_error AS s_last_error, \
+            s.next_retry_at AS s_next_retry_at, s.created_at AS s_created_at, \
+            s.first_attempted_at AS s_first_attempted_at, s.last_attempted_at AS s_last_attempted_at, \
+            s.completed_at AS s_completed_at, \
+            COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
+              JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{{}}') AS s_deps \
+         FROM tasker_tasks t LEFT JOIN tasker_steps s ON s.task_uuid = t.task_uuid \
+         WHERE t.task_uuid = $1 ORDER BY s.position"
+    ))
     .bind(task_uuid)
     .fetch_all(&mut *conn)
     .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let task = task_from_row(first)?;
     let mut names = BTreeMap::new();
-    let mut steps = Vec::with_capacity(step_rows.len());
-    for row in &step_rows {
+    let mut steps = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // A task without steps comes back as one row with NULL step columns.
+        let Some(step_uuid) = row.try_get::<Option<Uuid>, _>("s_step_uuid")? else {
+            continue;
+        };
         let step = StepSummary {
-            step_uuid: row.try_get("step_uuid")?,
-            name: row.try_get("name")?,
-            queue: row.try_get("queue")?,
-            state: row.try_get("state")?,
-            attempts: row.try_get("attempts")?,
-            max_attempts: row.try_get("max_attempts")?,
-            retryable: row.try_get("retryable")?,
-            results: row.try_get::<Option<Json<Value>>, _>("results")?.map(|j| j.0),
-            last_error: row.try_get::<Option<Json<Value>>, _>("last_error")?.map(|j| j.0),
-            next_retry_at: row.try_get("next_retry_at")?,
-            created_at: row.try_get("created_at")?,
-            first_attempted_at: row.try_get("first_attempted_at")?,
-            last_attempted_at: row.try_get("last_attempted_at")?,
-            completed_at: row.try_get("completed_at")?,
-            dependencies: row.try_get("deps")?,
+            step_uuid,
+            name: row.try_get("s_name")?,
+            queue: row.try_get("s_queue")?,
+            state: row.try_get("s_state")?,
+            attempts: row.try_get("s_attempts")?,
+            max_attempts: row.try_get("s_max_attempts")?,
+            retryable: row.try_get("s_retryable")?,
+            results: row.try_get::<Option<Json<Value>>, _>("s_results")?.map(|j| j.0),
+            last_error: row.try_get::<Option<Json<Value>>, _>("s_last_error")?.map(|j| j.0),
+            next_retry_at: row.try_get("s_next_retry_at")?,
+            created_at: row.try_get("s_created_at")?,
+            first_attempted_at: row.try_get("s_first_attempted_at")?,
+            last_attempted_at: row.try_get("s_last_attempted_at")?,
+            completed_at: row.try_get("s_completed_at")?,
+            dependencies: row.try_get("s_deps")?,
         };
         names.insert(step.step_uuid, step.name.clone());
         steps.push(step);
     }
-    let task_transitions = sqlx::query("SELECT * FROM tasker_task_transitions WHERE task_uuid = $1 ORDER BY id")
-        .bind(task_uuid)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| transition_from_row(r, None))
-        .collect::<Result<Vec<_>>>()?;
-    let step_transitions = sqlx::query("SELECT * FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY id")
-        .bind(task_uuid)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            let uuid: Uuid = r.try_get("step_uuid")?;
-            transition_from_row(r, names.get(&uuid).cloned())
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let audit = sqlx::query(
+        "SELECT NULL::uuid AS step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 0 AS src \
+         FROM tasker_task_transitions WHERE task_uuid = $1 \
+         UNION ALL \
+         SELECT step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 1 \
+         FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY src, id",
+    )
+    .bind(task_uuid)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut task_transitions = Vec::new();
+    let mut step_transitions = Vec::new();
+    for r in &audit {
+        match r.try_get::<Option<Uuid>, _>("step_uuid")? {
+            None => task_transitions.push(transition_from_row(r, None)?),
+            Some(step) => step_transitions.push(transition_from_row(r, names.get(&step).cloned())?),
+        }
+    }
     Ok(Some(TaskDetail {
         task,
         steps,
@@ -582,12 +625,52 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<Ta
         step_transitions,
     }))
 }
+
 async fn summary_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
     let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasker_tasks WHERE task_uuid = $1"))
         .bind(task_uuid)
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(task_from_row).transpose()
+}
+
+/// Creates a task in one statement (see `pg_fused::create_task_statement`) on `conn`.
+async fn create_task_on(
+    conn: &mut PgConnection,
+    origin: &str,
+    task: &NewTask,
+    task_transitions: &[TransitionRecord],
+    step_transitions: &[TransitionRecord],
+    messages: &[OutgoingMessage],
+) -> Result<InsertedTask> {
+    let groups = pg_fused::send_groups(messages, origin);
+    for g in &groups {
+        // Checked before the statement is built (as in `send_messages`).
+        queue_table(&g.queue)?;
+    }
+    let mut qb = pg_fused::create_task_statement(task, task_transitions, step_transitions, messages, &groups);
+    let rows = qb.build().fetch_all(&mut *conn).await?;
+    let created = rows
+        .iter()
+        .map(|r| r.try_get::<&str, _>("kind"))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if created.contains(&"created") {
+        let sent = created.iter().filter(|k| **k == "sent").count();
+        if sent != messages.len() {
+            return Err(TaskerError::Queue(format!(
+                "the queues stored {sent} of {} messages",
+                messages.len()
+            )));
+        }
+        return Ok(InsertedTask::Created);
+    }
+    // Its identity exists. Read in a statement of its own: a task committed while this one
+    // waited on the conflict is not in the snapshot the statement above ran on.
+    let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
+        .bind(&task.identity_hash)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(InsertedTask::Existing(existing))
 }
 
 /// A transaction on a leased connection (begun by [`HotPool::begin`]; rolled back if dropped).
@@ -1030,34 +1113,15 @@ impl StoreTx for PgTx {
         step_transitions: &[TransitionRecord],
         messages: &[OutgoingMessage],
     ) -> Result<InsertedTask> {
-        let groups = pg_fused::send_groups(messages, &self.origin);
-        for g in &groups {
-            // Checked before the statement is built (as in `send_messages`).
-            queue_table(&g.queue)?;
-        }
-        let mut qb = pg_fused::create_task_statement(task, task_transitions, step_transitions, messages, &groups);
-        let rows = qb.build().fetch_all(&mut *self.conn).await?;
-        let created = rows
-            .iter()
-            .map(|r| r.try_get::<&str, _>("kind"))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        if created.contains(&"created") {
-            let sent = created.iter().filter(|k| **k == "sent").count();
-            if sent != messages.len() {
-                return Err(TaskerError::Queue(format!(
-                    "the queues stored {sent} of {} messages",
-                    messages.len()
-                )));
-            }
-            return Ok(InsertedTask::Created);
-        }
-        // Its identity exists. Read in a statement of its own: a task committed while this one
-        // waited on the conflict is not in the snapshot the statement above ran on.
-        let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
-            .bind(&task.identity_hash)
-            .fetch_one(&mut *self.conn)
-            .await?;
-        Ok(InsertedTask::Existing(existing))
+        create_task_on(
+            &mut self.conn,
+            &self.origin,
+            task,
+            task_transitions,
+            step_transitions,
+            messages,
+        )
+        .await
     }
 
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>> {
