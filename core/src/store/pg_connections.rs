@@ -7,6 +7,10 @@
 //! moment ago is as good as a checked one. One idle for longer than [`TRUST_IDLE`] goes back
 //! through the pool, which checks it.
 //!
+//! Transactions begin lazily: `BEGIN` goes out in the same round trip as the transaction's
+//! first statement (see `PgTx` in `postgres.rs`), and a transaction that never ran one ends
+//! without a round trip at all.
+//!
 //! A leased connection is in one of three conditions when it is dropped:
 //! * **clean** (its work finished): it joins the idle list (or the pool, when the list is full);
 //! * **in a transaction** (a `PgTx` dropped before commit or rollback, e.g. on an error): a
@@ -79,30 +83,6 @@ impl HotPool {
         })
     }
 
-    /// A connection with a transaction begun on it. A reused connection that cannot even begin
-    /// is taken as a sign that the server went away: the idle list is emptied and the
-    /// transaction begun on a checked connection from the pool instead.
-    pub(super) async fn begin(self: &Arc<Self>) -> sqlx::Result<Leased> {
-        let mut leased = self.lease().await?;
-        match leased.execute("BEGIN").await {
-            Ok(_) => {}
-            Err(_) if leased.reused => {
-                self.clear_idle();
-                drop(leased);
-                leased = Leased {
-                    conn: Some(self.pool.acquire().await?),
-                    home: self.clone(),
-                    condition: Condition::Unknown,
-                    reused: false,
-                };
-                leased.execute("BEGIN").await?;
-            }
-            Err(e) => return Err(e),
-        }
-        leased.condition = Condition::InTransaction;
-        Ok(leased)
-    }
-
     /// Runs a read on a leased connection. A reused connection may have died while idle (the
     /// server restarted, or terminated it): a transient failure on one empties the idle list
     /// and the read runs once more, on a connection the pool checked.
@@ -173,6 +153,22 @@ impl Leased {
     /// The transaction was committed or rolled back.
     pub(super) fn transaction_ended(&mut self) {
         self.condition = Condition::Clean;
+    }
+
+    /// A transaction was begun on it: rolled back if dropped before it ends.
+    pub(super) fn transaction_begun(&mut self) {
+        self.condition = Condition::InTransaction;
+    }
+
+    /// Whether it came from the idle list unchecked.
+    pub(super) fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// A reused connection failed as if the server went away: the other idle ones were
+    /// connected to the same server, so none of them is trusted any more.
+    pub(super) fn distrust_idle(&self) {
+        self.home.clear_idle();
     }
 
     /// A statement failed: the connection's state is not known any more.

@@ -294,6 +294,13 @@ pub(super) fn decode_json(text: &str, what: &str) -> std::result::Result<Value, 
     serde_json::from_str(text).map_err(|e| format!("{what} cannot be decoded: {e}"))
 }
 
+/// `step_uuids` as an SQL array literal, for statements sent with the simple protocol (a uuid's
+/// text is hex digits and dashes only, so nothing needs quoting).
+fn uuid_array_literal(step_uuids: &[Uuid]) -> String {
+    let items: Vec<String> = step_uuids.iter().map(Uuid::to_string).collect();
+    format!("'{{{}}}'::uuid[]", items.join(","))
+}
+
 /// A duration as whole milliseconds for SQL interval arithmetic (saturating).
 pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -322,8 +329,9 @@ impl Store for PostgresStore {
 
     async fn begin(&self) -> Result<Box<dyn StoreTx>> {
         Ok(Box::new(PgTx {
-            conn: self.hot.begin().await?,
+            conn: self.hot.lease().await?,
             origin: self.origin.clone(),
+            begun: false,
         }))
     }
 
@@ -673,10 +681,13 @@ async fn create_task_on(
     Ok(InsertedTask::Existing(existing))
 }
 
-/// A transaction on a leased connection (begun by [`HotPool::begin`]; rolled back if dropped).
+/// A transaction on a leased connection, rolled back if dropped. It begins lazily: the first
+/// statement sends `BEGIN` with it (in one round trip where it can: [`PgTx::first_statement`]),
+/// and one that ran nothing ends without a round trip.
 struct PgTx {
     conn: Leased,
     origin: std::sync::Arc<str>,
+    begun: bool,
 }
 
 #[async_trait]
@@ -685,21 +696,34 @@ impl MessageQueue for PgTx {
         // PGMQ's own `read` takes the oldest messages; this takes them in `order_key` order
         // (priority, then age), through the index `ensure_queue` creates, with the same
         // semantics: SKIP LOCKED, a lease by the server's clock, `read_ct` counted.
-        let rows = sqlx::query(&format!(
-            "WITH picked AS ( \
-               SELECT msg_id FROM pgmq.{table} WHERE vt <= clock_timestamp() \
-               ORDER BY {ORDER_KEY}, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE pgmq.{table} q SET vt = clock_timestamp() + $1 ::float8 * interval '1 millisecond', \
-               read_ct = q.read_ct + 1 \
-             FROM picked WHERE q.msg_id = picked.msg_id \
-             RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.message, {ORDER_KEY_OF_Q} AS order_key",
-            table = queue_table(queue)?
-        ))
-        .bind(millis(lease))
-        .bind(max)
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))?;
+        let table = queue_table(queue)?;
+        let sql = |lease: &str, max: &str| {
+            format!(
+                "WITH picked AS ( \
+                   SELECT msg_id FROM pgmq.{table} WHERE vt <= clock_timestamp() \
+                   ORDER BY {ORDER_KEY}, msg_id LIMIT {max} FOR UPDATE SKIP LOCKED) \
+                 UPDATE pgmq.{table} q SET vt = clock_timestamp() + {lease} ::float8 * interval '1 millisecond', \
+                   read_ct = q.read_ct + 1 \
+                 FROM picked WHERE q.msg_id = picked.msg_id \
+                 RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.message, {ORDER_KEY_OF_Q} AS order_key"
+            )
+        };
+        // A claim's first statement: then it goes with BEGIN, its numbers inlined.
+        let rows = if self.begun {
+            sqlx::query(&sql("$1", "$2"))
+                .bind(millis(lease))
+                .bind(max)
+                .fetch_all(self.tx().await?)
+                .await
+                .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))?
+        } else {
+            self.first_statement(sql(&millis(lease).to_string(), &max.to_string()))
+                .await
+                .map_err(|e| match e {
+                    TaskerError::Database(e) => queue_error(e, format!("reading queue '{queue}'")),
+                    other => other,
+                })?
+        };
         let mut messages = rows
             .iter()
             .map(|r| {
@@ -751,7 +775,7 @@ impl MessageQueue for PgTx {
             .bind(hidden.is_none())
             .bind(&head_starts)
             .bind(queue_payload(queue, &self.origin))
-            .fetch_all(&mut *self.conn)
+            .fetch_all(self.tx().await?)
             .await
             .map_err(|e| queue_error(e, format!("sending to queue '{queue}'")))?;
             if ids.len() != indices.len() {
@@ -787,7 +811,7 @@ impl MessageQueue for PgTx {
                 table = queue_table(queue)?
             ))
             .bind(&ids)
-            .execute(&mut *self.conn)
+            .execute(self.tx().await?)
             .await
             .map_err(|e| queue_error(e, format!("deleting from queue '{queue}'")))?;
         }
@@ -813,7 +837,7 @@ impl MessageQueue for PgTx {
             .bind(millis(after))
             .bind(QUEUE_CHANNEL)
             .bind(queue_payload(queue, &self.origin))
-            .execute(&mut *self.conn)
+            .execute(self.tx().await?)
             .await
             .map_err(|e| queue_error(e, format!("setting visibility in queue '{queue}'")))?;
         }
@@ -829,18 +853,26 @@ impl StoreTx for PgTx {
         // updates take anyway, and it does not block foreign-key checks. Both locking scans
         // return the newest committed row versions (READ COMMITTED re-reads a row it had to wait
         // for), so the task state read here is the one that holds until commit.
-        let rows = sqlx::query(&format!(
-            "WITH t AS MATERIALIZED ( \
-               SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
-               WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid = ANY($1)) \
-               ORDER BY task_uuid FOR NO KEY UPDATE) \
-             SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
-             WHERE s.step_uuid = ANY($1) AND (SELECT count(*) FROM t) > 0 \
-             ORDER BY s.step_uuid FOR UPDATE OF s"
-        ))
-        .bind(step_uuids)
-        .fetch_all(&mut *self.conn)
-        .await?;
+        let sql = |ids: &str| {
+            format!(
+                "WITH t AS MATERIALIZED ( \
+                   SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
+                   WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid = ANY({ids})) \
+                   ORDER BY task_uuid FOR NO KEY UPDATE) \
+                 SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
+                 WHERE s.step_uuid = ANY({ids}) AND (SELECT count(*) FROM t) > 0 \
+                 ORDER BY s.step_uuid FOR UPDATE OF s"
+            )
+        };
+        // Usually a transaction's first statement: then it goes with BEGIN, its uuids inlined.
+        let rows = if self.begun {
+            sqlx::query(&sql("$1"))
+                .bind(step_uuids)
+                .fetch_all(self.tx().await?)
+                .await?
+        } else {
+            self.first_statement(sql(&uuid_array_literal(step_uuids))).await?
+        };
         rows.iter().map(step_lock_from_row).collect()
     }
 
@@ -860,7 +892,7 @@ impl StoreTx for PgTx {
         let mut qb = QueryBuilder::new("WITH ");
         pg_fused::push_step_changes(&mut qb, changes, transitions, now);
         qb.push(" SELECT step_uuid FROM upd WHERE (SELECT count(*) FROM ins) >= 0");
-        let applied = qb.build_query_scalar().fetch_all(&mut *self.conn).await?;
+        let applied = qb.build_query_scalar().fetch_all(self.tx().await?).await?;
         Ok(applied)
     }
 
@@ -870,7 +902,7 @@ impl StoreTx for PgTx {
         now: DateTime<Utc>,
     ) -> Result<(Vec<Uuid>, Vec<ReadyChild>)> {
         let mut qb = pg_fused::outcome_statement(w, now)?;
-        let rows = qb.build().fetch_all(&mut *self.conn).await?;
+        let rows = qb.build().fetch_all(self.tx().await?).await?;
         pg_fused::outcome_rows(&rows)
     }
 
@@ -881,7 +913,7 @@ impl StoreTx for PgTx {
             queue_table(&g.queue)?;
         }
         let mut qb = pg_fused::followup_statement(w, now, &groups)?;
-        let rows = qb.build().fetch_all(&mut *self.conn).await?;
+        let rows = qb.build().fetch_all(self.tx().await?).await?;
         pg_fused::followup_rows(&rows, w)
     }
 
@@ -901,7 +933,7 @@ impl StoreTx for PgTx {
         .bind(task_uuid)
         .bind(&from)
         .bind(now)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(self.tx().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -924,7 +956,7 @@ impl StoreTx for PgTx {
              RETURNING c.step_uuid, c.name, c.task_uuid, c.queue, c.max_attempts, c.pending_parents, c.state",
         )
         .bind(parents)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(self.tx().await?)
         .await?;
         let mut ready = Vec::new();
         for r in &rows {
@@ -966,7 +998,7 @@ impl StoreTx for PgTx {
         .bind(&active)
         .bind(&failed)
         .bind(now)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(self.tx().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -1001,7 +1033,7 @@ impl StoreTx for PgTx {
         .bind(&new)
         .bind(&terminal)
         .bind(now)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(self.tx().await?)
         .await?;
         Ok(applied)
     }
@@ -1016,16 +1048,16 @@ impl StoreTx for PgTx {
             return Ok(Vec::new());
         }
         let mut qb = pg_fused::task_changes_statement(changes, transitions, now, TASK_CHANNEL);
-        let applied = qb.build_query_scalar().fetch_all(&mut *self.conn).await?;
+        let applied = qb.build_query_scalar().fetch_all(self.tx().await?).await?;
         Ok(applied)
     }
 
     async fn insert_step_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        insert_transitions(&mut self.conn, "tasker_step_transitions", "step_uuid", rows).await
+        insert_transitions(self.tx().await?, "tasker_step_transitions", "step_uuid", rows).await
     }
 
     async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()> {
-        insert_transitions(&mut self.conn, "tasker_task_transitions", "task_uuid", rows).await
+        insert_transitions(self.tx().await?, "tasker_task_transitions", "task_uuid", rows).await
     }
 
     async fn insert_task(&mut self, t: &NewTask) -> Result<InsertedTask> {
@@ -1054,12 +1086,12 @@ impl StoreTx for PgTx {
         .bind(i32::try_from(t.steps.len()).unwrap_or(i32::MAX))
         .bind(t.active_steps)
         .bind(t.created_at)
-        .fetch_optional(&mut *self.conn)
+        .fetch_optional(self.tx().await?)
         .await?;
         if inserted.is_none() {
             let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
                 .bind(&t.identity_hash)
-                .fetch_one(&mut *self.conn)
+                .fetch_one(self.tx().await?)
                 .await?;
             return Ok(InsertedTask::Existing(existing));
         }
@@ -1088,7 +1120,7 @@ impl StoreTx for PgTx {
         .bind(&retryable)
         .bind(&pending)
         .bind(t.created_at)
-        .execute(&mut *self.conn)
+        .execute(self.tx().await?)
         .await?;
         if !t.edges.is_empty() {
             let from: Vec<Uuid> = t.edges.iter().map(|e| e.0).collect();
@@ -1100,7 +1132,7 @@ impl StoreTx for PgTx {
             .bind(t.task_uuid)
             .bind(&from)
             .bind(&to)
-            .execute(&mut *self.conn)
+            .execute(self.tx().await?)
             .await?;
         }
         Ok(InsertedTask::Created)
@@ -1130,7 +1162,7 @@ impl StoreTx for PgTx {
              WHERE task_uuid = ANY($1)",
         )
         .bind(task_uuids)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(self.tx().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -1152,7 +1184,7 @@ impl StoreTx for PgTx {
              JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = ANY($1)",
         )
         .bind(step_uuids)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(self.tx().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -1181,7 +1213,7 @@ impl StoreTx for PgTx {
         )
         .bind(task_uuids)
         .bind(step_uuids)
-        .fetch_all(&mut *self.conn)
+        .fetch_all(self.tx().await?)
         .await?;
         let mut inputs = Vec::new();
         let mut deps = Vec::new();
@@ -1210,7 +1242,7 @@ impl StoreTx for PgTx {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(TASK_CHANNEL)
             .bind(task_uuid.to_string())
-            .execute(&mut *self.conn)
+            .execute(self.tx().await?)
             .await?;
         Ok(())
     }
@@ -1218,7 +1250,7 @@ impl StoreTx for PgTx {
     async fn notify_timers(&mut self) -> Result<()> {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(TIMER_CHANNEL)
-            .execute(&mut *self.conn)
+            .execute(self.tx().await?)
             .await?;
         Ok(())
     }
@@ -1233,7 +1265,55 @@ impl StoreTx for PgTx {
 }
 
 impl PgTx {
+    /// The connection, with the transaction begun (`BEGIN` sent now if it was not yet).
+    async fn tx(&mut self) -> Result<&mut PgConnection> {
+        if !self.begun {
+            self.begin_now();
+            if let Err(e) = self.conn.execute("BEGIN").await {
+                return Err(self.first_failed(e));
+            }
+        }
+        Ok(&mut self.conn)
+    }
+
+    /// `BEGIN` and `sql` (a statement whose values are all inlined as literals) in one round
+    /// trip when the transaction has not begun, else `sql` alone; returns `sql`'s rows.
+    async fn first_statement(&mut self, sql: String) -> Result<Vec<sqlx::postgres::PgRow>> {
+        // A query without arguments goes out with the simple protocol, which takes several
+        // statements at once.
+        if self.begun {
+            return Ok(self.conn.fetch_all(sql.as_str()).await?);
+        }
+        self.begin_now();
+        let batch = format!("BEGIN; {sql}");
+        match self.conn.fetch_all(batch.as_str()).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(self.first_failed(e)),
+        }
+    }
+
+    /// From here on a drop rolls back, even if the first statement fails half-way.
+    fn begin_now(&mut self) {
+        self.conn.transaction_begun();
+        self.begun = true;
+    }
+
+    /// The transaction's first statement failed. On a reused connection, a failure that means
+    /// the server went away makes the other idle connections suspect too (the engine runs the
+    /// transaction again, on a checked one).
+    fn first_failed(&mut self, e: sqlx::Error) -> TaskerError {
+        if self.conn.reused() && crate::error::sqlx_is_transient(&e) {
+            self.conn.distrust_idle();
+        }
+        e.into()
+    }
+
     async fn end(&mut self, statement: &str) -> Result<()> {
+        if !self.begun {
+            // Nothing ran: nothing to commit or roll back.
+            self.conn.transaction_ended();
+            return Ok(());
+        }
         match self.conn.execute(statement).await {
             Ok(_) => {
                 self.conn.transaction_ended();
