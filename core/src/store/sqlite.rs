@@ -1359,6 +1359,23 @@ impl StoreTx for SqliteTx {
         if parents.is_empty() {
             return Ok(Vec::new());
         }
+        if !distinct(parents.iter().copied()) {
+            // Row by row: a child is ready when one release brings it to zero.
+            let mut ready = Vec::new();
+            for parent in parents {
+                let rows = sqlx::query(RELEASE_CHILDREN)
+                    .bind(uuid_list(std::slice::from_ref(parent))?)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                let mut released = Vec::new();
+                for r in &rows {
+                    released.extend(ready_child_from_row(r)?);
+                }
+                released.sort_unstable_by_key(|c| c.step_uuid);
+                ready.extend(released);
+            }
+            return Ok(ready);
+        }
         let rows = sqlx::query(RELEASE_CHILDREN)
             .bind(uuid_list(parents)?)
             .fetch_all(&mut *self.tx)
@@ -1622,7 +1639,7 @@ impl StoreTx for SqliteTx {
         if w.changes.is_empty() && w.delete.is_empty() && w.released_parents.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        if !distinct(w.changes.iter().map(|c| c.step_uuid)) {
+        if !distinct(w.changes.iter().map(|c| c.step_uuid)) || !distinct(w.released_parents.iter().copied()) {
             let applied = self.change_steps_audited(w.changes, w.transitions, now).await?;
             self.delete_messages(w.delete).await?;
             let ready = self.release_children(w.released_parents).await?;
