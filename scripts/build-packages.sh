@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the three language packages in place, for the demo and the cross-language tests:
-#   Python  — bindings-python/.venv with the extension (maturin develop)
-#   Ruby    — the native extension next to bindings-ruby/lib (rake compile)
-#   Node    — node_modules and the compiled package (npm run build)
+#   Python  — bindings-python/.venv with the extension (maturin develop --release)
+#   Ruby    — the native extension next to bindings-ruby/lib (rake compile, release)
+#   Node    — node_modules and the compiled package (npm run build, release)
+# All three are release builds: the demo and the benchmarks run through them (a debug Python
+# extension made the polyglot workflow about twice as slow). The packages' own test scripts
+# (bindings-*/scripts/test.sh) choose their profiles themselves.
 # Installs missing system packages with apt-get. Safe to re-run: builds are incremental.
 #
 # Each check tests the thing the build really uses, not something that looks like it: a venv
@@ -55,7 +58,9 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.16,<2" "pytest>=7"
 (
   export VIRTUAL_ENV="$PWD/$venv" PATH="$PWD/$venv/bin:$PATH"
-  maturin develop --quiet
+  # Release, like the Ruby and Node builds below: it reuses their optimised build of the core
+  # and its dependencies, so only pyo3 and the binding crate are compiled on top.
+  maturin develop --release --quiet
 )
 
 echo "==> Ruby gem (native extension)"
