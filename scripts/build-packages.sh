@@ -58,8 +58,8 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.16,<2" "pytest>=7"
 (
   export VIRTUAL_ENV="$PWD/$venv" PATH="$PWD/$venv/bin:$PATH"
-  # Release, like the Ruby and Node builds below: it reuses their optimised build of the core
-  # and its dependencies, so only pyo3 and the binding crate are compiled on top.
+  # Release, like the Ruby and Node builds below, which then share its optimised build of the
+  # core and its dependencies (only their binding crates are compiled on top).
   maturin develop --release --quiet
 )
 
