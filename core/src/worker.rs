@@ -71,7 +71,7 @@ use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::engine::{ClaimedStep, Completion, EagerClaim, Tasker};
+use crate::engine::{ClaimBatch, ClaimedStep, Completion, EagerClaim, Tasker};
 use crate::error::{Result, TaskerError};
 use crate::orchestrator;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
@@ -824,19 +824,22 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             }
         }
         let claimed = match has_work(&shared).await {
-            Ok(false) => Ok(Vec::new()),
+            Ok(false) => Ok(ClaimBatch {
+                steps: Vec::new(),
+                drained: true,
+            }),
             Ok(true) => {
                 tasker
-                    .claim(&shared.config.queues, permits.len(), shared.config.lease, rotate)
+                    .claim_batch(&shared.config.queues, permits.len(), shared.config.lease, rotate)
                     .await
             }
             Err(e) => Err(e),
         };
         rotate = rotate.wrapping_add(1);
-        let claimed = match claimed {
+        let (claimed, drained) = match claimed {
             Ok(c) => {
                 failures = 0;
-                c
+                (c.steps, c.drained)
             }
             Err(e) => {
                 failures += 1;
@@ -862,6 +865,12 @@ async fn dispatch_loop(shared: Arc<Shared>) {
         }
         if got > 0 {
             idle_rounds = 0;
+            // The queues ran dry: claim again when told of new work (or at the next poll),
+            // not at once, which would find nothing (signals sent meanwhile are not lost:
+            // wait_for_work sees them first).
+            if drained && !wait_for_work(&shared, &mut signals, &mut stop, 1).await {
+                return;
+            }
         } else {
             idle_rounds = idle_rounds.saturating_add(1);
             if !wait_for_work(&shared, &mut signals, &mut stop, idle_rounds).await {

@@ -39,6 +39,15 @@ pub struct ClaimedStep {
     pub deadline: Option<DateTime<Utc>>,
 }
 
+/// What one claim got.
+#[derive(Debug)]
+pub struct ClaimBatch {
+    pub steps: Vec<ClaimedStep>,
+    /// The queues had fewer visible messages than were asked for: claiming again at once
+    /// would most likely find nothing.
+    pub drained: bool,
+}
+
 /// An outcome to apply to one attempt.
 #[derive(Debug, Clone)]
 pub struct Completion {
@@ -214,19 +223,27 @@ impl Tasker {
         lease: Duration,
         start: usize,
     ) -> Result<Vec<ClaimedStep>> {
-        if queues.is_empty() || max == 0 {
-            return Ok(Vec::new());
-        }
-        retrying("claim", || self.claim_once(queues, max, lease, start)).await
+        Ok(self.claim_batch(queues, max, lease, start).await?.steps)
     }
 
-    async fn claim_once(
+    /// [`Tasker::claim`], also saying whether the queues ran out of visible messages.
+    pub async fn claim_batch(
         &self,
         queues: &[String],
         max: usize,
         lease: Duration,
         start: usize,
-    ) -> Result<Vec<ClaimedStep>> {
+    ) -> Result<ClaimBatch> {
+        if queues.is_empty() || max == 0 {
+            return Ok(ClaimBatch {
+                steps: Vec::new(),
+                drained: true,
+            });
+        }
+        retrying("claim", || self.claim_once(queues, max, lease, start)).await
+    }
+
+    async fn claim_once(&self, queues: &[String], max: usize, lease: Duration, start: usize) -> Result<ClaimBatch> {
         let store = self.store();
         let mut tx = store.begin().await?;
         let mut messages = Vec::new();
@@ -238,9 +255,14 @@ impl Tasker {
                 break;
             }
         }
+        // Fewer messages than asked for: every queue was read to its end.
+        let drained = messages.len() < max;
         if messages.is_empty() {
             tx.rollback().await?;
-            return Ok(Vec::new());
+            return Ok(ClaimBatch {
+                steps: Vec::new(),
+                drained,
+            });
         }
         let now = Utc::now();
         let mut plan = Plan::default();
@@ -358,7 +380,10 @@ impl Tasker {
         }
         tx.commit().await?;
         self.publish(effects);
-        Ok(claimed)
+        Ok(ClaimBatch {
+            steps: claimed,
+            drained,
+        })
     }
 
     /// Fails claimed steps that cannot run, permanently, in the claiming transaction.

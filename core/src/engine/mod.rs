@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-pub use dispatch::{ClaimedStep, Completion, CompletionReport, EagerClaim, MAX_LOST_LEASES};
+pub use dispatch::{ClaimBatch, ClaimedStep, Completion, CompletionReport, EagerClaim, MAX_LOST_LEASES};
 pub use templates::{CompiledTemplate, RegisteredTemplate};
 
 use crate::error::{Result, TaskerError};
