@@ -9,7 +9,9 @@
 //! Every statement is a round trip to the thread that owns the connection (sqlx runs each SQLite
 //! connection on its own thread), and those hand-offs, not SQLite, are most of the cost of a
 //! step. So each primitive is one statement for the whole batch, whatever its size: the batch
-//! travels as one JSON array parameter read with `json_each`. Uuids travel as 32 hex digits and
+//! travels as one JSON array parameter read with `json_each` (a batch of arrays is first turned
+//! into JSONB element by element, in a materialized CTE, so that reading an element's fields
+//! with `->>` does not parse its text again for each field). Uuids travel as 32 hex digits and
 //! become their 16-byte BLOB again with `unhex()`; JSON that is stored (results, errors,
 //! metadata, message bodies) travels as a JSON *string*, so it is stored byte for byte as serde
 //! wrote it. A primitive made of several statements sends them in one query string, which the
@@ -235,11 +237,28 @@ fn opt_json(row: &SqliteRow, column: &str) -> Result<Option<Value>> {
 // Statements. Each one's plan is checked by `tests` (EXPLAIN QUERY PLAN): none scans a table
 // that grows with the history, and the claim reads in order through an index.
 //
-// A command of several statements sends one JSON document as `?1` (`{"c": …, "t": …}`), read
-// with `json_each(?1, '$.c')`. Its statements share their `?N` parameters, and each must use a
-// gap-free set `?1..?k`: the driver binds a number a statement skips as if it were a positional
-// `?`, which shifts the parameters of the statements after it (checked by a test too). Rows of
-// different statements are told apart by a leading `part` column.
+// A command of several statements takes one parameter per batch. Its statements share their
+// `?N` parameters, and each must use a gap-free set `?1..?k`: the driver binds a number a
+// statement skips as if it were a positional `?`, which shifts the parameters of the statements
+// after it. So a statement mentions the lower numbers it does not use in a clause that is always
+// true, `(?2 IS NULL OR 1)` (checked by a test). Rows of different statements are told apart by
+// a leading `part` column.
+//
+// `json_each` hands out an element that is itself an array as JSON text, and each `->>` on that
+// text parses it again; so a batch whose rows have several fields is first read into a
+// materialized CTE of JSONB elements (`rows_cte!`), from which each field is a cheap lookup.
+
+/// `$name AS MATERIALIZED (k, v)`: the elements of the JSON array `$source` as (position, JSONB).
+macro_rules! rows_cte {
+    ($name:literal, $source:literal) => {
+        concat!(
+            $name,
+            " AS MATERIALIZED (SELECT key AS k, jsonb(value) AS v FROM ",
+            $source,
+            ")"
+        )
+    };
+}
 
 /// Whether any of the queues (`?1`, a JSON array of names) has a visible message at `?2`.
 const HAS_VISIBLE: &str = "SELECT EXISTS (SELECT 1 FROM tasker_queue_messages \
@@ -259,12 +278,12 @@ const READ_MESSAGES: &str = "UPDATE tasker_queue_messages SET vt = ?2, read_ct =
 macro_rules! send_messages_sql {
     ($source:literal, $returning:literal, $($filter:tt)+) => {
         concat!(
-            "INSERT INTO tasker_queue_messages (queue, vt, read_ct, enqueued_at, order_key, message) \
-             SELECT value ->> 0, value ->> 1, 0, value ->> 4, value ->> 2, value ->> 3 FROM ",
-            $source,
-            " WHERE ",
+            "WITH ",
+            rows_cte!("mr", $source),
+            " INSERT INTO tasker_queue_messages (queue, vt, read_ct, enqueued_at, order_key, message) \
+             SELECT v ->> 0, v ->> 1, 0, v ->> 4, v ->> 2, v ->> 3 FROM mr WHERE ",
             $($filter)+,
-            " ORDER BY key",
+            " ORDER BY k",
             $returning
         )
     };
@@ -273,16 +292,18 @@ const SEND_MESSAGES: &str = send_messages_sql!("json_each(?1)", " RETURNING msg_
 
 /// Messages of `$source`, `[[msg_id, queue], …]`.
 macro_rules! delete_messages_sql {
-    ($source:literal) => {
+    ($source:literal, $mention:literal) => {
         concat!(
             "DELETE FROM tasker_queue_messages WHERE msg_id IN \
              (SELECT m.msg_id FROM ",
             $source,
-            " j CROSS JOIN tasker_queue_messages m WHERE m.msg_id = j.value ->> 0 AND m.queue = j.value ->> 1)"
+            " j CROSS JOIN tasker_queue_messages m WHERE m.msg_id = j.value ->> 0 AND m.queue = j.value ->> 1",
+            $mention,
+            ")"
         )
     };
 }
-const DELETE_MESSAGES: &str = delete_messages_sql!("json_each(?1)");
+const DELETE_MESSAGES: &str = delete_messages_sql!("json_each(?1)", "");
 
 /// `?1`: `[[msg_id, queue], …]`, `?2`: the new vt.
 const SET_VISIBILITY: &str = "UPDATE tasker_queue_messages SET vt = ?2 WHERE msg_id IN \
@@ -302,19 +323,18 @@ const LOCK_STEPS: &str = concat!(
 macro_rules! change_steps_sql {
     ($source:literal, $returning:literal) => {
         concat!(
-            "UPDATE tasker_steps SET state = c.ns, attempts = c.na, \
+            "WITH ",
+            rows_cte!("cr", $source),
+            " UPDATE tasker_steps SET state = c.ns, attempts = c.na, \
                 results = COALESCE(c.rs, results), last_error = COALESCE(c.le, last_error), \
                 next_retry_at = c.nr, deadline_at = c.dl, updated_at = ?2, \
                 first_attempted_at = CASE WHEN c.st THEN COALESCE(first_attempted_at, ?2) ELSE first_attempted_at END, \
                 last_attempted_at = CASE WHEN c.st THEN ?2 ELSE last_attempted_at END, \
                 completed_at = CASE WHEN c.fi THEN ?2 ELSE completed_at END, \
                 free_attempts = free_attempts + c.fd, lost_leases = lost_leases + c.ld \
-             FROM (SELECT unhex(value ->> 0) AS id, value ->> 1 AS es, value ->> 2 AS ea, value ->> 3 AS ns, \
-                          value ->> 4 AS na, value ->> 5 AS rs, value ->> 6 AS le, value ->> 7 AS nr, \
-                          value ->> 8 AS dl, value ->> 9 AS st, value ->> 10 AS fi, value ->> 11 AS fd, \
-                          value ->> 12 AS ld FROM ",
-            $source,
-            ") AS c \
+             FROM (SELECT unhex(v ->> 0) AS id, v ->> 1 AS es, v ->> 2 AS ea, v ->> 3 AS ns, v ->> 4 AS na, \
+                          v ->> 5 AS rs, v ->> 6 AS le, v ->> 7 AS nr, v ->> 8 AS dl, v ->> 9 AS st, \
+                          v ->> 10 AS fi, v ->> 11 AS fd, v ->> 12 AS ld FROM cr) AS c \
              WHERE tasker_steps.step_uuid = c.id AND tasker_steps.state = c.es AND tasker_steps.attempts = c.ea \
              RETURNING ",
             $returning
@@ -342,75 +362,87 @@ macro_rules! clear_transitions_sql {
         )
     };
 }
+/// The inserts read the rows from a CTE `tr` (`rows_cte!`) that the statement declares.
 macro_rules! insert_step_transitions_sql {
-    ($source:literal, $($filter:tt)+) => {
+    ($($filter:tt)+) => {
         concat!(
-            "INSERT INTO tasker_step_transitions \
+            " INSERT INTO tasker_step_transitions \
                 (step_uuid, task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
-             SELECT unhex(value ->> 0), unhex(value ->> 1), value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                    value ->> 7, value ->> 6 FROM ",
-            $source,
-            " WHERE ",
+             SELECT unhex(v ->> 0), unhex(v ->> 1), v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 7, v ->> 6 \
+             FROM tr WHERE ",
             $($filter)+,
-            " ORDER BY key"
+            " ORDER BY k"
         )
     };
 }
 macro_rules! insert_task_transitions_sql {
-    ($source:literal, $($filter:tt)+) => {
+    ($($filter:tt)+) => {
         concat!(
-            "INSERT INTO tasker_task_transitions \
+            " INSERT INTO tasker_task_transitions \
                 (task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
-             SELECT unhex(value ->> 0), value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 7, value ->> 6 \
-             FROM ",
-            $source,
-            " WHERE ",
+             SELECT unhex(v ->> 0), v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 7, v ->> 6 FROM tr WHERE ",
             $($filter)+,
-            " ORDER BY key"
+            " ORDER BY k"
         )
     };
 }
 /// `?1`: the rows.
 const CLEAR_STEP_TRANSITIONS: &str =
     clear_transitions_sql!("tasker_step_transitions", "step_uuid", "json_each(?1)", "1");
-const INSERT_STEP_TRANSITIONS: &str = insert_step_transitions_sql!("json_each(?1)", "1");
+const INSERT_STEP_TRANSITIONS: &str = concat!(
+    "WITH ",
+    rows_cte!("tr", "json_each(?1)"),
+    insert_step_transitions_sql!("1")
+);
 const CLEAR_TASK_TRANSITIONS: &str =
     clear_transitions_sql!("tasker_task_transitions", "task_uuid", "json_each(?1)", "1");
-const INSERT_TASK_TRANSITIONS: &str = insert_task_transitions_sql!("json_each(?1)", "1");
+const INSERT_TASK_TRANSITIONS: &str = concat!(
+    "WITH ",
+    rows_cte!("tr", "json_each(?1)"),
+    insert_task_transitions_sql!("1")
+);
 static INSERT_STEP_TRANSITIONS_BATCH: LazyLock<String> =
     LazyLock::new(|| [CLEAR_STEP_TRANSITIONS, INSERT_STEP_TRANSITIONS].join(";\n"));
 static INSERT_TASK_TRANSITIONS_BATCH: LazyLock<String> =
     LazyLock::new(|| [CLEAR_TASK_TRANSITIONS, INSERT_TASK_TRANSITIONS].join(";\n"));
 
-/// The steps of the changes `$.c` whose compare-and-swap will apply (each step at most once in
+/// The steps of the changes `?1` whose compare-and-swap will apply (each step at most once in
 /// the changes). Audit rows are written for them before the compare-and-swap runs: under the
 /// write lock nothing changes between the statements, so "will apply" is "applied".
 macro_rules! applying_steps {
     () => {
-        "WITH applying AS (SELECT c.value ->> 0 AS id FROM json_each(?1, '$.c') c CROSS JOIN tasker_steps s \
-             WHERE s.step_uuid = unhex(c.value ->> 0) AND s.state = c.value ->> 1 AND s.attempts = c.value ->> 2) "
+        concat!(
+            rows_cte!("cr", "json_each(?1)"),
+            ", applying AS (SELECT cr.v ->> 0 AS id FROM cr CROSS JOIN tasker_steps s \
+                 WHERE s.step_uuid = unhex(cr.v ->> 0) AND s.state = cr.v ->> 1 AND s.attempts = cr.v ->> 2)"
+        )
     };
 }
-/// `change_steps_audited`'s first statements. `?1`: `{"c": changes, "t": audit rows}`.
+/// `change_steps_audited`'s first statements. `?1`: the changes, `?3`: the audit rows.
 const CLEAR_STEP_TRANSITIONS_APPLYING: &str = concat!(
+    "WITH ",
     applying_steps!(),
+    " ",
     clear_transitions_sql!(
         "tasker_step_transitions",
         "step_uuid",
-        "json_each(?1, '$.t')",
-        "value ->> 0 IN applying"
+        "json_each(?3)",
+        "value ->> 0 IN applying AND (?2 IS NULL OR 1)"
     )
 );
 const INSERT_STEP_TRANSITIONS_APPLYING: &str = concat!(
+    "WITH ",
     applying_steps!(),
-    insert_step_transitions_sql!("json_each(?1, '$.t')", "value ->> 0 IN applying")
+    ", ",
+    rows_cte!("tr", "json_each(?3)"),
+    insert_step_transitions_sql!("v ->> 0 IN applying AND (?2 IS NULL OR 1)")
 );
-/// `change_steps_audited` in one command. `?1`: `{"c": changes, "t": audit rows}`, `?2`: now.
+/// `change_steps_audited` in one command. `?1`: the changes, `?2`: now, `?3`: the audit rows.
 static CHANGE_STEPS_AUDITED: LazyLock<String> = LazyLock::new(|| {
     [
         CLEAR_STEP_TRANSITIONS_APPLYING,
         INSERT_STEP_TRANSITIONS_APPLYING,
-        change_steps_sql!("json_each(?1, '$.c')", "step_uuid"),
+        CHANGE_STEPS,
     ]
     .join(";\n")
 });
@@ -426,13 +458,14 @@ static CANCEL_OPEN_STEPS: LazyLock<String> = LazyLock::new(|| [OPEN_STEPS, CANCE
 /// The children of the parent uuids in `$source` (a parent listed twice counts twice): each
 /// child's counter goes down by its number of listed parents.
 macro_rules! release_children_sql {
-    ($source:literal, $part:literal) => {
+    ($source:literal, $part:literal, $mention:literal) => {
         concat!(
             "UPDATE tasker_steps SET pending_parents = pending_parents - r.n \
              FROM (SELECT e.to_step AS child, count(*) AS n FROM ",
             $source,
-            " j CROSS JOIN tasker_step_edges e \
-                   WHERE e.from_step = unhex(j.value) GROUP BY e.to_step) AS r \
+            " j CROSS JOIN tasker_step_edges e WHERE e.from_step = unhex(j.value)",
+            $mention,
+            " GROUP BY e.to_step) AS r \
              WHERE tasker_steps.step_uuid = r.child \
              RETURNING ",
             $part,
@@ -440,26 +473,27 @@ macro_rules! release_children_sql {
         )
     };
 }
-const RELEASE_CHILDREN: &str = release_children_sql!("json_each(?1)", "");
+const RELEASE_CHILDREN: &str = release_children_sql!("json_each(?1)", "", "");
 
 /// Counter deltas from `$source`, `[[task, completed, active, failed], …]` (each task at most
 /// once), at `?2`.
 macro_rules! apply_task_deltas_sql {
-    ($source:literal, $part:literal) => {
+    ($source:literal, $part:literal, $mention:literal) => {
         concat!(
             "UPDATE tasker_tasks SET completed_steps = completed_steps + d.c, \
                 active_steps = active_steps + d.a, failed_steps = failed_steps + d.f, updated_at = ?2 \
              FROM (SELECT unhex(value ->> 0) AS id, value ->> 1 AS c, value ->> 2 AS a, value ->> 3 AS f FROM ",
             $source,
             ") AS d \
-             WHERE tasker_tasks.task_uuid = d.id \
-             RETURNING ",
+             WHERE tasker_tasks.task_uuid = d.id",
+            $mention,
+            " RETURNING ",
             $part,
             "task_uuid, state, total_steps, completed_steps, active_steps, failed_steps"
         )
     };
 }
-const APPLY_TASK_DELTAS: &str = apply_task_deltas_sql!("json_each(?1)", "");
+const APPLY_TASK_DELTAS: &str = apply_task_deltas_sql!("json_each(?1)", "", "");
 const APPLY_TASK_DELTA: &str = "UPDATE tasker_tasks SET completed_steps = completed_steps + ?1, \
         active_steps = active_steps + ?2, failed_steps = failed_steps + ?3, updated_at = ?4 WHERE task_uuid = ?5 \
      RETURNING task_uuid, state, total_steps, completed_steps, active_steps, failed_steps";
@@ -484,97 +518,127 @@ const CHANGE_TASK: &str = "UPDATE tasker_tasks SET state = ?1, updated_at = ?2, 
         completed_at = CASE WHEN ?3 THEN ?2 ELSE completed_at END \
      WHERE task_uuid = ?4 AND state = ?5";
 
-/// `change_tasks_audited` in one command, as `CHANGE_STEPS_AUDITED` for steps. `?1`:
-/// `{"c": changes, "t": audit rows}`, `?2`: now.
+/// `change_tasks_audited` in one command, as `CHANGE_STEPS_AUDITED` for steps. `?1`: the
+/// changes, `?2`: now, `?3`: the audit rows.
 macro_rules! applying_tasks {
     () => {
-        "WITH applying AS (SELECT c.value ->> 0 AS id FROM json_each(?1, '$.c') c CROSS JOIN tasker_tasks t \
-             WHERE t.task_uuid = unhex(c.value ->> 0) AND t.state = c.value ->> 1) "
+        "applying AS (SELECT c.value ->> 0 AS id FROM json_each(?1) c CROSS JOIN tasker_tasks t \
+             WHERE t.task_uuid = unhex(c.value ->> 0) AND t.state = c.value ->> 1)"
     };
 }
 const CLEAR_TASK_TRANSITIONS_APPLYING: &str = concat!(
+    "WITH ",
     applying_tasks!(),
+    " ",
     clear_transitions_sql!(
         "tasker_task_transitions",
         "task_uuid",
-        "json_each(?1, '$.t')",
-        "value ->> 0 IN applying"
+        "json_each(?3)",
+        "value ->> 0 IN applying AND (?2 IS NULL OR 1)"
     )
 );
 const INSERT_TASK_TRANSITIONS_APPLYING: &str = concat!(
+    "WITH ",
     applying_tasks!(),
-    insert_task_transitions_sql!("json_each(?1, '$.t')", "value ->> 0 IN applying")
+    ", ",
+    rows_cte!("tr", "json_each(?3)"),
+    insert_task_transitions_sql!("v ->> 0 IN applying AND (?2 IS NULL OR 1)")
 );
 static CHANGE_TASKS_AUDITED: LazyLock<String> = LazyLock::new(|| {
     [
         CLEAR_TASK_TRANSITIONS_APPLYING,
         INSERT_TASK_TRANSITIONS_APPLYING,
-        change_tasks_sql!("json_each(?1, '$.c')"),
+        CHANGE_TASKS,
     ]
     .join(";\n")
 });
 
 /// Applying outcomes, first writes (`apply_outcome_writes`): the audited step changes, the
-/// message deletes and the release of children, in one command. `?1`: `{"c": changes, "t":
-/// audit rows, "d": messages to delete, "p": released parents}`, `?2`: now.
+/// message deletes and the release of children, in one command. `?1`: the changes, `?2`: now,
+/// `?3`: the audit rows, `?4`: the messages to delete, `?5`: the released parents.
 static OUTCOME_WRITES: LazyLock<String> = LazyLock::new(|| {
     [
         CLEAR_STEP_TRANSITIONS_APPLYING,
         INSERT_STEP_TRANSITIONS_APPLYING,
-        change_steps_sql!("json_each(?1, '$.c')", "'changed' AS part, step_uuid"),
-        delete_messages_sql!("json_each(?1, '$.d')"),
-        release_children_sql!("json_each(?1, '$.p')", "'ready' AS part, "),
+        change_steps_sql!("json_each(?1)", "'changed' AS part, step_uuid"),
+        delete_messages_sql!("json_each(?4)", " AND (?1 IS NULL OR ?2 IS NULL OR ?3 IS NULL OR 1)"),
+        release_children_sql!(
+            "json_each(?5)",
+            "'ready' AS part, ",
+            " AND (?1 IS NULL OR ?2 IS NULL OR ?3 IS NULL OR ?4 IS NULL OR 1)"
+        ),
     ]
     .join(";\n")
 });
 
 /// The task inputs of the task uuids in `$source`: one row per uuid that exists, in input order.
 macro_rules! task_inputs_sql {
-    ($part:literal, $source:literal) => {
+    ($part:literal, $source:literal, $mention:literal) => {
         concat!(
             "SELECT ",
             $part,
             "t.task_uuid, t.context, t.correlation_id, t.template_id FROM ",
             $source,
-            " j CROSS JOIN tasker_tasks t WHERE t.task_uuid = unhex(j.value) ORDER BY j.key"
+            " j CROSS JOIN tasker_tasks t WHERE t.task_uuid = unhex(j.value)",
+            $mention,
+            " ORDER BY j.key"
         )
     };
 }
 /// The parents' results of the step uuids in `$source`: by input step, then in edge order.
 macro_rules! dependency_results_sql {
-    ($part:literal, $source:literal) => {
+    ($part:literal, $source:literal, $mention:literal) => {
         concat!(
             "SELECT ",
             $part,
             "e.to_step, p.name, p.results FROM ",
             $source,
             " j CROSS JOIN tasker_step_edges e CROSS JOIN tasker_steps p \
-             WHERE e.to_step = unhex(j.value) AND p.step_uuid = e.from_step ORDER BY j.key, e.rowid"
+             WHERE e.to_step = unhex(j.value) AND p.step_uuid = e.from_step",
+            $mention,
+            " ORDER BY j.key, e.rowid"
         )
     };
 }
 /// `?1`: task uuids.
-const TASK_INPUTS: &str = task_inputs_sql!("", "json_each(?1)");
+const TASK_INPUTS: &str = task_inputs_sql!("", "json_each(?1)", "");
 /// `?1`: step uuids.
-const DEPENDENCY_RESULTS: &str = dependency_results_sql!("", "json_each(?1)");
-/// Both, in one command. `?1`: `{"it": task uuids, "is": step uuids}`.
-const CLAIM_TASK_INPUTS: &str = task_inputs_sql!("'input' AS part, ", "json_each(?1, '$.it')");
-const CLAIM_DEPENDENCY_RESULTS: &str = dependency_results_sql!("'dependency' AS part, ", "json_each(?1, '$.is')");
+const DEPENDENCY_RESULTS: &str = dependency_results_sql!("", "json_each(?1)", "");
+/// Both, in one command. `?1`: task uuids, `?2`: step uuids.
+const CLAIM_TASK_INPUTS: &str = task_inputs_sql!("'input' AS part, ", "json_each(?1)", "");
+const CLAIM_DEPENDENCY_RESULTS: &str =
+    dependency_results_sql!("'dependency' AS part, ", "json_each(?2)", " AND (?1 IS NULL OR 1)");
 static CLAIM_INPUTS: LazyLock<String> = LazyLock::new(|| [CLAIM_TASK_INPUTS, CLAIM_DEPENDENCY_RESULTS].join(";\n"));
 
 /// Applying outcomes, second writes (`apply_followup_writes`): the released children's audited
-/// changes, the messages, the task counters, then the claim inputs, in one command. `?1`:
-/// `{"c": changes, "t": audit rows, "m": messages, "k": deltas, "it": input tasks, "is": input
-/// steps}`, `?2`: now.
+/// changes, the messages, the task counters, then the claim inputs, in one command. `?1`: the
+/// changes, `?2`: now, `?3`: the audit rows, `?4`: the messages, `?5`: the counter deltas, `?6`:
+/// the input tasks, `?7`: the input steps.
 static FOLLOWUP_WRITES: LazyLock<String> = LazyLock::new(|| {
     [
         CLEAR_STEP_TRANSITIONS_APPLYING,
         INSERT_STEP_TRANSITIONS_APPLYING,
-        change_steps_sql!("json_each(?1, '$.c')", "'changed' AS part, step_uuid"),
-        send_messages_sql!("json_each(?1, '$.m')", " RETURNING 'sent' AS part, msg_id", "1"),
-        apply_task_deltas_sql!("json_each(?1, '$.k')", "'counters' AS part, "),
-        CLAIM_TASK_INPUTS,
-        CLAIM_DEPENDENCY_RESULTS,
+        change_steps_sql!("json_each(?1)", "'changed' AS part, step_uuid"),
+        send_messages_sql!(
+            "json_each(?4)",
+            " RETURNING 'sent' AS part, msg_id",
+            "(?1 IS NULL OR ?2 IS NULL OR ?3 IS NULL OR 1)"
+        ),
+        apply_task_deltas_sql!(
+            "json_each(?5)",
+            "'counters' AS part, ",
+            " AND (?1 IS NULL OR ?3 IS NULL OR ?4 IS NULL OR 1)"
+        ),
+        task_inputs_sql!(
+            "'input' AS part, ",
+            "json_each(?6)",
+            " AND (?1 IS NULL OR ?2 IS NULL OR ?3 IS NULL OR ?4 IS NULL OR ?5 IS NULL OR 1)"
+        ),
+        dependency_results_sql!(
+            "'dependency' AS part, ",
+            "json_each(?7)",
+            " AND (?1 IS NULL OR ?2 IS NULL OR ?3 IS NULL OR ?4 IS NULL OR ?5 IS NULL OR ?6 IS NULL OR 1)"
+        ),
     ]
     .join(";\n")
 });
@@ -582,13 +646,14 @@ static FOLLOWUP_WRITES: LazyLock<String> = LazyLock::new(|| {
 /// Creating a task (`create_task_rows`) in one command: the task row unless a task with the same
 /// identity hash (`?1`) exists, then (only if this task's row went in) its steps, edges, audit
 /// rows and messages; ends with the uuid of the task holding the identity. `?2`: the task's
-/// uuid, `?3`: its creation time, `?4`: `{"s": steps, "e": edges, "tt": task audit rows, "st":
-/// step audit rows, "m": messages}`, `?5..`: the task's other columns.
+/// uuid, `?3`: its creation time, `?4`: the steps, `?5`: the edges, `?6`: the task's audit rows,
+/// `?7`: the steps' audit rows, `?8`: the messages, `?9..?22`: the task's other columns.
 const INSERT_TASK_ROW: &str = "INSERT INTO tasker_tasks (identity_hash, task_uuid, created_at, updated_at, \
         total_steps, template_id, namespace_name, name, version, state, context, initiator, source_system, \
         reason, tags, priority, correlation_id, idempotency_key, active_steps) \
-     VALUES (?1, ?2, ?3, ?3, json_array_length(?4, '$.s'), ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16, ?17, ?18) \
+     SELECT ?1, ?2, ?3, ?3, json_array_length(?4), ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
+            ?21, ?22 \
+     WHERE (?5 IS NULL OR ?6 IS NULL OR ?7 IS NULL OR ?8 IS NULL OR 1) \
      ON CONFLICT (identity_hash) DO NOTHING";
 macro_rules! created {
     () => {
@@ -596,18 +661,20 @@ macro_rules! created {
     };
 }
 const INSERT_TASK_STEPS: &str = concat!(
-    "INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, \
+    "WITH ",
+    rows_cte!("sr", "json_each(?4)"),
+    " INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, \
         max_attempts, retryable, pending_parents, created_at, updated_at) \
-     SELECT unhex(value ->> 0), ?2, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-            value ->> 6, value ->> 7, ?3, ?3 FROM json_each(?4, '$.s') WHERE ",
+     SELECT unhex(v ->> 0), ?2, v ->> 1, v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 6, v ->> 7, ?3, ?3 \
+     FROM sr WHERE ",
     created!(),
-    " ORDER BY key"
+    " ORDER BY k"
 );
 const INSERT_TASK_EDGES: &str = concat!(
     "INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) \
-     SELECT ?2, unhex(value ->> 0), unhex(value ->> 1) FROM json_each(?4, '$.e') WHERE ",
+     SELECT ?2, unhex(value ->> 0), unhex(value ->> 1) FROM json_each(?5) WHERE ",
     created!(),
-    " ORDER BY key"
+    " AND (?4 IS NULL OR 1) ORDER BY key"
 );
 const TASK_BY_IDENTITY: &str = "SELECT task_uuid FROM tasker_tasks WHERE identity_hash = ?1";
 static CREATE_TASK: LazyLock<String> = LazyLock::new(|| {
@@ -618,18 +685,33 @@ static CREATE_TASK: LazyLock<String> = LazyLock::new(|| {
         clear_transitions_sql!(
             "tasker_task_transitions",
             "task_uuid",
-            "json_each(?4, '$.tt')",
-            created!()
+            "json_each(?6)",
+            created!(),
+            " AND (?4 IS NULL OR ?5 IS NULL OR 1)"
         ),
-        insert_task_transitions_sql!("json_each(?4, '$.tt')", created!()),
+        concat!(
+            "WITH ",
+            rows_cte!("tr", "json_each(?6)"),
+            insert_task_transitions_sql!(created!(), " AND (?4 IS NULL OR ?5 IS NULL OR 1)")
+        ),
         clear_transitions_sql!(
             "tasker_step_transitions",
             "step_uuid",
-            "json_each(?4, '$.st')",
-            created!()
+            "json_each(?7)",
+            created!(),
+            " AND (?4 IS NULL OR ?5 IS NULL OR ?6 IS NULL OR 1)"
         ),
-        insert_step_transitions_sql!("json_each(?4, '$.st')", created!()),
-        send_messages_sql!("json_each(?4, '$.m')", "", created!()),
+        concat!(
+            "WITH ",
+            rows_cte!("tr", "json_each(?7)"),
+            insert_step_transitions_sql!(created!(), " AND (?4 IS NULL OR ?5 IS NULL OR ?6 IS NULL OR 1)")
+        ),
+        send_messages_sql!(
+            "json_each(?8)",
+            "",
+            created!(),
+            " AND (?4 IS NULL OR ?5 IS NULL OR ?6 IS NULL OR ?7 IS NULL OR 1)"
+        ),
         TASK_BY_IDENTITY,
     ]
     .join(";\n")
@@ -1319,14 +1401,10 @@ impl StoreTx for SqliteTx {
             self.insert_step_transitions(&kept).await?;
             return Ok(applied);
         }
-        let document = format!(
-            r#"{{"c":{},"t":{}}}"#,
-            step_change_rows(changes)?,
-            transition_rows(transitions)?
-        );
         let changed: Vec<Uuid> = sqlx::query_scalar(&CHANGE_STEPS_AUDITED)
-            .bind(document)
+            .bind(step_change_rows(changes)?)
             .bind(ms(now))
+            .bind(transition_rows(transitions)?)
             .fetch_all(&mut *self.tx)
             .await?;
         Ok(in_input_order(changes.iter().map(|c| c.step_uuid), changed))
@@ -1483,14 +1561,10 @@ impl StoreTx for SqliteTx {
             self.insert_task_transitions(&kept).await?;
             return Ok(applied);
         }
-        let document = format!(
-            r#"{{"c":{},"t":{}}}"#,
-            task_change_rows(changes)?,
-            transition_rows(transitions)?
-        );
         let changed: Vec<Uuid> = sqlx::query_scalar(&CHANGE_TASKS_AUDITED)
-            .bind(document)
+            .bind(task_change_rows(changes)?)
             .bind(ms(now))
+            .bind(transition_rows(transitions)?)
             .fetch_all(&mut *self.tx)
             .await?;
         Ok(in_input_order(changes.iter().map(|c| c.task_uuid), changed))
@@ -1547,20 +1621,16 @@ impl StoreTx for SqliteTx {
             })
             .collect();
         let edges: Vec<_> = t.edges.iter().map(|(from, to)| (Hex(*from), Hex(*to))).collect();
-        let document = format!(
-            r#"{{"s":{},"e":{},"tt":{},"st":{},"m":{}}}"#,
-            to_json(&steps)?,
-            to_json(&edges)?,
-            transition_rows(task_transitions)?,
-            transition_rows(step_transitions)?,
-            message_rows(messages)?
-        );
         // Everything in one command; only the identity's holder comes back.
         let holder: Uuid = sqlx::query_scalar(&CREATE_TASK)
             .bind(&t.identity_hash)
             .bind(t.task_uuid)
             .bind(ms(t.created_at))
-            .bind(document)
+            .bind(to_json(&steps)?)
+            .bind(to_json(&edges)?)
+            .bind(transition_rows(task_transitions)?)
+            .bind(transition_rows(step_transitions)?)
+            .bind(message_rows(messages)?)
             .bind(t.template_id)
             .bind(&t.namespace)
             .bind(&t.name)
@@ -1614,9 +1684,9 @@ impl StoreTx for SqliteTx {
         if step_uuids.is_empty() {
             return Ok((self.task_inputs(task_uuids).await?, Vec::new()));
         }
-        let document = format!(r#"{{"it":{},"is":{}}}"#, uuid_list(task_uuids)?, uuid_list(step_uuids)?);
         let rows = sqlx::query(&CLAIM_INPUTS)
-            .bind(document)
+            .bind(uuid_list(task_uuids)?)
+            .bind(uuid_list(step_uuids)?)
             .fetch_all(&mut *self.tx)
             .await?;
         let mut inputs = Vec::new();
@@ -1645,16 +1715,12 @@ impl StoreTx for SqliteTx {
             let ready = self.release_children(w.released_parents).await?;
             return Ok((applied, ready));
         }
-        let document = format!(
-            r#"{{"c":{},"t":{},"d":{},"p":{}}}"#,
-            step_change_rows(w.changes)?,
-            transition_rows(w.transitions)?,
-            message_refs(w.delete)?,
-            uuid_list(w.released_parents)?
-        );
         let rows = sqlx::query(&OUTCOME_WRITES)
-            .bind(document)
+            .bind(step_change_rows(w.changes)?)
             .bind(ms(now))
+            .bind(transition_rows(w.transitions)?)
+            .bind(message_refs(w.delete)?)
+            .bind(uuid_list(w.released_parents)?)
             .fetch_all(&mut *self.tx)
             .await?;
         let mut changed = Vec::new();
@@ -1700,18 +1766,14 @@ impl StoreTx for SqliteTx {
             .iter()
             .map(|d| (Hex(d.task_uuid), d.completed, d.active, d.failed))
             .collect();
-        let document = format!(
-            r#"{{"c":{},"t":{},"m":{},"k":{},"it":{},"is":{}}}"#,
-            step_change_rows(w.changes)?,
-            transition_rows(w.transitions)?,
-            message_rows(w.send)?,
-            to_json(&deltas)?,
-            uuid_list(input_tasks)?,
-            uuid_list(input_steps)?
-        );
         let rows = sqlx::query(&FOLLOWUP_WRITES)
-            .bind(document)
+            .bind(step_change_rows(w.changes)?)
             .bind(ms(now))
+            .bind(transition_rows(w.transitions)?)
+            .bind(message_rows(w.send)?)
+            .bind(to_json(&deltas)?)
+            .bind(uuid_list(input_tasks)?)
+            .bind(uuid_list(input_steps)?)
             .fetch_all(&mut *self.tx)
             .await?;
         let mut changed = Vec::new();
@@ -1876,9 +1938,16 @@ mod tests {
                     if history.contains(&table.as_str()) || aliases.contains(&table.as_str()) {
                         // Listing newest first without a namespace walks the creation-time index
                         // and stops at the limit (a name alone has no index of its own).
-                        let allowed = name.starts_with("list_tasks (namespace false, name")
+                        let listing = name.starts_with("list_tasks (namespace false, name")
                             && !name.contains("state true")
                             && line.contains("USING INDEX tasker_tasks_by_created");
+                        // Inserting a task row plans the foreign-key scan of its children that
+                        // resolves pending violations; it is skipped at run time when there are
+                        // none (OP_FkIfZero), which is always here. VALUES plans it as well, but
+                        // EXPLAIN QUERY PLAN only shows it for INSERT … SELECT.
+                        let foreign_key_check =
+                            name == "create_task_rows, statement 0" && line == "SCAN tasker_step_edges";
+                        let allowed = listing || foreign_key_check;
                         if !allowed {
                             problems.push(format!("{name}: {line}"));
                         }
