@@ -16,6 +16,7 @@
 //! output; `--json` prints one JSON document instead (see [`report::json_document`]).
 
 mod completion;
+mod maintenance;
 mod polyglot;
 mod processes;
 mod report;
@@ -62,6 +63,11 @@ pub struct BenchArgs {
     /// one that has history.
     #[arg(long, default_value_t = 0)]
     history: usize,
+    /// After the history fill, run VACUUM ANALYZE on the PostgreSQL database (through psql), as
+    /// autovacuum would in time; without it, a server with autovacuum off measures tables its
+    /// planner has no statistics for.
+    #[arg(long)]
+    vacuum: bool,
     /// Also run W2 with its steps run by N separate `tasker worker` processes (`--concurrency`
     /// slots each), the bench process only creating the tasks and waiting for them, once for
     /// each N of this comma-separated list: `--processes 1,3` compares one process with three.
@@ -84,6 +90,10 @@ pub struct BenchArgs {
     /// one this binary was built from].
     #[arg(long)]
     repo: Option<PathBuf>,
+    /// Keep each backend's database afterwards (its URL is printed), to look into it; by default
+    /// it is dropped (PostgreSQL) or deleted (SQLite).
+    #[arg(long)]
+    keep_database: bool,
     /// Print the figures as one JSON document on stdout (progress and tables go to stderr).
     #[arg(long)]
     json: bool,
@@ -231,7 +241,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
     for backend in backends {
         let scratch = ScratchDatabase::create(backend, postgres_server.as_deref()).await?;
         let result = bench_backend(&scratch.url, &args, workloads, packages.as_ref(), out).await;
-        scratch.drop_database().await;
+        if args.keep_database {
+            keep(scratch, out);
+        } else {
+            scratch.drop_database().await;
+        }
         let report = result?;
         out.say(report::backend_line(&report));
         reports.push(report);
@@ -250,6 +264,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             "w3_steps": args.w3_steps,
             "concurrency": args.concurrency,
             "history": args.history,
+            "vacuum": args.vacuum,
             "processes": args.processes,
             "polyglot": args.polyglot.then(|| json!({
                 "runs": args.polyglot_runs,
@@ -261,6 +276,16 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
         println!("{}", report::json_document(&header, &reports));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Leaves the scratch database in place and says where it is.
+fn keep(scratch: ScratchDatabase, out: Out) {
+    out.say(format!(
+        "  kept the database: {}",
+        tasker_core::describe_database(&scratch.url)
+    ));
+    // A SQLite scratch file lives in a temporary directory removed on drop.
+    std::mem::forget(scratch);
 }
 
 async fn bench_backend(
@@ -291,7 +316,21 @@ async fn bench_backend(
                 "  {}: filling the database with {} finished tasks",
                 report.backend, args.history
             ));
-            report.history = Some(workloads::fill_history(&tasker, &finished, args.history, out).await?);
+            let mut history = workloads::fill_history(&tasker, &finished, args.history, out).await?;
+            if tasker.backend() == Backend::Postgres {
+                history.autovacuum = maintenance::autovacuum(url).await;
+                if args.vacuum {
+                    let seconds = maintenance::vacuum_analyze(url).await?;
+                    out.say(format!("    VACUUM ANALYZE took {seconds:.1} s"));
+                    history.vacuum_analyze_s = Some(seconds);
+                } else if history.autovacuum.as_deref() == Some("off") {
+                    out.say(
+                        "    (autovacuum is off on this server: the history is neither analyzed nor vacuumed; \
+                         --vacuum runs VACUUM ANALYZE after the fill)",
+                    );
+                }
+            }
+            report.history = Some(history);
         }
         if workloads.w1 {
             report.set_w1(workloads::w1(&tasker, args.w1_runs).await?);

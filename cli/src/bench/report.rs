@@ -72,6 +72,10 @@ pub struct HistoryFigures {
     pub tasks: usize,
     pub seconds: f64,
     pub tasks_per_s: f64,
+    /// PostgreSQL: the server's `autovacuum` setting.
+    pub autovacuum: Option<String>,
+    /// PostgreSQL, `--vacuum`: how long the `VACUUM ANALYZE` after the fill took.
+    pub vacuum_analyze_s: Option<f64>,
 }
 
 /// W2 run by separate `tasker worker` processes (`--processes`).
@@ -293,13 +297,18 @@ fn other_tables(reports: &[BackendReport]) -> Vec<String> {
     let mut lines = Vec::new();
     if reports.iter().any(|r| r.history.is_some()) {
         lines.push(String::new());
-        lines.push("| backend  | history tasks | filled in s | tasks/s |".into());
-        lines.push("|----------|---------------|-------------|---------|".into());
+        lines.push("| backend  | history tasks | filled in s | tasks/s | autovacuum | VACUUM ANALYZE s |".into());
+        lines.push("|----------|---------------|-------------|---------|------------|------------------|".into());
         for r in reports {
             if let Some(h) = &r.history {
                 lines.push(format!(
-                    "| {:<8} | {:>13} | {:>11.1} | {:>7.0} |",
-                    r.backend, h.tasks, h.seconds, h.tasks_per_s
+                    "| {:<8} | {:>13} | {:>11.1} | {:>7.0} | {:<10} | {:>16} |",
+                    r.backend,
+                    h.tasks,
+                    h.seconds,
+                    h.tasks_per_s,
+                    h.autovacuum.as_deref().unwrap_or("n/a"),
+                    cell(h.vacuum_analyze_s, 1),
                 ));
             }
         }

@@ -269,5 +269,7 @@ pub async fn fill_history(
         tasks,
         seconds,
         tasks_per_s: tasks as f64 / seconds.max(f64::EPSILON),
+        autovacuum: None,
+        vacuum_analyze_s: None,
     })
 }
