@@ -12,7 +12,8 @@ use common::*;
 use serde_json::json;
 use tasker_core::state::{StepState, TaskState};
 use tasker_core::store::{
-    MessageRef, OutgoingMessage, StepChange, StepMessage, TaskChange, TaskDelta, TransitionRecord,
+    InsertedTask, MessageRef, NewStep, NewTask, OutgoingMessage, StepChange, StepMessage, TaskChange, TaskDelta,
+    TransitionRecord,
 };
 use tasker_core::{TaskDetail, TaskRequest, Tasker};
 use uuid::Uuid;
@@ -29,6 +30,20 @@ mod repeats_run_row_by_row {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
         super::repeats_run_row_by_row(super::common::Db::Sqlite).await
+    }
+}
+
+mod an_abandoned_transaction_is_rolled_back_and_frees_the_lock {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::an_abandoned_transaction_is_rolled_back_and_frees_the_lock(super::common::Db::Sqlite).await
+    }
+}
+
+mod a_failed_creation_leaves_nothing_and_the_writer_usable {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::a_failed_creation_leaves_nothing_and_the_writer_usable(super::common::Db::Sqlite).await
     }
 }
 
@@ -397,6 +412,133 @@ async fn repeats_run_row_by_row(db: Db) {
     let mut names: Vec<&str> = ready.iter().map(|c| c.name.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["b", "c"]);
+
+    tasker.close().await;
+    test_db.cleanup().await;
+}
+
+/// The SQLite store sends BEGIN with a transaction's first statement and holds its one writer
+/// connection itself: a transaction dropped without COMMIT or ROLLBACK must still be rolled
+/// back, at once (other processes wait for the write lock meanwhile).
+async fn an_abandoned_transaction_is_rolled_back_and_frees_the_lock(db: Db) {
+    let (test_db, tasker) = setup(db).await;
+    let store = tasker.store().clone();
+    let message = OutgoingMessage {
+        queue: "abandoned".into(),
+        body: StepMessage {
+            step_uuid: Uuid::from_u128(7),
+            task_uuid: Uuid::from_u128(7),
+            attempt: 0,
+        },
+        hidden_for: None,
+        priority: 0,
+    };
+    let mut tx = store.begin().await.expect("begin");
+    tx.send_messages(&[message]).await.expect("send");
+    drop(tx);
+
+    // Another process (a connection of its own) gets the write lock.
+    let other = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            test_db
+                .url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .expect("url")
+                .busy_timeout(std::time::Duration::from_secs(5)),
+        )
+        .await
+        .expect("other connection");
+    let mut conn = other.acquire().await.expect("acquire");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .expect("write lock");
+    sqlx::query("ROLLBACK").execute(&mut *conn).await.expect("rollback");
+    drop(conn);
+    other.close().await;
+
+    // And the message was never sent.
+    let mut tx = store.begin().await.expect("begin");
+    let read = tx
+        .read_messages("abandoned", std::time::Duration::from_secs(1), 10)
+        .await
+        .expect("read");
+    tx.commit().await.expect("commit");
+    assert!(read.is_empty(), "{read:?}");
+
+    tasker.close().await;
+    test_db.cleanup().await;
+}
+
+/// Creating a task is one command, BEGIN to COMMIT: when a statement in it fails, nothing of the
+/// task stays, and the next transaction runs normally.
+async fn a_failed_creation_leaves_nothing_and_the_writer_usable(db: Db) {
+    let (test_db, tasker) = setup(db).await;
+    let store = tasker.store().clone();
+    let template = tasker
+        .store()
+        .template_versions("engine_tests", "diamond")
+        .await
+        .expect("template")
+        .remove(0);
+    let step = |name: &str, id: Uuid| NewStep {
+        step_uuid: id,
+        name: name.into(),
+        position: 0,
+        queue: "engine_tests".into(),
+        state: StepState::Pending,
+        max_attempts: 3,
+        retryable: true,
+        pending_parents: 0,
+    };
+    let task = |id: Uuid, steps: Vec<NewStep>| NewTask {
+        task_uuid: id,
+        template_id: template.id,
+        namespace: "engine_tests".into(),
+        name: "diamond".into(),
+        version: "1.0.0".into(),
+        state: TaskState::StepsInProcess,
+        context: json!({}),
+        initiator: None,
+        source_system: None,
+        reason: None,
+        tags: vec![],
+        priority: 0,
+        correlation_id: Uuid::now_v7(),
+        identity_hash: id.to_string(),
+        idempotency_key: None,
+        steps,
+        edges: vec![],
+        active_steps: 0,
+        created_at: Utc::now(),
+    };
+    // Two steps with one uuid: the task row goes in, the steps' insert fails.
+    let (bad, twice) = (Uuid::now_v7(), Uuid::now_v7());
+    let refused = store
+        .create_task(&task(bad, vec![step("a", twice), step("b", twice)]), &[], &[], &[])
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(store.task_summary(bad).await.expect("read").is_none());
+
+    let good = Uuid::now_v7();
+    let created = store
+        .create_task(&task(good, vec![step("a", Uuid::now_v7())]), &[], &[], &[])
+        .await
+        .expect("create");
+    assert_eq!(created, InsertedTask::Created);
+    assert!(store.task_summary(good).await.expect("read").is_some());
+    // The same identity again: nothing written, the holder named.
+    let again = store
+        .create_task(&task(Uuid::now_v7(), vec![]), &[], &[], &[])
+        .await
+        .expect("create");
+    assert_eq!(again, InsertedTask::Created, "a new identity (its uuid) is a new task");
+    let mut same = task(Uuid::now_v7(), vec![]);
+    same.identity_hash = good.to_string();
+    let existing = store.create_task(&same, &[], &[], &[]).await.expect("create");
+    assert_eq!(existing, InsertedTask::Existing(good));
+    assert!(store.task_summary(same.task_uuid).await.expect("read").is_none());
 
     tasker.close().await;
     test_db.cleanup().await;

@@ -17,30 +17,117 @@
 //! wrote it. A primitive made of several statements sends them in one query string, which the
 //! SQLite driver runs as one command (`?N` parameters are shared by all of them).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
-use tokio::sync::broadcast;
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row, Sqlite};
+use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use super::records::*;
 use super::{order_key, Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
-use crate::error::{Result, TaskerError};
+use crate::error::{sqlx_is_race, sqlx_is_transient, Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
 /// A SQLite-backed [`Store`].
-#[derive(Debug)]
+///
+/// It holds its connections itself rather than in a sqlx pool: a pool pings a connection each
+/// time it is given back, one more round trip to its thread per transaction and per read. One
+/// writer connection (SQLite has one writer at a time anyway), taken for a transaction's whole
+/// life; a few read-only connections for reads, which never block the writer (WAL).
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    writer_options: SqliteConnectOptions,
+    reader_options: SqliteConnectOptions,
+    writer: Arc<Mutex<Slot>>,
+    readers: Vec<Arc<Mutex<Slot>>>,
+    next_reader: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("file", &self.writer_options.get_filename())
+            .field("readers", &self.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read-only connections (the sqlx pool had four).
+const READERS: usize = 4;
+
+/// How long a transaction waits for the writer connection before giving up (a transient error).
+const WRITER_WAIT: Duration = Duration::from_secs(60);
+
+/// The statement that opens a write transaction. It takes SQLite's write lock up front, so a
+/// transaction never fails half-way when it upgrades from read to write (other processes wait on
+/// `busy_timeout`). It goes out with the transaction's first statement, in the same command.
+/// (Commands are always fetched whole: `fetch_one`/`fetch_optional` stop the command at its first
+/// row, leaving the statements after it unrun.)
+const BEGIN: &str = "BEGIN IMMEDIATE;\n";
+
+/// One connection, opened on first use and opened again after its thread went away.
+#[derive(Default)]
+struct Slot {
+    conn: Option<SqliteConnection>,
+    /// A transaction may be open on it: BEGIN went out and no COMMIT or ROLLBACK came back.
+    open_tx: bool,
+}
+
+impl Slot {
+    /// The connection, open, outside any transaction.
+    async fn ready(&mut self, options: &SqliteConnectOptions, closed: &AtomicBool) -> Result<&mut SqliteConnection> {
+        if closed.load(Ordering::Acquire) {
+            return Err(sqlx::Error::PoolClosed.into());
+        }
+        if self.open_tx {
+            // Abandoned without its rollback having run (no runtime to run it on): roll back
+            // now, or start over with a new connection (closing one rolls back).
+            self.open_tx = false;
+            if let Some(conn) = self.conn.as_mut() {
+                match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                    Ok(_) => {}
+                    Err(e) if e.to_string().contains("no transaction is active") => {}
+                    Err(_) => self.conn = None,
+                }
+            }
+        }
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => options.connect().await?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Notes a failed command: a connection whose thread is gone is opened again next time.
+    fn failed(&mut self, e: &sqlx::Error) {
+        if matches!(e, sqlx::Error::WorkerCrashed | sqlx::Error::Io(_)) {
+            self.conn = None;
+            self.open_tx = false;
+        }
+    }
+}
+
+/// A queue operation's error: kept as a database error when running it again may succeed (so
+/// the engine retries it), named after the queue otherwise.
+fn queue_error(e: sqlx::Error, what: impl FnOnce() -> String) -> TaskerError {
+    if sqlx_is_transient(&e) || sqlx_is_race(&e) {
+        TaskerError::Database(e)
+    } else {
+        TaskerError::Queue(format!("{}: {e}", what()))
+    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -82,35 +169,80 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let lock = StartupLock::acquire(options.get_filename()).await?;
-        // No ping before each acquire: the connection is in this process, and a ping is one
-        // more round trip to its worker thread per transaction.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone())
-            .await?;
+        let mut conn = options.connect().await?;
         // `run_direct` on a connection keeps this future `Send` (`run(&pool)` is not), so
         // `Tasker::connect_with` can be spawned; see `assert_connect_is_send`.
-        let mut conn = writer.acquire().await?;
         sqlx::migrate!("./migrations/sqlite")
-            .run_direct(&mut *conn)
+            .run_direct(&mut conn)
             .await
             .map_err(|e| TaskerError::Migration(e.to_string()))?;
-        drop(conn);
         drop(lock);
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(Self { writer, reader })
+        let reader_options = options.clone().read_only(true);
+        // The first reader is opened now, as the pool did: a file that cannot be read fails here.
+        let mut first_reader = Some(reader_options.connect().await?);
+        let readers = (0..READERS)
+            .map(|_| {
+                Arc::new(Mutex::new(Slot {
+                    conn: first_reader.take(),
+                    open_tx: false,
+                }))
+            })
+            .collect();
+        Ok(Self {
+            writer_options: options,
+            reader_options,
+            writer: Arc::new(Mutex::new(Slot {
+                conn: Some(conn),
+                open_tx: false,
+            })),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// Opens a database from a `sqlite:` URL or a plain path.
     pub async fn open(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url).map_err(|e| TaskerError::DatabaseUrl(e.to_string()))?;
         Self::connect(options).await
+    }
+}
+
+impl SqliteStore {
+    /// A write transaction: the writer connection, kept until the transaction ends. Its BEGIN
+    /// goes out with its first statement.
+    async fn transaction(&self) -> Result<SqliteTx> {
+        let mut slot = tokio::time::timeout(WRITER_WAIT, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        slot.ready(&self.writer_options, &self.closed).await?;
+        Ok(SqliteTx {
+            slot: Some(slot),
+            begun: false,
+        })
+    }
+
+    /// Runs a read on one of the read-only connections (a free one if there is one).
+    async fn read<'q>(&self, query: Query<'q, Sqlite, SqliteArguments<'q>>) -> Result<Vec<SqliteRow>> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let free = (0..self.readers.len()).find_map(|i| {
+            self.readers[(start + i) % self.readers.len()]
+                .clone()
+                .try_lock_owned()
+                .ok()
+        });
+        let mut slot = match free {
+            Some(slot) => slot,
+            None => self.readers[start % self.readers.len()].clone().lock_owned().await,
+        };
+        let conn = slot.ready(&self.reader_options, &self.closed).await?;
+        match query.fetch_all(conn).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                slot.failed(&e);
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -717,6 +849,22 @@ static CREATE_TASK: LazyLock<String> = LazyLock::new(|| {
     .join(";\n")
 });
 
+/// `create_task` as one command: the transaction's BEGIN, `CREATE_TASK`, and its COMMIT.
+static CREATE_TASK_COMMITTED: LazyLock<String> = LazyLock::new(|| format!("{BEGIN}{};\nCOMMIT", *CREATE_TASK));
+
+/// `?1`: namespace, `?2`: now, `?3`: name, `?4`: version, `?5`: definition, `?6`: content hash,
+/// `?7`: source path. Ends with the stored version.
+static REGISTER_TEMPLATE: LazyLock<String> = LazyLock::new(|| {
+    [
+        "INSERT INTO tasker_namespaces (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        "INSERT INTO tasker_templates (namespace_name, name, version, definition, content_hash, source_path, \
+            created_at) VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?2) ON CONFLICT (namespace_name, name, version) DO NOTHING",
+        "SELECT * FROM tasker_templates WHERE namespace_name = ?1 AND name = ?3 AND version = ?4 \
+         AND (?2 IS NULL OR 1)",
+    ]
+    .join(";\n")
+});
+
 const TASK_SUMMARY: &str = concat!("SELECT ", task_columns!(), " FROM tasker_tasks WHERE task_uuid = ?1");
 
 /// Everything `task_detail` reads, in one command.
@@ -1042,8 +1190,7 @@ impl Store for SqliteStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn StoreTx>> {
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Box::new(SqliteTx { tx }))
+        Ok(Box::new(self.transaction().await?))
     }
 
     async fn ensure_queue(&self, _queue: &str) -> Result<()> {
@@ -1055,83 +1202,92 @@ impl Store for SqliteStore {
         if queues.is_empty() {
             return Ok(false);
         }
-        let found: bool = sqlx::query_scalar(HAS_VISIBLE)
-            .bind(to_json(queues)?)
-            .bind(ms(Utc::now()))
-            .fetch_one(&self.reader)
+        let rows = self
+            .read(sqlx::query(HAS_VISIBLE).bind(to_json(queues)?).bind(ms(Utc::now())))
             .await?;
-        Ok(found)
+        Ok(rows
+            .first()
+            .map(|r| r.try_get::<bool, _>(0))
+            .transpose()?
+            .unwrap_or(false))
     }
 
     async fn register_template(&self, t: &NewTemplate) -> Result<TemplateRow> {
         let now = ms(Utc::now());
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT INTO tasker_namespaces (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        let mut tx = self.transaction().await?;
+        let sql = tx.sql(&REGISTER_TEMPLATE);
+        let rows = sqlx::query(&sql)
             .bind(&t.namespace)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO tasker_templates (namespace_name, name, version, definition, content_hash, source_path, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (namespace_name, name, version) DO NOTHING",
-        )
-        .bind(&t.namespace)
-        .bind(&t.name)
-        .bind(&t.version)
-        .bind(json_text(&t.definition))
-        .bind(&t.content_hash)
-        .bind(&t.source_path)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query("SELECT * FROM tasker_templates WHERE namespace_name = ? AND name = ? AND version = ?")
-            .bind(&t.namespace)
             .bind(&t.name)
             .bind(&t.version)
-            .fetch_one(&mut *tx)
+            .bind(json_text(&t.definition))
+            .bind(&t.content_hash)
+            .bind(&t.source_path)
+            .fetch_all(tx.conn()?)
             .await?;
-        let stored = template_from_row(&row)?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        let stored = template_from_row(row)?;
         if stored.content_hash != t.content_hash {
+            Box::new(tx).rollback().await?;
             return Err(TaskerError::TemplateConflict {
                 namespace: t.namespace.clone(),
                 name: t.name.clone(),
                 version: t.version.clone(),
             });
         }
-        tx.commit().await?;
+        Box::new(tx).commit().await?;
         Ok(stored)
     }
 
-    async fn template_by_id(&self, id: i64) -> Result<Option<TemplateRow>> {
-        let row = sqlx::query("SELECT * FROM tasker_templates WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
+    async fn create_task(
+        &self,
+        task: &NewTask,
+        task_transitions: &[TransitionRecord],
+        step_transitions: &[TransitionRecord],
+        messages: &[OutgoingMessage],
+    ) -> Result<InsertedTask> {
+        // BEGIN, every row and COMMIT in one command. A task whose identity exists writes
+        // nothing, so committing that transaction is the same as rolling it back.
+        let mut tx = self.transaction().await?;
+        let command = tx.whole(&CREATE_TASK_COMMITTED);
+        let inserted = tx
+            .create_rows(command, task, task_transitions, step_transitions, messages)
             .await?;
-        row.as_ref().map(template_from_row).transpose()
+        tx.committed();
+        Ok(inserted)
+    }
+
+    async fn template_by_id(&self, id: i64) -> Result<Option<TemplateRow>> {
+        let rows = self
+            .read(sqlx::query("SELECT * FROM tasker_templates WHERE id = ?1").bind(id))
+            .await?;
+        rows.first().map(template_from_row).transpose()
     }
 
     async fn template_versions(&self, namespace: &str, name: &str) -> Result<Vec<TemplateRow>> {
-        let rows = sqlx::query("SELECT * FROM tasker_templates WHERE namespace_name = ? AND name = ?")
-            .bind(namespace)
-            .bind(name)
-            .fetch_all(&self.reader)
+        let rows = self
+            .read(
+                sqlx::query("SELECT * FROM tasker_templates WHERE namespace_name = ?1 AND name = ?2")
+                    .bind(namespace)
+                    .bind(name),
+            )
             .await?;
         rows.iter().map(template_from_row).collect()
     }
 
     async fn list_templates(&self) -> Result<Vec<TemplateRow>> {
-        let rows = sqlx::query("SELECT * FROM tasker_templates ORDER BY namespace_name, name, id DESC")
-            .fetch_all(&self.reader)
+        let rows = self
+            .read(sqlx::query(
+                "SELECT * FROM tasker_templates ORDER BY namespace_name, name, id DESC",
+            ))
             .await?;
         rows.iter().map(template_from_row).collect()
     }
 
     async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
         // One command for the five reads (one round trip instead of five).
-        let rows = sqlx::query(&TASK_DETAIL)
-            .bind(task_uuid)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = self.read(sqlx::query(&TASK_DETAIL).bind(task_uuid)).await?;
         let mut task = None;
         let mut step_rows = Vec::new();
         let mut dependencies: HashMap<Uuid, Vec<String>> = HashMap::new();
@@ -1174,11 +1330,8 @@ impl Store for SqliteStore {
     }
 
     async fn task_summary(&self, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
-        let row = sqlx::query(TASK_SUMMARY)
-            .bind(task_uuid)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(task_from_row).transpose()
+        let rows = self.read(sqlx::query(TASK_SUMMARY).bind(task_uuid)).await?;
+        rows.first().map(task_from_row).transpose()
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
@@ -1187,36 +1340,34 @@ impl Store for SqliteStore {
             filter.name.is_some(),
             filter.state.is_some(),
         );
-        let rows = sqlx::query(&sql)
-            .bind(&filter.namespace)
-            .bind(&filter.name)
-            .bind(filter.state.map(|s| s.as_str()))
-            .bind(filter.limit.unwrap_or(100))
-            .fetch_all(&self.reader)
+        let rows = self
+            .read(
+                sqlx::query(&sql)
+                    .bind(&filter.namespace)
+                    .bind(&filter.name)
+                    .bind(filter.state.map(|s| s.as_str()))
+                    .bind(filter.limit.unwrap_or(100)),
+            )
             .await?;
         rows.iter().map(task_from_row).collect()
     }
 
     async fn due_retries(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>> {
-        let rows = sqlx::query(DUE_RETRIES)
-            .bind(ms(now))
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = self.read(sqlx::query(DUE_RETRIES).bind(ms(now)).bind(limit)).await?;
         rows.iter().map(step_lock_from_row).collect()
     }
 
     async fn overdue_attempts(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<StepLock>> {
-        let rows = sqlx::query(OVERDUE_ATTEMPTS)
-            .bind(ms(now))
-            .bind(limit)
-            .fetch_all(&self.reader)
+        let rows = self
+            .read(sqlx::query(OVERDUE_ATTEMPTS).bind(ms(now)).bind(limit))
             .await?;
         rows.iter().map(step_lock_from_row).collect()
     }
 
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
-        let (retry, deadline): (Option<i64>, Option<i64>) = sqlx::query_as(&NEXT_TIMER).fetch_one(&self.reader).await?;
+        let rows = self.read(sqlx::query(&NEXT_TIMER)).await?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        let (retry, deadline): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
         Ok(match (retry, deadline) {
             (Some(a), Some(b)) => Some(from_ms(a.min(b))),
             (a, b) => a.or(b).map(from_ms),
@@ -1232,47 +1383,196 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        self.closed.store(true, Ordering::Release);
+        for slot in std::iter::once(&self.writer).chain(&self.readers) {
+            // Waits for the transaction or read in progress.
+            let conn = slot.lock().await.conn.take();
+            if let Some(conn) = conn {
+                let _ = conn.close().await;
+            }
+        }
     }
 }
 
 struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
+    /// The writer connection, until the transaction ends.
+    slot: Option<OwnedMutexGuard<Slot>>,
+    /// BEGIN went out.
+    begun: bool,
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        let Some(mut slot) = self.slot.take() else {
+            return;
+        };
+        if !slot.open_tx {
+            return;
+        }
+        // Abandoned: roll back now, not at the next transaction, so that other processes do not
+        // wait for the write lock meanwhile. The connection stays taken until it is done.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Some(conn) = slot.conn.as_mut() {
+                    match sqlx::query("ROLLBACK").execute(conn).await {
+                        Ok(_) => slot.open_tx = false,
+                        Err(e) => slot.failed(&e),
+                    }
+                }
+            });
+        }
+    }
 }
 
 impl SqliteTx {
+    /// The command to send for `statement`: the transaction's first one carries its BEGIN.
+    fn sql(&mut self, statement: &'static str) -> Cow<'static, str> {
+        if self.begun {
+            return Cow::Borrowed(statement);
+        }
+        self.begun = true;
+        if let Some(slot) = self.slot.as_mut() {
+            slot.open_tx = true;
+        }
+        Cow::Owned(format!("{BEGIN}{statement}"))
+    }
+
+    /// A command that carries the transaction's BEGIN itself.
+    fn whole(&mut self, command: &'static str) -> Cow<'static, str> {
+        self.begun = true;
+        if let Some(slot) = self.slot.as_mut() {
+            slot.open_tx = true;
+        }
+        Cow::Borrowed(command)
+    }
+
+    fn conn(&mut self) -> Result<&mut SqliteConnection> {
+        self.slot
+            .as_mut()
+            .and_then(|s| s.conn.as_mut())
+            .ok_or_else(|| sqlx::Error::PoolClosed.into())
+    }
+
+    /// Ends the transaction with `statement` (COMMIT or ROLLBACK); nothing to send if it never
+    /// began.
+    async fn end(mut self, statement: &'static str) -> Result<()> {
+        if !self.begun {
+            return Ok(());
+        }
+        let result = sqlx::query(statement).execute(self.conn()?).await;
+        let slot = self.slot.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        match result {
+            Ok(_) => {
+                slot.open_tx = false;
+                Ok(())
+            }
+            Err(e) => {
+                slot.failed(&e);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// `CREATE_TASK` (as `command`, which may carry BEGIN and COMMIT).
+    async fn create_rows(
+        &mut self,
+        command: Cow<'static, str>,
+        t: &NewTask,
+        task_transitions: &[TransitionRecord],
+        step_transitions: &[TransitionRecord],
+        messages: &[OutgoingMessage],
+    ) -> Result<InsertedTask> {
+        let tags = serde_json::to_string(&t.tags).map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
+        let steps: Vec<_> = t
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    Hex(s.step_uuid),
+                    s.name.as_str(),
+                    s.position,
+                    s.queue.as_str(),
+                    s.state.as_str(),
+                    s.max_attempts,
+                    s.retryable,
+                    s.pending_parents,
+                )
+            })
+            .collect();
+        let edges: Vec<_> = t.edges.iter().map(|(from, to)| (Hex(*from), Hex(*to))).collect();
+        // Everything in one command; only the identity's holder comes back.
+        let holders: Vec<Uuid> = sqlx::query_scalar(&command)
+            .bind(&t.identity_hash)
+            .bind(t.task_uuid)
+            .bind(ms(t.created_at))
+            .bind(to_json(&steps)?)
+            .bind(to_json(&edges)?)
+            .bind(transition_rows(task_transitions)?)
+            .bind(transition_rows(step_transitions)?)
+            .bind(message_rows(messages)?)
+            .bind(t.template_id)
+            .bind(&t.namespace)
+            .bind(&t.name)
+            .bind(&t.version)
+            .bind(t.state.as_str())
+            .bind(json_text(&t.context))
+            .bind(&t.initiator)
+            .bind(&t.source_system)
+            .bind(&t.reason)
+            .bind(tags)
+            .bind(t.priority)
+            .bind(t.correlation_id)
+            .bind(&t.idempotency_key)
+            .bind(t.active_steps)
+            // All of it: a fetch that stops at the first row would leave the rest unrun.
+            .fetch_all(self.conn()?)
+            .await?;
+        let holder = *holders.first().ok_or(sqlx::Error::RowNotFound)?;
+        Ok(if holder == t.task_uuid {
+            InsertedTask::Created
+        } else {
+            InsertedTask::Existing(holder)
+        })
+    }
+
+    /// After a command that ended with its own COMMIT.
+    fn committed(&mut self) {
+        self.begun = false;
+        if let Some(slot) = self.slot.as_mut() {
+            slot.open_tx = false;
+        }
+    }
+
     /// The compare-and-swap one row at a time: for batches naming a step twice.
     async fn change_steps_one_by_one(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
         let now = ms(now);
         let mut applied = Vec::with_capacity(changes.len());
         for c in changes {
-            let result = sqlx::query(
-                "UPDATE tasker_steps SET state = ?1, attempts = ?2, \
+            let sql = self.sql("UPDATE tasker_steps SET state = ?1, attempts = ?2, \
                     results = COALESCE(?3, results), last_error = COALESCE(?4, last_error), \
                     next_retry_at = ?5, deadline_at = ?6, updated_at = ?7, \
                     first_attempted_at = CASE WHEN ?8 THEN COALESCE(first_attempted_at, ?7) ELSE first_attempted_at END, \
                     last_attempted_at = CASE WHEN ?8 THEN ?7 ELSE last_attempted_at END, \
                     completed_at = CASE WHEN ?9 THEN ?7 ELSE completed_at END, \
                     free_attempts = free_attempts + ?13, lost_leases = lost_leases + ?14 \
-                 WHERE step_uuid = ?10 AND state = ?11 AND attempts = ?12",
-            )
-            .bind(c.new_state.as_str())
-            .bind(c.new_attempts)
-            .bind(c.results.as_ref().map(json_text))
-            .bind(c.last_error.as_ref().map(json_text))
-            .bind(c.next_retry_at.map(ms))
-            .bind(c.deadline_at.map(ms))
-            .bind(now)
-            .bind(c.attempt_started)
-            .bind(c.finished)
-            .bind(c.step_uuid)
-            .bind(c.expected_state.as_str())
-            .bind(c.expected_attempts)
-            .bind(c.free_attempts_delta)
-            .bind(c.lost_leases_delta)
-            .execute(&mut *self.tx)
-            .await?;
+                 WHERE step_uuid = ?10 AND state = ?11 AND attempts = ?12",);
+            let result = sqlx::query(&sql)
+                .bind(c.new_state.as_str())
+                .bind(c.new_attempts)
+                .bind(c.results.as_ref().map(json_text))
+                .bind(c.last_error.as_ref().map(json_text))
+                .bind(c.next_retry_at.map(ms))
+                .bind(c.deadline_at.map(ms))
+                .bind(now)
+                .bind(c.attempt_started)
+                .bind(c.finished)
+                .bind(c.step_uuid)
+                .bind(c.expected_state.as_str())
+                .bind(c.expected_attempts)
+                .bind(c.free_attempts_delta)
+                .bind(c.lost_leases_delta)
+                .execute(self.conn()?)
+                .await?;
             if result.rows_affected() == 1 {
                 applied.push(c.step_uuid);
             }
@@ -1286,14 +1586,15 @@ impl MessageQueue for SqliteTx {
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
         let now = ms(Utc::now());
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let rows = sqlx::query(READ_MESSAGES)
+        let sql = self.sql(READ_MESSAGES);
+        let rows = sqlx::query(&sql)
             .bind(now)
             .bind(now.saturating_add(lease_ms))
             .bind(queue)
             .bind(max)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await
-            .map_err(|e| TaskerError::Queue(format!("reading queue '{queue}': {e}")))?;
+            .map_err(|e| queue_error(e, || format!("reading queue '{queue}'")))?;
         let mut messages = rows
             .iter()
             .map(|r| {
@@ -1317,11 +1618,12 @@ impl MessageQueue for SqliteTx {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = sqlx::query_scalar(SEND_MESSAGES)
+        let sql = self.sql(SEND_MESSAGES);
+        let ids: Vec<i64> = sqlx::query_scalar(&sql)
             .bind(message_rows(messages)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await
-            .map_err(|e| TaskerError::Queue(format!("sending to {}: {e}", queue_names(messages))))?;
+            .map_err(|e| queue_error(e, || format!("sending to {}", queue_names(messages))))?;
         sent_refs(messages, ids)
     }
 
@@ -1329,9 +1631,10 @@ impl MessageQueue for SqliteTx {
         if messages.is_empty() {
             return Ok(());
         }
-        sqlx::query(DELETE_MESSAGES)
+        let sql = self.sql(DELETE_MESSAGES);
+        sqlx::query(&sql)
             .bind(message_refs(messages)?)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -1341,10 +1644,11 @@ impl MessageQueue for SqliteTx {
             return Ok(());
         }
         let at = ms(Utc::now()) + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2);
-        sqlx::query(SET_VISIBILITY)
+        let sql = self.sql(SET_VISIBILITY);
+        sqlx::query(&sql)
             .bind(message_refs(messages)?)
             .bind(at)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -1357,9 +1661,10 @@ impl StoreTx for SqliteTx {
         if step_uuids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(LOCK_STEPS)
+        let sql = self.sql(LOCK_STEPS);
+        let rows = sqlx::query(&sql)
             .bind(uuid_list(step_uuids)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         rows.iter().map(step_lock_from_row).collect()
     }
@@ -1371,10 +1676,11 @@ impl StoreTx for SqliteTx {
         if !distinct(changes.iter().map(|c| c.step_uuid)) {
             return self.change_steps_one_by_one(changes, now).await;
         }
-        let changed: Vec<Uuid> = sqlx::query_scalar(CHANGE_STEPS)
+        let sql = self.sql(CHANGE_STEPS);
+        let changed: Vec<Uuid> = sqlx::query_scalar(&sql)
             .bind(step_change_rows(changes)?)
             .bind(ms(now))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         Ok(in_input_order(changes.iter().map(|c| c.step_uuid), changed))
     }
@@ -1401,11 +1707,12 @@ impl StoreTx for SqliteTx {
             self.insert_step_transitions(&kept).await?;
             return Ok(applied);
         }
-        let changed: Vec<Uuid> = sqlx::query_scalar(&CHANGE_STEPS_AUDITED)
+        let sql = self.sql(&CHANGE_STEPS_AUDITED);
+        let changed: Vec<Uuid> = sqlx::query_scalar(&sql)
             .bind(step_change_rows(changes)?)
             .bind(ms(now))
             .bind(transition_rows(transitions)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         Ok(in_input_order(changes.iter().map(|c| c.step_uuid), changed))
     }
@@ -1417,11 +1724,12 @@ impl StoreTx for SqliteTx {
         now: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, StepState)>> {
         let from_names: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        let rows = sqlx::query(&CANCEL_OPEN_STEPS)
+        let sql = self.sql(&CANCEL_OPEN_STEPS);
+        let rows = sqlx::query(&sql)
             .bind(task_uuid)
             .bind(ms(now))
             .bind(to_json(&from_names)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         let mut cancelled = Vec::new();
         for r in &rows {
@@ -1441,9 +1749,10 @@ impl StoreTx for SqliteTx {
             // Row by row: a child is ready when one release brings it to zero.
             let mut ready = Vec::new();
             for parent in parents {
-                let rows = sqlx::query(RELEASE_CHILDREN)
+                let sql = self.sql(RELEASE_CHILDREN);
+                let rows = sqlx::query(&sql)
                     .bind(uuid_list(std::slice::from_ref(parent))?)
-                    .fetch_all(&mut *self.tx)
+                    .fetch_all(self.conn()?)
                     .await?;
                 let mut released = Vec::new();
                 for r in &rows {
@@ -1454,9 +1763,10 @@ impl StoreTx for SqliteTx {
             }
             return Ok(ready);
         }
-        let rows = sqlx::query(RELEASE_CHILDREN)
+        let sql = self.sql(RELEASE_CHILDREN);
+        let rows = sqlx::query(&sql)
             .bind(uuid_list(parents)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         let mut ready = Vec::new();
         for r in &rows {
@@ -1474,16 +1784,17 @@ impl StoreTx for SqliteTx {
         if !distinct(deltas.iter().map(|d| d.task_uuid)) {
             let mut out = Vec::with_capacity(deltas.len());
             for d in deltas {
-                let row = sqlx::query(APPLY_TASK_DELTA)
+                let sql = self.sql(APPLY_TASK_DELTA);
+                let row = sqlx::query(&sql)
                     .bind(d.completed)
                     .bind(d.active)
                     .bind(d.failed)
                     .bind(ms(now))
                     .bind(d.task_uuid)
-                    .fetch_optional(&mut *self.tx)
+                    .fetch_all(self.conn()?)
                     .await?;
-                if let Some(r) = row {
-                    out.push(counters_from_row(&r)?);
+                if let Some(r) = row.first() {
+                    out.push(counters_from_row(r)?);
                 }
             }
             return Ok(out);
@@ -1492,10 +1803,11 @@ impl StoreTx for SqliteTx {
             .iter()
             .map(|d| (Hex(d.task_uuid), d.completed, d.active, d.failed))
             .collect();
-        let rows = sqlx::query(APPLY_TASK_DELTAS)
+        let sql = self.sql(APPLY_TASK_DELTAS);
+        let rows = sqlx::query(&sql)
             .bind(to_json(&rows)?)
             .bind(ms(now))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         let counters = rows.iter().map(counters_from_row).collect::<Result<Vec<_>>>()?;
         Ok(counters_in_input_order(deltas, counters))
@@ -1508,13 +1820,14 @@ impl StoreTx for SqliteTx {
         if !distinct(changes.iter().map(|c| c.task_uuid)) {
             let mut applied = Vec::new();
             for c in changes {
-                let result = sqlx::query(CHANGE_TASK)
+                let sql = self.sql(CHANGE_TASK);
+                let result = sqlx::query(&sql)
                     .bind(c.new.as_str())
                     .bind(ms(now))
                     .bind(c.new.is_terminal())
                     .bind(c.task_uuid)
                     .bind(c.expected.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(self.conn()?)
                     .await?;
                 if result.rows_affected() == 1 {
                     applied.push(c.task_uuid);
@@ -1533,10 +1846,11 @@ impl StoreTx for SqliteTx {
                 )
             })
             .collect();
-        let changed: Vec<Uuid> = sqlx::query_scalar(CHANGE_TASKS)
+        let sql = self.sql(CHANGE_TASKS);
+        let changed: Vec<Uuid> = sqlx::query_scalar(&sql)
             .bind(to_json(&rows)?)
             .bind(ms(now))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         Ok(in_input_order(changes.iter().map(|c| c.task_uuid), changed))
     }
@@ -1561,11 +1875,12 @@ impl StoreTx for SqliteTx {
             self.insert_task_transitions(&kept).await?;
             return Ok(applied);
         }
-        let changed: Vec<Uuid> = sqlx::query_scalar(&CHANGE_TASKS_AUDITED)
+        let sql = self.sql(&CHANGE_TASKS_AUDITED);
+        let changed: Vec<Uuid> = sqlx::query_scalar(&sql)
             .bind(task_change_rows(changes)?)
             .bind(ms(now))
             .bind(transition_rows(transitions)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         Ok(in_input_order(changes.iter().map(|c| c.task_uuid), changed))
     }
@@ -1574,9 +1889,10 @@ impl StoreTx for SqliteTx {
         if rows.is_empty() {
             return Ok(());
         }
-        sqlx::query(&INSERT_STEP_TRANSITIONS_BATCH)
+        let sql = self.sql(&INSERT_STEP_TRANSITIONS_BATCH);
+        sqlx::query(&sql)
             .bind(transition_rows(rows)?)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -1585,9 +1901,10 @@ impl StoreTx for SqliteTx {
         if rows.is_empty() {
             return Ok(());
         }
-        sqlx::query(&INSERT_TASK_TRANSITIONS_BATCH)
+        let sql = self.sql(&INSERT_TASK_TRANSITIONS_BATCH);
+        sqlx::query(&sql)
             .bind(transition_rows(rows)?)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -1603,64 +1920,19 @@ impl StoreTx for SqliteTx {
         step_transitions: &[TransitionRecord],
         messages: &[OutgoingMessage],
     ) -> Result<InsertedTask> {
-        let tags = serde_json::to_string(&t.tags).map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
-        let steps: Vec<_> = t
-            .steps
-            .iter()
-            .map(|s| {
-                (
-                    Hex(s.step_uuid),
-                    s.name.as_str(),
-                    s.position,
-                    s.queue.as_str(),
-                    s.state.as_str(),
-                    s.max_attempts,
-                    s.retryable,
-                    s.pending_parents,
-                )
-            })
-            .collect();
-        let edges: Vec<_> = t.edges.iter().map(|(from, to)| (Hex(*from), Hex(*to))).collect();
-        // Everything in one command; only the identity's holder comes back.
-        let holder: Uuid = sqlx::query_scalar(&CREATE_TASK)
-            .bind(&t.identity_hash)
-            .bind(t.task_uuid)
-            .bind(ms(t.created_at))
-            .bind(to_json(&steps)?)
-            .bind(to_json(&edges)?)
-            .bind(transition_rows(task_transitions)?)
-            .bind(transition_rows(step_transitions)?)
-            .bind(message_rows(messages)?)
-            .bind(t.template_id)
-            .bind(&t.namespace)
-            .bind(&t.name)
-            .bind(&t.version)
-            .bind(t.state.as_str())
-            .bind(json_text(&t.context))
-            .bind(&t.initiator)
-            .bind(&t.source_system)
-            .bind(&t.reason)
-            .bind(tags)
-            .bind(t.priority)
-            .bind(t.correlation_id)
-            .bind(&t.idempotency_key)
-            .bind(t.active_steps)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(if holder == t.task_uuid {
-            InsertedTask::Created
-        } else {
-            InsertedTask::Existing(holder)
-        })
+        let sql = self.sql(&CREATE_TASK);
+        self.create_rows(sql, t, task_transitions, step_transitions, messages)
+            .await
     }
 
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>> {
         if task_uuids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(TASK_INPUTS)
+        let sql = self.sql(TASK_INPUTS);
+        let rows = sqlx::query(&sql)
             .bind(uuid_list(task_uuids)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         rows.iter().map(task_input_from_row).collect()
     }
@@ -1669,9 +1941,10 @@ impl StoreTx for SqliteTx {
         if step_uuids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(DEPENDENCY_RESULTS)
+        let sql = self.sql(DEPENDENCY_RESULTS);
+        let rows = sqlx::query(&sql)
             .bind(uuid_list(step_uuids)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         rows.iter().map(dependency_result_from_row).collect()
     }
@@ -1684,10 +1957,11 @@ impl StoreTx for SqliteTx {
         if step_uuids.is_empty() {
             return Ok((self.task_inputs(task_uuids).await?, Vec::new()));
         }
-        let rows = sqlx::query(&CLAIM_INPUTS)
+        let sql = self.sql(&CLAIM_INPUTS);
+        let rows = sqlx::query(&sql)
             .bind(uuid_list(task_uuids)?)
             .bind(uuid_list(step_uuids)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         let mut inputs = Vec::new();
         let mut dependencies = Vec::new();
@@ -1715,13 +1989,14 @@ impl StoreTx for SqliteTx {
             let ready = self.release_children(w.released_parents).await?;
             return Ok((applied, ready));
         }
-        let rows = sqlx::query(&OUTCOME_WRITES)
+        let sql = self.sql(&OUTCOME_WRITES);
+        let rows = sqlx::query(&sql)
             .bind(step_change_rows(w.changes)?)
             .bind(ms(now))
             .bind(transition_rows(w.transitions)?)
             .bind(message_refs(w.delete)?)
             .bind(uuid_list(w.released_parents)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         let mut changed = Vec::new();
         let mut ready = Vec::new();
@@ -1766,7 +2041,8 @@ impl StoreTx for SqliteTx {
             .iter()
             .map(|d| (Hex(d.task_uuid), d.completed, d.active, d.failed))
             .collect();
-        let rows = sqlx::query(&FOLLOWUP_WRITES)
+        let sql = self.sql(&FOLLOWUP_WRITES);
+        let rows = sqlx::query(&sql)
             .bind(step_change_rows(w.changes)?)
             .bind(ms(now))
             .bind(transition_rows(w.transitions)?)
@@ -1774,7 +2050,7 @@ impl StoreTx for SqliteTx {
             .bind(to_json(&deltas)?)
             .bind(uuid_list(input_tasks)?)
             .bind(uuid_list(input_steps)?)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         let mut changed = Vec::new();
         let mut sent = Vec::new();
@@ -1809,13 +2085,11 @@ impl StoreTx for SqliteTx {
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await?;
-        Ok(())
+        (*self).end("COMMIT").await
     }
 
     async fn rollback(self: Box<Self>) -> Result<()> {
-        self.tx.rollback().await?;
-        Ok(())
+        (*self).end("ROLLBACK").await
     }
 }
 
@@ -1923,8 +2197,9 @@ mod tests {
         ];
         let mut problems = Vec::new();
         for (name, sql) in statements() {
-            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .fetch_all(&store.writer)
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let rows = store
+                .read(sqlx::query(&explain))
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}\n{sql}"));
             let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
