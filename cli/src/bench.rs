@@ -58,11 +58,14 @@ pub struct BenchArgs {
     /// Worker slots.
     #[arg(long, default_value_t = 128)]
     concurrency: usize,
-    /// Before measuring, fill each backend's fresh database with this many finished tasks (one
-    /// no-op step each, run by the in-process worker), to compare W1/W2 on an empty database with
-    /// one that has history.
+    /// Before measuring, fill each backend's fresh database with this many finished tasks (run by
+    /// the in-process worker), to compare W1/W2 on an empty database with one that has history.
     #[arg(long, default_value_t = 0)]
     history: usize,
+    /// Steps of each history task, a chain of no-ops. With 1 the dependency-edge table stays
+    /// empty; 2 or more make every table grow.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    history_steps: u16,
     /// After the history fill, run VACUUM ANALYZE on the PostgreSQL database (through psql), as
     /// autovacuum would in time; without it, a server with autovacuum off measures tables its
     /// planner has no statistics for.
@@ -185,7 +188,10 @@ fn describe_plan(args: &BenchArgs, workloads: Workloads) -> String {
         ));
     }
     let history = if args.history > 0 {
-        format!(", after {} history tasks", args.history)
+        format!(
+            ", after {} history tasks of {} step(s)",
+            args.history, args.history_steps
+        )
     } else {
         String::new()
     };
@@ -264,6 +270,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             "w3_steps": args.w3_steps,
             "concurrency": args.concurrency,
             "history": args.history,
+            "history_steps": args.history_steps,
             "vacuum": args.vacuum,
             "processes": args.processes,
             "polyglot": args.polyglot.then(|| json!({
@@ -306,17 +313,18 @@ async fn bench_backend(
     })
     .await?;
     report.backend = tasker.backend().as_str();
-    workloads::register_templates(&tasker, args.w3_steps).await?;
+    workloads::register_templates(&tasker, args.w3_steps, usize::from(args.history_steps)).await?;
 
     if workloads.any() || args.history > 0 {
         let worker = InProcessWorker::start(&tasker, args.concurrency).await?;
         let finished = Finished::in_process(&tasker);
         if args.history > 0 {
             out.say(format!(
-                "  {}: filling the database with {} finished tasks",
-                report.backend, args.history
+                "  {}: filling the database with {} finished tasks of {} step(s)",
+                report.backend, args.history, args.history_steps
             ));
-            let mut history = workloads::fill_history(&tasker, &finished, args.history, out).await?;
+            let mut history =
+                workloads::fill_history(&tasker, &finished, args.history, usize::from(args.history_steps), out).await?;
             if tasker.backend() == Backend::Postgres {
                 history.autovacuum = maintenance::autovacuum(url).await;
                 if args.vacuum {

@@ -70,6 +70,7 @@ pub fn describe_load(load: Option<[f64; 3]>) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryFigures {
     pub tasks: usize,
+    pub steps_per_task: usize,
     pub seconds: f64,
     pub tasks_per_s: f64,
     /// PostgreSQL: the server's `autovacuum` setting.
@@ -297,14 +298,19 @@ fn other_tables(reports: &[BackendReport]) -> Vec<String> {
     let mut lines = Vec::new();
     if reports.iter().any(|r| r.history.is_some()) {
         lines.push(String::new());
-        lines.push("| backend  | history tasks | filled in s | tasks/s | autovacuum | VACUUM ANALYZE s |".into());
-        lines.push("|----------|---------------|-------------|---------|------------|------------------|".into());
+        lines.push(
+            "| backend  | history tasks | steps each | filled in s | tasks/s | autovacuum | VACUUM ANALYZE s |".into(),
+        );
+        lines.push(
+            "|----------|---------------|------------|-------------|---------|------------|------------------|".into(),
+        );
         for r in reports {
             if let Some(h) = &r.history {
                 lines.push(format!(
-                    "| {:<8} | {:>13} | {:>11.1} | {:>7.0} | {:<10} | {:>16} |",
+                    "| {:<8} | {:>13} | {:>10} | {:>11.1} | {:>7.0} | {:<10} | {:>16} |",
                     r.backend,
                     h.tasks,
+                    h.steps_per_task,
                     h.seconds,
                     h.tasks_per_s,
                     h.autovacuum.as_deref().unwrap_or("n/a"),

@@ -46,14 +46,23 @@ steps:
   - { name: d, dependencies: [b, c], handler: { callable: noop } }
 "#;
 
-/// One step: the finished tasks `--history` fills the database with.
-const HISTORY: &str = r#"
-name: bench_history
-namespace_name: bench
-version: 1.0.0
-steps:
-  - { name: only, handler: { callable: noop } }
-"#;
+/// The finished tasks `--history` fills the database with: a chain of `steps` no-op steps. One
+/// step is the cheapest to fill; with two or more, every table grows (a one-step task has no
+/// dependency edges, so that table stays empty and its statistics say so).
+fn history_template(steps: usize) -> String {
+    let mut yaml = String::from("name: bench_history\nnamespace_name: bench\nversion: 1.0.0\nsteps:\n");
+    for i in 0..steps.max(1) {
+        let dependency = if i == 0 {
+            String::new()
+        } else {
+            format!(", dependencies: [h{}]", i - 1)
+        };
+        yaml.push_str(&format!(
+            "  - {{ name: h{i}{dependency}, handler: {{ callable: noop }} }}\n"
+        ));
+    }
+    yaml
+}
 
 fn fan_out_template(width: usize) -> String {
     let mut yaml = String::from(
@@ -72,11 +81,15 @@ fn fan_out_template(width: usize) -> String {
     yaml
 }
 
-pub async fn register_templates(tasker: &Tasker, fan_out_width: usize) -> Result<(), TaskerError> {
+pub async fn register_templates(
+    tasker: &Tasker,
+    fan_out_width: usize,
+    history_steps: usize,
+) -> Result<(), TaskerError> {
     for yaml in [
         LINEAR.to_owned(),
         DIAMOND.to_owned(),
-        HISTORY.to_owned(),
+        history_template(history_steps),
         fan_out_template(fan_out_width),
     ] {
         tasker.register_template(&parse_str(&yaml, None, NAMESPACE)?).await?;
@@ -238,12 +251,13 @@ pub async fn w3(tasker: &Tasker, finished: &Finished) -> Result<f64, TaskerError
 /// shows.
 const HISTORY_BATCH: usize = 2_000;
 
-/// Fills the database with `tasks` finished one-step tasks, run by the in-process worker, so
-/// W1/W2 can be measured against tables that are not empty.
+/// Fills the database with `tasks` finished history tasks (see [`history_template`]), run by the
+/// in-process worker, so W1/W2 can be measured against tables that are not empty.
 pub async fn fill_history(
     tasker: &Tasker,
     finished: &Finished,
     tasks: usize,
+    steps_per_task: usize,
     out: Out,
 ) -> Result<HistoryFigures, TaskerError> {
     let start = Instant::now();
@@ -267,6 +281,7 @@ pub async fn fill_history(
     let seconds = start.elapsed().as_secs_f64();
     Ok(HistoryFigures {
         tasks,
+        steps_per_task,
         seconds,
         tasks_per_s: tasks as f64 / seconds.max(f64::EPSILON),
         autovacuum: None,
