@@ -8,6 +8,7 @@
 
 mod pg_connections;
 mod pg_fused;
+mod pg_notifier;
 mod postgres;
 mod records;
 mod sqlite;

@@ -37,6 +37,9 @@ pub(super) struct HotPool {
     idle: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
     /// Idle connections kept at most; the rest of the pool stays available to everyone else.
     keep: usize,
+    /// Set when the store closes: from then on nothing is kept (the pool's close waits for
+    /// every connection to come back).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl HotPool {
             pool,
             idle: Mutex::new(Vec::new()),
             keep,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -127,7 +131,8 @@ impl HotPool {
 
     fn put_idle(&self, conn: PoolConnection<Postgres>) {
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.keep {
+            // Read under the lock `close_idle` sets it under: nothing slips in after the close.
+            if !self.closed.load(std::sync::atomic::Ordering::SeqCst) && idle.len() < self.keep {
                 idle.push((conn, Instant::now()));
             }
         }
@@ -138,9 +143,13 @@ impl HotPool {
         drop(stale);
     }
 
-    /// Drops every kept connection (the store is closing).
+    /// Drops every kept connection and keeps none from now on (the store is closing).
     pub(super) fn close_idle(&self) {
-        self.clear_idle();
+        let kept = self.idle.lock().map(|mut idle| {
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::mem::take(&mut *idle)
+        });
+        drop(kept);
     }
 }
 

@@ -230,15 +230,10 @@ pub(super) fn followup_statement<'a>(
            NULL::uuid AS task \
          FROM upd WHERE (SELECT count(*) FROM ins) >= 0"
     ));
-    for (i, g) in groups.iter().enumerate() {
+    for i in 0..groups.len() {
         qb.push(format!(
-            " UNION ALL SELECT 'sent', NULL, NULL, NULL, n, NULL, NULL, NULL, id, NULL, NULL FROM send{i}"
+            " UNION ALL SELECT 'sent', NULL, NULL, NULL, {i}, NULL, NULL, NULL, id, NULL, NULL FROM send{i}"
         ));
-        if g.hidden_ms == 0 {
-            qb.push(format!(
-                " UNION ALL SELECT 'woke', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM wake{i}"
-            ));
-        }
     }
     qb.push(
         " UNION ALL SELECT 'counters', task_uuid, NULL, state, total_steps, completed_steps, active_steps, \
@@ -260,9 +255,11 @@ pub(super) fn followup_statement<'a>(
     Ok(qb)
 }
 
-/// Pushes `send{i}` (one `pgmq.send_batch` call: rows `id` (the message id) and `n` (its position
-/// in `messages`)) and, for visible messages, `wake{i}` (the queue's NOTIFY, heard at commit), as
-/// `send_messages` does. With `after`, the call runs once per row of that CTE (none: not at all).
+/// Pushes `send{i}`: the messages of one group inserted into their queue's table (what
+/// `pgmq.send_batch` does, without its per-call dynamic SQL), in input order, returning their
+/// `id`s (which therefore ascend in input order). With `after`, the insert takes one set of
+/// messages per row of that CTE (none: nothing is sent). Wake-ups are the caller's (see
+/// `pg_notifier`).
 fn push_send<'a>(
     qb: &mut QueryBuilder<'a, Postgres>,
     i: usize,
@@ -276,36 +273,23 @@ fn push_send<'a>(
         .iter()
         .map(|&m| super::order_key(0, messages[m].priority))
         .collect();
-    let ordinals: Vec<i32> = g
-        .indices
-        .iter()
-        .map(|&m| i32::try_from(m).unwrap_or(i32::MAX))
-        .collect();
-    let from = after.map(|cte| format!("{cte}, LATERAL ")).unwrap_or_default();
-    qb.push(format!(", send{i} AS (SELECT s.id, o.n FROM {from}pgmq.send_batch("));
-    qb.push_bind(g.queue.clone());
-    // Each body gets its `order_key` by the server's clock: now + order_key(0, priority).
+    let from = after.map(|cte| format!("{cte}, ")).unwrap_or_default();
+    // Visibility and each body's `order_key` by the server's clock (the one reads compare
+    // with): now + hidden, now + order_key(0, priority).
+    qb.push(format!(
+        ", send{i} AS (INSERT INTO pgmq.{table} (vt, message) SELECT clock_timestamp() + ",
+        table = g.table
+    ));
+    qb.push_bind(g.hidden_ms);
     qb.push(
-        "::text, ARRAY(SELECT b || jsonb_build_object('order', \
-           (extract(epoch FROM clock_timestamp()) * 1000)::bigint + h) \
-         FROM unnest(",
+        " ::float8 * interval '1 millisecond', v.b || jsonb_build_object('order', \
+           (extract(epoch FROM clock_timestamp()) * 1000)::bigint + v.h) ",
     );
+    qb.push(format!("FROM {from}unnest("));
     qb.push_bind(bodies);
     qb.push("::jsonb[], ");
     qb.push_bind(head_starts);
-    qb.push("::bigint[]) WITH ORDINALITY AS v(b, h, ord) ORDER BY ord), clock_timestamp() + ");
-    qb.push_bind(g.hidden_ms);
-    qb.push(" ::float8 * interval '1 millisecond') WITH ORDINALITY AS s(id, ord) JOIN unnest(");
-    qb.push_bind(ordinals);
-    qb.push("::int[]) WITH ORDINALITY AS o(n, ord) ON o.ord = s.ord)");
-    if g.hidden_ms == 0 {
-        qb.push(format!(
-            ", wake{i} AS (SELECT pg_notify('{}', ",
-            super::postgres::QUEUE_CHANNEL
-        ));
-        qb.push_bind(g.wake_payload.clone());
-        qb.push(format!(") WHERE EXISTS (SELECT 1 FROM send{i}))"));
-    }
+    qb.push("::bigint[]) WITH ORDINALITY AS v(b, h, ord) ORDER BY v.ord RETURNING msg_id AS id)");
 }
 
 /// Creating a task as one statement: `task` (the row, unless its identity exists: then every
@@ -399,22 +383,18 @@ pub(super) fn create_task_statement<'a>(
         push_send(&mut qb, i, g, messages, Some("task"));
     }
     qb.push(" SELECT 'created' AS kind, task_uuid FROM task");
-    for (i, g) in groups.iter().enumerate() {
+    for i in 0..groups.len() {
         qb.push(format!(" UNION ALL SELECT 'sent', NULL FROM send{i}"));
-        if g.hidden_ms == 0 {
-            qb.push(format!(" UNION ALL SELECT 'woke', NULL FROM wake{i}"));
-        }
     }
     qb
 }
 
-/// Compare-and-swap of task states (`upd`), the audit rows of the tasks that changed, and a
-/// NOTIFY on `channel` for each one that reached a terminal state. Rows: the changed uuids.
+/// Compare-and-swap of task states (`upd`) and the audit rows of the tasks that changed.
+/// Rows: the changed uuids.
 pub(super) fn task_changes_statement<'a>(
     changes: &'a [TaskChange],
     transitions: &'a [TransitionRecord],
     now: DateTime<Utc>,
-    channel: &str,
 ) -> QueryBuilder<'a, Postgres> {
     let mut qb = QueryBuilder::new("WITH upd AS (UPDATE tasker_tasks t SET state = v.new_state, updated_at = ");
     qb.push_bind(now);
@@ -441,13 +421,8 @@ pub(super) fn task_changes_statement<'a>(
          ins AS (INSERT INTO tasker_task_transitions \
            (task_uuid, from_state, to_state, event, metadata, most_recent, created_at) \
            SELECT id, from_state, to_state, event, metadata, recent, at FROM audit \
-           WHERE (SELECT count(*) FROM cleared) >= 0 ORDER BY ord RETURNING 1), \
-         announced AS (SELECT pg_notify(",
-    );
-    qb.push_bind(channel.to_owned());
-    qb.push(
-        ", task_uuid::text) FROM upd WHERE terminal) \
-         SELECT task_uuid FROM upd WHERE (SELECT count(*) FROM ins) >= 0 AND (SELECT count(*) FROM announced) >= 0",
+           WHERE (SELECT count(*) FROM cleared) >= 0 ORDER BY ord RETURNING 1) \
+         SELECT task_uuid FROM upd WHERE (SELECT count(*) FROM ins) >= 0",
     );
     qb
 }
@@ -476,18 +451,18 @@ fn push_transition_arrays<'a>(qb: &mut QueryBuilder<'a, Postgres>, a: Transition
     );
 }
 
-/// Messages of one `pgmq.send_batch` call: one queue, one visibility.
+/// Messages sent by one insert: one queue, one visibility.
 pub(super) struct SendGroup {
     pub queue: String,
-    /// The queue's notification payload (see [`super::postgres::queue_payload`]).
-    pub wake_payload: String,
+    /// The queue's PGMQ table (a checked identifier).
+    pub table: String,
     pub hidden_ms: i64,
     /// Positions in [`FollowupWrites::send`].
     pub indices: Vec<usize>,
 }
 
 /// Groups messages by (queue, visibility), the way `send_messages` sends them.
-pub(super) fn send_groups(messages: &[OutgoingMessage], origin: &str) -> Vec<SendGroup> {
+pub(super) fn send_groups(messages: &[OutgoingMessage]) -> Result<Vec<SendGroup>> {
     let mut groups: std::collections::BTreeMap<(&str, i64), Vec<usize>> = std::collections::BTreeMap::new();
     for (i, m) in messages.iter().enumerate() {
         let hidden = super::postgres::millis(m.hidden_for.unwrap_or_default());
@@ -495,34 +470,32 @@ pub(super) fn send_groups(messages: &[OutgoingMessage], origin: &str) -> Vec<Sen
     }
     groups
         .into_iter()
-        .map(|((queue, hidden_ms), indices)| SendGroup {
-            queue: queue.to_owned(),
-            wake_payload: super::postgres::queue_payload(queue, origin),
-            hidden_ms,
-            indices,
+        .map(|((queue, hidden_ms), indices)| {
+            Ok(SendGroup {
+                queue: queue.to_owned(),
+                table: super::postgres::queue_table(queue)?,
+                hidden_ms,
+                indices,
+            })
         })
         .collect()
 }
 
 /// Reads the rows of [`followup_statement`].
-pub(super) fn followup_rows(rows: &[PgRow], w: FollowupWrites<'_>) -> Result<Followup> {
+pub(super) fn followup_rows(rows: &[PgRow], w: FollowupWrites<'_>, groups: &[SendGroup]) -> Result<Followup> {
     let mut out = Followup::default();
-    let mut sent: Vec<Option<MessageRef>> = vec![None; w.send.len()];
+    let mut ids: Vec<Vec<i64>> = vec![Vec::new(); groups.len()];
     for r in rows {
         match r.try_get::<&str, _>("kind")? {
             "applied" => out.applied.push(r.try_get("id")?),
             "sent" => {
-                let n: i32 = r.try_get("n1")?;
-                let slot = usize::try_from(n).ok().and_then(|i| sent.get_mut(i).map(|s| (i, s)));
-                let Some((i, slot)) = slot else {
+                let group: i32 = r.try_get("n1")?;
+                let Some(group) = usize::try_from(group).ok().and_then(|g| ids.get_mut(g)) else {
                     return Err(TaskerError::Queue(format!(
-                        "a sent message came back with position {n}"
+                        "a message came back for send group {group}"
                     )));
                 };
-                *slot = Some(MessageRef {
-                    queue: w.send[i].queue.clone(),
-                    msg_id: r.try_get("big")?,
-                });
+                group.push(r.try_get("big")?);
             }
             "counters" => out.counters.push(TaskCounters {
                 task_uuid: r.try_get("id")?,
@@ -555,15 +528,62 @@ pub(super) fn followup_rows(rows: &[PgRow], w: FollowupWrites<'_>) -> Result<Fol
             _ => {}
         }
     }
+    out.sent = message_refs(groups, ids, w.send.len())?;
+    Ok(out)
+}
+
+/// The references of sent messages in input order, from each group's returned ids (which
+/// ascend in input order within a group: see `push_send`).
+fn message_refs(groups: &[SendGroup], ids: Vec<Vec<i64>>, count: usize) -> Result<Vec<MessageRef>> {
+    let mut sent: Vec<Option<MessageRef>> = vec![None; count];
+    for (g, mut group_ids) in groups.iter().zip(ids) {
+        group_ids.sort_unstable();
+        for (&i, id) in g.indices.iter().zip(group_ids) {
+            if let Some(slot) = sent.get_mut(i) {
+                *slot = Some(MessageRef {
+                    queue: g.queue.clone(),
+                    msg_id: id,
+                });
+            }
+        }
+    }
     let stored = sent.iter().filter(|s| s.is_some()).count();
-    if stored != w.send.len() {
+    if stored != count {
         return Err(TaskerError::Queue(format!(
-            "the queues stored {stored} of {} messages",
-            w.send.len()
+            "the queues stored {stored} of {count} messages"
         )));
     }
-    out.sent = sent.into_iter().flatten().collect();
-    Ok(out)
+    Ok(sent.into_iter().flatten().collect())
+}
+
+/// Sending messages on their own: one statement for every group. Rows: `n1` (the group) and
+/// `big` (a message id).
+pub(super) fn send_statement<'a>(messages: &'a [OutgoingMessage], groups: &[SendGroup]) -> QueryBuilder<'a, Postgres> {
+    let mut qb = QueryBuilder::new("WITH none AS (SELECT 1)");
+    for (i, g) in groups.iter().enumerate() {
+        push_send(&mut qb, i, g, messages, None);
+    }
+    let selects: Vec<String> = (0..groups.len())
+        .map(|i| format!("SELECT {i} AS n1, id AS big FROM send{i}"))
+        .collect();
+    qb.push(" ");
+    qb.push(selects.join(" UNION ALL "));
+    qb
+}
+
+/// Reads the rows of [`send_statement`].
+pub(super) fn sent_rows(rows: &[PgRow], groups: &[SendGroup], count: usize) -> Result<Vec<MessageRef>> {
+    let mut ids: Vec<Vec<i64>> = vec![Vec::new(); groups.len()];
+    for r in rows {
+        let group: i32 = r.try_get("n1")?;
+        let Some(group) = usize::try_from(group).ok().and_then(|g| ids.get_mut(g)) else {
+            return Err(TaskerError::Queue(format!(
+                "a message came back for send group {group}"
+            )));
+        };
+        group.push(r.try_get("big")?);
+    }
+    message_refs(groups, ids, count)
 }
 
 /// Audit rows as parallel arrays for `unnest`, with `recent` set on the last row of each

@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 use super::pg_connections::{HotPool, Leased};
 use super::pg_fused::{self, TransitionArrays};
+use super::pg_notifier::{Notifier, Wake};
 use super::records::*;
-use super::{order_key, Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
+use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{Result, TaskerError};
 use crate::state::{NamedState, StepState};
 
@@ -75,6 +76,8 @@ pub struct PostgresStore {
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Names this store in its queue notifications (see [`queue_payload`]).
     origin: std::sync::Arc<str>,
+    /// Sends the wake-ups of committed transactions.
+    notifier: Notifier,
 }
 
 impl PostgresStore {
@@ -111,8 +114,10 @@ impl PostgresStore {
         } else {
             None
         };
+        let hot = HotPool::new(pool.clone(), max_connections);
         Ok(Self {
-            hot: HotPool::new(pool.clone(), max_connections),
+            notifier: Notifier::spawn(hot.clone()),
+            hot,
             pool,
             signals,
             known_queues: Mutex::new(HashSet::new()),
@@ -332,6 +337,8 @@ impl Store for PostgresStore {
             conn: self.hot.lease().await?,
             origin: self.origin.clone(),
             begun: false,
+            notifier: self.notifier.clone(),
+            wakes: Vec::new(),
         }))
     }
 
@@ -431,16 +438,11 @@ impl Store for PostgresStore {
         // One statement, so no transaction around it: two round trips fewer. Not run again on
         // failure: a lost connection leaves unknown whether it committed.
         let mut conn = self.hot.lease().await?;
-        let inserted = create_task_on(
-            &mut conn,
-            &self.origin,
-            task,
-            task_transitions,
-            step_transitions,
-            messages,
-        )
-        .await?;
+        let inserted = create_task_on(&mut conn, task, task_transitions, step_transitions, messages).await?;
         conn.release();
+        if inserted == InsertedTask::Created {
+            self.notifier.send(visible_queue_wakes(messages, &self.origin));
+        }
         Ok(inserted)
     }
 
@@ -645,17 +647,12 @@ async fn summary_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<T
 /// Creates a task in one statement (see `pg_fused::create_task_statement`) on `conn`.
 async fn create_task_on(
     conn: &mut PgConnection,
-    origin: &str,
     task: &NewTask,
     task_transitions: &[TransitionRecord],
     step_transitions: &[TransitionRecord],
     messages: &[OutgoingMessage],
 ) -> Result<InsertedTask> {
-    let groups = pg_fused::send_groups(messages, origin);
-    for g in &groups {
-        // Checked before the statement is built (as in `send_messages`).
-        queue_table(&g.queue)?;
-    }
+    let groups = pg_fused::send_groups(messages)?;
     let mut qb = pg_fused::create_task_statement(task, task_transitions, step_transitions, messages, &groups);
     let rows = qb.build().fetch_all(&mut *conn).await?;
     let created = rows
@@ -681,6 +678,19 @@ async fn create_task_on(
     Ok(InsertedTask::Existing(existing))
 }
 
+/// The wake-ups for the queues of `messages` that are visible at once.
+fn visible_queue_wakes(messages: &[OutgoingMessage], origin: &str) -> Vec<Wake> {
+    let queues: std::collections::BTreeSet<&str> = messages
+        .iter()
+        .filter(|m| m.hidden_for.is_none())
+        .map(|m| m.queue.as_str())
+        .collect();
+    queues
+        .into_iter()
+        .map(|q| (QUEUE_CHANNEL, queue_payload(q, origin)))
+        .collect()
+}
+
 /// A transaction on a leased connection, rolled back if dropped. It begins lazily: the first
 /// statement sends `BEGIN` with it (in one round trip where it can: [`PgTx::first_statement`]),
 /// and one that ran nothing ends without a round trip.
@@ -688,6 +698,9 @@ struct PgTx {
     conn: Leased,
     origin: std::sync::Arc<str>,
     begun: bool,
+    notifier: Notifier,
+    /// What to announce once this commits (see `pg_notifier`).
+    wakes: Vec<Wake>,
 }
 
 #[async_trait]
@@ -745,54 +758,20 @@ impl MessageQueue for PgTx {
     }
 
     async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
-        // One statement per (queue, visibility) group; ids come back in input order.
-        let mut groups: BTreeMap<(&str, Option<Duration>), Vec<usize>> = BTreeMap::new();
-        for (i, m) in messages.iter().enumerate() {
-            groups.entry((m.queue.as_str(), m.hidden_for)).or_default().push(i);
+        if messages.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut refs: Vec<Option<MessageRef>> = vec![None; messages.len()];
-        for ((queue, hidden), indices) in groups {
-            let bodies: Vec<Json<&StepMessage>> = indices.iter().map(|&i| Json(&messages[i].body)).collect();
-            // Each body gets its `order_key`, by the server's clock: now + order_key(0, priority).
-            let head_starts: Vec<i64> = indices.iter().map(|&i| order_key(0, messages[i].priority)).collect();
-            // Visibility is computed with the server's clock, the one `pgmq.read` compares
-            // with, so a skewed application host cannot hide messages or shorten leases.
-            // NOTIFY is transactional: listeners hear it at commit, when the messages are
-            // visible. Hidden (eagerly claimed) messages wake nobody.
-            let ids: Vec<i64> = sqlx::query_scalar(
-                "SELECT s.id FROM pgmq.send_batch($1, \
-                   ARRAY(SELECT b || jsonb_build_object('order', \
-                           (extract(epoch FROM clock_timestamp()) * 1000)::bigint + h) \
-                         FROM unnest($2::jsonb[], $6::bigint[]) WITH ORDINALITY AS v(b, h, ord) ORDER BY ord), \
-                   clock_timestamp() + $3 ::float8 * interval '1 millisecond') \
-                 WITH ORDINALITY AS s(id, ord) \
-                 LEFT JOIN (SELECT pg_notify($4, $7) WHERE $5) AS n ON true ORDER BY s.ord",
-            )
-            .bind(queue)
-            .bind(&bodies)
-            .bind(millis(hidden.unwrap_or_default()))
-            .bind(QUEUE_CHANNEL)
-            .bind(hidden.is_none())
-            .bind(&head_starts)
-            .bind(queue_payload(queue, &self.origin))
+        // One statement for all (queue, visibility) groups; references come back in input
+        // order. Visible messages wake their queue's listeners once this commits.
+        let groups = pg_fused::send_groups(messages)?;
+        let mut qb = pg_fused::send_statement(messages, &groups);
+        let rows = qb
+            .build()
             .fetch_all(self.tx().await?)
             .await
-            .map_err(|e| queue_error(e, format!("sending to queue '{queue}'")))?;
-            if ids.len() != indices.len() {
-                return Err(TaskerError::Queue(format!(
-                    "queue '{queue}' stored {} of {} messages",
-                    ids.len(),
-                    indices.len()
-                )));
-            }
-            for (&i, id) in indices.iter().zip(ids) {
-                refs[i] = Some(MessageRef {
-                    queue: queue.to_owned(),
-                    msg_id: id,
-                });
-            }
-        }
-        Ok(refs.into_iter().flatten().collect())
+            .map_err(|e| queue_error(e, "sending messages".into()))?;
+        self.wake_visible(&groups);
+        pg_fused::sent_rows(&rows, &groups, messages.len())
     }
 
     async fn delete_messages(&mut self, messages: &[MessageRef]) -> Result<()> {
@@ -827,19 +806,19 @@ impl MessageQueue for PgTx {
             // Server clock, as in `send_messages`; SKIP LOCKED as in `delete_messages`. A message
             // made visible now wakes the queue's listeners at commit (lease released or given up).
             sqlx::query(&format!(
-                "WITH upd AS (UPDATE pgmq.{table} SET vt = clock_timestamp() + $2 ::float8 * interval '1 millisecond' \
-                   WHERE msg_id IN (SELECT msg_id FROM pgmq.{table} WHERE msg_id = ANY($1) FOR UPDATE SKIP LOCKED) \
-                   RETURNING 1) \
-                 SELECT pg_notify($3, $4) WHERE $2 = 0 AND EXISTS (SELECT 1 FROM upd)",
+                "UPDATE pgmq.{table} SET vt = clock_timestamp() + $2 ::float8 * interval '1 millisecond' \
+                 WHERE msg_id IN (SELECT msg_id FROM pgmq.{table} WHERE msg_id = ANY($1) FOR UPDATE SKIP LOCKED)",
                 table = queue_table(queue)?
             ))
             .bind(&ids)
             .bind(millis(after))
-            .bind(QUEUE_CHANNEL)
-            .bind(queue_payload(queue, &self.origin))
             .execute(self.tx().await?)
             .await
             .map_err(|e| queue_error(e, format!("setting visibility in queue '{queue}'")))?;
+            if after.is_zero() {
+                // Released or given up: visible now, so the queue's listeners are woken.
+                self.wake_queue(queue);
+            }
         }
         Ok(())
     }
@@ -907,14 +886,11 @@ impl StoreTx for PgTx {
     }
 
     async fn apply_followup_writes(&mut self, w: FollowupWrites<'_>, now: DateTime<Utc>) -> Result<Followup> {
-        let groups = pg_fused::send_groups(w.send, &self.origin);
-        for g in &groups {
-            // Checked before the statement is built: the name becomes an identifier there.
-            queue_table(&g.queue)?;
-        }
+        let groups = pg_fused::send_groups(w.send)?;
         let mut qb = pg_fused::followup_statement(w, now, &groups)?;
         let rows = qb.build().fetch_all(self.tx().await?).await?;
-        pg_fused::followup_rows(&rows, w)
+        self.wake_visible(&groups);
+        pg_fused::followup_rows(&rows, w, &groups)
     }
 
     async fn cancel_open_steps(
@@ -1047,8 +1023,14 @@ impl StoreTx for PgTx {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb = pg_fused::task_changes_statement(changes, transitions, now, TASK_CHANNEL);
-        let applied = qb.build_query_scalar().fetch_all(self.tx().await?).await?;
+        let mut qb = pg_fused::task_changes_statement(changes, transitions, now);
+        let applied: Vec<Uuid> = qb.build_query_scalar().fetch_all(self.tx().await?).await?;
+        for c in changes
+            .iter()
+            .filter(|c| c.new.is_terminal() && applied.contains(&c.task_uuid))
+        {
+            self.wakes.push((TASK_CHANNEL, c.task_uuid.to_string()));
+        }
         Ok(applied)
     }
 
@@ -1145,15 +1127,12 @@ impl StoreTx for PgTx {
         step_transitions: &[TransitionRecord],
         messages: &[OutgoingMessage],
     ) -> Result<InsertedTask> {
-        create_task_on(
-            &mut self.conn,
-            &self.origin,
-            task,
-            task_transitions,
-            step_transitions,
-            messages,
-        )
-        .await
+        let inserted = create_task_on(self.tx().await?, task, task_transitions, step_transitions, messages).await?;
+        if inserted == InsertedTask::Created {
+            let wakes = visible_queue_wakes(messages, &self.origin);
+            self.wakes.extend(wakes);
+        }
+        Ok(inserted)
     }
 
     async fn task_inputs(&mut self, task_uuids: &[Uuid]) -> Result<Vec<TaskInput>> {
@@ -1239,19 +1218,12 @@ impl StoreTx for PgTx {
     }
 
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(TASK_CHANNEL)
-            .bind(task_uuid.to_string())
-            .execute(self.tx().await?)
-            .await?;
+        self.wakes.push((TASK_CHANNEL, task_uuid.to_string()));
         Ok(())
     }
 
     async fn notify_timers(&mut self) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(TIMER_CHANNEL)
-            .execute(self.tx().await?)
-            .await?;
+        self.wakes.push((TIMER_CHANNEL, String::new()));
         Ok(())
     }
 
@@ -1265,6 +1237,17 @@ impl StoreTx for PgTx {
 }
 
 impl PgTx {
+    fn wake_queue(&mut self, queue: &str) {
+        self.wakes.push((QUEUE_CHANNEL, queue_payload(queue, &self.origin)));
+    }
+
+    /// Wakes the queues of groups that sent visible messages.
+    fn wake_visible(&mut self, groups: &[pg_fused::SendGroup]) {
+        for g in groups.iter().filter(|g| g.hidden_ms == 0) {
+            self.wake_queue(&g.queue);
+        }
+    }
+
     /// The connection, with the transaction begun (`BEGIN` sent now if it was not yet).
     async fn tx(&mut self) -> Result<&mut PgConnection> {
         if !self.begun {
@@ -1317,6 +1300,9 @@ impl PgTx {
         match self.conn.execute(statement).await {
             Ok(_) => {
                 self.conn.transaction_ended();
+                if statement == "COMMIT" {
+                    self.notifier.send(std::mem::take(&mut self.wakes));
+                }
                 Ok(())
             }
             Err(e) => {
