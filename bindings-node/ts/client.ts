@@ -46,7 +46,10 @@ export interface CreateTaskRequest {
   /** Why the task exists. */
   reason: string;
   tags?: string[];
-  /** Higher runs first. */
+  /**
+   * Higher runs first: each point is worth a second of waiting on the queue (so a low priority
+   * is never starved). Default 0.
+   */
   priority?: number;
   /** Creating twice with the same key returns the first task (`created === false`). */
   idempotencyKey?: string;

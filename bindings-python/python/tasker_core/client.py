@@ -331,6 +331,8 @@ class Client:
         Args:
             context: the task's input, a JSON-serialisable mapping validated against the
                 template's ``input_schema``.
+            priority: higher runs first; each point is worth a second of waiting on the
+                queue, so a low priority is never starved.
             idempotency_key: creating twice with the same key returns the first task
                 (``task.created`` is then ``False``).
 

@@ -42,7 +42,8 @@ module TaskerCore
     # @param source_system [String, nil]
     # @param reason [String, nil]
     # @param tags [Array<String>]
-    # @param priority [Integer]
+    # @param priority [Integer] higher runs first; each point is worth a second of waiting on the
+    #   queue, so a low priority is never starved
     # @param idempotency_key [String, nil] creating again with the same key returns the first task
     # @return [Task]
     # @raise [ValidationError] naming the failing property when the context violates the schema
