@@ -10,6 +10,7 @@ on_both_backends!(
     linear_diamond_tree_and_mixed_dags_complete,
     every_dispatch_mode_runs_workflows,
     versions_coexist_and_the_highest_is_the_default,
+    higher_priority_tasks_run_first,
 );
 
 async fn linear_diamond_tree_and_mixed_dags_complete(db: Db) {
@@ -171,5 +172,52 @@ async fn versions_coexist_and_the_highest_is_the_default(db: Db) {
     assert_eq!(tasker.list_templates().await.expect("list").len(), 3);
     worker.stop().await;
     tasker.close().await;
+    test_db.cleanup().await;
+}
+
+/// Ready steps of higher-priority tasks are claimed first on their queue (then oldest first).
+/// Three tasks of priority 0, 5 and -3 and a second one of 5 wait for a worker with one slot.
+async fn higher_priority_tasks_run_first(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    let yaml = "name: single\nnamespace_name: priorities\nversion: 1.0.0\n\
+                steps:\n  - name: only\n    handler: { callable: record }\n";
+    let loaded = tasker_core::template::parse_str(yaml, None, "test").expect("template parses");
+    tasker.register_template(&loaded).await.expect("register");
+    for (label, priority) in [("normal", 0), ("urgent", 5), ("later", -3), ("urgent too", 5)] {
+        tasker
+            .create_task(tasker_core::TaskRequest {
+                namespace: "priorities".into(),
+                name: "single".into(),
+                context: json!({ "label": label }),
+                priority,
+                ..Default::default()
+            })
+            .await
+            .expect("create");
+    }
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut registry = tasker_core::handler::HandlerRegistry::new();
+    let seen = order.clone();
+    registry.register_fn("record", move |step| {
+        let seen = seen.clone();
+        async move {
+            let label = step.task_context["label"].as_str().unwrap_or_default().to_owned();
+            seen.lock().expect("order").push(label);
+            Ok(json!({}))
+        }
+    });
+    let worker = RunningWorker::start(&tasker, &["priorities"], 1, registry).await;
+    for _ in 0..500 {
+        if order.lock().expect("order").len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    worker.stop().await;
+    assert_eq!(
+        *order.lock().expect("order"),
+        ["urgent", "urgent too", "normal", "later"]
+    );
     test_db.cleanup().await;
 }
