@@ -392,7 +392,8 @@ macro_rules! rows_cte {
     };
 }
 
-/// Whether any of the queues (`?1`, a JSON array of names) has a visible message at `?2`.
+/// Whether any of the queues (`?1`, a JSON array of names) has a visible message at `?2`:
+/// walks the claim index past the leased messages (as many as are in flight).
 const HAS_VISIBLE: &str = "SELECT EXISTS (SELECT 1 FROM tasker_queue_messages \
      WHERE queue IN (SELECT value FROM json_each(?1)) AND vt <= ?2)";
 
@@ -894,7 +895,8 @@ static TASK_DETAIL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `list_tasks` with exactly the filters given (an `(?1 IS NULL OR …)` filter cannot use an
-/// index), newest first: each combination has an index ending in (created_at, task_uuid).
+/// index), newest first: by namespace and/or state through an index ending in (created_at,
+/// task_uuid); a name is filtered within its namespace's index (0004).
 fn list_tasks_sql(namespace: bool, name: bool, state: bool) -> String {
     let mut conditions = Vec::new();
     if namespace {
@@ -2216,6 +2218,7 @@ mod tests {
                         let listing = name.starts_with("list_tasks (namespace false, name")
                             && !name.contains("state true")
                             && line.contains("USING INDEX tasker_tasks_by_created");
+                        // By name: the namespace's (or state's) newest-first index, names filtered.
                         // Inserting a task row plans the foreign-key scan of its children that
                         // resolves pending violations; it is skipped at run time when there are
                         // none (OP_FkIfZero), which is always here. VALUES plans it as well, but
