@@ -53,7 +53,15 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Slot>>,
     readers: Vec<Arc<Mutex<Slot>>>,
     next_reader: AtomicUsize,
-    closed: AtomicBool,
+    closed: Arc<AtomicBool>,
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        self.checkpointer.abort();
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -70,6 +78,45 @@ const READERS: usize = 4;
 
 /// How long a transaction waits for the writer connection before giving up (a transient error).
 const WRITER_WAIT: Duration = Duration::from_secs(60);
+
+/// How often the WAL is checkpointed in the background (see `checkpoint_in_background`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// The writer's own automatic checkpoint, only a safety net (the background checkpointer keeps
+/// the WAL far smaller): run inside a COMMIT, a checkpoint stalls the transaction committing.
+const WAL_AUTOCHECKPOINT_PAGES: &str = "10000";
+
+/// The writer's page cache, in KiB (SQLite's default is 2,000): the pages a transaction touches
+/// stay cached as the history grows.
+const WRITER_CACHE_KIB: &str = "-16384";
+
+/// Copies the WAL into the database file every `CHECKPOINT_EVERY` on a connection of its own
+/// (PASSIVE: never waits for, nor blocks, readers or the writer), so that checkpoints, and the
+/// fsync they end with, do not run inside a transaction's COMMIT. Stops when the store closes.
+fn checkpoint_in_background(options: SqliteConnectOptions, closed: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conn: Option<SqliteConnection> = None;
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if closed.load(Ordering::Acquire) {
+                break;
+            }
+            if conn.is_none() {
+                conn = options.connect().await.ok();
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *c).await {
+                tracing::debug!(error = %e, "background WAL checkpoint failed; the writer's own checkpoint remains");
+                conn = None;
+            }
+        }
+        if let Some(c) = conn {
+            let _ = c.close().await;
+        }
+    })
+}
 
 /// The statement that opens a write transaction. It takes SQLite's write lock up front, so a
 /// transaction never fails half-way when it upgrades from read to write (other processes wait on
@@ -169,7 +216,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         let lock = StartupLock::acquire(options.get_filename()).await?;
-        let mut conn = options.connect().await?;
+        let mut conn = options
+            .clone()
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .pragma("cache_size", WRITER_CACHE_KIB)
+            .connect()
+            .await?;
         // `run_direct` on a connection keeps this future `Send` (`run(&pool)` is not), so
         // `Tasker::connect_with` can be spawned; see `assert_connect_is_send`.
         sqlx::migrate!("./migrations/sqlite")
@@ -178,8 +230,13 @@ impl SqliteStore {
             .map_err(|e| TaskerError::Migration(e.to_string()))?;
         drop(lock);
         let reader_options = options.clone().read_only(true);
+        let checkpoint_options = options.clone();
+        let options = options
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .pragma("cache_size", WRITER_CACHE_KIB);
         // The first reader is opened now, as the pool did: a file that cannot be read fails here.
         let mut first_reader = Some(reader_options.connect().await?);
+        let closed = Arc::new(AtomicBool::new(false));
         let readers = (0..READERS)
             .map(|_| {
                 Arc::new(Mutex::new(Slot {
@@ -197,7 +254,8 @@ impl SqliteStore {
             })),
             readers,
             next_reader: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
+            checkpointer: checkpoint_in_background(checkpoint_options, closed.clone()),
+            closed,
         })
     }
 
@@ -1386,6 +1444,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.checkpointer.abort();
         for slot in std::iter::once(&self.writer).chain(&self.readers) {
             // Waits for the transaction or read in progress.
             let conn = slot.lock().await.conn.take();
