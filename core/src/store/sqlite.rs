@@ -146,7 +146,7 @@ impl Slot {
             if let Some(conn) = self.conn.as_mut() {
                 match sqlx::query("ROLLBACK").execute(&mut *conn).await {
                     Ok(_) => {}
-                    Err(e) if e.to_string().contains("no transaction is active") => {}
+                    Err(e) if no_transaction(&e) => {}
                     Err(_) => self.conn = None,
                 }
             }
@@ -165,6 +165,11 @@ impl Slot {
             self.open_tx = false;
         }
     }
+}
+
+/// "cannot rollback - no transaction is active".
+fn no_transaction(e: &sqlx::Error) -> bool {
+    e.to_string().contains("no transaction is active")
 }
 
 /// A queue operation's error: kept as a database error when running it again may succeed (so
@@ -953,9 +958,16 @@ static TASK_DETAIL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `list_tasks` with exactly the filters given (an `(?1 IS NULL OR …)` filter cannot use an
-/// index), newest first: by namespace and/or state through an index ending in (created_at,
-/// task_uuid); a name is filtered within its namespace's index (0004).
+/// index), newest first, through the index of its namespace and/or state ending in (created_at,
+/// task_uuid), named so that statistics (ANALYZE) cannot trade it for a sort; a name is filtered
+/// within that index (0004).
 fn list_tasks_sql(namespace: bool, name: bool, state: bool) -> String {
+    let index = match (namespace, state) {
+        (false, false) => "tasker_tasks_by_created",
+        (true, false) => "tasker_tasks_by_namespace",
+        (false, true) => "tasker_tasks_by_state",
+        (true, true) => "tasker_tasks_by_namespace_state",
+    };
     let mut conditions = Vec::new();
     if namespace {
         conditions.push("namespace_name = ?1");
@@ -975,9 +987,9 @@ fn list_tasks_sql(namespace: bool, name: bool, state: bool) -> String {
         concat!(
             "SELECT ",
             task_columns!(),
-            " FROM tasker_tasks {}ORDER BY created_at DESC, task_uuid DESC LIMIT ?4"
+            " FROM tasker_tasks INDEXED BY {} {}ORDER BY created_at DESC, task_uuid DESC LIMIT ?4"
         ),
-        filter
+        index, filter
     )
 }
 
@@ -1477,6 +1489,8 @@ impl Drop for SqliteTx {
                 if let Some(conn) = slot.conn.as_mut() {
                     match sqlx::query("ROLLBACK").execute(conn).await {
                         Ok(_) => slot.open_tx = false,
+                        // BEGIN itself had failed (or the command had committed).
+                        Err(e) if no_transaction(&e) => slot.open_tx = false,
                         Err(e) => slot.failed(&e),
                     }
                 }
