@@ -661,6 +661,15 @@ impl Worker {
             Phase::Running => {
                 entry.phase = Phase::Applying;
                 let permit = entry.permit.take();
+                // Past its deadline, the attempt has timed out even if the lease loop has not
+                // noticed yet (it looks every 50 ms, and a binding may abort its handler at the
+                // deadline itself): the outcome is ignored, as it would be a moment later.
+                let outcome = if entry.deadline.is_some_and(|d| d <= Instant::now()) {
+                    entry.cancel.cancel();
+                    StepOutcome::Failure(timeout_failure(entry.attempt))
+                } else {
+                    outcome
+                };
                 let completion = completion_of(&self.shared, entry, outcome);
                 send_job(&self.shared, completion, Some(event_id), permit)
             }
@@ -1127,6 +1136,14 @@ async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
     }
 }
 
+/// The failure of an attempt that overran its `timeout_seconds`.
+fn timeout_failure(attempt: i32) -> StepFailure {
+    StepFailure::retryable(
+        error_types::TIMEOUT,
+        format!("attempt {attempt} exceeded its timeout_seconds"),
+    )
+}
+
 /// Renews leases of attempts still in flight (queued, running, or waiting to be applied),
 /// fails attempts past their deadline, and gives up handlers that overran it by a lease
 /// length. Runs until the worker is fully stopped, through the whole drain.
@@ -1155,10 +1172,7 @@ async fn lease_loop(shared: Arc<Shared>) {
                         entry.phase = Phase::TimedOut;
                         entry.cancel.cancel();
                         tracing::warn!(event_id, step = %entry.step_uuid, "attempt timed out");
-                        let failure = StepFailure::retryable(
-                            error_types::TIMEOUT,
-                            format!("attempt {} exceeded its timeout_seconds", entry.attempt),
-                        );
+                        let failure = timeout_failure(entry.attempt);
                         timed_out.push(completion_of(&shared, entry, StepOutcome::Failure(failure)));
                     }
                     Phase::TimedOut if now.duration_since(deadline) >= give_up_after => given_up.push(*event_id),
