@@ -1,10 +1,11 @@
 //! SQLite store: the embedded default. One file in WAL mode, safe for several processes on one
 //! machine.
 //!
-//! Writes go through a single-connection pool and start with `BEGIN IMMEDIATE`: SQLite allows one
+//! Writes go through one writer connection and start with `BEGIN IMMEDIATE`: SQLite allows one
 //! writer at a time anyway, and taking the write lock up front means a transaction never fails
 //! half-way when it upgrades from read to write (other processes wait on `busy_timeout`).
-//! Reads use a separate pool and never block writers (WAL).
+//! Reads use four read-only connections and never block writers (WAL). The store holds these
+//! connections itself (see [`SqliteStore`]); the WAL is checkpointed in the background.
 //!
 //! Every statement is a round trip to the thread that owns the connection (sqlx runs each SQLite
 //! connection on its own thread), and those hand-offs, not SQLite, are most of the cost of a
@@ -15,7 +16,10 @@
 //! become their 16-byte BLOB again with `unhex()`; JSON that is stored (results, errors,
 //! metadata, message bodies) travels as a JSON *string*, so it is stored byte for byte as serde
 //! wrote it. A primitive made of several statements sends them in one query string, which the
-//! SQLite driver runs as one command (`?N` parameters are shared by all of them).
+//! SQLite driver runs as one command (`?N` parameters are shared by all of them), and a
+//! transaction's BEGIN goes out with its first command. sqlx deprecates several statements in one
+//! `query()` (it still runs them in 0.8; see `tests::commands`): a future sqlx would need another
+//! way to send them together.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
