@@ -190,9 +190,9 @@ pub(super) fn outcome_rows(rows: &[PgRow]) -> Result<(Vec<Uuid>, Vec<ReadyChild>
 }
 
 /// The second writes of a batch of outcomes, and the claim inputs, as one statement:
-/// `upd`/`cleared`/`ins` for the released children, one `pgmq.send_batch` per (queue,
-/// visibility) group (`send0`, `send1`…, with the queue's NOTIFY for visible ones, as
-/// `send_messages` does), `counters` (the task deltas, as `apply_task_deltas`), and the reads
+/// `upd`/`cleared`/`ins` for the released children, one insert into the queue table per (queue,
+/// visibility) group (`send0`, `send1`…, as `send_messages` does; their wake-ups are the caller's, sent
+/// after commit), `counters` (the task deltas, as `apply_task_deltas`), and the reads
 /// of `claim_inputs`, which see the parents' results written by the outcome statement before.
 pub(super) fn followup_statement<'a>(
     w: FollowupWrites<'a>,
