@@ -1043,81 +1043,8 @@ impl StoreTx for PgTx {
     }
 
     async fn insert_task(&mut self, t: &NewTask) -> Result<InsertedTask> {
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO tasker_tasks (task_uuid, template_id, namespace_name, name, version, state, context, \
-                initiator, source_system, reason, tags, priority, correlation_id, identity_hash, idempotency_key, \
-                total_steps, active_steps, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) \
-             ON CONFLICT (identity_hash) DO NOTHING RETURNING task_uuid",
-        )
-        .bind(t.task_uuid)
-        .bind(t.template_id)
-        .bind(&t.namespace)
-        .bind(&t.name)
-        .bind(&t.version)
-        .bind(t.state.as_str())
-        .bind(Json(&t.context))
-        .bind(&t.initiator)
-        .bind(&t.source_system)
-        .bind(&t.reason)
-        .bind(Json(&t.tags))
-        .bind(t.priority)
-        .bind(t.correlation_id)
-        .bind(&t.identity_hash)
-        .bind(&t.idempotency_key)
-        .bind(i32::try_from(t.steps.len()).unwrap_or(i32::MAX))
-        .bind(t.active_steps)
-        .bind(t.created_at)
-        .fetch_optional(self.tx().await?)
-        .await?;
-        if inserted.is_none() {
-            let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
-                .bind(&t.identity_hash)
-                .fetch_one(self.tx().await?)
-                .await?;
-            return Ok(InsertedTask::Existing(existing));
-        }
-        let ids: Vec<Uuid> = t.steps.iter().map(|s| s.step_uuid).collect();
-        let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
-        let positions: Vec<i32> = t.steps.iter().map(|s| s.position).collect();
-        let queues: Vec<&str> = t.steps.iter().map(|s| s.queue.as_str()).collect();
-        let states: Vec<&str> = t.steps.iter().map(|s| s.state.as_str()).collect();
-        let max_attempts: Vec<i32> = t.steps.iter().map(|s| s.max_attempts).collect();
-        let retryable: Vec<bool> = t.steps.iter().map(|s| s.retryable).collect();
-        let pending: Vec<i32> = t.steps.iter().map(|s| s.pending_parents).collect();
-        sqlx::query(
-            "INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, max_attempts, retryable, \
-                pending_parents, created_at, updated_at) \
-             SELECT v.id, $1, v.name, v.position, v.queue, v.state, v.max_attempts, v.retryable, v.pending, $10, $10 \
-             FROM unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[], $8::bool[], $9::int[]) \
-                  AS v(id, name, position, queue, state, max_attempts, retryable, pending)",
-        )
-        .bind(t.task_uuid)
-        .bind(&ids)
-        .bind(&names)
-        .bind(&positions)
-        .bind(&queues)
-        .bind(&states)
-        .bind(&max_attempts)
-        .bind(&retryable)
-        .bind(&pending)
-        .bind(t.created_at)
-        .execute(self.tx().await?)
-        .await?;
-        if !t.edges.is_empty() {
-            let from: Vec<Uuid> = t.edges.iter().map(|e| e.0).collect();
-            let to: Vec<Uuid> = t.edges.iter().map(|e| e.1).collect();
-            sqlx::query(
-                "INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) \
-                 SELECT $1, f, t FROM unnest($2::uuid[], $3::uuid[]) AS v(f, t)",
-            )
-            .bind(t.task_uuid)
-            .bind(&from)
-            .bind(&to)
-            .execute(self.tx().await?)
-            .await?;
-        }
-        Ok(InsertedTask::Created)
+        // The creation statement with no audit rows and no messages.
+        create_task_on(self.tx().await?, t, &[], &[], &[]).await
     }
 
     async fn create_task_rows(
