@@ -41,8 +41,10 @@ RSpec.describe "RBS signatures (sig/)" do
     TaskerCore::Worker, TaskerCore::HandlerRegistry, TaskerCore::HandlerRegistry::Entry,
     TaskerCore::StepHandler::Base, TaskerCore::StepResult::Success, TaskerCore::StepResult::Failure,
     TaskerCore::Error, TaskerCore::ValidationError, TaskerCore::TemplateError, TaskerCore::SerializationError,
-    TaskerCore::RetryableError, TaskerCore::PermanentError, TaskerCore::HandlerNotFound,
-    TaskerCore::Native::Client, TaskerCore::Native::Worker
+    TaskerCore::RetryableError, TaskerCore::PermanentError, TaskerCore::HandlerNotFound, TaskerCore::FencedError,
+    TaskerCore::Native::Client, TaskerCore::Native::Worker, TaskerCore::Batch::Cursor, TaskerCore::BatchContext,
+    TaskerCore::Checkpoint, TaskerCore::StepResult::Decision, TaskerCore::StepResult::Batches,
+    TaskerCore::Worker::Checkpointer, TaskerCore::Testing::CheckpointRecorder
   ]
   classes.each do |klass|
     it "declare every public instance method of #{klass}" do
@@ -52,7 +54,9 @@ RSpec.describe "RBS signatures (sig/)" do
   end
 
   modules = [TaskerCore, TaskerCore::Native, TaskerCore::Testing, TaskerCore::StepResult, TaskerCore::Native::Client,
-             TaskerCore::Native::Worker, TaskerCore::Worker, TaskerCore::StepHandler::Base]
+             TaskerCore::Native::Worker, TaskerCore::Worker, TaskerCore::StepHandler::Base, TaskerCore::Batch,
+             TaskerCore::Checkpoint, TaskerCore::BatchContext, TaskerCore::StepResult::Decision,
+             TaskerCore::StepResult::Batches]
   modules.each do |mod|
     it "declare every singleton method of #{mod}" do
       declared = builder.build_singleton(type_name(mod)).methods.keys

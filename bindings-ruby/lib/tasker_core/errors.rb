@@ -66,6 +66,11 @@ module TaskerCore
   # A background task of the worker died; it claims nothing more (see the message).
   class WorkerFailedError < Error; end
 
+  # A checkpoint (or completion) came from an attempt that no longer holds its step: it timed
+  # out, was re-claimed by another worker or cancelled. Nothing was stored; the handler should
+  # stop, since nobody will use its result.
+  class FencedError < Error; end
+
   # An argument was rejected; the message names it.
   class InvalidArgumentError < Error; end
 

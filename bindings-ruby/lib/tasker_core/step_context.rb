@@ -20,6 +20,12 @@ module TaskerCore
     attr_reader :handler_name
     # @return [Time, nil] when the engine fails this attempt with a timeout
     attr_reader :deadline
+    # @return [BatchContext, nil] for an instance of a `batch_worker` step: its cursor range, the
+    #   template's `batch_config`, and {BatchContext#checkpoint} to record progress; nil otherwise
+    attr_reader :batch
+    # @return [Checkpoint, nil] the last checkpoint recorded by an earlier attempt of this step
+    #   (where a retry resumes), nil on a first attempt or when none was recorded
+    attr_reader :checkpoint
     # @api private
     attr_reader :event_id, :handler_method
 
@@ -28,10 +34,12 @@ module TaskerCore
 
     # @param cancelled [Boolean, #call] what {#cancelled?} answers: a Boolean, or a callable asked
     #   on every check (workers pass the attempt's cancel signal)
+    # @param batch [BatchContext, nil]
+    # @param checkpoint [Checkpoint, nil]
     def initialize(task_uuid:, step_uuid:, step_name:, input: {}, config: {}, dependency_results: {},
                    attempt: 1, max_attempts: 1, namespace: nil, task_name: nil, task_version: nil,
                    correlation_id: nil, handler_name: nil, handler_method: "call", deadline: nil, event_id: nil,
-                   cancelled: false)
+                   cancelled: false, batch: nil, checkpoint: nil)
       @task_uuid = task_uuid
       @step_uuid = step_uuid
       @step_name = step_name
@@ -49,12 +57,17 @@ module TaskerCore
       @deadline = deadline
       @event_id = event_id
       @cancelled = cancelled
+      @batch = batch
+      @checkpoint = checkpoint
     end
 
     # @api private
-    # Builds a context from a native step event; `cancelled` answers {#cancelled?}.
-    def self.from_event(event, cancelled: false)
+    # Builds a context from a native step event; `cancelled` answers {#cancelled?}, and
+    # `checkpointer` stores the batch's checkpoints.
+    def self.from_event(event, cancelled: false, checkpointer: nil)
       deadline = event["deadline"]
+      checkpoint = Checkpoint.from_h(event["checkpoint"])
+      batch = BatchContext.from_h(event["batch"], checkpoint: checkpoint, checkpointer: checkpointer)
       new(
         task_uuid: event["task_uuid"], step_uuid: event["step_uuid"], step_name: event["step_name"],
         input: event["input"], config: event["config"], dependency_results: event["dependency_results"],
@@ -62,7 +75,7 @@ module TaskerCore
         task_name: event["task_name"], task_version: event["task_version"],
         correlation_id: event["correlation_id"], handler_name: event["callable"],
         handler_method: event["method"], deadline: deadline && Time.iso8601(deadline), event_id: event["event_id"],
-        cancelled: cancelled
+        cancelled: cancelled, batch: batch, checkpoint: checkpoint
       )
     end
 
@@ -83,6 +96,11 @@ module TaskerCore
     end
     alias get_dependency_result dependency_result
 
+    # Whether this is an instance of a `batch_worker` step.
+    def batch?
+      !batch.nil?
+    end
+
     # Whether an earlier attempt of this step failed.
     def retry?
       attempt > 1
@@ -94,7 +112,8 @@ module TaskerCore
     end
 
     def inspect
-      "#<TaskerCore::StepContext #{namespace}/#{task_name} step=#{step_name} attempt=#{attempt}/#{max_attempts}>"
+      "#<TaskerCore::StepContext #{namespace}/#{task_name} step=#{step_name} attempt=#{attempt}/#{max_attempts}" \
+        "#{" batch=#{batch.batch_id}" if batch}>"
     end
   end
 end

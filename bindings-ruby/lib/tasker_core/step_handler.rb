@@ -62,10 +62,48 @@ module TaskerCore
         StepResult::Failure.new(message: message, error_type: error_type, retryable: retryable,
                                 retry_after: retry_after, metadata: metadata)
       end
+
+      # A decision step's success creating the steps named `steps` (see
+      # {StepResult.decision_success}).
+      #
+      #   amount < 1000 ? decision_success(steps: ["auto_approve"]) : decision_success(steps: %w[manager finance])
+      #
+      # @param steps [Array<String, Symbol>, String, Symbol]
+      # @param result [Hash] other keys of the result, handed to dependents
+      # @return [StepResult::Success]
+      def decision_success(steps:, result: {}, metadata: {})
+        StepResult.decision_success(steps: steps, result: result, metadata: metadata)
+      end
+
+      # A decision step's success creating no branch.
+      # @return [StepResult::Success]
+      def decision_no_branches(result: {}, metadata: {})
+        StepResult.decision_no_branches(result: result, metadata: metadata)
+      end
+
+      # A batchable step's success creating one `worker` instance per cursor: `total:` items in
+      # batches of `batch_size:`, or explicit `cursors:` (see {StepResult.create_batches}). No
+      # cursors at all is {#no_batches}.
+      #
+      #   create_batches(worker: "process_batch", total: rows.count, batch_size: 1000)
+      #
+      # @return [StepResult::Success]
+      def create_batches(worker:, total: nil, batch_size: nil, cursors: nil, result: {}, metadata: {})
+        StepResult.create_batches(worker: worker, total: total, batch_size: batch_size, cursors: cursors,
+                                  result: result, metadata: metadata)
+      end
+
+      # A batchable step's success with nothing to process (one no-op worker instance runs, then
+      # the convergence step).
+      # @return [StepResult::Success]
+      def no_batches(result: {}, metadata: {})
+        StepResult.no_batches(result: result, metadata: metadata)
+      end
     end
 
     # A handler defined with {TaskerCore.step_handler}: the block runs with the handler
-    # instance as `self`, so `success`, `failure` and `config` are available in it.
+    # instance as `self`, so `success`, `failure`, the decision and batch helpers and `config`
+    # are available in it.
     class Block < Base
       class << self
         # @api private

@@ -23,6 +23,18 @@ module TaskerCore
         { status: "success", result: result, metadata: metadata }
       end
 
+      # The decision this result carries (`decision_point_outcome`), or nil.
+      # @return [Decision, nil]
+      def decision
+        Decision.from(result)
+      end
+
+      # The batch outcome this result carries (`batch_processing_outcome`), or nil.
+      # @return [Batches, nil]
+      def batches
+        Batches.from(result)
+      end
+
       def inspect
         "#<TaskerCore::StepResult::Success result=#{result.inspect}>"
       end

@@ -172,6 +172,14 @@ module TaskerCore
     attr_reader :last_error
     # @return [Array<String>] names of the steps this one depends on
     attr_reader :dependencies
+    # @return [String, nil] the decision or batchable step that created this step at run time
+    #   (nil for the steps created with the task)
+    attr_reader :created_by
+    # @return [BatchContext, nil] for a batch worker instance, its cursor range (read only: it
+    #   records no checkpoints)
+    attr_reader :batch
+    # @return [Checkpoint, nil] the last checkpoint any attempt of this step recorded
+    attr_reader :checkpoint
     # @return [Time, nil]
     attr_reader :next_retry_at, :created_at, :first_attempted_at, :last_attempted_at, :completed_at
 
@@ -190,6 +198,9 @@ module TaskerCore
       @result = s["results"]
       @last_error = s["last_error"]
       @dependencies = s["dependencies"]
+      @created_by = s["created_by"]
+      @checkpoint = Checkpoint.from_h(s["checkpoint"])
+      @batch = BatchContext.from_h(s["batch"], checkpoint: @checkpoint)
       @next_retry_at = TaskerCore.parse_time(s["next_retry_at"])
       @created_at = TaskerCore.parse_time(s["created_at"])
       @first_attempted_at = TaskerCore.parse_time(s["first_attempted_at"])

@@ -17,6 +17,9 @@ module TaskerCore
   # attempt (it overran `timeout_seconds`, or the shutdown deadline passed); its result is ignored
   # from then on, so long handlers should check it and return early.
   #
+  # Checkpoints: `context.batch.checkpoint(...)` in a batch worker instance is stored at once
+  # through the native worker (the handler's thread waits for the commit with the GVL released).
+  #
   # Fatal errors: if a background task of the engine's worker dies, polling raises
   # {WorkerFailedError}. The handler threads then stop (no retry loop: a failed worker claims
   # nothing more), {#failure} holds the error, and {#run} stops the worker and raises it.
@@ -322,7 +325,10 @@ module TaskerCore
     def process(event)
       result =
         begin
-          context = StepContext.from_event(event, cancelled: Cancellation.new(@native, event["event_id"]))
+          id = event["event_id"]
+          # Only batch worker instances record checkpoints: no allocation for the other steps.
+          checkpointer = event["batch"] && Checkpointer.new(@native, id)
+          context = StepContext.from_event(event, cancelled: Cancellation.new(@native, id), checkpointer: checkpointer)
           entry = @registry.resolve(event["callable"], fallback: [TaskerCore.handlers])
           if @around
             outcome = nil
@@ -400,6 +406,24 @@ module TaskerCore
         end
         # nil: the event is no longer in flight (given up), so nobody uses its result.
         @signal.nil? || @signal.cancelled?
+      end
+    end
+
+    # @api private
+    # Stores the checkpoints of one attempt ({BatchContext#checkpoint}) through the native worker,
+    # which commits each before returning and refuses one from an attempt that lost its step
+    # ({FencedError}).
+    class Checkpointer
+      def initialize(native, event_id)
+        @native = native
+        @event_id = event_id
+      end
+
+      # @param payload [Hash{String => Object}] `cursor`, `items_done`, optional `accumulated`
+      # @return [nil]
+      def call(payload)
+        @native.checkpoint(@event_id, payload)
+        nil
       end
     end
   end

@@ -5,7 +5,8 @@ require "tasker_core"
 
 module TaskerCore
   module Testing
-    # Minitest assertions for handler results, included into `Minitest::Test` together with
+    # Minitest assertions for handler results (`assert_step_decision`, `assert_step_batches` for
+    # decision and batchable steps), included into `Minitest::Test` together with
     # {Helpers} (`build_step_context`, `run_handler`). `actual` may be a {StepResult} or a
     # handler's raw return value (a Hash counts as a success).
     #
@@ -41,6 +42,30 @@ module TaskerCore
         r = StepResult.from(actual)
         assert(r.success?, message(msg) { "Expected result #{expected.inspect}, but the step failed: #{r.inspect}" })
         assert_equal(Native.json_roundtrip(expected), Native.json_roundtrip(r.result), msg)
+      end
+
+      # A decision choosing exactly `expected` steps (any order); `[]` for decision_no_branches.
+      def assert_step_decision(expected, actual, msg = nil)
+        r = StepResult.from(actual)
+        decision = r.success? ? r.decision : nil
+        assert(decision, message(msg) { "Expected a decision, got #{r.inspect}" })
+        assert_equal(Array(expected).map(&:to_s).sort, decision.steps.sort, msg)
+      end
+
+      # A batch outcome of `count` batches for `worker` (either may be nil); `count: 0` for
+      # no_batches. Returns the outcome for further checks.
+      def assert_step_batches(actual, worker: nil, count: nil, msg: nil)
+        r = StepResult.from(actual)
+        batches = r.success? ? r.batches : nil
+        assert(batches, message(msg) { "Expected a batch outcome, got #{r.inspect}" })
+        if count&.zero?
+          assert(batches.no_batches?, message(msg) { "Expected no_batches, got #{batches.inspect}" })
+        else
+          refute(batches.no_batches?, message(msg) { "Expected batches, got no_batches" })
+          assert_equal(worker.to_s, batches.worker, msg) if worker
+          assert_equal(count, batches.worker_count, msg) if count
+        end
+        batches
       end
 
       def assert_step_error_type(expected, actual, msg = nil)

@@ -12,6 +12,8 @@ module TaskerCore
     #   expect(result).to have_result("charge_id" => "ch_1")
     #   expect(result).to have_result(include("charge_id"))
     #   expect(result).to be_retryable
+    #   expect(result).to choose_steps("auto_approve")     # or choose_no_branches
+    #   expect(result).to have_batches(worker: "process_batch", count: 3)   # or have_no_batches
     module Matchers
       extend RSpec::Matchers::DSL
 
@@ -73,6 +75,59 @@ module TaskerCore
             "expected result #{RSpec::Support::ObjectFormatter.format(expected)}, but the step failed: #{@result.inspect}"
           end
         end
+      end
+
+      # @api private
+      def self.describe_outcome(result)
+        return "a failure (#{result.inspect})" if result.failure?
+
+        result.decision&.inspect || result.batches&.inspect || "a result without a decision or batch outcome"
+      end
+
+      # A decision choosing exactly these steps (in any order).
+      #   expect(run_handler(Router, context)).to choose_steps("manager_approval", "finance_review")
+      matcher :choose_steps do |*expected|
+        match do |actual|
+          @result = Matchers.result_of(actual)
+          decision = @result.success? && @result.decision
+          decision && !decision.no_branches? && decision.steps.sort == expected.flatten.map(&:to_s).sort
+        end
+        failure_message do |_|
+          "expected a decision choosing #{expected.flatten.map(&:to_s).inspect}, got #{Matchers.describe_outcome(@result)}"
+        end
+      end
+
+      # A decision that creates no branch.
+      matcher :choose_no_branches do
+        match do |actual|
+          @result = Matchers.result_of(actual)
+          @result.success? && @result.decision&.no_branches?
+        end
+        failure_message { |_| "expected decision_no_branches, got #{Matchers.describe_outcome(@result)}" }
+      end
+
+      # A batch outcome creating batches, optionally of this worker, count and total.
+      #   expect(result).to have_batches(worker: "process_batch", count: 3, total: 2500)
+      matcher :have_batches do |worker: nil, count: nil, total: nil|
+        match do |actual|
+          @result = Matchers.result_of(actual)
+          b = @result.success? && @result.batches
+          b && !b.no_batches? && (worker.nil? || b.worker == worker.to_s) &&
+            (count.nil? || values_match?(count, b.worker_count)) && (total.nil? || values_match?(total, b.total_items))
+        end
+        failure_message do |_|
+          wanted = { worker: worker, count: count, total: total }.compact
+          "expected batches #{wanted.inspect}, got #{Matchers.describe_outcome(@result)}"
+        end
+      end
+
+      # A batch outcome with nothing to process.
+      matcher :have_no_batches do
+        match do |actual|
+          @result = Matchers.result_of(actual)
+          @result.success? && @result.batches&.no_batches?
+        end
+        failure_message { |_| "expected no_batches, got #{Matchers.describe_outcome(@result)}" }
       end
 
       matcher :have_error_type do |expected|
