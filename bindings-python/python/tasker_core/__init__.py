@@ -22,6 +22,7 @@ step handlers in a :class:`Worker`.
 
 from . import errors
 from ._native import __version__
+from .batch import BatchContext, BatchCursor, Checkpoint, StepBatch, batch_cursors
 from .client import (
     TERMINAL_STATES,
     Client,
@@ -33,6 +34,7 @@ from .client import (
     connect_async,
 )
 from .errors import (
+    Fenced,
     HandlerNotFound,
     PermanentError,
     RetryableError,
@@ -73,6 +75,11 @@ __all__ = [
     "StepResult",
     "HandlerRegistry",
     "step_handler",
+    "BatchCursor",
+    "BatchContext",
+    "StepBatch",
+    "Checkpoint",
+    "batch_cursors",
     "errors",
     "TaskerError",
     "TemplateError",
@@ -83,4 +90,5 @@ __all__ = [
     "HandlerNotFound",
     "PermanentError",
     "RetryableError",
+    "Fenced",
 ]

@@ -25,8 +25,9 @@ from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _native
+from ._time import parse_time as _parse_time
+from .batch import Checkpoint, StepBatch
 from .errors import InvalidArgument
-from .handler import _parse_time
 
 __all__ = ["connect", "Client", "Task", "Step", "Transition", "RegisteredTemplate", "TERMINAL_STATES"]
 
@@ -103,7 +104,13 @@ class Transition:
 
 @dataclass(frozen=True)
 class Step:
-    """A workflow step of a task: its state, attempts, result and last error."""
+    """A workflow step of a task: its state, attempts, result and last error.
+
+    Steps created at run time say by what: ``created_by`` names the ``decision`` step that
+    chose them or the ``batchable`` step whose batches they process (``None`` for steps
+    created with the task); a batch worker instance has its cursor in ``batch`` and the last
+    progress it recorded in ``checkpoint``.
+    """
 
     step_uuid: str
     name: str
@@ -120,6 +127,9 @@ class Step:
     first_attempted_at: Optional[datetime]
     last_attempted_at: Optional[datetime]
     completed_at: Optional[datetime]
+    created_by: Optional[str] = None
+    batch: Optional[StepBatch] = None
+    checkpoint: Optional[Checkpoint] = None
 
     @property
     def is_complete(self) -> bool:
@@ -143,6 +153,9 @@ class Step:
             first_attempted_at=_opt_time(d.get("first_attempted_at")),
             last_attempted_at=_opt_time(d.get("last_attempted_at")),
             completed_at=_opt_time(d.get("completed_at")),
+            created_by=d.get("created_by"),
+            batch=StepBatch._from_json(d["batch"]) if d.get("batch") else None,
+            checkpoint=Checkpoint._from_json(d["checkpoint"]) if d.get("checkpoint") else None,
         )
 
 

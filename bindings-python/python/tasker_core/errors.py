@@ -36,6 +36,7 @@ __all__ = [
     "WorkerShutDown",
     "WorkerFailed",
     "UnknownEvent",
+    "Fenced",
     "StepCancelled",
     "HandlerNotFound",
     "PermanentError",
@@ -214,6 +215,15 @@ class UnknownEvent(TaskerError):
     """A completion referred to a step event the worker never handed out, or already completed."""
 
     default_code = "unknown_event"
+
+
+class Fenced(TaskerError):
+    """The attempt no longer holds its step (it timed out, was re-claimed by another worker or
+    cancelled), so what it reports is refused: raised by ``context.batch.checkpoint(...)``.
+    The handler should stop; another attempt owns the step and resumes from the last
+    checkpoint that this one recorded while it still held it."""
+
+    default_code = "fenced"
 
 
 class HandlerNotFound(TaskerError, LookupError):

@@ -25,13 +25,17 @@ from typing import (
     Callable,
     Dict,
     Iterable,
+    List,
     Mapping,
     Optional,
+    Sequence,
     Tuple,
     TypeVar,
     Union,
 )
 
+from ._time import parse_time as _parse_time
+from .batch import BatchContext, BatchCursor, Checkpoint, batch_cursors
 from .errors import HandlerNotFound, StepCancelled, _check_retry_after
 
 __all__ = [
@@ -66,6 +70,10 @@ class StepContext:
         deadline: when the engine fails this attempt with ``timeout`` (``None``: no deadline).
         event_id: the worker's id for this attempt.
         cancelled: whether the engine cancelled this attempt (see :attr:`cancelled`).
+        batch: for an instance of a ``batch_worker`` step, its cursor, the template's
+            ``batch_config`` and ``checkpoint(...)`` to record progress; ``None`` otherwise.
+        checkpoint: the last checkpoint an earlier attempt of this step recorded (where to
+            resume), or ``None``.
     """
 
     task_uuid: str
@@ -84,6 +92,8 @@ class StepContext:
     handler_method: str = "call"
     deadline: Optional[datetime] = None
     event_id: int = 0
+    batch: Optional[BatchContext] = None
+    checkpoint: Optional[Checkpoint] = None
     _cancelled: Optional[Callable[[], bool]] = field(default=None, repr=False, compare=False)
 
     @property
@@ -122,9 +132,18 @@ class StepContext:
         return default
 
     @classmethod
-    def _from_event(cls, event: Mapping[str, Any], cancelled: Optional[Callable[[], bool]] = None) -> StepContext:
+    def _from_event(
+        cls,
+        event: Mapping[str, Any],
+        cancelled: Optional[Callable[[], bool]] = None,
+        checkpoint_sink: Optional[Callable[[str], None]] = None,
+    ) -> StepContext:
         handler = event["handler"]
         deadline = event.get("deadline")
+        raw_checkpoint = event.get("checkpoint")
+        checkpoint = Checkpoint._from_json(raw_checkpoint) if raw_checkpoint else None
+        raw_batch = event.get("batch")
+        batch = BatchContext._from_json(raw_batch, checkpoint, checkpoint_sink) if raw_batch else None
         return cls(
             task_uuid=event["task_uuid"],
             step_uuid=event["step_uuid"],
@@ -142,6 +161,8 @@ class StepContext:
             handler_method=handler.get("method") or "call",
             deadline=_parse_time(deadline) if deadline else None,
             event_id=event["event_id"],
+            batch=batch,
+            checkpoint=checkpoint,
             _cancelled=cancelled,
         )
 
@@ -216,6 +237,114 @@ class StepResult:
             retry_after=retry_after,
         )
 
+    # Decision points and batches: successes whose result carries the engine's outcome
+    # document next to the handler's own keys (which dependents receive as usual).
+
+    @classmethod
+    def decision(
+        cls,
+        steps: Sequence[str],
+        result: Optional[Mapping[str, Any]] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> StepResult:
+        """The outcome of a ``decision`` step: the engine creates the steps named in
+        ``steps`` (direct dependents of this step in the template) and what depends only on
+        them. An empty ``steps`` is :meth:`no_branches`; a name given twice counts once.
+
+        ::
+
+            return StepResult.decision(steps=["manager_approval", "finance_review"], result={"amount": amount})
+
+        Raises:
+            TypeError: ``steps`` is not a sequence of non-empty str (a bare str is refused:
+                write ``steps=["auto_approve"]``).
+        """
+        if isinstance(steps, str) or not isinstance(steps, Sequence):
+            raise TypeError(f"steps must be a list of step names, got {type(steps).__name__} {steps!r}")
+        names: List[str] = []
+        for name in steps:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"step names must be non-empty str, got {name!r}")
+            if name not in names:
+                names.append(name)
+        if not names:
+            return cls.no_branches(result, metadata)
+        outcome = {"type": "create_steps", "step_names": names}
+        return cls.success(_with_outcome(result, "decision_point_outcome", outcome), metadata)
+
+    @classmethod
+    def no_branches(
+        cls, result: Optional[Mapping[str, Any]] = None, metadata: Optional[Mapping[str, Any]] = None
+    ) -> StepResult:
+        """The outcome of a ``decision`` step that takes no branch: nothing below it is
+        created (a ``deferred_convergence`` step after it still runs)."""
+        return cls.success(_with_outcome(result, "decision_point_outcome", {"type": "no_branches"}), metadata)
+
+    @classmethod
+    def batches(
+        cls,
+        worker: str,
+        cursors: Optional[Sequence[Union[BatchCursor, Mapping[str, Any]]]] = None,
+        *,
+        total: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        result: Optional[Mapping[str, Any]] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> StepResult:
+        """The outcome of a ``batchable`` step: one instance of the ``batch_worker`` step
+        ``worker`` per cursor, named ``<worker>_<batch_id>``.
+
+        Give the cursors (:class:`~tasker_core.BatchCursor` values or mappings of their
+        fields; ``total`` then states ``total_items``, else it is the sum of the batch
+        sizes), or ``total`` and ``batch_size`` to split ``range(total)`` with
+        :func:`~tasker_core.batch_cursors`. No cursors (``total=0``) is :meth:`no_batches`.
+
+        ::
+
+            return StepResult.batches(worker="process_batch", total=len(rows), batch_size=1000)
+
+        Raises:
+            TypeError / ValueError: a missing or malformed argument (named in the message).
+        """
+        if not isinstance(worker, str) or not worker:
+            raise TypeError(f"worker must be the name of the batch_worker step, got {worker!r}")
+        if cursors is not None:
+            if batch_size is not None:
+                raise TypeError("give cursors, or total and batch_size, not both")
+            if isinstance(cursors, (str, Mapping)) or not isinstance(cursors, Sequence):
+                raise TypeError(f"cursors must be a list of BatchCursor, got {type(cursors).__name__}")
+            configs = [BatchCursor._coerce(c, i) for i, c in enumerate(cursors)]
+            ids = [c.batch_id for c in configs]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"batch ids must be unique, got {ids}")
+            if total is None:
+                total = sum(c.batch_size for c in configs)
+            elif isinstance(total, bool) or not isinstance(total, int) or total < 0:
+                raise ValueError(f"total must be a non-negative int, got {total!r}")
+        elif total is None or batch_size is None:
+            raise TypeError("StepResult.batches needs cursors, or total and batch_size")
+        else:
+            configs = batch_cursors(total, batch_size)
+        if not configs:
+            return cls.no_batches(result, metadata)
+        outcome = {
+            "type": "create_batches",
+            "worker_template_name": worker,
+            "worker_count": len(configs),
+            "total_items": total,
+            "cursor_configs": [c.to_json() for c in configs],
+        }
+        return cls.success(_with_outcome(result, "batch_processing_outcome", outcome), metadata)
+
+    @classmethod
+    def no_batches(
+        cls, result: Optional[Mapping[str, Any]] = None, metadata: Optional[Mapping[str, Any]] = None
+    ) -> StepResult:
+        """The outcome of a ``batchable`` step with nothing to split: the engine creates one
+        placeholder worker instance (``context.batch.is_no_op``), so the convergence step
+        after the workers still runs."""
+        return cls.success(_with_outcome(result, "batch_processing_outcome", {"type": "no_batches"}), metadata)
+
     @property
     def is_success(self) -> bool:
         return self._success
@@ -236,6 +365,18 @@ class StepResult:
         return isinstance(other, StepResult) and all(
             getattr(self, k) == getattr(other, k) for k in self.__slots__ if k != "backtrace"
         )
+
+
+def _with_outcome(result: Optional[Mapping[str, Any]], key: str, outcome: Dict[str, Any]) -> Dict[str, Any]:
+    if result is None:
+        return {key: outcome}
+    if not isinstance(result, Mapping):
+        raise TypeError(
+            f"result must be a mapping (its keys sit next to {key!r}), got {type(result).__name__} {result!r}"
+        )
+    if key in result:
+        raise ValueError(f"result already has a {key!r} key; pass the other keys only")
+    return {**result, key: outcome}
 
 
 class StepHandler:
@@ -457,18 +598,3 @@ def import_class_path(path: str) -> HandlerLike:
         f"no handler registered for callable '{path}' and no module of it can be imported",
         callable=path,
     ) from last_error
-
-
-def _parse_time(text: str) -> datetime:
-    """Parses the engine's RFC 3339 timestamps (``...Z``, up to nanoseconds) on Python 3.9+."""
-    s = text
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    dot = s.find(".")
-    if dot != -1:
-        end = dot + 1
-        while end < len(s) and s[end].isdigit():
-            end += 1
-        frac = s[dot + 1 : end][:6].ljust(6, "0")
-        s = s[: dot + 1] + frac + s[end:]
-    return datetime.fromisoformat(s)

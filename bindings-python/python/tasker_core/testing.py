@@ -17,16 +17,25 @@ cannot carry as the same ``result_not_serializable`` failure.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import uuid
-from typing import Any, Callable, Mapping, Optional, Union
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from . import outcome
+from .batch import BatchContext, BatchCursor, Checkpoint
 from .handler import HandlerLike, HandlerRegistry, Resolver, StepContext, StepResult
 
 __all__ = [
     "build_step_context",
+    "build_batch_worker_context",
+    "recorded_checkpoints",
+    "read_decision",
+    "read_batches",
+    "BatchOutcome",
     "run_handler",
     "run_handler_async",
     "assert_success",
@@ -85,6 +94,175 @@ def build_step_context(
 
 def _ALWAYS() -> bool:
     return True
+
+
+def build_batch_worker_context(
+    start_cursor: Any = 0,
+    end_cursor: Any = 0,
+    *,
+    batch_id: str = "001",
+    batch_size: Optional[int] = None,
+    is_no_op: bool = False,
+    batch_config: Optional[Mapping[str, Any]] = None,
+    checkpoint: Union[Checkpoint, Mapping[str, Any], None] = None,
+    on_checkpoint: Optional[Callable[[Checkpoint], None]] = None,
+    step_name: Optional[str] = None,
+    **step_context: Any,
+) -> StepContext:
+    """A :class:`StepContext` for an instance of a ``batch_worker`` step, as a worker builds
+    it: ``context.batch`` holds the cursor and ``batch_config``, ``context.checkpoint`` the
+    last checkpoint of an earlier attempt (a :class:`~tasker_core.Checkpoint` or a mapping
+    with ``cursor``, ``items_done``, ``accumulated``).
+
+    The checkpoints the handler records are kept: read them with
+    :func:`recorded_checkpoints`. ``on_checkpoint`` is called with each one before it is
+    kept; raising from it (e.g. :class:`~tasker_core.errors.Fenced`) is what the handler's
+    ``checkpoint(...)`` call then raises, to test how it reacts.
+
+    The other keyword arguments (``input``, ``attempt``, …) are those of
+    :func:`build_step_context`. ``batch_size`` defaults to ``end_cursor - start_cursor`` for
+    integer cursors; the step is called ``process_batch_<batch_id>`` unless ``step_name``
+    says otherwise. A cursor from :func:`~tasker_core.batch_cursors` or :func:`read_batches`
+    fits in as ``build_batch_worker_context(**cursor.to_json())``.
+
+    ::
+
+        ctx = build_batch_worker_context(0, 1000, batch_config={"checkpoint_interval": 100})
+        assert_success(run_handler(ProcessBatch, ctx), processed=1000)
+        assert [c.cursor for c in recorded_checkpoints(ctx)] == list(range(100, 1001, 100))
+    """
+    if not isinstance(batch_id, str) or not batch_id:
+        raise TypeError(f"batch_id must be a non-empty str, got {batch_id!r}")
+    if batch_size is None:
+        ints = all(isinstance(c, int) and not isinstance(c, bool) for c in (start_cursor, end_cursor))
+        batch_size = max(0, end_cursor - start_cursor) if ints else 0
+    attempt = step_context.get("attempt", 1)
+    last = _as_checkpoint(checkpoint, attempt)
+    batch = BatchContext._from_json(
+        {
+            "batch_id": batch_id,
+            "start_cursor": _roundtrip("start_cursor", start_cursor),
+            "end_cursor": _roundtrip("end_cursor", end_cursor),
+            "batch_size": batch_size,
+            "is_no_op": bool(is_no_op),
+            "batch_config": _roundtrip("batch_config", dict(batch_config or {})),
+        },
+        last,
+        _RecordingSink(attempt, on_checkpoint),
+    )
+    context = build_step_context(step_name=step_name or f"process_batch_{batch_id}", **step_context)
+    return dataclasses.replace(context, batch=batch, checkpoint=last)
+
+
+class _RecordingSink:
+    """The checkpoint sink of a test context: keeps what a worker would persist."""
+
+    def __init__(self, attempt: int, on_checkpoint: Optional[Callable[[Checkpoint], None]]) -> None:
+        self.attempt = attempt
+        self.on_checkpoint = on_checkpoint
+        self.log: List[Checkpoint] = []
+
+    def __call__(self, text: str) -> None:
+        doc = json.loads(text)
+        recorded = Checkpoint(
+            cursor=doc["cursor"],
+            items_done=doc["items_done"],
+            accumulated=doc.get("accumulated"),
+            attempt=self.attempt,
+            recorded_at=datetime.now(timezone.utc),
+        )
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(recorded)  # may raise, as the engine refuses a fenced attempt's
+        self.log.append(recorded)
+
+
+def _as_checkpoint(value: Union[Checkpoint, Mapping[str, Any], None], attempt: int) -> Optional[Checkpoint]:
+    if value is None or isinstance(value, Checkpoint):
+        return value
+    if not isinstance(value, Mapping) or "cursor" not in value:
+        raise TypeError(f"checkpoint must be a Checkpoint or a mapping with a 'cursor', got {value!r}")
+    unknown = set(value) - {"cursor", "items_done", "accumulated", "attempt", "recorded_at"}
+    if unknown:
+        raise TypeError(f"checkpoint has unknown keys {sorted(unknown)}")
+    recorded_at = value.get("recorded_at")
+    return Checkpoint(
+        cursor=_roundtrip("checkpoint cursor", value["cursor"]),
+        items_done=value.get("items_done", 0),
+        accumulated=_roundtrip("checkpoint accumulated", value.get("accumulated")),
+        attempt=value.get("attempt", max(1, attempt - 1)),
+        recorded_at=recorded_at if isinstance(recorded_at, datetime) else datetime.now(timezone.utc),
+    )
+
+
+def recorded_checkpoints(context: StepContext) -> List[Checkpoint]:
+    """The checkpoints a handler recorded on a context from :func:`build_batch_worker_context`,
+    oldest first (each one can be the ``checkpoint=`` of the next attempt's context)."""
+    sink = context.batch._sink if context.batch is not None else None
+    if not isinstance(sink, _RecordingSink):
+        raise TypeError("recorded_checkpoints needs a context built with build_batch_worker_context")
+    return list(sink.log)
+
+
+def read_decision(result: StepResult) -> List[str]:
+    """The steps a decision handler's result chose (``[]`` for no branches).
+
+    Raises:
+        AssertionError: the result is a failure or carries no decision outcome.
+    """
+    doc = _outcome_of(result, "decision_point_outcome")
+    if doc.get("type") == "no_branches":
+        return []
+    if doc.get("type") != "create_steps" or not isinstance(doc.get("step_names"), list):
+        raise AssertionError(f"malformed decision_point_outcome: {doc!r}")
+    return list(doc["step_names"])
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """A batchable handler's outcome as :func:`read_batches` reads it back."""
+
+    worker: Optional[str]
+    """The ``batch_worker`` step the instances are made of (``None`` for no batches)."""
+    total_items: int
+    cursors: List[BatchCursor]
+
+    @property
+    def worker_count(self) -> int:
+        return len(self.cursors)
+
+    @property
+    def no_batches(self) -> bool:
+        """Whether the outcome is ``no_batches`` (one no-op worker instance)."""
+        return self.worker is None
+
+
+def read_batches(result: StepResult) -> BatchOutcome:
+    """The batches a batchable handler's result creates.
+
+    Raises:
+        AssertionError: the result is a failure, carries no batch outcome, or its
+            ``worker_count`` does not match its cursors.
+    """
+    doc = _outcome_of(result, "batch_processing_outcome")
+    if doc.get("type") == "no_batches":
+        return BatchOutcome(worker=None, total_items=0, cursors=[])
+    if doc.get("type") != "create_batches":
+        raise AssertionError(f"malformed batch_processing_outcome: {doc!r}")
+    cursors = [BatchCursor._coerce(c, i) for i, c in enumerate(doc.get("cursor_configs") or [])]
+    if doc.get("worker_count") != len(cursors):
+        raise AssertionError(f"worker_count {doc.get('worker_count')!r} != {len(cursors)} cursor configs")
+    return BatchOutcome(worker=doc["worker_template_name"], total_items=doc["total_items"], cursors=cursors)
+
+
+def _outcome_of(result: StepResult, key: str) -> Dict[str, Any]:
+    if not isinstance(result, StepResult):
+        raise AssertionError(f"expected a StepResult, got {type(result).__name__}: {result!r}")
+    if not result.is_success:
+        raise AssertionError(f"expected success, got failure {result.error_type}: {result.error_message}")
+    doc = result.result.get(key) if isinstance(result.result, Mapping) else None
+    if not isinstance(doc, Mapping):
+        raise AssertionError(f"the result carries no {key}: {result.result!r}")
+    return dict(doc)
 
 
 def _roundtrip(name: str, value: Any) -> Any:
