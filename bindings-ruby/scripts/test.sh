@@ -56,7 +56,7 @@ fi
 
 # --- lint, build, specs --------------------------------------------------------------------------
 log "rubocop"
-(cd "$ruby_dir" && rubocop --config .rubocop.yml --format progress . ../Rakefile)
+(cd "$ruby_dir" && rubocop --config .rubocop.yml --format progress . ../Rakefile ../docs/snippets/ruby)
 log "rake compile"
 rake compile
 log "rspec"
