@@ -4,7 +4,9 @@
  * @module
  */
 
-import type { JsonValue } from './records.js';
+import { InvalidArgumentError, TaskerError } from './errors.js';
+import { type Checkpoint, type JsonValue, type StepBatch, toCheckpoint, toStepBatch } from './records.js';
+import { describe, findUnserializable, stringifyStrict } from './util.js';
 
 /** The step's `handler` block from the template. */
 export interface HandlerSpec {
@@ -15,8 +17,108 @@ export interface HandlerSpec {
   readonly resolver: string | null;
 }
 
+/**
+ * Records a checkpoint: receives its JSON (`{"cursor", "items_done", "accumulated"}`) and
+ * resolves once it is stored. Workers persist it through the engine; test contexts record it.
+ */
+export type CheckpointSink = (checkpointJson: string) => Promise<void>;
+
+/** The batch part of {@link StepContextData}: the instance's cursor and the template's `batch_config`. */
+export interface BatchData<B = Record<string, unknown>> extends StepBatch {
+  /** The worker template step's `batch_config` (`{}` when it has none). */
+  config: B;
+}
+
+/**
+ * The batch a batch worker instance processes (`ctx.batch`), and the way to record progress.
+ *
+ * @typeParam B the shape of the template step's `batch_config`
+ */
+export class BatchContext<B = Record<string, unknown>> implements StepBatch {
+  /** `"001"`, `"002"`, …: the suffix of this instance's name (`"000"` for the no-op instance). */
+  readonly batchId: string;
+  /** Where the batch starts (inclusive, by convention). */
+  readonly startCursor: JsonValue;
+  /** Where the batch ends (exclusive, by convention). */
+  readonly endCursor: JsonValue;
+  /** Items in the batch. */
+  readonly batchSize: number;
+  /**
+   * `true` for the placeholder instance of a `no_batches` outcome (cursor 0..0): there is
+   * nothing to process, so return at once.
+   */
+  readonly isNoOp: boolean;
+  /** The worker template step's `batch_config`, e.g. `{ checkpoint_interval: 100 }`. */
+  readonly config: B;
+  readonly #last: Checkpoint | null;
+  readonly #sink: CheckpointSink | undefined;
+
+  /** @internal Built with the step context. */
+  constructor(data: BatchData<B>, last: Checkpoint | null, sink: CheckpointSink | undefined) {
+    this.batchId = data.batchId;
+    this.startCursor = data.startCursor;
+    this.endCursor = data.endCursor;
+    this.batchSize = data.batchSize;
+    this.isNoOp = data.isNoOp;
+    this.config = data.config;
+    this.#last = last;
+    this.#sink = sink;
+  }
+
+  /**
+   * Where this attempt should start: the cursor of the last checkpoint an earlier attempt
+   * recorded (`ctx.checkpoint`), else {@link startCursor}.
+   */
+  get resumeCursor(): JsonValue {
+    return this.#last === null ? this.startCursor : this.#last.cursor;
+  }
+
+  /**
+   * Records progress now (stored before the promise resolves, not only at completion): when
+   * this step is retried — after a failure, a timeout or a lost worker — the next attempt
+   * receives it as `ctx.checkpoint` and can resume from `cursor`. A later checkpoint replaces
+   * an earlier one.
+   *
+   * @param cursor where to resume: the first item not yet done (any JSON value)
+   * @param itemsDone items of this batch done so far (default 0)
+   * @param accumulated what the next attempt needs to carry on (a running total…), any JSON
+   * @throws InvalidArgumentError (rejects) when `cursor` is missing, `itemsDone` is not an
+   *   integer >= 0, or a value cannot become JSON
+   * @throws TaskerError (rejects) with `code` `fenced` when this attempt no longer holds the
+   *   step (it timed out, was re-claimed or cancelled): stop, nobody will use its result
+   */
+  async checkpoint(cursor: JsonValue, itemsDone = 0, accumulated?: JsonValue): Promise<void> {
+    const json = checkpointJson(cursor, itemsDone, accumulated);
+    if (this.#sink === undefined) {
+      throw new TaskerError('this context cannot record checkpoints: build it with buildStepContext from tasker-core/testing', 'no_checkpoint_sink');
+    }
+    await this.#sink(json);
+  }
+}
+
+/** @internal Validates and serializes the arguments of {@link BatchContext.checkpoint}. */
+export function checkpointJson(cursor: unknown, itemsDone: unknown, accumulated: unknown): string {
+  if (cursor === undefined) throw new InvalidArgumentError('cursor', 'is required: where to resume (any JSON value)');
+  if (typeof itemsDone !== 'number' || !Number.isSafeInteger(itemsDone) || itemsDone < 0) {
+    throw new InvalidArgumentError('itemsDone', `expected an integer >= 0, got ${describe(itemsDone)}`);
+  }
+  const payload = accumulated === undefined ? { cursor, items_done: itemsDone } : { cursor, items_done: itemsDone, accumulated };
+  let json: string | undefined;
+  try {
+    json = stringifyStrict(payload);
+  } catch (e) {
+    const bad = findUnserializable(cursor, 'cursor') ?? findUnserializable(accumulated, 'accumulated');
+    throw new InvalidArgumentError(bad?.path ?? 'checkpoint', `cannot be serialized to JSON: ${bad?.reason ?? String(e)}`);
+  }
+  // A function or symbol cursor serializes to nothing at all.
+  if (json === undefined || !json.startsWith('{"cursor":')) {
+    throw new InvalidArgumentError('cursor', `expected a JSON value, got ${describe(cursor)}`);
+  }
+  return json;
+}
+
 /** The data a {@link StepContext} is built from (a step event of the engine, in camelCase). */
-export interface StepContextData<I = Record<string, unknown>, C = Record<string, unknown>> {
+export interface StepContextData<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>> {
   taskUuid: string;
   stepUuid: string;
   stepName: string;
@@ -33,6 +135,12 @@ export interface StepContextData<I = Record<string, unknown>, C = Record<string,
   deadline: Date | null;
   /** An abort signal, or a function creating one on first use. */
   signal?: AbortSignal | (() => AbortSignal);
+  /** The batch of a batch worker instance (`null`/absent for other steps). */
+  batch?: BatchData<B> | null;
+  /** The last checkpoint an earlier attempt recorded. */
+  checkpoint?: Checkpoint | null;
+  /** Where `ctx.batch.checkpoint(…)` records checkpoints. */
+  checkpointSink?: CheckpointSink;
 }
 
 /**
@@ -41,8 +149,9 @@ export interface StepContextData<I = Record<string, unknown>, C = Record<string,
  *
  * @typeParam I the shape of the task context (`input`)
  * @typeParam C the shape of the handler's `initialization` config
+ * @typeParam B the shape of the template step's `batch_config` (batch workers)
  */
-export class StepContext<I = Record<string, unknown>, C = Record<string, unknown>> {
+export class StepContext<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>> {
   /** The task's uuid. */
   readonly taskUuid: string;
   /** This step's uuid. */
@@ -71,10 +180,20 @@ export class StepContext<I = Record<string, unknown>, C = Record<string, unknown
   readonly maxAttempts: number;
   /** When the engine fails this attempt with a `timeout` error (`null`: no deadline). */
   readonly deadline: Date | null;
+  /**
+   * The batch this instance of a `batch_worker` step processes (cursors, `batch_config`), with
+   * `checkpoint(…)` to record progress; `null` for every other step.
+   */
+  readonly batch: BatchContext<B> | null;
+  /**
+   * The last checkpoint an earlier attempt of this step recorded, or `null` (first attempt, or
+   * none recorded). `ctx.batch.resumeCursor` is its cursor, else the batch's start.
+   */
+  readonly checkpoint: Checkpoint | null;
   #signal: AbortSignal | (() => AbortSignal) | undefined;
 
   /** Builds a context. Workers do this; tests use `buildStepContext` from `tasker-core/testing`. */
-  constructor(data: StepContextData<I, C>) {
+  constructor(data: StepContextData<I, C, B>) {
     this.taskUuid = data.taskUuid;
     this.stepUuid = data.stepUuid;
     this.stepName = data.stepName;
@@ -89,6 +208,8 @@ export class StepContext<I = Record<string, unknown>, C = Record<string, unknown
     this.attempt = data.attempt;
     this.maxAttempts = data.maxAttempts;
     this.deadline = data.deadline;
+    this.checkpoint = data.checkpoint ?? null;
+    this.batch = (data.batch ?? null) === null ? null : new BatchContext(data.batch as BatchData<B>, this.checkpoint, data.checkpointSink);
     this.#signal = data.signal;
   }
 
@@ -145,11 +266,17 @@ export interface RawStepEvent {
   max_attempts: number;
   correlation_id: string;
   deadline: string | null;
+  /** `{ batch_id, start_cursor, end_cursor, batch_size, is_no_op, batch_config }` of a batch worker instance. */
+  batch?: (Record<string, unknown> & { batch_config?: unknown }) | null;
+  /** `{ cursor, items_done, accumulated, attempt, recorded_at }` of an earlier attempt. */
+  checkpoint?: Record<string, unknown> | null;
 }
 
 /** @internal Builds the context of a step event. */
-export function contextFromEvent(e: RawStepEvent, signal: () => AbortSignal): StepContext {
+export function contextFromEvent(e: RawStepEvent, signal: () => AbortSignal, checkpointSink?: CheckpointSink): StepContext {
   const init = e.handler.initialization;
+  const batch = toStepBatch(e.batch);
+  const batchConfig = e.batch?.batch_config;
   return new StepContext({
     taskUuid: e.task_uuid,
     stepUuid: e.step_uuid,
@@ -166,5 +293,11 @@ export function contextFromEvent(e: RawStepEvent, signal: () => AbortSignal): St
     maxAttempts: e.max_attempts,
     deadline: e.deadline === null ? null : new Date(e.deadline),
     signal,
+    batch:
+      batch === null
+        ? null
+        : { ...batch, config: (batchConfig !== null && typeof batchConfig === 'object' ? batchConfig : {}) as Record<string, unknown> },
+    checkpoint: toCheckpoint(e.checkpoint),
+    checkpointSink,
   });
 }

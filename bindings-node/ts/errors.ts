@@ -297,6 +297,11 @@ export function fromNative(error: unknown): unknown {
     case 'worker_failed':
       mapped = new WorkerFailedError(message, code, details);
       break;
+    // Codes of the worker protocol about one event get no class of their own: `unknown_event`
+    // (no such event handed out) and `fenced` (a checkpoint from an attempt that no longer
+    // holds its step: timed out, re-claimed or cancelled). Test `error.code`.
+    case 'unknown_event':
+    case 'fenced':
     default:
       mapped = new TaskerError(message, code, details);
   }

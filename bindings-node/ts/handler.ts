@@ -15,8 +15,8 @@ import { StepResult } from './result.js';
  * result (`undefined` means `null`). Throwing fails the attempt (see {@link PermanentError},
  * {@link RetryableError}). May return a promise.
  */
-export type HandlerFunction<I = Record<string, unknown>, C = Record<string, unknown>> = (
-  ctx: StepContext<I, C>,
+export type HandlerFunction<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>> = (
+  ctx: StepContext<I, C, B>,
 ) => unknown;
 
 /**
@@ -30,27 +30,27 @@ export type HandlerFunction<I = Record<string, unknown>, C = Record<string, unkn
  *   }
  * }
  */
-export abstract class StepHandler<I = Record<string, unknown>, C = Record<string, unknown>> {
+export abstract class StepHandler<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>> {
   /**
    * The `handler.callable` this class serves. Defaults to the class name.
    */
   static handlerName?: string;
 
   /** Runs one attempt of a step. The template's `handler.method` may name another method. */
-  abstract call(ctx: StepContext<I, C>): unknown;
+  abstract call(ctx: StepContext<I, C, B>): unknown;
 }
 
 /** A class extending {@link StepHandler} with a no-argument constructor. */
-export type StepHandlerClass = (abstract new () => StepHandler<any, any>) & { handlerName?: string };
+export type StepHandlerClass = (abstract new () => StepHandler<any, any, any>) & { handlerName?: string };
 
 const DEFINITION: unique symbol = Symbol('tasker.handlerDefinition');
 
 /** A named handler function, made by {@link defineHandler}. */
-export interface HandlerDefinition<I = Record<string, unknown>, C = Record<string, unknown>> {
+export interface HandlerDefinition<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>> {
   /** The `handler.callable` it serves. */
   readonly handlerName: string;
   /** The function. */
-  readonly fn: HandlerFunction<I, C>;
+  readonly fn: HandlerFunction<I, C, B>;
   /** @internal */
   readonly [DEFINITION]: true;
 }
@@ -61,10 +61,10 @@ export interface HandlerDefinition<I = Record<string, unknown>, C = Record<strin
  * @example
  * const double = defineHandler<{ n: number }>('math.Double', (ctx) => ({ value: ctx.input.n * 2 }));
  */
-export function defineHandler<I = Record<string, unknown>, C = Record<string, unknown>>(
+export function defineHandler<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>>(
   callable: string,
-  fn: HandlerFunction<I, C>,
-): HandlerDefinition<I, C> {
+  fn: HandlerFunction<I, C, B>,
+): HandlerDefinition<I, C, B> {
   if (typeof callable !== 'string' || callable.length === 0) {
     throw new InvalidArgumentError('callable', `expected a non-empty string, got ${describe(callable)}`);
   }
@@ -75,21 +75,21 @@ export function defineHandler<I = Record<string, unknown>, C = Record<string, un
 }
 
 /** Anything a worker accepts as a handler. */
-export type HandlerSource = StepHandlerClass | StepHandler<any, any> | HandlerDefinition<any, any>;
+export type HandlerSource = StepHandlerClass | StepHandler<any, any, any> | HandlerDefinition<any, any, any>;
 
 /**
  * Handlers of a worker: a list (classes, instances, definitions), or an object mapping each
  * callable to a function or a class.
  */
-export type Handlers = readonly HandlerSource[] | Readonly<Record<string, HandlerFunction<any, any> | StepHandlerClass>>;
+export type Handlers = readonly HandlerSource[] | Readonly<Record<string, HandlerFunction<any, any, any> | StepHandlerClass>>;
 
 /** A resolved handler. */
 interface Resolved {
   readonly callable: string;
-  invoke(ctx: StepContext<any, any>): unknown;
+  invoke(ctx: StepContext<any, any, any>): unknown;
 }
 
-function isDefinition(v: unknown): v is HandlerDefinition<any, any> {
+function isDefinition(v: unknown): v is HandlerDefinition<any, any, any> {
   return v !== null && typeof v === 'object' && (v as { [DEFINITION]?: unknown })[DEFINITION] === true;
 }
 
@@ -97,7 +97,7 @@ function isHandlerClass(v: unknown): v is StepHandlerClass {
   return typeof v === 'function' && v.prototype instanceof StepHandler;
 }
 
-function fromInstance(callable: string, instance: StepHandler<any, any>): Resolved {
+function fromInstance(callable: string, instance: StepHandler<any, any, any>): Resolved {
   return {
     callable,
     invoke(ctx) {
@@ -110,22 +110,22 @@ function fromInstance(callable: string, instance: StepHandler<any, any>): Resolv
           `handler '${callable}' has no method '${method}' (named by the template's handler.method)`,
         );
       }
-      return (fn as (c: StepContext<any, any>) => unknown).call(instance, ctx);
+      return (fn as (c: StepContext<any, any, any>) => unknown).call(instance, ctx);
     },
   };
 }
 
 function fromClass(callable: string, cls: StepHandlerClass, path: string): Resolved {
-  let instance: StepHandler<any, any>;
+  let instance: StepHandler<any, any, any>;
   try {
-    instance = new (cls as unknown as new () => StepHandler<any, any>)();
+    instance = new (cls as unknown as new () => StepHandler<any, any, any>)();
   } catch (e) {
     throw new InvalidArgumentError(path, `constructing ${cls.name || 'the handler class'} failed: ${String(e)}`);
   }
   return fromInstance(callable, instance);
 }
 
-function fromFunction(callable: string, fn: HandlerFunction<any, any>): Resolved {
+function fromFunction(callable: string, fn: HandlerFunction<any, any, any>): Resolved {
   return { callable, invoke: (ctx) => fn(ctx) };
 }
 
@@ -168,7 +168,7 @@ export class HandlerRegistry {
       for (const [callable, h] of Object.entries(handlers as Record<string, unknown>)) {
         const path = `handlers[${JSON.stringify(callable)}]`;
         if (isHandlerClass(h)) add(fromClass(callable, h, path), path);
-        else if (typeof h === 'function') add(fromFunction(callable, h as HandlerFunction<any, any>), path);
+        else if (typeof h === 'function') add(fromFunction(callable, h as HandlerFunction<any, any, any>), path);
         else throw new InvalidArgumentError(path, `expected a function or a StepHandler class, got ${describe(h)}`);
       }
     } else {
@@ -253,7 +253,7 @@ export function failureFromThrown(e: unknown): StepResult {
  * @internal Runs one attempt: resolves the handler, normalises sync/async returns and throws
  * into a {@link StepResult}, and serializes it. Never throws.
  */
-export async function runAttempt(handler: Resolved | undefined, callable: string, ctx: StepContext<any, any>, known: () => string[]): Promise<Settled> {
+export async function runAttempt(handler: Resolved | undefined, callable: string, ctx: StepContext<any, any, any>, known: () => string[]): Promise<Settled> {
   let result: StepResult;
   if (handler === undefined) {
     const names = known();

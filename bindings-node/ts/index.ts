@@ -28,7 +28,14 @@ export {
   TaskDetail,
   type WaitOptions,
 } from './client.js';
-export { type HandlerSpec, StepContext, type StepContextData } from './context.js';
+export {
+  BatchContext,
+  type BatchData,
+  type CheckpointSink,
+  type HandlerSpec,
+  StepContext,
+  type StepContextData,
+} from './context.js';
 export {
   DatabaseError,
   type HandlerErrorOptions,
@@ -61,11 +68,22 @@ export {
   type StepHandlerClass,
 } from './handler.js';
 export {
+  type BatchesSpec,
+  batchCursors,
+  type BatchOutcome,
+  type DecisionOutcome,
+  type EvenBatches,
+  type ExplicitBatches,
+} from './outcomes.js';
+export {
+  type BatchCursor,
+  type Checkpoint,
   type JsonObject,
   type JsonValue,
   type RegisteredTemplate,
   type ShutdownReport,
   type Step,
+  type StepBatch,
   type StepError,
   type StepState,
   TERMINAL_TASK_STATES,

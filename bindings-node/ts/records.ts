@@ -99,6 +99,52 @@ export interface Step {
   readonly completedAt: Date | null;
   /** Names of the steps this one depends on. */
   readonly dependencies: readonly string[];
+  /**
+   * The decision or batchable step that created this step at run time, or `null` for a step
+   * created with the task.
+   */
+  readonly createdBy: string | null;
+  /** The cursor of a batch worker instance (`process_batch_001`…), or `null`. */
+  readonly batch: StepBatch | null;
+  /** The last checkpoint a batch worker recorded, or `null`. */
+  readonly checkpoint: Checkpoint | null;
+}
+
+/**
+ * One batch of a batchable step's `create_batches` outcome: which items a worker instance
+ * processes. Cursors are any JSON value (usually integer offsets, sometimes keys or tokens).
+ */
+export interface BatchCursor {
+  /** `"001"`, `"002"`, …: the suffix of the worker instance's name. */
+  readonly batchId: string;
+  /** Where the batch starts (inclusive, by convention). */
+  readonly startCursor: JsonValue;
+  /** Where the batch ends (exclusive, by convention). */
+  readonly endCursor: JsonValue;
+  /** How many items the batch holds. */
+  readonly batchSize: number;
+}
+
+/** The cursor of a batch worker instance, as stored with the step. */
+export interface StepBatch extends BatchCursor {
+  /**
+   * `true` for the single placeholder instance a `no_batches` outcome creates (cursor 0..0,
+   * batch id `"000"`): its handler should return at once.
+   */
+  readonly isNoOp: boolean;
+}
+
+/** Progress a batch worker recorded with `ctx.batch.checkpoint(…)`. */
+export interface Checkpoint {
+  /** Where to resume: the first item not yet done. */
+  readonly cursor: JsonValue;
+  /** Items done so far in this batch. */
+  readonly itemsDone: number;
+  /** Whatever the worker carries between checkpoints (a running total…), or `null`. */
+  readonly accumulated: JsonValue | null;
+  /** The attempt that recorded it (1-based). */
+  readonly attempt: number;
+  readonly recordedAt: Date;
 }
 
 /** A recorded state transition (audit row). */
@@ -193,6 +239,32 @@ export function toStepError(v: unknown): StepError | null {
   };
 }
 
+/** @internal The engine's `batch` JSON of a step or step event, in camelCase. */
+export function toStepBatch(v: unknown): StepBatch | null {
+  if (v === null || typeof v !== 'object') return null;
+  const r = v as Raw;
+  return {
+    batchId: String(r.batch_id),
+    startCursor: (r.start_cursor ?? null) as JsonValue,
+    endCursor: (r.end_cursor ?? null) as JsonValue,
+    batchSize: Number(r.batch_size ?? 0),
+    isNoOp: r.is_no_op === true,
+  };
+}
+
+/** @internal The engine's `checkpoint` JSON of a step or step event, in camelCase. */
+export function toCheckpoint(v: unknown): Checkpoint | null {
+  if (v === null || typeof v !== 'object') return null;
+  const r = v as Raw;
+  return {
+    cursor: (r.cursor ?? null) as JsonValue,
+    itemsDone: Number(r.items_done ?? 0),
+    accumulated: (r.accumulated ?? null) as JsonValue | null,
+    attempt: Number(r.attempt),
+    recordedAt: date(r.recorded_at),
+  };
+}
+
 /** @internal */
 export function toStep(r: Raw): Step {
   return {
@@ -211,6 +283,9 @@ export function toStep(r: Raw): Step {
     lastAttemptedAt: optDate(r.last_attempted_at),
     completedAt: optDate(r.completed_at),
     dependencies: (r.dependencies as string[] | undefined) ?? [],
+    createdBy: optStr(r.created_by),
+    batch: toStepBatch(r.batch),
+    checkpoint: toCheckpoint(r.checkpoint),
   };
 }
 

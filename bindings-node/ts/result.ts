@@ -5,6 +5,7 @@
  */
 
 import { checkRetryAfter } from './errors.js';
+import { type BatchesSpec, batchesResult, decisionResult, noBatchesResult, noBranchesResult } from './outcomes.js';
 import { stringifyStrict } from './util.js';
 
 /** Arguments of {@link StepResult.failure}. */
@@ -68,6 +69,64 @@ export class StepResult {
    */
   static success(result: unknown = null, metadata?: Record<string, unknown>): StepResult {
     return new StepResult('success', result === undefined ? null : result, metadata, undefined);
+  }
+
+  /**
+   * A decision step's success: the engine creates exactly the named steps (direct dependents of
+   * this step in the template) and the steps below them; the other branches are never created.
+   * An empty list means no branches ({@link noBranches}).
+   *
+   * @example
+   * return StepResult.decision(amount < 1000 ? ['auto_approve'] : ['manager_approval', 'finance_review'], { amount });
+   *
+   * @param steps the chosen step names
+   * @param result extra keys of the step's result, handed to dependents as usual
+   * @throws InvalidArgumentError for a name that is not a non-empty string, a name given twice,
+   *   or a `result` that is not an object
+   */
+  static decision(steps: readonly string[], result?: Record<string, unknown>): StepResult {
+    return StepResult.success(decisionResult(steps, result));
+  }
+
+  /**
+   * A decision step's success choosing none of its branches. Deferred convergence steps below
+   * it still run (with none of the branches' results).
+   *
+   * @param result extra keys of the step's result
+   * @throws InvalidArgumentError for a `result` that is not an object
+   */
+  static noBranches(result?: Record<string, unknown>): StepResult {
+    return StepResult.success(noBranchesResult(result));
+  }
+
+  /**
+   * A batchable step's success: the engine creates one instance of the `worker` step
+   * (`<worker>_001`, `<worker>_002`, …) per cursor, each receiving its cursor as `ctx.batch`.
+   * Give the cursors, or `total` and `batchSize` to split evenly as `batchCursors` does. No
+   * cursors (or `total: 0`) means {@link noBatches}.
+   *
+   * @example
+   * return StepResult.batches({ worker: 'process_batch', total: rows, batchSize: 1000 }, { rows });
+   *
+   * @param spec `{ worker, cursors, totalItems? }` or `{ worker, total, batchSize }`
+   * @param result extra keys of the step's result, handed to dependents as usual
+   * @throws InvalidArgumentError naming the field at fault (`worker`, `total`, `batchSize`,
+   *   `cursors[i].batchId`, …)
+   */
+  static batches(spec: BatchesSpec, result?: Record<string, unknown>): StepResult {
+    return StepResult.success(batchesResult(spec, result));
+  }
+
+  /**
+   * A batchable step's success with nothing to process: the engine creates one placeholder
+   * worker instance with `ctx.batch.isNoOp` set (its handler should return at once), so the
+   * convergence step still runs.
+   *
+   * @param result extra keys of the step's result
+   * @throws InvalidArgumentError for a `result` that is not an object
+   */
+  static noBatches(result?: Record<string, unknown>): StepResult {
+    return StepResult.success(noBatchesResult(result));
   }
 
   /**

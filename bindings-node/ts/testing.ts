@@ -14,7 +14,7 @@
 import { AssertionError, deepStrictEqual } from 'node:assert';
 import { randomUUID } from 'node:crypto';
 
-import { type HandlerSpec, StepContext } from './context.js';
+import { type BatchData, type HandlerSpec, StepContext } from './context.js';
 import { InvalidArgumentError } from './errors.js';
 import {
   defineHandler,
@@ -24,19 +24,54 @@ import {
   runAttempt,
   StepHandler,
 } from './handler.js';
-import type { JsonValue } from './records.js';
+import { type BatchOutcome, type DecisionOutcome, parseBatches, parseDecision } from './outcomes.js';
+import type { Checkpoint, JsonValue } from './records.js';
 import type { StepFailure, StepResult } from './result.js';
 import { describe } from './util.js';
 
+/** The batch of a test context (see {@link BuildStepContextOptions.batch}). */
+export interface TestBatch<B = Record<string, unknown>> {
+  /** Default `"001"`. */
+  batchId?: string;
+  startCursor: JsonValue;
+  endCursor: JsonValue;
+  /** Default `endCursor - startCursor` when both are numbers (required otherwise). */
+  batchSize?: number;
+  /** Default `false`. */
+  isNoOp?: boolean;
+  /** The template step's `batch_config` (default `{}`). */
+  config?: B;
+}
+
+/** The last checkpoint of a test context (see {@link BuildStepContextOptions.checkpoint}). */
+export interface TestCheckpoint {
+  cursor: JsonValue;
+  /** Default 0. */
+  itemsDone?: number;
+  /** Default `null`. */
+  accumulated?: JsonValue | null;
+  /** The attempt that recorded it (default 1). */
+  attempt?: number;
+  /** Default: now. */
+  recordedAt?: Date;
+}
+
+/** A checkpoint a handler recorded through `ctx.batch.checkpoint(…)` (see {@link checkpointsOf}). */
+export interface RecordedCheckpoint {
+  readonly cursor: JsonValue;
+  readonly itemsDone: number;
+  readonly accumulated: JsonValue | null;
+}
+
 /** Options of {@link buildStepContext}; everything is optional. */
-export interface BuildStepContextOptions<I = Record<string, unknown>, C = Record<string, unknown>> {
+export interface BuildStepContextOptions<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>> {
   /** The task context (default `{}`). */
   input?: I;
   /** Results of the step's dependencies by step name (default `{}`). */
   dependencyResults?: Record<string, JsonValue>;
   /** The handler's `initialization` config (default `{}`). */
   config?: C;
-  /** The attempt, from 1 (default 1). */
+  /** The attempt, from 1 (default 1; with a `checkpoint`, the attempt after the one that recorded it). */
   attempt?: number;
   /** Attempts allowed (default: 3, or `attempt` if larger). */
   maxAttempts?: number;
@@ -51,6 +86,57 @@ export interface BuildStepContextOptions<I = Record<string, unknown>, C = Record
   handler?: Partial<HandlerSpec>;
   deadline?: Date | null;
   signal?: AbortSignal;
+  /** Makes the context a batch worker instance's: `ctx.batch`. */
+  batch?: TestBatch<B>;
+  /** The last checkpoint of an earlier attempt: `ctx.checkpoint` (needs `batch`). */
+  checkpoint?: TestCheckpoint;
+  /**
+   * Called with each checkpoint the handler records, before {@link checkpointsOf} lists it.
+   * Throw (or reject) to make `ctx.batch.checkpoint(…)` fail, e.g. with
+   * `new TaskerError('…', 'fenced')` to test a handler whose attempt lost the step.
+   */
+  onCheckpoint?: (checkpoint: RecordedCheckpoint) => void | Promise<void>;
+}
+
+/** Checkpoints recorded by the contexts {@link buildStepContext} made, by context. */
+const recorded = new WeakMap<StepContext<any, any, any>, RecordedCheckpoint[]>();
+
+function testBatch<B>(b: TestBatch<B>): BatchData<B> {
+  if (b === null || typeof b !== 'object') throw new InvalidArgumentError('batch', `expected an object, got ${describe(b)}`);
+  if (b.startCursor === undefined) throw new InvalidArgumentError('batch.startCursor', 'is required (any JSON value)');
+  if (b.endCursor === undefined) throw new InvalidArgumentError('batch.endCursor', 'is required (any JSON value)');
+  let size = b.batchSize;
+  if (size === undefined) {
+    if (typeof b.startCursor !== 'number' || typeof b.endCursor !== 'number') {
+      throw new InvalidArgumentError('batch.batchSize', 'is required when the cursors are not numbers');
+    }
+    size = b.endCursor - b.startCursor;
+  }
+  if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError('batch.batchSize', `expected an integer >= 0, got ${describe(size)}`);
+  return {
+    batchId: b.batchId ?? '001',
+    startCursor: b.startCursor,
+    endCursor: b.endCursor,
+    batchSize: size,
+    isNoOp: b.isNoOp ?? false,
+    config: b.config ?? ({} as B),
+  };
+}
+
+function testCheckpoint(c: TestCheckpoint): Checkpoint {
+  if (c === null || typeof c !== 'object') throw new InvalidArgumentError('checkpoint', `expected an object, got ${describe(c)}`);
+  if (c.cursor === undefined) throw new InvalidArgumentError('checkpoint.cursor', 'is required (any JSON value)');
+  const itemsDone = c.itemsDone ?? 0;
+  if (!Number.isSafeInteger(itemsDone) || itemsDone < 0) {
+    throw new InvalidArgumentError('checkpoint.itemsDone', `expected an integer >= 0, got ${describe(itemsDone)}`);
+  }
+  return {
+    cursor: c.cursor,
+    itemsDone,
+    accumulated: c.accumulated ?? null,
+    attempt: positiveInt('checkpoint.attempt', c.attempt ?? 1),
+    recordedAt: c.recordedAt ?? new Date(),
+  };
 }
 
 function positiveInt(path: string, v: number): number {
@@ -58,13 +144,32 @@ function positiveInt(path: string, v: number): number {
   return v;
 }
 
-/** Builds a step context from plain data, as a worker would build it from a step event. */
-export function buildStepContext<I = Record<string, unknown>, C = Record<string, unknown>>(
-  options: BuildStepContextOptions<I, C> = {},
-): StepContext<I, C> {
-  const attempt = positiveInt('attempt', options.attempt ?? 1);
+/**
+ * Builds a step context from plain data, as a worker would build it from a step event. With
+ * `batch`, it is a batch worker instance's context whose checkpoints {@link checkpointsOf}
+ * lists.
+ *
+ * @example
+ * const ctx = buildStepContext({
+ *   batch: { startCursor: 0, endCursor: 1000, config: { checkpoint_interval: 100 } },
+ *   checkpoint: { cursor: 400, itemsDone: 400, accumulated: { sum: 79800 } },
+ * });
+ * assertSuccess(await runHandler(processBatch, ctx));
+ * assert.deepEqual(checkpointsOf(ctx).map((c) => c.cursor), [500, 600, 700, 800, 900, 1000]);
+ */
+export function buildStepContext<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>>(
+  options: BuildStepContextOptions<I, C, B> = {},
+): StepContext<I, C, B> {
+  const batch = options.batch === undefined ? null : testBatch(options.batch);
+  const checkpoint = options.checkpoint === undefined ? null : testCheckpoint(options.checkpoint);
+  if (checkpoint !== null && batch === null) {
+    throw new InvalidArgumentError('checkpoint', 'only a batch worker instance has checkpoints: give `batch` too');
+  }
+  const attempt = positiveInt('attempt', options.attempt ?? (checkpoint === null ? 1 : checkpoint.attempt + 1));
   const maxAttempts = positiveInt('maxAttempts', options.maxAttempts ?? Math.max(3, attempt));
-  return new StepContext<I, C>({
+  const checkpoints: RecordedCheckpoint[] = [];
+  const onCheckpoint = options.onCheckpoint;
+  const ctx = new StepContext<I, C, B>({
     taskUuid: options.taskUuid ?? randomUUID(),
     stepUuid: options.stepUuid ?? randomUUID(),
     stepName: options.stepName ?? 'test_step',
@@ -84,7 +189,31 @@ export function buildStepContext<I = Record<string, unknown>, C = Record<string,
     maxAttempts,
     deadline: options.deadline ?? null,
     signal: options.signal,
+    batch,
+    checkpoint,
+    checkpointSink: async (json) => {
+      // Parsed from the JSON a worker would send: a copy, so a handler mutating its
+      // accumulator afterwards does not rewrite the history.
+      const c = JSON.parse(json) as { cursor: JsonValue; items_done: number; accumulated?: JsonValue };
+      const entry: RecordedCheckpoint = { cursor: c.cursor, itemsDone: c.items_done, accumulated: c.accumulated ?? null };
+      if (onCheckpoint !== undefined) await onCheckpoint(entry);
+      checkpoints.push(entry);
+    },
   });
+  recorded.set(ctx, checkpoints);
+  return ctx;
+}
+
+/**
+ * The checkpoints a handler recorded with `ctx.batch.checkpoint(…)` on a context made by
+ * {@link buildStepContext}, oldest first (a failed `onCheckpoint` records nothing).
+ *
+ * @throws InvalidArgumentError for a context {@link buildStepContext} did not make
+ */
+export function checkpointsOf(ctx: StepContext<any, any, any>): readonly RecordedCheckpoint[] {
+  const list = recorded.get(ctx);
+  if (list === undefined) throw new InvalidArgumentError('ctx', 'expected a context made by buildStepContext');
+  return [...list];
 }
 
 /**
@@ -96,13 +225,13 @@ export function buildStepContext<I = Record<string, unknown>, C = Record<string,
  * @param ctx a context, or options for {@link buildStepContext}
  */
 export async function runHandler(
-  handler: HandlerSource | HandlerFunction<any, any>,
-  ctx: StepContext<any, any> | BuildStepContextOptions<any, any> = {},
+  handler: HandlerSource | HandlerFunction<any, any, any>,
+  ctx: StepContext<any, any, any> | BuildStepContextOptions<any, any, any> = {},
 ): Promise<StepResult> {
   const context = ctx instanceof StepContext ? ctx : buildStepContext(ctx);
   const source: HandlerSource =
     typeof handler === 'function' && !(handler.prototype instanceof StepHandler)
-      ? defineHandler(context.handler.callable, handler as HandlerFunction<any, any>)
+      ? defineHandler(context.handler.callable, handler as HandlerFunction<any, any, any>)
       : (handler as HandlerSource);
   const registry = new HandlerRegistry([source]);
   const callable = registry.callables[0] as string;
@@ -174,6 +303,57 @@ export function assertFailure(result: StepResult, expected: ExpectedFailure = {}
     check('message', typeof m === 'string' ? e.message === m : m.test(e.message), e.message, m);
   }
   return e;
+}
+
+function outcome<T>(result: StepResult, what: string, operator: string, parse: (v: unknown) => T | undefined): T {
+  if (!result.isSuccess) {
+    const e = result.error as StepFailure;
+    throw new AssertionError({ message: `expected ${what}, got a failure: [${e.errorType}] ${e.message}`, actual: e, expected: what, operator });
+  }
+  let parsed: T | undefined;
+  try {
+    parsed = parse(result.result);
+  } catch (e) {
+    throw new AssertionError({ message: `malformed ${what}: ${(e as Error).message}`, actual: result.result, expected: what, operator });
+  }
+  if (parsed === undefined) {
+    throw new AssertionError({
+      message: `expected ${what}, got a success without one: ${JSON.stringify(result.result)}`,
+      actual: result.result,
+      expected: what,
+      operator,
+    });
+  }
+  return parsed;
+}
+
+/**
+ * The decision a decision handler's result carries (`StepResult.decision` or plain JSON).
+ *
+ * @throws AssertionError when the result is a failure or carries no decision
+ */
+export function decisionOf(result: StepResult): DecisionOutcome {
+  return outcome(result, 'a decision (decision_point_outcome)', 'decisionOf', parseDecision);
+}
+
+/**
+ * The step names a decision handler chose: `[]` for `no_branches`.
+ *
+ * @throws AssertionError when the result is a failure or carries no decision
+ */
+export function chosenSteps(result: StepResult): string[] {
+  const d = decisionOf(result);
+  return d.type === 'create_steps' ? [...d.stepNames] : [];
+}
+
+/**
+ * The batches a batchable handler's result asks for (`StepResult.batches` or plain JSON):
+ * the worker, the cursors, or `no_batches`.
+ *
+ * @throws AssertionError when the result is a failure or carries no batch outcome
+ */
+export function batchesOf(result: StepResult): BatchOutcome {
+  return outcome(result, 'a batch outcome (batch_processing_outcome)', 'batchesOf', parseBatches);
 }
 
 export { StepContext } from './context.js';
