@@ -64,11 +64,15 @@ maturin develop --quiet ${MATURIN_ARGS:-}
 
 log "type checks: .pyi stubs against the built module (stubtest), the package (mypy)"
 # (run from bindings-python/ so mypy's cache lands in its git-ignored .mypy_cache)
-(cd "$HERE" && python -m mypy.stubtest tasker_core._native && python -m mypy --no-error-summary -p tasker_core)
+# The docs' Python snippets (docs/snippets/python/, run by tests/test_docs_snippets.py) are
+# type-checked and linted with the package.
+SNIPPETS="$ROOT/docs/snippets/python"
+(cd "$HERE" && python -m mypy.stubtest tasker_core._native && python -m mypy --no-error-summary -p tasker_core \
+  && python -m mypy --no-error-summary "$SNIPPETS")
 
 log "linting (ruff)"
-ruff check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench"
-ruff format --check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench"
+ruff check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench" "$SNIPPETS"
+ruff format --check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench" "$SNIPPETS"
 
 BACKENDS="sqlite"
 if [ -n "${DATABASE_URL:-}" ]; then
