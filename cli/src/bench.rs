@@ -310,6 +310,7 @@ async fn bench_backend(
         database_url: Some(url.to_owned()),
         max_connections: 16,
         listen: true,
+        ..TaskerOptions::default()
     })
     .await?;
     report.backend = tasker.backend().as_str();

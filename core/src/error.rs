@@ -80,6 +80,11 @@ pub enum TaskerError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A write for an attempt that no longer holds its step (it timed out, was re-claimed or
+    /// cancelled), refused like a late completion.
+    #[error("fenced: {0}")]
+    Fenced(String),
+
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
 }
@@ -162,6 +167,7 @@ impl TaskerError {
             TaskerError::ShutDown => "shut_down",
             TaskerError::WorkerFailed(_) => "worker_failed",
             TaskerError::InvalidArgument(_) => "invalid_argument",
+            TaskerError::Fenced(_) => "fenced",
             TaskerError::Corrupt(_) => "corrupt_data",
         }
     }

@@ -89,6 +89,116 @@ impl StepOutcome {
     }
 }
 
+/// One batch of a `create_batches` outcome: which items a batch worker instance processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchCursor {
+    pub batch_id: String,
+    pub start_cursor: Value,
+    pub end_cursor: Value,
+    pub batch_size: u64,
+}
+
+/// Splits `total` items into batches of `batch_size` (the last one smaller): ids `"001"`,
+/// `"002"`, … (more digits past 999), cursors `[start, end)`. No items, no batches.
+pub fn batch_cursors(total: u64, batch_size: u64) -> Result<Vec<BatchCursor>, TaskerError> {
+    if batch_size == 0 {
+        return Err(TaskerError::InvalidArgument("batch_size must be at least 1".into()));
+    }
+    let count = total.div_ceil(batch_size);
+    let width = count.to_string().len().max(3);
+    Ok((0..count)
+        .map(|i| {
+            let start = i * batch_size;
+            let end = (start + batch_size).min(total);
+            BatchCursor {
+                batch_id: format!("{:0width$}", i + 1),
+                start_cursor: json!(start),
+                end_cursor: json!(end),
+                batch_size: end - start,
+            }
+        })
+        .collect())
+}
+
+/// `result` (an object, or nothing) with `key: outcome` added.
+fn with_outcome(result: Value, key: &str, outcome: Value) -> Value {
+    let mut map = match result {
+        Value::Object(map) => map,
+        Value::Null => serde_json::Map::new(),
+        other => serde_json::Map::from_iter([("value".to_owned(), other)]),
+    };
+    map.insert(key.to_owned(), outcome);
+    Value::Object(map)
+}
+
+/// Results of decision and batchable steps, in the wire format (for Rust handlers, which
+/// return a result value).
+pub mod step_results {
+    use serde_json::{json, Value};
+
+    use super::{with_outcome, BatchCursor};
+    use crate::engine::{BATCH_KEY, DECISION_KEY};
+
+    /// A decision that creates `steps` (names of steps depending on the decision step), with
+    /// the other keys of `result` (an object, or `Value::Null`).
+    pub fn decision<S: AsRef<str>>(steps: &[S], result: Value) -> Value {
+        let names: Vec<&str> = steps.iter().map(AsRef::as_ref).collect();
+        with_outcome(
+            result,
+            DECISION_KEY,
+            json!({"type": "create_steps", "step_names": names}),
+        )
+    }
+
+    /// A decision that creates no branch.
+    pub fn no_branches(result: Value) -> Value {
+        with_outcome(result, DECISION_KEY, json!({"type": "no_branches"}))
+    }
+
+    /// Instances of the batch worker step `worker`, one per cursor.
+    pub fn batches(worker: &str, cursors: &[BatchCursor], result: Value) -> Value {
+        let total: u64 = cursors.iter().map(|c| c.batch_size).sum();
+        with_outcome(
+            result,
+            BATCH_KEY,
+            json!({
+                "type": "create_batches",
+                "worker_template_name": worker,
+                "worker_count": cursors.len(),
+                "total_items": total,
+                "cursor_configs": cursors,
+            }),
+        )
+    }
+
+    /// No batches: one placeholder instance (`is_no_op`) runs, so convergence still happens.
+    pub fn no_batches(result: Value) -> Value {
+        with_outcome(result, BATCH_KEY, json!({"type": "no_batches"}))
+    }
+}
+
+impl StepOutcome {
+    /// A successful decision creating `steps` (see [`step_results::decision`]).
+    pub fn decision<S: AsRef<str>>(steps: &[S], result: Value) -> Self {
+        Self::success(step_results::decision(steps, result))
+    }
+
+    /// A successful decision creating nothing.
+    pub fn no_branches(result: Value) -> Self {
+        Self::success(step_results::no_branches(result))
+    }
+
+    /// A successful batchable step creating one `worker` instance per cursor.
+    pub fn batches(worker: &str, cursors: &[BatchCursor], result: Value) -> Self {
+        Self::success(step_results::batches(worker, cursors, result))
+    }
+
+    /// A successful batchable step creating no batch.
+    pub fn no_batches(result: Value) -> Self {
+        Self::success(step_results::no_batches(result))
+    }
+}
+
 fn limit_failure(violation: &LimitViolation, what: &str) -> StepFailure {
     let error_type = match violation {
         LimitViolation::TooLarge { .. } => error_types::RESULT_TOO_LARGE,
@@ -182,6 +292,10 @@ pub mod error_types {
     pub const OUTCOME_REJECTED: &str = "outcome_rejected";
     /// Lost leases (crashed or killed workers) exceeded their own cap.
     pub const TOO_MANY_LOST_LEASES: &str = "too_many_lost_leases";
+    /// A decision step's `decision_point_outcome` is missing or names a step it cannot create.
+    pub const INVALID_DECISION: &str = "invalid_decision";
+    /// A batchable step's `batch_processing_outcome` is missing or invalid.
+    pub const INVALID_BATCH_OUTCOME: &str = "invalid_batch_outcome";
 }
 
 mod opt_secs {

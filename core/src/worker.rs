@@ -200,14 +200,24 @@ pub struct StepEvent {
     pub correlation_id: Uuid,
     /// When the engine fails this attempt with `timeout`.
     pub deadline: Option<DateTime<Utc>>,
+    /// For an instance of a `batch_worker` step, its batch: `batch_id`, `start_cursor`,
+    /// `end_cursor`, `batch_size`, `is_no_op` (the placeholder of `no_batches`) and the
+    /// template's `batch_config`. `None` for other steps.
+    pub batch: Option<Value>,
+    /// The last checkpoint an earlier attempt of this step recorded ([`Worker::checkpoint`]):
+    /// `cursor`, `items_done`, `accumulated`, `attempt`, `recorded_at`. Resume from it.
+    pub checkpoint: Option<Value>,
     /// Raised when the attempt is cancelled (see [`CancelSignal`]). Not serialized: a binding
     /// asks [`Worker::is_cancelled`] with the event id.
     #[serde(skip)]
     pub cancellation: CancelSignal,
+    /// Where [`StepEvent::checkpoint`] records (the engine that handed the event out).
+    #[serde(skip)]
+    recorder: Option<Tasker>,
 }
 
 impl StepEvent {
-    fn from_claim(event_id: u64, c: &ClaimedStep, cancellation: CancelSignal) -> Result<Self> {
+    fn from_claim(event_id: u64, c: &ClaimedStep, cancellation: CancelSignal, recorder: &Tasker) -> Result<Self> {
         let t = &c.template.template;
         let step = c
             .template
@@ -228,8 +238,23 @@ impl StepEvent {
             max_attempts: u32::try_from(c.max_attempts).unwrap_or(1),
             correlation_id: c.correlation_id,
             deadline: c.deadline,
+            batch: c.batch.clone(),
+            checkpoint: c.checkpoint.clone(),
             cancellation,
+            recorder: Some(recorder.clone()),
         })
+    }
+
+    /// Records this attempt's progress (see [`Worker::checkpoint`]): where it got to, how many
+    /// items are done, and whatever it accumulated so far. The next attempt, if any, receives
+    /// it as [`StepEvent::checkpoint`].
+    pub async fn checkpoint(&self, cursor: Value, items_done: u64, accumulated: Value) -> Result<()> {
+        let recorder = self.recorder.as_ref().ok_or_else(|| {
+            TaskerError::InvalidArgument("this step event was not handed out by a worker; it cannot checkpoint".into())
+        })?;
+        let attempt = i32::try_from(self.attempt).unwrap_or(i32::MAX);
+        let record = serde_json::json!({"cursor": cursor, "items_done": items_done, "accumulated": accumulated});
+        recorder.save_checkpoint(self.step_uuid, attempt, record).await
     }
 
     /// Result of the dependency called `name`.
@@ -684,6 +709,27 @@ impl Worker {
         }
     }
 
+    /// Records the progress of a running event's attempt (`{"cursor": …, "items_done": n,
+    /// "accumulated": …}`), committed before this returns. A later attempt of the step (after a
+    /// failure, a timeout or a lost worker) receives the last one as
+    /// [`StepEvent::checkpoint`]. Fenced like a completion: once the attempt timed out or the
+    /// step was re-claimed or cancelled, this fails with [`TaskerError::Fenced`].
+    pub async fn checkpoint(&self, event_id: u64, checkpoint: Value) -> Result<()> {
+        let (step_uuid, attempt) = {
+            let inflight = self.shared.inflight();
+            match inflight.get(&event_id) {
+                Some(entry) if entry.phase == Phase::Running => (entry.step_uuid, entry.attempt),
+                Some(_) => {
+                    return Err(TaskerError::Fenced(format!(
+                        "event {event_id} is no longer running (it timed out or was completed)"
+                    )))
+                }
+                None => return Err(TaskerError::UnknownEvent(event_id)),
+            }
+        };
+        self.shared.tasker.save_checkpoint(step_uuid, attempt, checkpoint).await
+    }
+
     /// Graceful shutdown; see the module docs. Idempotent.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport> {
         let shared = &self.shared;
@@ -914,7 +960,7 @@ fn hand_out(
         };
         let event_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = CancelSignal::default();
-        let event = match StepEvent::from_claim(event_id, &step, cancel.clone()) {
+        let event = match StepEvent::from_claim(event_id, &step, cancel.clone(), &shared.tasker) {
             Ok(e) => e,
             Err(e) => {
                 refused.push((step, Some(e.to_string())));

@@ -692,6 +692,7 @@ async fn postgres_connections_are_bounded_and_never_leak_locks_13_14() {
         database_url: Some(test_db.url.clone()),
         max_connections: 1,
         listen: true,
+        ..TaskerOptions::default()
     })
     .await
     .expect_err("refused");

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::step_types::{self, Expansion};
 use super::{CompiledTemplate, EngineEvent, Tasker};
 use crate::backoff;
 use crate::error::{Result, TaskerError};
@@ -20,6 +21,7 @@ use crate::limits;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
 use crate::state::{StepState, StepTrigger, TaskState, TaskTrigger};
 use crate::store::*;
+use crate::template::StepType;
 
 /// A step claimed by a worker: everything needed to run one attempt.
 #[derive(Debug, Clone)]
@@ -37,6 +39,10 @@ pub struct ClaimedStep {
     pub correlation_id: Uuid,
     /// When the engine fails this attempt with a `timeout` error.
     pub deadline: Option<DateTime<Utc>>,
+    /// A batch worker instance's cursor (see [`crate::worker::StepEvent::batch`]).
+    pub batch: Option<Value>,
+    /// The last checkpoint of an earlier attempt (see [`crate::worker::StepEvent::checkpoint`]).
+    pub checkpoint: Option<Value>,
 }
 
 /// What one claim got.
@@ -504,11 +510,12 @@ impl Tasker {
         let reports = self
             .apply_in_tx(tx.as_mut(), &locks, batch, now, &mut effects, eager, &mut eager_claims)
             .await?;
-        let (claimed, unreadable) = assemble_claims(
+        let (mut claimed, unreadable) = assemble_claims(
             eager_claims.claims,
             eager_claims.inputs,
             eager_claims.dependency_results,
         );
+        self.attach_extras(tx.as_mut(), &mut claimed).await?;
         if !unreadable.is_empty() {
             self.fail_poisoned(tx.as_mut(), unreadable, now, &mut effects).await?;
         }
@@ -534,6 +541,8 @@ impl Tasker {
         // A step may appear twice in one batch (e.g. a late completion and a timeout); only the
         // first matching one wins, exactly as if they had been separate transactions.
         let mut decided: HashSet<Uuid> = HashSet::new();
+        // Decisions and batches that succeed, to expand once their completion is written.
+        let mut expansions: Vec<(StepLock, Expansion)> = Vec::new();
         for c in batch {
             let Some(lock) = locks.get(&c.step_uuid) else {
                 reports.push(CompletionReport::Fenced {
@@ -573,7 +582,24 @@ impl Tasker {
                 reports.push(CompletionReport::Discarded { step_uuid: c.step_uuid });
                 continue;
             }
-            let state = match &c.outcome {
+            // A decision or batch outcome is checked before anything is written: an invalid one
+            // fails its step instead.
+            let rejected;
+            let outcome = match &c.outcome {
+                StepOutcome::Success { result, .. } => match self.check_step_type_outcome(lock, result).await? {
+                    Ok(None) => &c.outcome,
+                    Ok(Some(expansion)) => {
+                        expansions.push((lock.clone(), expansion));
+                        &c.outcome
+                    }
+                    Err(failure) => {
+                        rejected = StepOutcome::Failure(failure);
+                        &rejected
+                    }
+                },
+                other => other,
+            };
+            let state = match outcome {
                 StepOutcome::Success { result, metadata } => {
                     let to = plan.transition(
                         effects,
@@ -689,7 +715,7 @@ impl Tasker {
 
         // Children whose last dependency just completed are enqueued in this same transaction,
         // or claimed right away for the applying worker when it has free slots (eager dispatch).
-        let (applied, ready) = tx
+        let (applied, mut ready) = tx
             .apply_outcome_writes(
                 OutcomeWrites {
                     changes: &plan.step_changes,
@@ -703,6 +729,11 @@ impl Tasker {
         if applied.len() != plan.step_changes.len() {
             // Rows were locked by lock_steps, so this means the store broke its contract.
             return Err(TaskerError::Corrupt("a locked step changed under its lock".into()));
+        }
+        // The steps decisions and batches create join the released children: those with no
+        // pending parent are enqueued (or claimed) below like any other.
+        for (lock, expansion) in expansions {
+            ready.extend(self.expand(tx, &lock, expansion, now).await?);
         }
         let mut eager_pending = Vec::new();
         let mut child_changes = Vec::new();
@@ -1139,7 +1170,9 @@ impl Tasker {
             .map(|c| c.step_uuid)
             .collect();
         let (inputs, dependency_results) = tx.claim_inputs(&task_ids, &step_ids).await?;
-        Ok(assemble_claims(claims, inputs, dependency_results))
+        let (mut claimed, poisoned) = assemble_claims(claims, inputs, dependency_results);
+        self.attach_extras(tx, &mut claimed).await?;
+        Ok((claimed, poisoned))
     }
 }
 
@@ -1195,6 +1228,8 @@ fn assemble_claims(
                 dependency_results: deps.remove(&c.step_uuid).unwrap_or_default(),
                 correlation_id,
                 deadline: c.deadline,
+                batch: None,
+                checkpoint: None,
             }),
             Err(why) => poisoned.push((c.lock, Some(c.message), why)),
         }
@@ -1203,6 +1238,135 @@ fn assemble_claims(
 }
 
 impl Tasker {
+    /// Checks a successful result against its step's type (see [`step_types::check_outcome`]).
+    /// A template that cannot be read expands nothing (the step's claim already checked it).
+    async fn check_step_type_outcome(
+        &self,
+        lock: &StepLock,
+        result: &Value,
+    ) -> Result<std::result::Result<Option<Expansion>, StepFailure>> {
+        let template = match self.template_by_id(lock.template_id).await {
+            Ok(t) => t,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(_) => return Ok(Ok(None)),
+        };
+        if !template.creates_steps_at_run_time() {
+            return Ok(Ok(None));
+        }
+        Ok(step_types::check_outcome(
+            &template,
+            &lock.name,
+            result,
+            &self.inner.limits,
+        ))
+    }
+
+    /// Creates the steps a decision or batch makes possible in `lock`'s task, whose completion
+    /// this transaction has written; returns those ready to run. The task row is locked (by
+    /// `lock_steps`), so no other completion in the task runs meanwhile and the states read
+    /// here hold until commit.
+    async fn expand(
+        &self,
+        tx: &mut dyn StoreTx,
+        lock: &StepLock,
+        expansion: Expansion,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReadyChild>> {
+        let template = self.template_by_id(lock.template_id).await?;
+        let existing = tx.task_steps(lock.task_uuid).await?;
+        let requested = match expansion {
+            Expansion::Decision => Vec::new(),
+            Expansion::Batches(instances) => instances,
+        };
+        let planned = step_types::plan_steps(&template, &existing, requested);
+        if planned.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut created = Vec::with_capacity(planned.len());
+        let mut edges = Vec::new();
+        let mut ready = Vec::new();
+        for p in planned {
+            edges.extend(p.parents.iter().map(|&parent| (parent, p.step_uuid)));
+            let step = super::new_step(
+                &template,
+                p.index,
+                p.step_uuid,
+                p.name,
+                StepState::Pending,
+                p.pending_parents,
+            );
+            if p.pending_parents == 0 {
+                ready.push(ReadyChild {
+                    step_uuid: step.step_uuid,
+                    name: step.name.clone(),
+                    task_uuid: lock.task_uuid,
+                    queue: step.queue.clone(),
+                    max_attempts: step.max_attempts,
+                });
+            }
+            created.push(CreatedStep {
+                step,
+                inputs: p.inputs,
+                created_by: lock.name.clone(),
+            });
+        }
+        tracing::debug!(task = %lock.task_uuid, by = %lock.name, created = created.len(), "steps created at run time");
+        tx.insert_steps(lock.task_uuid, &created, &edges, now).await?;
+        Ok(ready)
+    }
+
+    /// Records a checkpoint of `attempt` of a running step (see [`crate::Worker::checkpoint`]):
+    /// `{"cursor": …, "items_done": n, "accumulated": …}`, checked against the JSON limits,
+    /// stored with the attempt and the time. Fenced: [`TaskerError::Fenced`] when the step is
+    /// no longer `in_progress` at that attempt.
+    pub async fn save_checkpoint(&self, step_uuid: Uuid, attempt: i32, checkpoint: Value) -> Result<()> {
+        let now = Utc::now();
+        let record = checkpoint_record(checkpoint, attempt, now)?;
+        retrying("checkpoint", || async {
+            let mut tx = self.store().begin().await?;
+            if tx.save_checkpoint(step_uuid, attempt, &record, now).await? {
+                tx.commit().await
+            } else {
+                tx.rollback().await?;
+                Err(TaskerError::Fenced(format!(
+                    "step {step_uuid} is no longer running attempt {attempt} (it timed out, was re-claimed or cancelled)"
+                )))
+            }
+        })
+        .await
+    }
+
+    /// Reads what claimed batch workers and retried steps need beyond the hot-path reads: a
+    /// batch worker's cursor and the last checkpoint.
+    async fn attach_extras(&self, tx: &mut dyn StoreTx, claimed: &mut [ClaimedStep]) -> Result<()> {
+        let ids: Vec<Uuid> = claimed
+            .iter()
+            .filter(|c| {
+                c.attempt > 1
+                    || c.template
+                        .step(&c.step_name)
+                        .is_some_and(|s| s.step_type == StepType::BatchWorker)
+            })
+            .map(|c| c.step_uuid)
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut extras: HashMap<Uuid, StepExtras> = tx
+            .step_extras(&ids)
+            .await?
+            .into_iter()
+            .map(|x| (x.step_uuid, x))
+            .collect();
+        for c in claimed {
+            if let Some(x) = extras.remove(&c.step_uuid) {
+                c.batch = x.inputs.and_then(|mut i| i.get_mut("batch").map(Value::take));
+                c.checkpoint = x.checkpoint;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether completing this step can make children ready: `false` only when its template
     /// says no step depends on it, which saves the release statement for leaves.
     async fn may_release_children(&self, lock: &StepLock) -> Result<bool> {
@@ -1283,6 +1447,48 @@ fn finish_change(lock: &StepLock, to: StepState, results: Option<Value>, error: 
         finished: to.is_terminal(),
         ..StepChange::cas(lock.step_uuid, (lock.state, lock.attempts), (to, lock.attempts))
     }
+}
+
+/// A handler's checkpoint as stored: its `cursor` (required), `items_done` (a non-negative
+/// integer, 0 when absent) and `accumulated` (any JSON, `null` when absent), with the attempt and
+/// the time. Anything else, or a value over the JSON limits, is refused naming it.
+fn checkpoint_record(checkpoint: Value, attempt: i32, now: DateTime<Utc>) -> Result<Value> {
+    let bad = |why: String| TaskerError::InvalidArgument(format!("checkpoint: {why}"));
+    let Value::Object(mut fields) = checkpoint else {
+        return Err(bad(format!(
+            "expected an object with 'cursor', 'items_done' and 'accumulated', got {}",
+            limits::clean_text(&checkpoint.to_string())
+        )));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "cursor" | "items_done" | "accumulated"))
+    {
+        return Err(bad(format!(
+            "unknown field '{}' (allowed: cursor, items_done, accumulated)",
+            limits::clean_text(unknown)
+        )));
+    }
+    let cursor = fields
+        .remove("cursor")
+        .ok_or_else(|| bad("'cursor' is required".into()))?;
+    let items_done = match fields.remove("items_done") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| bad(format!("'items_done' must be a non-negative integer, got {v}")))?,
+    };
+    let accumulated = fields.remove("accumulated").unwrap_or(Value::Null);
+    let mut record = json!({
+        "cursor": cursor,
+        "items_done": items_done,
+        "accumulated": accumulated,
+        "attempt": attempt,
+        "recorded_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    limits::check(&record).map_err(|v| bad(v.describe("the checkpoint")))?;
+    limits::replace_nul(&mut record);
+    Ok(record)
 }
 
 fn timeout_failure(lock: &StepLock) -> StepFailure {

@@ -6,6 +6,7 @@
 
 mod dispatch;
 mod signals;
+mod step_types;
 mod templates;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use dispatch::{ClaimBatch, ClaimedStep, Completion, CompletionReport, EagerClaim, MAX_LOST_LEASES};
+pub use step_types::{instance_name, StepTypeLimits, BATCH_KEY, DECISION_KEY};
 pub use templates::{CompiledTemplate, RegisteredTemplate};
 
 use crate::error::{Result, TaskerError};
@@ -52,6 +54,8 @@ pub struct TaskerOptions {
     pub max_connections: u32,
     /// Listen for NOTIFY wake-ups (PostgreSQL).
     pub listen: bool,
+    /// What decisions and batches may create.
+    pub step_type_limits: StepTypeLimits,
 }
 
 impl Default for TaskerOptions {
@@ -60,6 +64,7 @@ impl Default for TaskerOptions {
             database_url: None,
             max_connections: 10,
             listen: true,
+            step_type_limits: StepTypeLimits::default(),
         }
     }
 }
@@ -123,6 +128,7 @@ struct Inner {
     target: String,
     /// Cross-process signals arrive (PostgreSQL with LISTEN on).
     listening: bool,
+    limits: StepTypeLimits,
 }
 
 /// Describes a database URL without credentials: `scheme://host:port/db`, or the SQLite file.
@@ -221,6 +227,7 @@ impl Tasker {
         Ok(Self {
             inner: Arc::new(Inner {
                 listening,
+                limits: options.step_type_limits,
                 store,
                 templates: TemplateCache::default(),
                 signals,
@@ -318,27 +325,26 @@ impl Tasker {
             }
             None => task_uuid.to_string(),
         };
-        let step_uuids: Vec<Uuid> = t.steps.iter().map(|_| Uuid::now_v7()).collect();
-        let mut steps = Vec::with_capacity(t.steps.len());
+        // The steps that need no run-time choice; decisions and batches create the rest.
+        let planned = step_types::plan_steps(&template, &[], Vec::new());
+        let mut steps = Vec::with_capacity(planned.len());
         let mut edges = Vec::new();
         let mut messages = Vec::new();
         let mut step_transitions = Vec::new();
-        for (i, s) in t.steps.iter().enumerate() {
-            let parents = &template.parents[i];
-            let state = if parents.is_empty() {
+        for p in planned {
+            let s = &t.steps[p.index];
+            let state = if p.pending_parents == 0 {
                 StepState::Enqueued
             } else {
                 StepState::Pending
             };
-            for &p in parents {
-                edges.push((step_uuids[p], step_uuids[i]));
-            }
+            edges.extend(p.parents.iter().map(|&parent| (parent, p.step_uuid)));
             let queue = template.queue_of(s);
             if state == StepState::Enqueued {
                 messages.push(OutgoingMessage {
                     queue: queue.clone(),
                     body: StepMessage {
-                        step_uuid: step_uuids[i],
+                        step_uuid: p.step_uuid,
                         task_uuid,
                         attempt: 0,
                     },
@@ -346,7 +352,7 @@ impl Tasker {
                     priority: request.priority,
                 });
                 step_transitions.push(TransitionRecord {
-                    entity_uuid: step_uuids[i],
+                    entity_uuid: p.step_uuid,
                     task_uuid,
                     from_state: Some(StepState::Pending.as_str()),
                     to_state: StepState::Pending.apply(StepTrigger::Enqueue)?.as_str(),
@@ -355,16 +361,14 @@ impl Tasker {
                     at: now,
                 });
             }
-            steps.push(NewStep {
-                step_uuid: step_uuids[i],
-                name: s.name.clone(),
-                position: i32::try_from(i).unwrap_or(i32::MAX),
-                queue,
+            steps.push(new_step(
+                &template,
+                p.index,
+                p.step_uuid,
+                p.name,
                 state,
-                max_attempts: i32::try_from(s.retry.max_attempts.max(1)).unwrap_or(100),
-                retryable: s.retry.retryable,
-                pending_parents: i32::try_from(parents.len()).unwrap_or(i32::MAX),
-            });
+                p.pending_parents,
+            ));
         }
         // Creation walks pending → initializing → enqueuing_steps → steps_in_process inside one
         // transaction; each step is audited.
@@ -515,6 +519,28 @@ impl Tasker {
     /// Closes the connection pool.
     pub async fn close(&self) {
         self.inner.store.close().await;
+    }
+}
+
+/// The row of a new step: an instance of template step `index` called `name`.
+fn new_step(
+    template: &CompiledTemplate,
+    index: usize,
+    step_uuid: Uuid,
+    name: String,
+    state: StepState,
+    pending_parents: i32,
+) -> NewStep {
+    let s = &template.template.steps[index];
+    NewStep {
+        step_uuid,
+        name,
+        position: i32::try_from(index).unwrap_or(i32::MAX),
+        queue: template.queue_of(s),
+        state,
+        max_attempts: i32::try_from(s.retry.max_attempts.max(1)).unwrap_or(100),
+        retryable: s.retry.retryable,
+        pending_parents,
     }
 }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TaskerError};
 use crate::store::{NewTemplate, Store, TemplateRow};
-use crate::template::{self, ContextValidator, LoadedTemplate, StepTemplate, TaskTemplate};
+use crate::template::{self, ContextValidator, LoadedTemplate, StepTemplate, StepType, TaskTemplate};
 
 /// A stored template, parsed and ready to instantiate.
 #[derive(Debug)]
@@ -21,6 +21,13 @@ pub struct CompiledTemplate {
     pub validator: ContextValidator,
     /// For each step (by index), the indices of its dependencies.
     pub parents: Vec<Vec<usize>>,
+    /// For each step (by index), the indices of the steps depending on it.
+    pub children: Vec<Vec<usize>>,
+    /// Step indices, parents before children.
+    pub order: Vec<usize>,
+    /// For each step (by index), how many decision steps are on the deepest path to it, itself
+    /// included.
+    pub decision_depth: Vec<usize>,
     /// For each step (by index), whether any step depends on it.
     has_dependents: Vec<bool>,
     /// Step index by name.
@@ -44,8 +51,18 @@ impl CompiledTemplate {
             .map(|s| s.dependencies.iter().filter_map(|d| template.step_index(d)).collect())
             .collect();
         let mut has_dependents = vec![false; template.steps.len()];
-        for &p in parents.iter().flatten() {
-            has_dependents[p] = true;
+        let mut children = vec![Vec::new(); template.steps.len()];
+        for (child, ps) in parents.iter().enumerate() {
+            for &p in ps {
+                has_dependents[p] = true;
+                children[p].push(child);
+            }
+        }
+        let order = template.topological_order();
+        let mut decision_depth = vec![0usize; template.steps.len()];
+        for &i in &order {
+            let above = parents[i].iter().map(|&p| decision_depth[p]).max().unwrap_or(0);
+            decision_depth[i] = above + usize::from(template.steps[i].step_type == StepType::Decision);
         }
         let by_name = template
             .steps
@@ -59,25 +76,46 @@ impl CompiledTemplate {
             version,
             validator,
             parents,
+            children,
+            order,
+            decision_depth,
             has_dependents,
             by_name,
         })
     }
 
-    /// The step called `name`.
+    /// Index of the template step that the task's step `name` is: the step of that name, or
+    /// the batch worker whose instance it is (`<worker>_<digits>`).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        if let Some(&i) = self.by_name.get(name) {
+            return Some(i);
+        }
+        let worker = template::instance_of(&self.template, name)?;
+        self.by_name.get(worker).copied()
+    }
+
+    /// The template step of the task's step `name` (see [`CompiledTemplate::index_of`]).
     pub fn step(&self, name: &str) -> Option<&StepTemplate> {
-        self.template.steps.get(*self.by_name.get(name)?)
+        self.template.steps.get(self.index_of(name)?)
     }
 
     /// Whether the step called `name` has dependencies (`true` for an unknown step: the
     /// engine then reads the database instead of trusting the template).
     pub fn has_dependencies(&self, name: &str) -> bool {
-        self.by_name.get(name).is_none_or(|&i| !self.parents[i].is_empty())
+        self.index_of(name).is_none_or(|i| !self.parents[i].is_empty())
     }
 
     /// Whether any step depends on the step called `name` (`true` for an unknown step).
     pub fn has_dependents(&self, name: &str) -> bool {
-        self.by_name.get(name).is_none_or(|&i| self.has_dependents[i])
+        self.index_of(name).is_none_or(|i| self.has_dependents[i])
+    }
+
+    /// Whether the template has steps that only exist once a decision or batch creates them.
+    pub fn creates_steps_at_run_time(&self) -> bool {
+        self.template
+            .steps
+            .iter()
+            .any(|s| matches!(s.step_type, StepType::Decision | StepType::Batchable))
     }
 
     /// The queue of a step.

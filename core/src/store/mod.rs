@@ -346,6 +346,33 @@ pub trait StoreTx: MessageQueue {
         })
     }
 
+    /// Every step of a task with its state and stored result (cold path: read when a decision
+    /// or batch expands the task, under the task's lock).
+    async fn task_steps(&mut self, task_uuid: Uuid) -> Result<Vec<ExistingStep>>;
+
+    /// Inserts steps created at run time with their edges (parent, child) and adds them to the
+    /// task's `total_steps`.
+    async fn insert_steps(
+        &mut self,
+        task_uuid: Uuid,
+        steps: &[CreatedStep],
+        edges: &[(Uuid, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Inputs and last checkpoint of each step (rows only for steps that exist).
+    async fn step_extras(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepExtras>>;
+
+    /// Stores `checkpoint` as the step's last checkpoint if the step is still `in_progress` at
+    /// `attempt` (a compare-and-swap, like a completion). Returns whether it was stored.
+    async fn save_checkpoint(
+        &mut self,
+        step_uuid: Uuid,
+        attempt: i32,
+        checkpoint: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
     /// Signals that a task finished, delivered to other processes at commit.
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()>;
 

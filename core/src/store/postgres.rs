@@ -570,11 +570,12 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<Ta
             s.retryable AS s_retryable, s.results AS s_results, s.last_error AS s_last_error, \
             s.next_retry_at AS s_next_retry_at, s.created_at AS s_created_at, \
             s.first_attempted_at AS s_first_attempted_at, s.last_attempted_at AS s_last_attempted_at, \
-            s.completed_at AS s_completed_at, \
+            s.completed_at AS s_completed_at, s.created_by AS s_created_by, s.inputs AS s_inputs, \
+            s.checkpoint AS s_checkpoint, \
             COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
               JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{{}}') AS s_deps \
          FROM tasker_tasks t LEFT JOIN tasker_steps s ON s.task_uuid = t.task_uuid \
-         WHERE t.task_uuid = $1 ORDER BY s.position"
+         WHERE t.task_uuid = $1 ORDER BY s.position, s.name"
     ))
     .bind(task_uuid)
     .fetch_all(&mut *conn)
@@ -606,6 +607,11 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<Ta
             last_attempted_at: row.try_get("s_last_attempted_at")?,
             completed_at: row.try_get("s_completed_at")?,
             dependencies: row.try_get("s_deps")?,
+            created_by: row.try_get("s_created_by")?,
+            batch: row
+                .try_get::<Option<Json<Value>>, _>("s_inputs")?
+                .and_then(|mut j| j.0.get_mut("batch").map(Value::take)),
+            checkpoint: row.try_get::<Option<Json<Value>>, _>("s_checkpoint")?.map(|j| j.0),
         };
         names.insert(step.step_uuid, step.name.clone());
         steps.push(step);
@@ -1142,6 +1148,116 @@ impl StoreTx for PgTx {
             }
         }
         Ok((inputs, deps))
+    }
+
+    async fn task_steps(&mut self, task_uuid: Uuid) -> Result<Vec<ExistingStep>> {
+        let rows = sqlx::query(
+            "SELECT step_uuid, name, state, results::text AS results FROM tasker_steps WHERE task_uuid = $1",
+        )
+        .bind(task_uuid)
+        .fetch_all(self.tx().await?)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExistingStep {
+                    step_uuid: r.try_get("step_uuid")?,
+                    name: r.try_get("name")?,
+                    state: parse_state(r.try_get::<&str, _>("state")?, "step")?,
+                    // An unreadable result reads as none (a decision that chose nothing).
+                    results: r
+                        .try_get::<Option<&str>, _>("results")?
+                        .and_then(|t| decode_json(t, "step result").ok()),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_steps(
+        &mut self,
+        task_uuid: Uuid,
+        steps: &[CreatedStep],
+        edges: &[(Uuid, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&CreatedStep) -> String| steps.iter().map(f).collect::<Vec<String>>();
+        sqlx::query(
+            "WITH steps AS (INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, \
+                max_attempts, retryable, pending_parents, inputs, created_by, created_at, updated_at) \
+               SELECT v.id, $1, v.name, v.position, v.queue, v.state, v.max_attempts, v.retryable, v.pending, \
+                 v.inputs::jsonb, v.created_by, $2, $2 \
+               FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::int[], $9::bool[], \
+                 $10::int[], $11::text[], $12::text[]) \
+                 AS v(id, name, position, queue, state, max_attempts, retryable, pending, inputs, created_by) \
+               RETURNING 1), \
+             edges AS (INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) \
+               SELECT $1, e.f, e.t FROM unnest($13::uuid[], $14::uuid[]) AS e(f, t) RETURNING 1) \
+             UPDATE tasker_tasks SET total_steps = total_steps + (SELECT count(*) FROM steps), updated_at = $2 \
+             WHERE task_uuid = $1 AND (SELECT count(*) FROM edges) >= 0",
+        )
+        .bind(task_uuid)
+        .bind(now)
+        .bind(steps.iter().map(|c| c.step.step_uuid).collect::<Vec<Uuid>>())
+        .bind(column(|c| c.step.name.clone()))
+        .bind(steps.iter().map(|c| c.step.position).collect::<Vec<i32>>())
+        .bind(column(|c| c.step.queue.clone()))
+        .bind(column(|c| c.step.state.as_str().to_owned()))
+        .bind(steps.iter().map(|c| c.step.max_attempts).collect::<Vec<i32>>())
+        .bind(steps.iter().map(|c| c.step.retryable).collect::<Vec<bool>>())
+        .bind(steps.iter().map(|c| c.step.pending_parents).collect::<Vec<i32>>())
+        .bind(
+            steps
+                .iter()
+                .map(|c| c.inputs.as_ref().map(Value::to_string))
+                .collect::<Vec<Option<String>>>(),
+        )
+        .bind(column(|c| c.created_by.clone()))
+        .bind(edges.iter().map(|e| e.0).collect::<Vec<Uuid>>())
+        .bind(edges.iter().map(|e| e.1).collect::<Vec<Uuid>>())
+        .execute(self.tx().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn step_extras(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepExtras>> {
+        if step_uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT step_uuid, inputs, checkpoint FROM tasker_steps WHERE step_uuid = ANY($1)")
+            .bind(step_uuids)
+            .fetch_all(self.tx().await?)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepExtras {
+                    step_uuid: r.try_get("step_uuid")?,
+                    inputs: r.try_get::<Option<Json<Value>>, _>("inputs")?.map(|j| j.0),
+                    checkpoint: r.try_get::<Option<Json<Value>>, _>("checkpoint")?.map(|j| j.0),
+                })
+            })
+            .collect()
+    }
+
+    async fn save_checkpoint(
+        &mut self,
+        step_uuid: Uuid,
+        attempt: i32,
+        checkpoint: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let stored = sqlx::query(
+            "UPDATE tasker_steps SET checkpoint = $3, updated_at = $4 \
+             WHERE step_uuid = $1 AND state = 'in_progress' AND attempts = $2",
+        )
+        .bind(step_uuid)
+        .bind(attempt)
+        .bind(Json(checkpoint))
+        .bind(now)
+        .execute(self.tx().await?)
+        .await?;
+        Ok(stored.rows_affected() == 1)
     }
 
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()> {

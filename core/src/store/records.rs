@@ -256,6 +256,34 @@ pub struct NewStep {
     pub pending_parents: i32,
 }
 
+/// A step of a task, as deciding which steps to create needs it.
+#[derive(Debug, Clone)]
+pub struct ExistingStep {
+    pub step_uuid: Uuid,
+    pub name: String,
+    pub state: StepState,
+    /// The stored result (a decision's choice), `None` if absent or unreadable.
+    pub results: Option<Value>,
+}
+
+/// A step created at run time by a decision or a batch (see [`super::StoreTx::insert_steps`]).
+#[derive(Debug, Clone)]
+pub struct CreatedStep {
+    pub step: NewStep,
+    /// Stored as the step's inputs (`{"batch": cursor}` for a batch worker instance).
+    pub inputs: Option<Value>,
+    /// Name of the step whose outcome created it.
+    pub created_by: String,
+}
+
+/// What a claim of a step created by a batch, or retried, needs beyond the hot-path reads.
+#[derive(Debug, Clone, Default)]
+pub struct StepExtras {
+    pub step_uuid: Uuid,
+    pub inputs: Option<Value>,
+    pub checkpoint: Option<Value>,
+}
+
 /// Outcome of [`super::StoreTx::insert_task`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertedTask {
@@ -330,6 +358,16 @@ pub struct StepSummary {
     pub completed_at: Option<DateTime<Utc>>,
     /// Names of the steps this one depends on.
     pub dependencies: Vec<String>,
+    /// The decision or batchable step whose outcome created this step (`None` for the steps
+    /// the task started with).
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// A batch worker instance's cursor (see [`crate::worker::StepEvent::batch`]).
+    #[serde(default)]
+    pub batch: Option<Value>,
+    /// The last checkpoint an attempt recorded (see [`crate::worker::StepEvent::checkpoint`]).
+    #[serde(default)]
+    pub checkpoint: Option<Value>,
 }
 
 /// A transition as read back.

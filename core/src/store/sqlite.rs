@@ -920,6 +920,37 @@ static CREATE_TASK: LazyLock<String> = LazyLock::new(|| {
 /// `create_task` as one command: the transaction's BEGIN, `CREATE_TASK`, and its COMMIT.
 static CREATE_TASK_COMMITTED: LazyLock<String> = LazyLock::new(|| format!("{BEGIN}{};\nCOMMIT", *CREATE_TASK));
 
+/// `task_steps`: `?1` the task.
+const TASK_STEPS: &str = "SELECT step_uuid, name, state, results FROM tasker_steps WHERE task_uuid = ?1";
+
+/// `insert_steps`: `?1` the task, `?2` the steps (JSON rows), `?3` now, `?4` the edges.
+static INSERT_STEPS: LazyLock<String> = LazyLock::new(|| {
+    [
+        concat!(
+            "WITH ",
+            rows_cte!("sr", "json_each(?2)"),
+            " INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, max_attempts, \
+                retryable, pending_parents, inputs, created_by, created_at, updated_at) \
+             SELECT unhex(v ->> 0), ?1, v ->> 1, v ->> 2, v ->> 3, v ->> 4, v ->> 5, v ->> 6, v ->> 7, \
+                v ->> 8, v ->> 9, ?3, ?3 FROM sr ORDER BY k"
+        ),
+        "INSERT INTO tasker_step_edges (task_uuid, from_step, to_step) \
+         SELECT ?1, unhex(value ->> 0), unhex(value ->> 1) FROM json_each(?4) \
+         WHERE (?2 IS NULL OR ?3 IS NULL OR 1) ORDER BY key",
+        "UPDATE tasker_tasks SET total_steps = total_steps + json_array_length(?2), updated_at = ?3 \
+         WHERE task_uuid = ?1",
+    ]
+    .join(";\n")
+});
+
+/// `step_extras`: `?1` the steps.
+const STEP_EXTRAS: &str = "SELECT step_uuid, inputs, checkpoint FROM tasker_steps \
+     WHERE step_uuid IN (SELECT unhex(value) FROM json_each(?1))";
+
+/// `save_checkpoint`: `?1` the step, `?2` the attempt, `?3` the checkpoint, `?4` now.
+const SAVE_CHECKPOINT: &str = "UPDATE tasker_steps SET checkpoint = ?3, updated_at = ?4 \
+     WHERE step_uuid = ?1 AND state = 'in_progress' AND attempts = ?2 RETURNING 1";
+
 /// `?1`: namespace, `?2`: now, `?3`: name, `?4`: version, `?5`: definition, `?6`: content hash,
 /// `?7`: source path. Ends with the stored version.
 static REGISTER_TEMPLATE: LazyLock<String> = LazyLock::new(|| {
@@ -941,7 +972,7 @@ const DETAIL_TASK: &str = concat!(
     task_columns!(),
     " FROM tasker_tasks WHERE task_uuid = ?1"
 );
-const DETAIL_STEPS: &str = "SELECT 'step' AS part, * FROM tasker_steps WHERE task_uuid = ?1 ORDER BY position";
+const DETAIL_STEPS: &str = "SELECT 'step' AS part, * FROM tasker_steps WHERE task_uuid = ?1 ORDER BY position, name";
 /// Through the task's steps (indexed by task), not `tasker_step_edges.task_uuid` (not indexed).
 const DETAIL_EDGES: &str = "SELECT 'edge' AS part, e.to_step, p.name \
      FROM tasker_steps p CROSS JOIN tasker_step_edges e \
@@ -1256,6 +1287,9 @@ fn step_from_row(row: &SqliteRow, dependencies: Vec<String>) -> Result<StepSumma
         last_attempted_at: opt_from_ms(row.try_get("last_attempted_at")?),
         completed_at: opt_from_ms(row.try_get("completed_at")?),
         dependencies,
+        created_by: row.try_get("created_by")?,
+        batch: opt_json(row, "inputs")?.and_then(|mut i| i.get_mut("batch").map(Value::take)),
+        checkpoint: opt_json(row, "checkpoint")?,
     })
 }
 
@@ -2154,6 +2188,102 @@ impl StoreTx for SqliteTx {
         })
     }
 
+    async fn task_steps(&mut self, task_uuid: Uuid) -> Result<Vec<ExistingStep>> {
+        let sql = self.sql(TASK_STEPS);
+        let rows = sqlx::query(&sql).bind(task_uuid).fetch_all(self.conn()?).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExistingStep {
+                    step_uuid: r.try_get("step_uuid")?,
+                    name: r.try_get("name")?,
+                    state: parse_state(r.try_get::<&str, _>("state")?, "step")?,
+                    // An unreadable result reads as none (a decision that chose nothing).
+                    results: r
+                        .try_get::<Option<&str>, _>("results")?
+                        .and_then(|t| serde_json::from_str(t).ok()),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_steps(
+        &mut self,
+        task_uuid: Uuid,
+        steps: &[CreatedStep],
+        edges: &[(Uuid, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = steps
+            .iter()
+            .map(|c| {
+                let s = &c.step;
+                (
+                    Hex(s.step_uuid),
+                    s.name.as_str(),
+                    s.position,
+                    s.queue.as_str(),
+                    s.state.as_str(),
+                    s.max_attempts,
+                    s.retryable,
+                    s.pending_parents,
+                    c.inputs.as_ref().map(json_text),
+                    c.created_by.as_str(),
+                )
+            })
+            .collect();
+        let edges: Vec<_> = edges.iter().map(|(from, to)| (Hex(*from), Hex(*to))).collect();
+        let sql = self.sql(&INSERT_STEPS);
+        sqlx::query(&sql)
+            .bind(task_uuid)
+            .bind(to_json(&rows)?)
+            .bind(ms(now))
+            .bind(to_json(&edges)?)
+            .execute(self.conn()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn step_extras(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepExtras>> {
+        if step_uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.sql(STEP_EXTRAS);
+        let rows = sqlx::query(&sql)
+            .bind(uuid_list(step_uuids)?)
+            .fetch_all(self.conn()?)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepExtras {
+                    step_uuid: r.try_get("step_uuid")?,
+                    inputs: opt_json(r, "inputs")?,
+                    checkpoint: opt_json(r, "checkpoint")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_checkpoint(
+        &mut self,
+        step_uuid: Uuid,
+        attempt: i32,
+        checkpoint: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sql = self.sql(SAVE_CHECKPOINT);
+        let stored = sqlx::query(&sql)
+            .bind(step_uuid)
+            .bind(attempt)
+            .bind(json_text(checkpoint))
+            .bind(ms(now))
+            .fetch_optional(self.conn()?)
+            .await?;
+        Ok(stored.is_some())
+    }
+
     async fn notify_task_finished(&mut self, _task_uuid: Uuid) -> Result<()> {
         // No cross-process channel on SQLite; waiters in other processes poll.
         Ok(())
@@ -2235,6 +2365,7 @@ mod tests {
             ("apply_followup_writes", FOLLOWUP_WRITES.as_str()),
             ("claim_inputs", CLAIM_INPUTS.as_str()),
             ("task_detail", TASK_DETAIL.as_str()),
+            ("insert_steps", INSERT_STEPS.as_str()),
         ]
     }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 pub use load::{current_env, load_path, parse_str};
 pub use model::{BackoffKind, HandlerSpec, RetryPolicy, StepTemplate, StepType, TaskTemplate};
+pub(crate) use validate::instance_of;
 pub use validate::{is_valid_queue_name, validate_template, ContextValidator, MAX_CONTEXT_BYTES};
 
 use crate::error::TemplateProblem;

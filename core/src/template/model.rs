@@ -99,17 +99,38 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-/// Step kinds. Only `standard` has run-time behaviour today; the others are accepted so that
-/// Tasker templates load, and run as standard steps until decision/batch support lands.
+/// Step kinds (see `docs/conditional-workflows.md` and `docs/batch-processing.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepType {
+    /// Runs when all its dependencies are done.
     #[default]
     Standard,
+    /// Its result names which of the steps depending on it are created
+    /// (`decision_point_outcome`); those steps do not exist until it decides.
     Decision,
+    /// Waits for those of its dependencies that exist in the task (whichever branches or
+    /// batches were created) and receives their results. `deferred` is Tasker's older name.
+    #[serde(alias = "deferred")]
     DeferredConvergence,
+    /// Its result splits work into instances of a `batch_worker` step
+    /// (`batch_processing_outcome`).
     Batchable,
+    /// A template for the instances a `batchable` step creates; never created on its own.
     BatchWorker,
+}
+
+impl StepType {
+    /// The name used in templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepType::Standard => "standard",
+            StepType::Decision => "decision",
+            StepType::DeferredConvergence => "deferred_convergence",
+            StepType::Batchable => "batchable",
+            StepType::BatchWorker => "batch_worker",
+        }
+    }
 }
 
 /// Retry policy of one step.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::model::TaskTemplate;
+use super::model::{StepType, TaskTemplate};
 use crate::error::{TaskerError, TemplateProblem, ValidationError};
 
 /// Largest task context accepted, measured as serialized JSON.
@@ -106,6 +106,10 @@ pub fn validate_template(t: &TaskTemplate, source: Option<&Path>) -> Result<semv
     }
     check_steps(t, &mut v);
     check_cycles(t, &mut v);
+    if v.list.is_empty() {
+        // Only on a well-formed DAG: the checks walk dependencies.
+        check_step_types(t, &mut v);
+    }
 
     match version {
         Some(version) if v.list.is_empty() => Ok(version),
@@ -254,6 +258,102 @@ fn check_steps(t: &TaskTemplate, v: &mut Problems<'_>) {
             _ => {}
         }
     }
+}
+
+/// What decision points and batches require of a template's shape:
+/// * a `batch_worker` step depends on exactly one step, and that step is `batchable`; only
+///   `deferred_convergence` steps depend on a `batch_worker` (its instances exist only at run
+///   time, in a number only the batchable step knows);
+/// * a `batchable` step has a `batch_worker` step depending on it (`no_batches` creates a
+///   placeholder instance of it);
+/// * a `deferred_convergence` step depends on something created at run time (a step below a
+///   decision, or a batch worker): otherwise it would just be a standard step;
+/// * no step is named like a batch worker's instance (`<worker>_<digits>`).
+///
+/// Cycles through created steps cannot happen: created steps are instances of template steps
+/// with the template's edges (and instances of a batch worker are never parents of each other).
+fn check_step_types(t: &TaskTemplate, v: &mut Problems<'_>) {
+    let index = |name: &str| t.step_index(name);
+    let kind = |i: usize| t.steps[i].step_type;
+    // Steps created at run time: below a decision, or batch workers, or below those.
+    let mut runtime = vec![false; t.steps.len()];
+    for i in t.topological_order() {
+        let step = &t.steps[i];
+        runtime[i] = step.step_type == StepType::BatchWorker
+            || step
+                .dependencies
+                .iter()
+                .filter_map(|d| index(d))
+                .any(|p| runtime[p] || kind(p) == StepType::Decision);
+    }
+    for step in &t.steps {
+        let label = Some(step.name.as_str());
+        let deps: Vec<usize> = step.dependencies.iter().filter_map(|d| index(d)).collect();
+        match step.step_type {
+            StepType::BatchWorker if deps.len() != 1 || kind(deps[0]) != StepType::Batchable => v.push(
+                label,
+                "dependencies",
+                format!(
+                    "a batch_worker step must depend on exactly one step, a batchable one (it depends on [{}])",
+                    step.dependencies.join(", ")
+                ),
+            ),
+            StepType::DeferredConvergence if !deps.iter().any(|&p| runtime[p]) => v.push(
+                label,
+                "type",
+                "a deferred_convergence step must depend on a step created at run time (a step below a decision, or a batch_worker); with only static dependencies use type: standard".to_owned(),
+            ),
+            StepType::Batchable
+                if !t
+                    .steps
+                    .iter()
+                    .any(|c| c.step_type == StepType::BatchWorker && c.dependencies.contains(&step.name)) =>
+            {
+                v.push(
+                    label,
+                    "type",
+                    "a batchable step needs a batch_worker step that depends on it".to_owned(),
+                )
+            }
+            _ => {}
+        }
+        if step.step_type != StepType::DeferredConvergence {
+            for &p in &deps {
+                if kind(p) == StepType::BatchWorker {
+                    v.push(
+                        label,
+                        "dependencies",
+                        format!(
+                            "only a deferred_convergence step may depend on the batch_worker '{}' (its instances are created at run time)",
+                            t.steps[p].name
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(worker) = instance_of(t, &step.name) {
+            v.push(
+                label,
+                "name",
+                format!(
+                    "'{}' is the name of an instance of the batch_worker '{worker}'; rename the step",
+                    step.name
+                ),
+            );
+        }
+    }
+}
+
+/// The batch worker step that `name` would be an instance of (`<worker>_<digits>`).
+pub(crate) fn instance_of<'t>(t: &'t TaskTemplate, name: &str) -> Option<&'t str> {
+    let (base, digits) = name.rsplit_once('_')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.steps
+        .iter()
+        .find(|s| s.name == base && s.step_type == StepType::BatchWorker)
+        .map(|s| s.name.as_str())
 }
 
 /// Reports each distinct dependency cycle once, as `a -> b -> a` where `x -> y` means `y`

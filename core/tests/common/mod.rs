@@ -52,6 +52,7 @@ impl TestDb {
             database_url: Some(self.url.clone()),
             max_connections: 20,
             listen: true,
+            ..TaskerOptions::default()
         })
         .await
         .expect("connect")
