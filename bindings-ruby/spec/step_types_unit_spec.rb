@@ -226,7 +226,8 @@ RSpec.describe "decision and batch helpers" do
       expect { batch.checkpoint(nil) }.to raise_error(error, /needs a cursor/)
       expect { batch.checkpoint(1, items_done: -1) }.to raise_error(error, /items_done must be a non-negative Integer/)
       expect { batch.checkpoint(1, items_done: 1.5) }.to raise_error(error, /items_done/)
-      expect { batch.checkpoint(1, accumulated: { "x" => Float::NAN }) }.to raise_error(TaskerCore::SerializationError)
+      expect { batch.checkpoint(1, accumulated: { "x" => Float::NAN }) }
+        .to raise_error(TaskerCore::SerializationError, /checkpoint\.accumulated\.x/)
       expect(batch.checkpoint("k-9", items_done: 3)).to be_nil
       expect(batch.checkpoint({ "page" => 2 })).to be_nil
       expect(recorded_checkpoints(build_batch_context(end_cursor: 1))).to eq([])

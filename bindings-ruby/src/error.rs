@@ -46,6 +46,7 @@ fn class_for(code: &str) -> &'static str {
         "database_error" | "migration_failed" | "queue_error" | "corrupt_data" => "DatabaseError",
         "timeout" => "TimeoutError",
         "unknown_event" => "UnknownEventError",
+        "fenced" => "FencedError",
         "shut_down" => "ShutDownError",
         "worker_failed" => "WorkerFailedError",
         "invalid_argument" => "InvalidArgumentError",

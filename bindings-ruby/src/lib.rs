@@ -11,13 +11,17 @@ mod error;
 mod gvl;
 mod worker;
 
-use magnus::{function, prelude::*, Error, Ruby, Value};
+use magnus::{function, prelude::*, scan_args::scan_args, Error, Ruby, Value};
 
-/// `TaskerCore::Native.json_roundtrip(obj)`: `obj` as the engine would store it (String keys,
-/// Symbols as Strings), or `TaskerCore::SerializationError`. Used by the testing helpers so that
-/// handler results are checked exactly as a worker would check them.
-fn json_roundtrip(ruby: &Ruby, value: Value) -> Result<Value, Error> {
-    let json = convert::to_json(value, "result").map_err(|e| error::raise(ruby, e))?;
+/// `TaskerCore::Native.json_roundtrip(obj, root = "result")`: `obj` as the engine would store it
+/// (String keys, Symbols as Strings), or `TaskerCore::SerializationError` with a path starting at
+/// `root`. Used by the testing helpers so that handler results (and checkpoints) are checked
+/// exactly as a worker would check them.
+fn json_roundtrip(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
+    let args = scan_args::<(Value,), (Option<String>,), (), (), (), ()>(args)?;
+    let (value,) = args.required;
+    let (root,) = args.optional;
+    let json = convert::to_json(value, root.as_deref().unwrap_or("result")).map_err(|e| error::raise(ruby, e))?;
     Ok(convert::to_ruby(ruby, &json))
 }
 
@@ -33,7 +37,7 @@ fn block_holding_gvl(seconds: f64) {
 fn init(ruby: &Ruby) -> Result<(), Error> {
     let root = ruby.define_module("TaskerCore")?;
     let native = root.define_module("Native")?;
-    native.define_singleton_method("json_roundtrip", function!(json_roundtrip, 1))?;
+    native.define_singleton_method("json_roundtrip", function!(json_roundtrip, -1))?;
     native.define_singleton_method("block_holding_gvl", function!(block_holding_gvl, 1))?;
     native.const_set("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     client::define(ruby, native)?;

@@ -1,6 +1,7 @@
 //! `TaskerCore::Native::Worker`: a `tasker_core::Worker`. The Ruby layer
 //! (`lib/tasker_core/worker.rb`) owns the handler threads; each polls here with the GVL released
-//! and reports back with `complete_success` / `complete_failure`.
+//! and reports back with `complete_success` / `complete_failure`; batch workers record progress
+//! with `checkpoint`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -167,6 +168,17 @@ impl Worker {
             .map_err(|e| raise(ruby, e))
     }
 
+    /// Stores a checkpoint (`{"cursor" =>, "items_done" =>, "accumulated" =>}`) for the attempt of
+    /// `event_id`, committed before this returns. Waits with the GVL released, like a database
+    /// call: other handler threads keep running meanwhile.
+    fn checkpoint(ruby: &Ruby, rb_self: &Self, event_id: u64, checkpoint: Value) -> Result<(), Error> {
+        let checkpoint = convert::to_json(checkpoint, "checkpoint").map_err(|e| raise(ruby, e))?;
+        let worker = &rb_self.worker;
+        // A trap handler that did not raise: keep waiting for the same write (it may already be
+        // committing). An interrupt that raises drops it, as it would any other wait.
+        gvl::block_on(ruby, worker.checkpoint(event_id, checkpoint), || None)?.map_err(|e| raise(ruby, e))
+    }
+
     /// Graceful shutdown; returns `{"released" => n, "abandoned" => n}`.
     fn shutdown(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<RHash, Error> {
         let deadline = duration(ruby, "timeout", timeout)?;
@@ -231,6 +243,8 @@ fn event_hash(ruby: &Ruby, e: &StepEvent) -> Result<RHash, Error> {
     h.aset("max_attempts", e.max_attempts)?;
     h.aset("correlation_id", e.correlation_id.to_string())?;
     h.aset("deadline", e.deadline.map(|d| d.to_rfc3339()))?;
+    h.aset("batch", e.batch.as_ref().map(|b| convert::to_ruby(ruby, b)))?;
+    h.aset("checkpoint", e.checkpoint.as_ref().map(|c| convert::to_ruby(ruby, c)))?;
     Ok(h)
 }
 
@@ -241,6 +255,7 @@ pub fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {
     class.define_method("poll", method!(Worker::poll, 1))?;
     class.define_method("complete_success", method!(Worker::complete_success, 3))?;
     class.define_method("complete_failure", method!(Worker::complete_failure, 7))?;
+    class.define_method("checkpoint", method!(Worker::checkpoint, 2))?;
     class.define_method("shutdown", method!(Worker::shutdown, 1))?;
     class.define_method("shutting_down?", method!(Worker::is_shutting_down, 0))?;
     class.define_method("stats", method!(Worker::stats, 0))?;

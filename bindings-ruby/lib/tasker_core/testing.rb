@@ -115,7 +115,7 @@ module TaskerCore
       # @param payload [Hash{String => Object}]
       # @return [nil]
       def call(payload)
-        data = Native.json_roundtrip(payload)
+        data = Native.json_roundtrip(payload, "checkpoint")
         checkpoint = Checkpoint.new(cursor: data["cursor"], items_done: data["items_done"], accumulated: data["accumulated"],
                                     attempt: @attempt, recorded_at: Time.now.utc)
         @lock.synchronize { @checkpoints << checkpoint }
