@@ -51,6 +51,7 @@ fn class_name(err: &TaskerError) -> &'static str {
         TaskerError::ShutDown => "WorkerShutDown",
         TaskerError::WorkerFailed(_) => "WorkerFailed",
         TaskerError::InvalidArgument(_) => "InvalidArgument",
+        TaskerError::Fenced(_) => "Fenced",
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use serde_json::Value;
 use tasker_core::outcome::StepOutcome;
 use tasker_core::{runtime, CancelSignal, DispatchMode, Poll, TaskerError, Worker, WorkerConfig};
 
@@ -95,6 +96,17 @@ impl NativeWorker {
         let worker = &self.worker;
         py.detach(|| worker.complete(event_id, StepOutcome::from_json(outcome_json)?))
             .map_py()
+    }
+
+    /// Persists a checkpoint (`{"cursor": ..., "items_done": ..., "accumulated": ...}` JSON)
+    /// for the attempt of `event_id`; committed before it returns, so it waits on the
+    /// database, with the GIL released like every such call. Raises `Fenced` once the attempt
+    /// no longer holds its step.
+    fn checkpoint(&self, py: Python<'_>, event_id: u64, checkpoint_json: &str) -> PyResult<()> {
+        let checkpoint: Value =
+            serde_json::from_str(checkpoint_json).map_err(|e| invalid(format!("checkpoint is not valid JSON: {e}")))?;
+        let worker = self.worker.clone();
+        block(py, move || async move { worker.checkpoint(event_id, checkpoint).await })
     }
 
     /// The cancellation signal of a handed-out event; `None` once the event is finished (which

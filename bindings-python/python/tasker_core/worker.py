@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import inspect
 import json
 import logging
@@ -344,7 +345,9 @@ class Worker:
         try:
             native = self._native
             assert native is not None
-            context = StepContext._from_event(event, _Cancellation(native, event_id))
+            # Only batch worker instances checkpoint (context.batch.checkpoint).
+            sink = functools.partial(native.checkpoint, event_id) if event.get("batch") else None
+            context = StepContext._from_event(event, _Cancellation(native, event_id), sink)
             fn = self._resolver.resolve(context.handler_callable, context.handler_method)
             value = fn(context)
         except BaseException as e:  # even SystemExit: the step fails, the worker keeps serving
