@@ -1,7 +1,9 @@
 """A batch workflow: `analyze` splits `total` items into batches, each `process_batch`
 instance sums the integers of its cursor range with checkpoints, `aggregate` adds them up."""
 
-from tasker_core import RetryableError, StepContext, StepHandler, StepResult
+import time
+
+from tasker_core import RetryableError, StepContext, StepHandler, StepResult, TaskerError
 
 from . import recorder
 
@@ -78,3 +80,26 @@ class Aggregate(StepHandler):
             "count": sum(r["count"] for r in context.dependency_results.values()),
             "sum": sum(r["sum"] for r in context.dependency_results.values()),
         }
+
+
+class OverrunningBatch(StepHandler):
+    """Attempt 1 checkpoints, overruns the step's timeout, then tries to checkpoint again;
+    attempt 2 reports what it resumed from. Both record what happened under the task."""
+
+    def call(self, context: StepContext):
+        batch = context.batch
+        assert batch is not None
+        if context.attempt > 1:
+            recorder.record(context.task_uuid, ("resumed", context.checkpoint and context.checkpoint.cursor))
+            return {"count": 0, "sum": 0}
+        batch.checkpoint(1, items_done=1)
+        deadline = time.monotonic() + 15
+        while not context.cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+        try:
+            batch.checkpoint(2, items_done=2)
+        except TaskerError as e:
+            recorder.record(context.task_uuid, ("refused", type(e).__name__, e.code))
+        else:
+            recorder.record(context.task_uuid, ("accepted",))
+        return {"count": 2, "sum": 1}
