@@ -17,6 +17,7 @@ use uuid::Uuid;
 on_both_backends!(
     approval_routing_creates_exactly_the_chosen_branches,
     no_branches_still_runs_the_convergence,
+    a_decision_without_an_outcome_creates_every_branch,
     a_bad_step_name_fails_the_decision_and_creates_nothing,
     nested_decisions_create_what_each_level_chose,
     decisions_nested_past_the_limit_fail,
@@ -51,6 +52,7 @@ fn registry() -> HandlerRegistry {
         let amount = e.dependency_results["validate_request"]["amount"].as_i64().unwrap_or(0);
         Ok(match e.task_context["route"].as_str() {
             Some("none") => step_results::no_branches(json!({"amount": amount})),
+            Some("plain") => json!({"amount": amount}),
             Some("bad") => step_results::decision(&["auto_approve", "nope"], Value::Null),
             _ if amount < 1_000 => step_results::decision(&["auto_approve"], json!({"tier": "small"})),
             _ if amount < 5_000 => step_results::decision(&["manager_approval"], json!({"tier": "medium"})),
@@ -233,6 +235,17 @@ async fn no_branches_still_runs_the_convergence(db: Db) {
     );
     assert!(received(&d, "finalize_approval").is_empty());
     assert!(step(&d, "finalize_approval").dependencies.is_empty());
+    worker.stop().await;
+    test_db.cleanup().await;
+}
+
+async fn a_decision_without_an_outcome_creates_every_branch(db: Db) {
+    let (test_db, tasker, worker) = setup(db, None).await;
+    let d = run(&tasker, "approval_routing", json!({"amount": 1, "route": "plain"})).await;
+    assert_eq!(d.task.state, "complete", "{d:#?}");
+    let branches = ["auto_approve", "finance_review", "manager_approval"];
+    assert_eq!(received(&d, "finalize_approval"), strings(&branches));
+    assert_eq!(d.task.total_steps, 6);
     worker.stop().await;
     test_db.cleanup().await;
 }
@@ -509,10 +522,6 @@ fn templates_with_misshapen_step_types_are_refused_naming_step_and_field() {
             ("w", "dependencies", "exactly one step, a batchable one"),
         ),
         (
-            "  - { name: a, handler: { callable: x } }\n  - { name: c, type: deferred_convergence, depends_on: [a], handler: { callable: x } }\n",
-            ("c", "type", "must depend on a step created at run time"),
-        ),
-        (
             "  - { name: b, type: batchable, handler: { callable: x } }\n",
             ("b", "type", "needs a batch_worker step"),
         ),
@@ -537,6 +546,12 @@ fn templates_with_misshapen_step_types_are_refused_naming_step_and_field() {
             "{steps}: {problems:#?}"
         );
     }
+    // A convergence on steps that always exist loads unchanged (Tasker's tree workflow does that).
+    let plain = template(
+        "  - { name: a, handler: { callable: x } }\n  - { name: c, type: deferred_convergence, depends_on: [a], handler: { callable: x } }\n",
+    );
+    let loaded = tasker_core::template::parse_str(&plain, None, "test").expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
     // Tasker's older name for convergence loads.
     let ok = template(
         "  - { name: d, type: decision, handler: { callable: x } }\n  - { name: b1, depends_on: [d], handler: { callable: x } }\n  - { name: c, type: deferred, depends_on: [b1], handler: { callable: x } }\n",

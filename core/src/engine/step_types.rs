@@ -18,7 +18,9 @@
 //!   [`check_outcome`]'s batch expansion.
 //!
 //! Handlers' outcomes are checked here before anything is written ([`check_outcome`]): a bad
-//! decision or batch outcome fails its step permanently, naming the bad value.
+//! decision or batch outcome fails its step permanently, naming the bad value. A decision step
+//! whose result has no `decision_point_outcome` at all did not choose: every step below it is
+//! created (templates written for Tasker use `type: decision` on plain steps).
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -120,12 +122,15 @@ fn check_decision(
         .iter()
         .map(|&c| t.template.steps[c].name.as_str())
         .collect();
-    let outcome = result.get(DECISION_KEY).ok_or_else(|| {
-        invalid_decision(format!(
-            "decision step '{name}' returned no '{DECISION_KEY}': return create_steps with some of [{}] or no_branches",
-            allowed.join(", ")
-        ))
-    })?;
+    let Some(outcome) = result.get(DECISION_KEY) else {
+        // Templates written for Tasker mark steps `decision` whose handlers return plain
+        // results; such a step did not choose, and everything below it runs, as it always did.
+        tracing::warn!(
+            step = %name,
+            "decision step returned no '{DECISION_KEY}': every step depending on it is created"
+        );
+        return Ok(());
+    };
     match outcome.get("type").and_then(Value::as_str) {
         Some("no_branches") => Ok(()),
         Some("create_steps") => {
@@ -163,15 +168,36 @@ fn check_decision(
     }
 }
 
-/// The steps a stored decision result chose (none for `no_branches` or an unreadable result).
-fn chosen_steps(results: Option<&Value>) -> Vec<&str> {
-    results
-        .and_then(|r| r.get(DECISION_KEY))
-        .filter(|o| o.get("type").and_then(Value::as_str) == Some("create_steps"))
-        .and_then(|o| o.get("step_names"))
-        .and_then(Value::as_array)
-        .map(|names| names.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+/// What a decision step chose, as stored in its result.
+#[derive(Debug, Clone, PartialEq)]
+enum Choice<'a> {
+    /// These steps (none for `no_branches`, or an unreadable outcome).
+    Steps(Vec<&'a str>),
+    /// Its result has no `decision_point_outcome`: it did not choose, everything below it runs.
+    Every,
+}
+
+impl Choice<'_> {
+    fn includes(&self, name: &str) -> bool {
+        match self {
+            Choice::Steps(names) => names.contains(&name),
+            Choice::Every => true,
+        }
+    }
+}
+
+fn choice_of(results: Option<&Value>) -> Choice<'_> {
+    let Some(outcome) = results.and_then(|r| r.get(DECISION_KEY)) else {
+        return Choice::Every;
+    };
+    Choice::Steps(
+        Some(outcome)
+            .filter(|o| o.get("type").and_then(Value::as_str) == Some("create_steps"))
+            .and_then(|o| o.get("step_names"))
+            .and_then(Value::as_array)
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default(),
+    )
 }
 
 /// The name of instance `number` of `worker` when it has `count` instances: zero-padded to at
@@ -354,13 +380,13 @@ pub(crate) fn plan_steps(
     // For each template step, its rows in the task (several for a batch worker's instances),
     // each with whether it satisfies a dependency.
     let mut rows: Vec<Vec<(Uuid, bool)>> = vec![Vec::new(); n];
-    let mut decided: Vec<Option<Vec<&str>>> = vec![None; n];
+    let mut decided: Vec<Option<Choice<'_>>> = vec![None; n];
     for s in existing {
         let Some(i) = t.index_of(&s.name) else { continue };
         let done = s.state.satisfies_dependency();
         rows[i].push((s.step_uuid, done));
         if done && steps[i].step_type == StepType::Decision {
-            decided[i] = Some(chosen_steps(s.results.as_ref()));
+            decided[i] = Some(choice_of(s.results.as_ref()));
         }
     }
     let mut planned = Vec::new();
@@ -418,7 +444,7 @@ pub(crate) fn plan_steps(
                 let mut now = Presence::Exists;
                 for &d in deps.iter().filter(|&&d| steps[d].step_type == StepType::Decision) {
                     match &decided[d] {
-                        Some(chosen) if chosen.contains(&steps[i].name.as_str()) => {}
+                        Some(choice) if choice.includes(&steps[i].name) => {}
                         Some(_) => now = Presence::Never,
                         None if now == Presence::Exists => now = Presence::Maybe,
                         None => {}

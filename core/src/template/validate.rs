@@ -266,26 +266,17 @@ fn check_steps(t: &TaskTemplate, v: &mut Problems<'_>) {
 ///   time, in a number only the batchable step knows);
 /// * a `batchable` step has a `batch_worker` step depending on it (`no_batches` creates a
 ///   placeholder instance of it);
-/// * a `deferred_convergence` step depends on something created at run time (a step below a
-///   decision, or a batch worker): otherwise it would just be a standard step;
 /// * no step is named like a batch worker's instance (`<worker>_<digits>`).
+///
+/// A `deferred_convergence` step that depends only on steps that always exist is allowed and
+/// runs like a standard step: templates written for Tasker use it so (its tree workflow), and
+/// they must load unchanged.
 ///
 /// Cycles through created steps cannot happen: created steps are instances of template steps
 /// with the template's edges (and instances of a batch worker are never parents of each other).
 fn check_step_types(t: &TaskTemplate, v: &mut Problems<'_>) {
     let index = |name: &str| t.step_index(name);
     let kind = |i: usize| t.steps[i].step_type;
-    // Steps created at run time: below a decision, or batch workers, or below those.
-    let mut runtime = vec![false; t.steps.len()];
-    for i in t.topological_order() {
-        let step = &t.steps[i];
-        runtime[i] = step.step_type == StepType::BatchWorker
-            || step
-                .dependencies
-                .iter()
-                .filter_map(|d| index(d))
-                .any(|p| runtime[p] || kind(p) == StepType::Decision);
-    }
     for step in &t.steps {
         let label = Some(step.name.as_str());
         let deps: Vec<usize> = step.dependencies.iter().filter_map(|d| index(d)).collect();
@@ -297,11 +288,6 @@ fn check_step_types(t: &TaskTemplate, v: &mut Problems<'_>) {
                     "a batch_worker step must depend on exactly one step, a batchable one (it depends on [{}])",
                     step.dependencies.join(", ")
                 ),
-            ),
-            StepType::DeferredConvergence if !deps.iter().any(|&p| runtime[p]) => v.push(
-                label,
-                "type",
-                "a deferred_convergence step must depend on a step created at run time (a step below a decision, or a batch_worker); with only static dependencies use type: standard".to_owned(),
             ),
             StepType::Batchable
                 if !t
