@@ -65,6 +65,19 @@ def test_no_branches_still_runs_the_convergence(client, namespace, register, sta
     assert recorder.seen(done.task_uuid) == []
 
 
+def test_an_unknown_branch_fails_the_decision_permanently(client, namespace, register, start_worker):
+    register("approval")
+    start_worker()
+    context = {"amount": 10, "force_steps": ["auto_approve", "ceo_signoff"]}
+    done = client.create_task(namespace, "approval_routing", context=context).wait(timeout=60)
+    assert done.state == "error"
+    decision = done.step("routing_decision")
+    assert decision.state == "error" and decision.attempts == 1
+    assert decision.error is not None and decision.error["error_type"] == "invalid_decision"
+    assert "ceo_signoff" in decision.error["message"]
+    assert {s.name for s in done.steps} == STATIC_APPROVAL_STEPS, "nothing was created"
+
+
 def test_batches_fan_out_to_workers_and_converge(client, namespace, register, start_worker):
     register("batch_sum")
     start_worker()
@@ -104,6 +117,18 @@ def test_no_batches_runs_one_no_op_worker(client, namespace, register, start_wor
     assert done.step("aggregate").result == {"workers": [worker.name], "count": 0, "sum": 0}
 
 
+def test_a_worker_that_is_not_a_batch_worker_fails_the_batchable_step(client, namespace, register, start_worker):
+    register("batch_sum")
+    start_worker()
+    context = {"total": 10, "batch_size": 5, "worker": "aggregate"}
+    done = client.create_task(namespace, "batch_sum", context=context).wait(timeout=60)
+    assert done.state == "error"
+    analyze = done.step("analyze")
+    assert analyze.error is not None and analyze.error["error_type"] == "invalid_batch_outcome"
+    assert "aggregate" in analyze.error["message"] and analyze.attempts == 1
+    assert {s.name for s in done.steps} == {"analyze"}
+
+
 def test_a_retried_worker_resumes_from_its_checkpoint(client, namespace, register, start_worker):
     register("batch_resume")
     start_worker()
@@ -129,6 +154,8 @@ def test_a_timed_out_attempt_cannot_checkpoint(client, namespace, register, star
     assert_complete(done)
     worker = done.step("process_batch_001")
     assert worker.attempts == 2 and worker.result == {"count": 0, "sum": 0}
+    # The retry may finish the task before the overrunning attempt notices its cancellation.
+    assert recorder.event(done.task_uuid + ":late").wait(15)
     seen = recorder.seen(done.task_uuid)
     # The late checkpoint raised Fenced and was not stored: the retry resumed from the first.
     assert ("refused", "Fenced", "fenced") in seen

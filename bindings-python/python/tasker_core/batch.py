@@ -160,6 +160,8 @@ class BatchContext(StepBatch):
             InvalidArgument: a value is missing, negative or not JSON-serialisable.
             Fenced: the attempt no longer holds the step (it timed out, was re-claimed or
                 cancelled): stop working, the engine ignores this attempt from now on.
+            UnknownEvent: the attempt already finished (a checkpoint after the handler
+                returned).
 
         Blocks on the database, without the GIL; from ``async def`` handlers use
         :meth:`checkpoint_async`.

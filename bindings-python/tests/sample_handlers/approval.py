@@ -22,6 +22,8 @@ class RoutingDecision(StepHandler):
 
     def call(self, context: StepContext):
         amount = context.get_dependency_result("validate_request")["amount"]
+        if "force_steps" in context.input:  # to test the engine's refusal of unknown names
+            return StepResult.decision(steps=context.input["force_steps"])
         if amount == 0:
             return StepResult.no_branches(result={"route": "none"})
         if amount < 1000:

@@ -11,8 +11,10 @@ from . import recorder
 class Analyze(StepHandler):
     def call(self, context: StepContext):
         total = context.input["total"]
+        # `input.worker` names another worker step, to test the engine's refusal.
+        worker = context.input.get("worker", "process_batch")
         return StepResult.batches(
-            worker="process_batch", total=total, batch_size=context.input["batch_size"], result={"total": total}
+            worker=worker, total=total, batch_size=context.input["batch_size"], result={"total": total}
         )
 
 
@@ -102,4 +104,5 @@ class OverrunningBatch(StepHandler):
             recorder.record(context.task_uuid, ("refused", type(e).__name__, e.code))
         else:
             recorder.record(context.task_uuid, ("accepted",))
+        recorder.event(context.task_uuid + ":late").set()
         return {"count": 2, "sum": 1}
