@@ -53,6 +53,13 @@ export declare class NativeWorker {
   /** Reports the outcome of an event (`StepOutcome` JSON). Never waits for the database. */
   complete(eventId: number, outcomeJson: string): void
   /**
+   * Records the progress of a running event's attempt, from JSON `{"cursor": …,
+   * "items_done": n, "accumulated": …}`; resolves once it is committed. Rejects with
+   * `invalid_argument` (bad shape), `unknown_event`, or `fenced` when the attempt no longer
+   * holds its step (it timed out, was re-claimed or cancelled).
+   */
+  checkpoint(eventId: number, checkpointJson: string): Promise<void>
+  /**
    * The cancellation signal of a handed-out event; `null` once the event is finished (which
    * counts as cancelled: nobody uses its result any more).
    */

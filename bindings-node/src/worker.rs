@@ -132,6 +132,21 @@ impl NativeWorker {
         self.worker.complete(id, outcome).map_err(from_core)
     }
 
+    /// Records the progress of a running event's attempt, from JSON `{"cursor": …,
+    /// "items_done": n, "accumulated": …}`; resolves once it is committed. Rejects with
+    /// `invalid_argument` (bad shape), `unknown_event`, or `fenced` when the attempt no longer
+    /// holds its step (it timed out, was re-claimed or cancelled).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn checkpoint<'e>(&self, env: &'e Env, event_id: i64, checkpoint_json: String) -> napi::Result<Object<'e>> {
+        let id = u64::try_from(event_id).map_err(|_| invalid_argument("eventId", format!("{event_id} is negative")))?;
+        let checkpoint: serde_json::Value =
+            serde_json::from_str(&checkpoint_json).map_err(|e| invalid_argument("checkpoint", e))?;
+        let worker = self.worker.clone();
+        spawn(env, async move {
+            worker.checkpoint(id, checkpoint).await.map_err(from_core)
+        })
+    }
+
     /// The cancellation signal of a handed-out event; `null` once the event is finished (which
     /// counts as cancelled: nobody uses its result any more).
     #[napi]

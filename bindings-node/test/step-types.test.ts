@@ -11,6 +11,7 @@ import {
   batchCursors,
   type BatchCursor,
   defineHandler,
+  FencedError,
   InvalidArgumentError,
   type JsonValue,
   StepContext,
@@ -18,6 +19,7 @@ import {
   TaskerError,
 } from '../ts/index.js';
 import { contextFromEvent, type RawStepEvent } from '../ts/context.js';
+import { fromNative } from '../ts/errors.js';
 import { toStep } from '../ts/records.js';
 import {
   assertFailure,
@@ -361,11 +363,11 @@ describe('ctx.batch and ctx.checkpoint', () => {
       batch: { startCursor: 0, endCursor: 500, config: { checkpoint_interval: 100 } },
       onCheckpoint: (c) => {
         seen.push(c.cursor);
-        if (c.cursor === 300) throw new TaskerError('the attempt no longer holds the step', 'fenced');
+        if (c.cursor === 300) throw new FencedError('the attempt no longer holds the step');
       },
     });
     const r = await runHandler(sumBatch, ctx);
-    assertFailure(r, { errorType: 'TaskerError', message: /no longer holds/ });
+    assertFailure(r, { errorType: 'FencedError', message: /no longer holds/ });
     assert.deepEqual(seen, [100, 200, 300]);
     assert.deepEqual(
       checkpointsOf(ctx).map((c) => c.cursor),
@@ -409,6 +411,21 @@ function eventContextData() {
     deadline: null,
   };
 }
+
+describe('native errors of checkpoints', () => {
+  test('`fenced` becomes a FencedError; `unknown_event` stays a TaskerError with its code', () => {
+    const payload = (code: string) => new Error(`__tasker_error__:${JSON.stringify({ code, message: `${code}: event 7` })}`);
+    const fenced = fromNative(payload('fenced'));
+    assert.ok(fenced instanceof FencedError);
+    assert.ok(fenced instanceof TaskerError);
+    assert.equal(fenced.code, 'fenced');
+    assert.equal(fenced.name, 'FencedError');
+    const unknown = fromNative(payload('unknown_event'));
+    assert.ok(unknown instanceof TaskerError && !(unknown instanceof FencedError));
+    assert.equal(unknown.code, 'unknown_event');
+    assert.equal(new FencedError('x').code, 'fenced');
+  });
+});
 
 describe('engine JSON to camelCase', () => {
   const event = (extra: Partial<RawStepEvent>): RawStepEvent => ({

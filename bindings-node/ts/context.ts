@@ -84,8 +84,8 @@ export class BatchContext<B = Record<string, unknown>> implements StepBatch {
    * @param accumulated what the next attempt needs to carry on (a running total…), any JSON
    * @throws InvalidArgumentError (rejects) when `cursor` is missing, `itemsDone` is not an
    *   integer >= 0, or a value cannot become JSON
-   * @throws TaskerError (rejects) with `code` `fenced` when this attempt no longer holds the
-   *   step (it timed out, was re-claimed or cancelled): stop, nobody will use its result
+   * @throws FencedError (rejects, `code` `fenced`) when this attempt no longer holds the step
+   *   (it timed out, was re-claimed or cancelled): stop, nobody will use its result
    */
   async checkpoint(cursor: JsonValue, itemsDone = 0, accumulated?: JsonValue): Promise<void> {
     const json = checkpointJson(cursor, itemsDone, accumulated);

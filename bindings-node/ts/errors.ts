@@ -123,6 +123,22 @@ export class ShutDownError extends TaskerError {}
 /** A background task of the worker died; it claims nothing more (see the message). */
 export class WorkerFailedError extends TaskerError {}
 
+/**
+ * A checkpoint came from an attempt that no longer holds its step: it timed out, was
+ * re-claimed by another worker or cancelled. Nothing was stored; stop working, nobody will use
+ * the attempt's result.
+ */
+export class FencedError extends TaskerError {
+  /**
+   * @param message what was refused
+   * @param code `fenced`
+   * @param details structured details
+   */
+  constructor(message: string, code = 'fenced', details: TaskerErrorDetails = {}) {
+    super(message, code, details);
+  }
+}
+
 /** Options of errors thrown by handlers. */
 export interface HandlerErrorOptions {
   /** Machine-readable kind stored as the step error's `error_type` (default: the class name). */
@@ -297,11 +313,9 @@ export function fromNative(error: unknown): unknown {
     case 'worker_failed':
       mapped = new WorkerFailedError(message, code, details);
       break;
-    // Codes of the worker protocol about one event get no class of their own: `unknown_event`
-    // (no such event handed out) and `fenced` (a checkpoint from an attempt that no longer
-    // holds its step: timed out, re-claimed or cancelled). Test `error.code`.
-    case 'unknown_event':
     case 'fenced':
+      mapped = new FencedError(message, code, details);
+      break;
     default:
       mapped = new TaskerError(message, code, details);
   }

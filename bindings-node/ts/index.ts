@@ -38,6 +38,7 @@ export {
 } from './context.js';
 export {
   DatabaseError,
+  FencedError,
   type HandlerErrorOptions,
   HandlerNotFoundError,
   IllegalTransitionError,

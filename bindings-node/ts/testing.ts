@@ -93,7 +93,7 @@ export interface BuildStepContextOptions<I = Record<string, unknown>, C = Record
   /**
    * Called with each checkpoint the handler records, before {@link checkpointsOf} lists it.
    * Throw (or reject) to make `ctx.batch.checkpoint(…)` fail, e.g. with
-   * `new TaskerError('…', 'fenced')` to test a handler whose attempt lost the step.
+   * `new FencedError('…', 'fenced')` to test a handler whose attempt lost the step.
    */
   onCheckpoint?: (checkpoint: RecordedCheckpoint) => void | Promise<void>;
 }

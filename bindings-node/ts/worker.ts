@@ -12,6 +12,9 @@
  * handler that reads `ctx.signal` has its attempt's native cancel signal checked every 50 ms
  * while it runs; handlers that never read it cost nothing.
  *
+ * Checkpoints: a batch worker instance's `ctx.batch.checkpoint(…)` goes to the native
+ * `checkpoint`, which commits on the core's runtime and settles a promise, as `poll` does.
+ *
  * Fatal errors: if a background task of the engine's worker dies, the native poll rejects with
  * a {@link WorkerFailedError}. The poll loop then ends (no retry loop: a failed worker claims
  * nothing more), `onError` receives the error once, the worker stops itself (running handlers
@@ -326,7 +329,9 @@ export class Worker {
     this.#inflight.set(event.event_id, entry);
     this.#stats.started++;
     const callable = event.handler.callable;
-    const ctx = contextFromEvent(event, () => this.#signalFor(nw, entry, event));
+    // Used only by a batch worker instance's `ctx.batch.checkpoint(…)`.
+    const sink = (json: string): Promise<void> => native(() => nw.checkpoint(event.event_id, json));
+    const ctx = contextFromEvent(event, () => this.#signalFor(nw, entry, event), sink);
     runAttempt(this.#registry.get(callable), callable, ctx, () => this.#registry.callables)
       .then((settled) => {
         // Returned: nothing to cancel any more (and a finished event counts as cancelled).
