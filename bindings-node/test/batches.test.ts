@@ -3,8 +3,8 @@
  * into cursors, one worker instance per batch sums its range while checkpointing, and a
  * deferred convergence step sums the instances. No items gives one no-op instance. A worker
  * that checkpoints and then fails resumes on its retry from the checkpoint, processing no item
- * twice (a ledger in this process counts every item). A checkpoint from an attempt that lost
- * its step is refused with `fenced`. On SQLite and (with DATABASE_URL) PostgreSQL.
+ * twice (a ledger in this process counts every item). A worker that is no batch_worker fails
+ * the batchable step. A checkpoint from an attempt that lost its step is refused with `fenced`. On SQLite and (with DATABASE_URL) PostgreSQL.
  */
 
 import assert from 'node:assert/strict';
@@ -25,6 +25,8 @@ type Input = {
   batch_size: number;
   /** Attempt 1 of this instance fails right after checkpointing at `fail_at`. */
   fail?: { instance: string; at: number };
+  /** Overrides the worker analyze names (to test a bad one). */
+  worker?: string;
 };
 type BatchConfig = { checkpoint_interval: number };
 type BatchPart = { count: number; sum: number; batch: string; noOp: boolean; resumedFrom: unknown; attempt: number };
@@ -40,9 +42,10 @@ function touch(task: string, item: number): void {
 }
 
 const analyze = defineHandler<Input>('NodeBatch.Analyze', (ctx) =>
-  StepResult.batches({ worker: ctx.stepName === 'split' ? 'slow_batch' : 'process_batch', total: ctx.input.total, batchSize: ctx.input.batch_size }, {
-    total: ctx.input.total,
-  }),
+  StepResult.batches(
+    { worker: ctx.input.worker ?? (ctx.stepName === 'split' ? 'slow_batch' : 'process_batch'), total: ctx.input.total, batchSize: ctx.input.batch_size },
+    { total: ctx.input.total },
+  ),
 );
 
 const processBatch = defineHandler<Input, Record<string, unknown>, BatchConfig>(
@@ -202,6 +205,21 @@ for (const backend of backends()) {
       assert.equal(items?.size, 2500, 'every item processed');
       const twice = [...(items ?? new Map<number, number>())].filter(([, n]) => n !== 1).map(([i]) => i);
       assert.deepEqual(twice, [], 'no item processed twice');
+    });
+
+    test('a worker that is no batch_worker of the template fails the batchable step, creating nothing', async () => {
+      const task = await h.createTask('nd_batch', 'batch_sum', { total: 10, batch_size: 5, worker: 'aggregate' } satisfies Input);
+      const done = await task.wait({ timeoutMs: 30_000 });
+      assert.equal(done.state, 'error', explain(done));
+      const analyzeStep = done.step('analyze');
+      assert.equal(analyzeStep?.lastError?.errorType, 'invalid_batch_outcome');
+      assert.equal(analyzeStep?.lastError?.retryable, false);
+      assert.match(analyzeStep?.lastError?.message ?? '', /aggregate/);
+      assert.deepEqual(
+        done.steps.map((s) => s.name),
+        ['analyze'],
+        'nothing was created',
+      );
     });
 
     test('a checkpoint from an attempt that timed out is refused as fenced', async () => {
