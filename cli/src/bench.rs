@@ -4,6 +4,8 @@
 //! * W1 — one 4-step linear workflow at a time: latency from create to terminal state.
 //! * W2 — 1,000 diamond workflows submitted at once: wall time and steps/s.
 //! * W3 — one task fanning out to 1,000 parallel steps and converging: steps/s.
+//! * W4 — one batchable step creating 1,000 batch worker instances at run time, and a deferred
+//!   convergence on them: steps/s.
 //! * PostgreSQL only — commits per step during W2 (`pg_stat_database.xact_commit`).
 //!
 //! Optional phases, after those:
@@ -43,8 +45,8 @@ pub struct BenchArgs {
     /// PostgreSQL server to create the benchmark database on [default: $DATABASE_URL].
     #[arg(long)]
     postgres_url: Option<String>,
-    /// The in-process workloads to run, comma-separated: w1, w2, w3, or none.
-    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3")]
+    /// The in-process workloads to run, comma-separated: w1, w2, w3, w4, or none.
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w4")]
     workloads: Vec<String>,
     /// W1 measured runs (after 20 warm-up runs).
     #[arg(long, default_value_t = 200)]
@@ -55,6 +57,9 @@ pub struct BenchArgs {
     /// W3 parallel steps.
     #[arg(long, default_value_t = 1000)]
     w3_steps: usize,
+    /// W4 batch worker instances.
+    #[arg(long, default_value_t = 1000)]
+    w4_workers: usize,
     /// Worker slots.
     #[arg(long, default_value_t = 128)]
     concurrency: usize,
@@ -108,6 +113,7 @@ struct Workloads {
     w1: bool,
     w2: bool,
     w3: bool,
+    w4: bool,
 }
 
 impl Workloads {
@@ -118,10 +124,11 @@ impl Workloads {
                 "w1" => chosen.w1 = true,
                 "w2" => chosen.w2 = true,
                 "w3" => chosen.w3 = true,
+                "w4" => chosen.w4 = true,
                 "none" | "" => {}
                 other => {
                     return Err(TaskerError::InvalidArgument(format!(
-                        "--workloads: '{other}' is not one of w1, w2, w3, none"
+                        "--workloads: '{other}' is not one of w1, w2, w3, w4, none"
                     )))
                 }
             }
@@ -130,11 +137,11 @@ impl Workloads {
     }
 
     fn any(&self) -> bool {
-        self.w1 || self.w2 || self.w3
+        self.w1 || self.w2 || self.w3 || self.w4
     }
 
     fn names(&self) -> Vec<&'static str> {
-        [(self.w1, "w1"), (self.w2, "w2"), (self.w3, "w3")]
+        [(self.w1, "w1"), (self.w2, "w2"), (self.w3, "w3"), (self.w4, "w4")]
             .into_iter()
             .filter_map(|(on, name)| on.then_some(name))
             .collect()
@@ -165,6 +172,9 @@ fn describe_plan(args: &BenchArgs, workloads: Workloads) -> String {
         }
         if workloads.w3 {
             sizes.push(format!("W3 fan-out {}", args.w3_steps));
+        }
+        if workloads.w4 {
+            sizes.push(format!("W4 {} batch workers", args.w4_workers));
         }
         parts.push(format!(
             "{} with an in-process worker ({} slots, Rust no-op handlers)",
@@ -356,6 +366,12 @@ async fn bench_backend(
             report.w3_steps = Some(args.w3_steps + 2);
             report.w3_wall_s = Some(wall);
             report.w3_steps_per_s = Some((args.w3_steps + 2) as f64 / wall);
+        }
+        if workloads.w4 {
+            let wall = workloads::w4(&tasker, &finished, args.w4_workers).await?;
+            report.w4_steps = Some(args.w4_workers + 2);
+            report.w4_wall_s = Some(wall);
+            report.w4_steps_per_s = Some((args.w4_workers + 2) as f64 / wall);
         }
         worker.stop().await?;
     }

@@ -1,5 +1,5 @@
 //! Step handlers compiled into the CLI: the demo's example handlers, and small utilities used by
-//! the benchmark and the multi-process tests (`noop`, `math`, `sleep`).
+//! the benchmark and the multi-process tests (`noop`, `math`, `sleep`, `split_batches`).
 
 use std::time::Duration;
 
@@ -11,6 +11,20 @@ use tasker_core::{StepEvent, StepFailure};
 pub fn registry() -> HandlerRegistry {
     let mut r = HandlerRegistry::new();
     r.register_fn("noop", |_step| async move { Ok(Value::Null) });
+    // Splits `context.items` into batches of `context.batch_size` for the `batch_worker` named by
+    // `initialization.worker` (the benchmark's W4).
+    r.register_fn("split_batches", |step| async move {
+        let total = step.task_context["items"].as_u64().unwrap_or(0);
+        let size = step.task_context["batch_size"].as_u64().unwrap_or(1);
+        let worker = step.config()["worker"].as_str().unwrap_or("work").to_owned();
+        let cursors = tasker_core::outcome::batch_cursors(total, size)
+            .map_err(|e| StepFailure::permanent("bad_input", e.to_string()))?;
+        Ok(tasker_core::outcome::step_results::batches(
+            &worker,
+            &cursors,
+            Value::Null,
+        ))
+    });
     r.register_fn("math", |step| async move { math(&step) });
     r.register_fn("sleep", |step| async move {
         let ms = step.config()["ms"].as_u64().unwrap_or(1000);

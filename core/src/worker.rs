@@ -718,6 +718,13 @@ impl Worker {
         let (step_uuid, attempt) = {
             let inflight = self.shared.inflight();
             match inflight.get(&event_id) {
+                // Past its deadline the attempt has timed out, as `complete` treats it, even
+                // before the lease loop records the timeout.
+                Some(entry) if entry.deadline.is_some_and(|d| d <= Instant::now()) => {
+                    return Err(TaskerError::Fenced(format!(
+                        "event {event_id}'s attempt is past its timeout_seconds"
+                    )))
+                }
                 Some(entry) if entry.phase == Phase::Running => (entry.step_uuid, entry.attempt),
                 Some(_) => {
                     return Err(TaskerError::Fenced(format!(

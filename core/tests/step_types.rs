@@ -371,6 +371,12 @@ async fn batches_split_the_items_and_converge_on_the_total(db: Db) {
     assert_eq!(batch["is_no_op"], false);
     assert_eq!(batch["batch_config"]["checkpoint_interval"], 100);
     assert_eq!(d.task.total_steps, 5);
+    // The batchable step's result keeps its outcome but not the cursors (each instance has its
+    // own), so the instances reading it as a dependency do not each read every cursor.
+    let analyze = step(&d, "analyze").results.clone().unwrap_or_default();
+    assert_eq!(analyze["total"], 2_500);
+    assert_eq!(analyze["batch_processing_outcome"]["worker_count"], 3);
+    assert!(analyze["batch_processing_outcome"].get("cursor_configs").is_none(), "{analyze}");
     worker.stop().await;
     test_db.cleanup().await;
 }

@@ -122,6 +122,9 @@ pub struct BackendReport {
     pub w3_steps: Option<usize>,
     pub w3_wall_s: Option<f64>,
     pub w3_steps_per_s: Option<f64>,
+    pub w4_steps: Option<usize>,
+    pub w4_wall_s: Option<f64>,
+    pub w4_steps_per_s: Option<f64>,
     /// PostgreSQL: server commits in the database during the in-process W2, per step.
     pub commits_per_step: Option<f64>,
     pub history: Option<HistoryFigures>,
@@ -230,7 +233,7 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
 
 /// One line per backend, as soon as its figures are known.
 pub fn backend_line(r: &BackendReport) -> String {
-    if r.w1_runs.is_none() && r.w2_tasks.is_none() && r.w3_steps.is_none() {
+    if r.w1_runs.is_none() && r.w2_tasks.is_none() && r.w3_steps.is_none() && r.w4_steps.is_none() {
         return format!(
             "  {:<8} done | load {} → {}",
             r.backend,
@@ -239,7 +242,7 @@ pub fn backend_line(r: &BackendReport) -> String {
         );
     }
     format!(
-        "  {:<8} W1 p50 {} ms p95 {} ms p99 {} ms | W2 {} s {} steps/s | W3 {} s {} steps/s{} | load {} → {}",
+        "  {:<8} W1 p50 {} ms p95 {} ms p99 {} ms | W2 {} s {} steps/s | W3 {} s {} steps/s | W4 {} s {} steps/s{} | load {} → {}",
         r.backend,
         cell(r.w1_p50_ms, 2),
         cell(r.w1_p95_ms, 2),
@@ -248,6 +251,8 @@ pub fn backend_line(r: &BackendReport) -> String {
         cell(r.w2_steps_per_s, 0),
         cell(r.w3_wall_s, 2),
         cell(r.w3_steps_per_s, 0),
+        cell(r.w4_wall_s, 2),
+        cell(r.w4_steps_per_s, 0),
         r.commits_per_step
             .map(|c| format!(" | {c:.2} commits/step"))
             .unwrap_or_default(),
@@ -259,7 +264,8 @@ pub fn backend_line(r: &BackendReport) -> String {
 /// The markdown tables printed at the end (the format `docs/benchmarks.md` records).
 pub fn tables(reports: &[BackendReport]) -> Vec<String> {
     let mut lines = Vec::new();
-    let in_process = |r: &BackendReport| r.w1_runs.is_some() || r.w2_tasks.is_some() || r.w3_steps.is_some();
+    let in_process =
+        |r: &BackendReport| r.w1_runs.is_some() || r.w2_tasks.is_some() || r.w3_steps.is_some() || r.w4_steps.is_some();
     if reports.iter().any(in_process) {
         lines.extend(in_process_table(reports));
     }
@@ -270,12 +276,12 @@ pub fn tables(reports: &[BackendReport]) -> Vec<String> {
 fn in_process_table(reports: &[BackendReport]) -> Vec<String> {
     let mut lines = vec![
         String::new(),
-        "| backend  | W1 p50 ms | W1 p95 ms | W1 p99 ms | W2 wall s | W2 steps/s | W3 wall s | W3 steps/s | commits/step | load start → end |".into(),
-        "|----------|-----------|-----------|-----------|-----------|------------|-----------|------------|--------------|------------------|".into(),
+        "| backend  | W1 p50 ms | W1 p95 ms | W1 p99 ms | W2 wall s | W2 steps/s | W3 wall s | W3 steps/s | W4 wall s | W4 steps/s | commits/step | load start → end |".into(),
+        "|----------|-----------|-----------|-----------|-----------|------------|-----------|------------|-----------|------------|--------------|------------------|".into(),
     ];
     for r in reports {
         lines.push(format!(
-            "| {:<8} | {:>9} | {:>9} | {:>9} | {:>9} | {:>10} | {:>9} | {:>10} | {:>12} | {} → {} |",
+            "| {:<8} | {:>9} | {:>9} | {:>9} | {:>9} | {:>10} | {:>9} | {:>10} | {:>9} | {:>10} | {:>12} | {} → {} |",
             r.backend,
             cell(r.w1_p50_ms, 2),
             cell(r.w1_p95_ms, 2),
@@ -284,6 +290,8 @@ fn in_process_table(reports: &[BackendReport]) -> Vec<String> {
             cell(r.w2_steps_per_s, 0),
             cell(r.w3_wall_s, 2),
             cell(r.w3_steps_per_s, 0),
+            cell(r.w4_wall_s, 2),
+            cell(r.w4_steps_per_s, 0),
             r.commits_per_step
                 .map(|c| format!("{c:.2}"))
                 .unwrap_or_else(|| "n/a".into()),

@@ -1,5 +1,6 @@
-//! The workflows and the in-process workloads: W1 (latency), W2 (throughput), W3 (fan-out), and
-//! the history fill, all with Rust no-op handlers.
+//! The workflows and the in-process workloads: W1 (latency), W2 (throughput), W3 (fan-out), W4
+//! (a batchable step fanning out to batch worker instances and converging), and the history
+//! fill, all with Rust no-op handlers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,6 +82,18 @@ fn fan_out_template(width: usize) -> String {
     yaml
 }
 
+/// W4: a batchable step splitting the task's `items` into one batch per worker instance, the
+/// no-op `work` batch worker, and a deferred convergence on every instance.
+const BATCHES: &str = r#"
+name: bench_batches
+namespace_name: bench
+version: 1.0.0
+steps:
+  - { name: split, type: batchable, handler: { callable: split_batches, initialization: { worker: work } } }
+  - { name: work, type: batch_worker, dependencies: [split], handler: { callable: noop } }
+  - { name: converge, type: deferred_convergence, dependencies: [work], handler: { callable: noop } }
+"#;
+
 pub async fn register_templates(
     tasker: &Tasker,
     fan_out_width: usize,
@@ -91,6 +104,7 @@ pub async fn register_templates(
         DIAMOND.to_owned(),
         history_template(history_steps),
         fan_out_template(fan_out_width),
+        BATCHES.to_owned(),
     ] {
         tasker.register_template(&parse_str(&yaml, None, NAMESPACE)?).await?;
     }
@@ -247,6 +261,28 @@ pub async fn w3(tasker: &Tasker, finished: &Finished) -> Result<f64, TaskerError
     finished.wait_all(tasker, &[id], Duration::from_secs(300)).await?;
     Ok(start.elapsed().as_secs_f64())
 }
+/// W4: one task whose batchable step creates `workers` batch worker instances (one item each)
+/// and converges on them. Returns the wall time, creation to completion.
+pub async fn w4(tasker: &Tasker, finished: &Finished, workers: usize) -> Result<f64, TaskerError> {
+    let start = Instant::now();
+    let request = TaskRequest {
+        context: json!({ "items": workers, "batch_size": 1 }),
+        ..request("bench_batches")
+    };
+    let id = tasker.create_task(request).await?.task.task_uuid;
+    finished.wait_all(tasker, &[id], Duration::from_secs(300)).await?;
+    let task = tasker.task_summary(id).await?;
+    if task.state != "complete" || task.total_steps as usize != workers + 2 {
+        return Err(TaskerError::InvalidArgument(format!(
+            "W4 task ended {} with {} steps (expected complete with {})",
+            task.state,
+            task.total_steps,
+            workers + 2
+        )));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 /// Tasks created per history batch: enough to keep the worker busy, few enough that progress
 /// shows.
 const HISTORY_BATCH: usize = 2_000;

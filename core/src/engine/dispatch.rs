@@ -583,18 +583,29 @@ impl Tasker {
                 continue;
             }
             // A decision or batch outcome is checked before anything is written: an invalid one
-            // fails its step instead.
-            let rejected;
+            // fails its step instead. A batchable step's result is stored without its cursors
+            // (each instance holds its own): its workers read it as a dependency result.
+            let replaced;
             let outcome = match &c.outcome {
-                StepOutcome::Success { result, .. } => match self.check_step_type_outcome(lock, result).await? {
+                StepOutcome::Success { result, metadata } => match self.check_step_type_outcome(lock, result).await? {
                     Ok(None) => &c.outcome,
                     Ok(Some(expansion)) => {
+                        let stored = matches!(expansion, Expansion::Batches(_)).then(|| StepOutcome::Success {
+                            result: step_types::without_cursors(result),
+                            metadata: metadata.clone(),
+                        });
                         expansions.push((lock.clone(), expansion));
-                        &c.outcome
+                        match stored {
+                            Some(stored) => {
+                                replaced = stored;
+                                &replaced
+                            }
+                            None => &c.outcome,
+                        }
                     }
                     Err(failure) => {
-                        rejected = StepOutcome::Failure(failure);
-                        &rejected
+                        replaced = StepOutcome::Failure(failure);
+                        &replaced
                     }
                 },
                 other => other,

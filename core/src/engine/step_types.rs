@@ -312,6 +312,18 @@ fn check_batches(
     }
 }
 
+/// A batchable step's result as stored: its `cursor_configs` left out (each instance holds its
+/// own cursor as its `batch`), so the instances that read it as a dependency result do not each
+/// read every cursor. The rest of the outcome (`type`, `worker_template_name`, `worker_count`,
+/// `total_items`) and the result's other keys are kept.
+pub(crate) fn without_cursors(result: &Value) -> Value {
+    let mut stored = result.clone();
+    if let Some(Value::Object(outcome)) = stored.get_mut(BATCH_KEY) {
+        outcome.remove("cursor_configs");
+    }
+    stored
+}
+
 /// One cursor config, checked: an object with `batch_id` (a string; a number is turned into
 /// one), `start_cursor` and `end_cursor` (any JSON), an optional non-negative `batch_size`;
 /// other keys are kept.
