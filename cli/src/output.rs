@@ -30,13 +30,19 @@ pub fn print_task(detail: &TaskDetail) {
             ),
             (None, None) => String::new(),
         };
+        let created = s
+            .created_by
+            .as_deref()
+            .map(|by| format!("  (created by {by})"))
+            .unwrap_or_default();
         println!(
-            "  {:width$}  {:<18} attempts {}/{}  {}",
+            "  {:width$}  {:<18} attempts {}/{}  {}{}",
             s.name,
             s.state,
             s.attempts,
             s.max_attempts,
             outcome,
+            created,
             width = width
         );
     }
