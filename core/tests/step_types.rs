@@ -27,6 +27,7 @@ on_both_backends!(
     invalid_batch_outcomes_fail_the_batchable_step,
     a_retried_worker_resumes_from_its_checkpoint,
     checkpoints_are_fenced_by_attempt,
+    cancelling_a_task_cancels_its_created_steps,
 );
 
 const NS: &str = "step_type_tests";
@@ -97,6 +98,9 @@ fn registry() -> HandlerRegistry {
             .ok_or_else(|| StepFailure::permanent("bad_input", "no batch"))?;
         if batch["is_no_op"] == json!(true) {
             return Ok(json!({"count": 0, "sum": 0, "no_op": true}));
+        }
+        if let Some(ms) = e.task_context["slow_ms"].as_u64() {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
         let end = batch["end_cursor"].as_u64().unwrap_or(0);
         let interval = batch["batch_config"]["checkpoint_interval"].as_u64().unwrap_or(100);
@@ -376,7 +380,10 @@ async fn batches_split_the_items_and_converge_on_the_total(db: Db) {
     let analyze = step(&d, "analyze").results.clone().unwrap_or_default();
     assert_eq!(analyze["total"], 2_500);
     assert_eq!(analyze["batch_processing_outcome"]["worker_count"], 3);
-    assert!(analyze["batch_processing_outcome"].get("cursor_configs").is_none(), "{analyze}");
+    assert!(
+        analyze["batch_processing_outcome"].get("cursor_configs").is_none(),
+        "{analyze}"
+    );
     worker.stop().await;
     test_db.cleanup().await;
 }
@@ -515,6 +522,42 @@ async fn checkpoints_are_fenced_by_attempt(db: Db) {
         done.checkpoint,
         "nothing was overwritten"
     );
+    worker.stop().await;
+    test_db.cleanup().await;
+}
+
+async fn cancelling_a_task_cancels_its_created_steps(db: Db) {
+    let (test_db, tasker, worker) = setup(db, None).await;
+    // 20 slow instances on 4 slots: most are still enqueued when the task is cancelled.
+    let task = create(
+        &tasker,
+        NS,
+        "batch_totals",
+        json!({"total": 20, "batch_size": 1, "slow_ms": 300}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tasker.get_task(task).await.expect("task").steps.len() < 22 {
+        assert!(std::time::Instant::now() < deadline, "the instances were never created");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tasker.cancel_task(task).await.expect("cancel");
+    let d = wait(&tasker, task).await;
+    assert_eq!(d.task.state, "cancelled");
+    // Give the running instances time to return: their results are discarded.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let d = tasker.get_task(task).await.expect("task");
+    let cancelled = d.steps.iter().filter(|s| s.state == "cancelled").count();
+    assert!(cancelled >= 15, "{cancelled} of 22 cancelled");
+    for s in &d.steps {
+        assert!(
+            matches!(s.state.as_str(), "cancelled" | "complete"),
+            "{} is {}",
+            s.name,
+            s.state
+        );
+    }
+    assert_eq!(step(&d, "aggregate").state, "cancelled");
     worker.stop().await;
     test_db.cleanup().await;
 }
