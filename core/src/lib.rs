@@ -9,6 +9,7 @@
 //! * [`worker::Worker`]: the poll/complete dispatch contract (read its module docs).
 //! * [`handler`]: Rust step handlers on the same path.
 //! * [`orchestrator`]: retries and timeouts that no completion triggers.
+//! * [`testing`]: unit-testing handlers without a database.
 
 pub mod backoff;
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod scratch;
 pub mod state;
 pub mod store;
 pub mod template;
+pub mod testing;
 pub mod worker;
 
 pub use engine::{

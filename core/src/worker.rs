@@ -211,9 +211,20 @@ pub struct StepEvent {
     /// asks [`Worker::is_cancelled`] with the event id.
     #[serde(skip)]
     pub cancellation: CancelSignal,
-    /// Where [`StepEvent::checkpoint`] records (the engine that handed the event out).
+    /// Where [`StepEvent::checkpoint`] records.
     #[serde(skip)]
-    recorder: Option<Tasker>,
+    pub(crate) recorder: CheckpointRecorder,
+}
+
+/// Where a step event's checkpoints go: the engine that handed it out, or a test's log.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum CheckpointRecorder {
+    /// Not handed out by a worker (built by hand): checkpointing is an error.
+    #[default]
+    None,
+    Engine(Tasker),
+    /// [`crate::testing`]: checkpoints are kept in memory for the test to read.
+    Memory(Arc<Mutex<Vec<Value>>>),
 }
 
 impl StepEvent {
@@ -241,7 +252,7 @@ impl StepEvent {
             batch: c.batch.clone(),
             checkpoint: c.checkpoint.clone(),
             cancellation,
-            recorder: Some(recorder.clone()),
+            recorder: CheckpointRecorder::Engine(recorder.clone()),
         })
     }
 
@@ -249,12 +260,20 @@ impl StepEvent {
     /// items are done, and whatever it accumulated so far. The next attempt, if any, receives
     /// it as [`StepEvent::checkpoint`].
     pub async fn checkpoint(&self, cursor: Value, items_done: u64, accumulated: Value) -> Result<()> {
-        let recorder = self.recorder.as_ref().ok_or_else(|| {
-            TaskerError::InvalidArgument("this step event was not handed out by a worker; it cannot checkpoint".into())
-        })?;
-        let attempt = i32::try_from(self.attempt).unwrap_or(i32::MAX);
         let record = serde_json::json!({"cursor": cursor, "items_done": items_done, "accumulated": accumulated});
-        recorder.save_checkpoint(self.step_uuid, attempt, record).await
+        match &self.recorder {
+            CheckpointRecorder::Engine(tasker) => {
+                let attempt = i32::try_from(self.attempt).unwrap_or(i32::MAX);
+                tasker.save_checkpoint(self.step_uuid, attempt, record).await
+            }
+            CheckpointRecorder::Memory(log) => {
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+                Ok(())
+            }
+            CheckpointRecorder::None => Err(TaskerError::InvalidArgument(
+                "this step event was not handed out by a worker (build test events with tasker_core::testing)".into(),
+            )),
+        }
     }
 
     /// Result of the dependency called `name`.
