@@ -59,8 +59,15 @@ class Harness:
     # processes ----------------------------------------------------------------------------
 
     def worker(
-        self, language: str, *, concurrency: int = 8, lease: float = 5.0, queues: Optional[List[str]] = None
+        self,
+        language: str,
+        *,
+        concurrency: int = 8,
+        lease: float = 5.0,
+        queues: Optional[List[str]] = None,
+        handlers: str = "faults",
     ) -> WorkerProcess:
+        """A worker process serving `handlers` (tests/handlers/<language>/<handlers>_handlers.*)."""
         n = sum(1 for name in self.names.values() if name.startswith(language)) + 1
         log = self.tmp / f"{language}-{n}.log"
         self.logs.append(log)
@@ -71,7 +78,7 @@ class Harness:
             concurrency=concurrency,
             lease=lease,
             env={"TASKER_FAULT_LEDGER": self.ledger_url},
-            handlers="faults",
+            handlers=handlers,
             log=log,
         )
         self.names[w.pid] = f"{language}-{n}"
