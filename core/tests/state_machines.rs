@@ -26,9 +26,12 @@ fn task_table() -> HashMap<(TaskState, TaskTrigger), TaskState> {
         (S::EvaluatingResults, T::AllStepsComplete, S::Complete),
         (S::EvaluatingResults, T::Block, S::BlockedByFailures),
         (S::BlockedByFailures, T::Fail, S::Error),
-        (S::BlockedByFailures, T::ResolveManually, S::ResolvedManually),
+        // Operators re-open a failed task, or close it by hand.
+        (S::Error, T::Reopen, S::EnqueuingSteps),
+        (S::BlockedByFailures, T::Reopen, S::EnqueuingSteps),
+        (S::Error, T::ResolveManually, S::ResolvedManually),
     ];
-    // Any non-terminal task can be cancelled.
+    // Any non-terminal task can be cancelled or resolved by hand.
     for from in [
         S::Pending,
         S::Initializing,
@@ -40,6 +43,7 @@ fn task_table() -> HashMap<(TaskState, TaskTrigger), TaskState> {
         S::BlockedByFailures,
     ] {
         legal.push((from, T::Cancel, S::Cancelled));
+        legal.push((from, T::ResolveManually, S::ResolvedManually));
     }
     to_map(legal)
 }
@@ -60,8 +64,12 @@ fn step_table() -> HashMap<(StepState, StepTrigger), StepState> {
         (S::EnqueuedForOrchestration, T::Succeed, S::Complete),
         (S::EnqueuedForOrchestration, T::ScheduleRetry, S::WaitingForRetry),
         (S::EnqueuedForOrchestration, T::Fail, S::Error),
-        // An errored step may still be resolved by an operator.
+        // An errored step may still be resolved, completed or reset by an operator.
         (S::Error, T::ResolveManually, S::ResolvedManually),
+        (S::Error, T::CompleteManually, S::Complete),
+        (S::Error, T::Reset, S::Pending),
+        (S::WaitingForRetry, T::Reset, S::Pending),
+        (S::Enqueued, T::Reset, S::Pending),
     ];
     for from in [
         S::Pending,
@@ -72,6 +80,7 @@ fn step_table() -> HashMap<(StepState, StepTrigger), StepState> {
     ] {
         legal.push((from, T::Cancel, S::Cancelled));
         legal.push((from, T::ResolveManually, S::ResolvedManually));
+        legal.push((from, T::CompleteManually, S::Complete));
     }
     to_map(legal)
 }
@@ -94,7 +103,7 @@ where
 #[test]
 fn task_transitions_match_the_table_exactly() {
     let table = task_table();
-    assert_eq!(table.len(), 24);
+    assert_eq!(table.len(), 34);
     let mut checked = 0;
     for &state in TaskState::ALL {
         for &trigger in TaskTrigger::ALL {
@@ -111,13 +120,13 @@ fn task_transitions_match_the_table_exactly() {
             }
         }
     }
-    assert_eq!(checked, 12 * 12);
+    assert_eq!(checked, 12 * 13);
 }
 
 #[test]
 fn step_transitions_match_the_table_exactly() {
     let table = step_table();
-    assert_eq!(table.len(), 22);
+    assert_eq!(table.len(), 31);
     let mut checked = 0;
     for &state in StepState::ALL {
         for &trigger in StepTrigger::ALL {
@@ -134,7 +143,7 @@ fn step_transitions_match_the_table_exactly() {
             }
         }
     }
-    assert_eq!(checked, 9 * 9);
+    assert_eq!(checked, 9 * 11);
 }
 
 #[test]
@@ -158,6 +167,10 @@ fn terminal_states() {
     );
     for &state in &task_terminal {
         for &trigger in TaskTrigger::ALL {
+            // The exceptions: an operator may re-open or resolve a failed task.
+            if state == T::Error && matches!(trigger, TaskTrigger::Reopen | TaskTrigger::ResolveManually) {
+                continue;
+            }
             assert_eq!(state.next(trigger), None, "terminal task {state} accepted {trigger:?}");
         }
     }
@@ -169,8 +182,13 @@ fn terminal_states() {
     );
     for &state in &step_terminal {
         for &trigger in StepTrigger::ALL {
-            // The one exception: an operator may resolve an errored step.
-            if (state, trigger) == (S::Error, StepTrigger::ResolveManually) {
+            // The exceptions: an operator may resolve, complete or reset an errored step.
+            if state == S::Error
+                && matches!(
+                    trigger,
+                    StepTrigger::ResolveManually | StepTrigger::CompleteManually | StepTrigger::Reset
+                )
+            {
                 continue;
             }
             assert_eq!(state.next(trigger), None, "terminal step {state} accepted {trigger:?}");
@@ -254,10 +272,10 @@ fn step_state_names_round_trip() {
 fn trigger_names_are_distinct() {
     let task: std::collections::HashSet<&str> = TaskTrigger::ALL.iter().map(|t| t.as_str()).collect();
     assert_eq!(task.len(), TaskTrigger::ALL.len());
-    assert_eq!(TaskTrigger::ALL.len(), 12);
+    assert_eq!(TaskTrigger::ALL.len(), 13);
     let step: std::collections::HashSet<&str> = StepTrigger::ALL.iter().map(|t| t.as_str()).collect();
     assert_eq!(step.len(), StepTrigger::ALL.len());
-    assert_eq!(StepTrigger::ALL.len(), 9);
+    assert_eq!(StepTrigger::ALL.len(), 11);
 }
 
 #[test]

@@ -39,6 +39,10 @@ pub enum StepTrigger {
     Fail,
     Cancel,
     ResolveManually,
+    /// An operator sends the step back to `pending` with a fresh retry budget.
+    Reset,
+    /// An operator completes the step with a result of their own.
+    CompleteManually,
 }
 
 impl StepTrigger {
@@ -52,6 +56,8 @@ impl StepTrigger {
         StepTrigger::Fail,
         StepTrigger::Cancel,
         StepTrigger::ResolveManually,
+        StepTrigger::Reset,
+        StepTrigger::CompleteManually,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +71,8 @@ impl StepTrigger {
             StepTrigger::Fail => "fail",
             StepTrigger::Cancel => "cancel",
             StepTrigger::ResolveManually => "resolve_manually",
+            StepTrigger::Reset => "reset",
+            StepTrigger::CompleteManually => "complete_manually",
         }
     }
 }
@@ -108,6 +116,11 @@ impl StepState {
                 S::Pending | S::Enqueued | S::InProgress | S::EnqueuedForOrchestration | S::WaitingForRetry | S::Error,
                 T::ResolveManually,
             ) => Some(S::ResolvedManually),
+            (
+                S::Pending | S::Enqueued | S::InProgress | S::EnqueuedForOrchestration | S::WaitingForRetry | S::Error,
+                T::CompleteManually,
+            ) => Some(S::Complete),
+            (S::Error | S::WaitingForRetry | S::Enqueued, T::Reset) => Some(S::Pending),
             _ => None,
         }
     }

@@ -45,6 +45,8 @@ pub enum TaskTrigger {
     Fail,
     Cancel,
     ResolveManually,
+    /// An operator action lets a failed task progress again.
+    Reopen,
 }
 
 impl TaskTrigger {
@@ -61,6 +63,7 @@ impl TaskTrigger {
         TaskTrigger::Fail,
         TaskTrigger::Cancel,
         TaskTrigger::ResolveManually,
+        TaskTrigger::Reopen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +80,7 @@ impl TaskTrigger {
             TaskTrigger::Fail => "fail",
             TaskTrigger::Cancel => "cancel",
             TaskTrigger::ResolveManually => "resolve_manually",
+            TaskTrigger::Reopen => "reopen",
         }
     }
 }
@@ -99,11 +103,14 @@ impl TaskState {
     pub fn next(self, trigger: TaskTrigger) -> Option<TaskState> {
         use TaskState as S;
         use TaskTrigger as T;
-        if self.is_terminal() {
-            return None;
-        }
         match (self, trigger) {
+            // An operator re-opens a failed task (a step reset, resolved or completed by hand),
+            // or closes it for good.
+            (S::Error | S::BlockedByFailures, T::Reopen) => Some(S::EnqueuingSteps),
+            (S::Error, T::ResolveManually) => Some(S::ResolvedManually),
+            _ if self.is_terminal() => None,
             (_, T::Cancel) => Some(S::Cancelled),
+            (_, T::ResolveManually) => Some(S::ResolvedManually),
             (S::Pending, T::Start) => Some(S::Initializing),
             (S::Initializing, T::Initialized) => Some(S::EnqueuingSteps),
             (S::Initializing | S::EnqueuingSteps, T::Fail) => Some(S::Error),
@@ -117,7 +124,6 @@ impl TaskState {
             (S::EvaluatingResults, T::AllStepsComplete) => Some(S::Complete),
             (S::EvaluatingResults, T::Block) => Some(S::BlockedByFailures),
             (S::BlockedByFailures, T::Fail) => Some(S::Error),
-            (S::BlockedByFailures, T::ResolveManually) => Some(S::ResolvedManually),
             _ => None,
         }
     }
