@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Cross-language end-to-end tests (tests/e2e): worker processes in Python, Ruby and TypeScript
 # sharing one database, on SQLite and PostgreSQL (DATABASE_URL), plus the PostgreSQL scale-out
-# test. Builds the three packages first (scripts/build-packages.sh).
+# test. Builds the three packages first (scripts/build-packages.sh), and type-checks the
+# TypeScript handlers and worker (tests/tsconfig.json, tsc --strict).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-packages.sh
+node_modules/.bin/tsc --noEmit --strict -p tests/tsconfig.json
 if [ -z "${DATABASE_URL:-}" ]; then
   source scripts/lib/postgres.sh
   use_postgres
