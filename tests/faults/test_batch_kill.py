@@ -1,4 +1,4 @@
-"""Scenario 7: batch workers SIGKILLed mid-batch resume from their checkpoints, on SQLite and
+"""Scenario 6 (issue 9): batch workers SIGKILLed mid-batch resume from their checkpoints, on SQLite and
 PostgreSQL (2-second leases).
 
 `batch_checkpoint` (templates/batch_checkpoint.yaml): `split` cuts the task's items into
