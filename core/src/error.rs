@@ -37,6 +37,18 @@ pub enum TaskerError {
     #[error("task not found: {0}")]
     TaskNotFound(Uuid),
 
+    /// No step of that name (or uuid) in the task.
+    #[error("task {task_uuid} has no step '{step}'")]
+    StepNotFound { task_uuid: Uuid, step: String },
+
+    /// An operator action the step's or task's current state does not allow; the message names
+    /// the state and what is allowed.
+    #[error("{0}")]
+    InvalidState(String),
+
+    #[error("dead-letter queue entry not found: {0}")]
+    DlqEntryNotFound(Uuid),
+
     #[error("illegal task transition: {event} from {from}")]
     IllegalTaskTransition { from: TaskState, event: String },
 
@@ -154,6 +166,9 @@ impl TaskerError {
             TaskerError::TemplateNotFound { .. } => "template_not_found",
             TaskerError::TemplateConflict { .. } => "template_conflict",
             TaskerError::TaskNotFound(_) => "task_not_found",
+            TaskerError::StepNotFound { .. } => "step_not_found",
+            TaskerError::InvalidState(_) => "invalid_state",
+            TaskerError::DlqEntryNotFound(_) => "dlq_entry_not_found",
             TaskerError::IllegalTaskTransition { .. } | TaskerError::IllegalStepTransition { .. } => {
                 "illegal_transition"
             }

@@ -30,7 +30,11 @@ pub use engine::{
     describe_database, resolve_database_url, CreatedTask, EngineEvent, RegisteredTemplate, TaskRequest, Tasker,
     TaskerOptions, DEFAULT_DATABASE_URL,
 };
+pub use engine::{DlqStats, QueuedDlqEntry, RecoveryOptions, StepDetail, TaskHealth, WorkerInfo};
 pub use error::{Result, TaskerError, TemplateProblem, ValidationError};
 pub use outcome::{StepFailure, StepOutcome};
-pub use store::{StepSummary, TaskDetail, TaskFilter, TaskSummary, Transition};
+pub use store::{
+    DlqEntry, DlqFilter, DlqReason, DlqStatus, StepSummary, TaskDetail, TaskFilter, TaskSummary, Transition,
+    WorkerRecord,
+};
 pub use worker::{CancelSignal, DispatchMode, Poll, StepEvent, Worker, WorkerConfig};

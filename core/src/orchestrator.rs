@@ -25,9 +25,15 @@ pub async fn run(tasker: Tasker, mut stop: watch::Receiver<bool>) {
         Backend::Sqlite => Duration::from_millis(250),
         Backend::Postgres => Duration::from_secs(1),
     };
+    let detector_every = tasker.recovery_options().detector_interval;
+    let mut next_detection = tokio::time::Instant::now() + detector_every;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if tokio::time::Instant::now() >= next_detection {
+            next_detection = tokio::time::Instant::now() + detector_every;
+            detect(&tasker).await;
         }
         let mut busy = false;
         match tasker.enqueue_due_retries(BATCH).await {
@@ -48,10 +54,22 @@ pub async fn run(tasker: Tasker, mut stop: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "reading timers failed");
                 max_sleep
             }
-        };
+        }
+        .min(next_detection.saturating_duration_since(tokio::time::Instant::now()));
         if !wait(&mut signals, &mut stop, sleep).await {
             return;
         }
+    }
+}
+
+/// The detectors of stuck work: stale tasks, and queues no live worker serves. Their failures
+/// are logged; the next pass tries again.
+async fn detect(tasker: &Tasker) {
+    if let Err(e) = tasker.detect_stale_tasks().await {
+        tracing::warn!(error = %e, "the staleness detector failed");
+    }
+    if let Err(e) = tasker.detect_unavailable_workers().await {
+        tracing::warn!(error = %e, "the unavailable-worker detector failed");
     }
 }
 

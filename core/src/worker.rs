@@ -75,7 +75,7 @@ use crate::engine::{ClaimBatch, ClaimedStep, Completion, EagerClaim, Tasker};
 use crate::error::{Result, TaskerError};
 use crate::orchestrator;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
-use crate::store::{Backend, MessageRef, RemoteSignal};
+use crate::store::{Backend, MessageRef, RemoteSignal, WorkerRecord};
 use crate::template::{is_valid_queue_name, HandlerSpec};
 
 /// How a worker learns that work is available, and the longest it can take to notice.
@@ -125,8 +125,11 @@ pub struct WorkerConfig {
     pub poll_interval: Option<Duration>,
     /// Also run the orchestrator loop (due retries, overdue attempts) in this process.
     pub embedded_orchestration: bool,
-    /// Recorded in audit rows.
+    /// Recorded in audit rows and in the worker registry.
     pub worker_id: String,
+    /// The language its handlers are written in, shown in the worker registry
+    /// (`rust`, `python`, `ruby`, `typescript`).
+    pub language: String,
 }
 
 impl WorkerConfig {
@@ -140,6 +143,7 @@ impl WorkerConfig {
             poll_interval: None,
             embedded_orchestration: true,
             worker_id: format!("{}:{}", hostname(), std::process::id()),
+            language: "rust".into(),
         }
     }
 
@@ -427,6 +431,8 @@ struct Shared {
     /// Set when a background task died; reported by `poll` and (for the applier) `complete`.
     fatal: Mutex<Option<String>>,
     applier_alive: AtomicBool,
+    /// This worker's row in the registry of workers.
+    registration_uuid: Uuid,
 }
 
 impl Shared {
@@ -547,11 +553,30 @@ impl Worker {
             stopped,
             fatal: Mutex::new(None),
             applier_alive: AtomicBool::new(true),
+            registration_uuid: Uuid::now_v7(),
         });
+        let now = Utc::now();
+        tasker
+            .store()
+            .register_worker(&WorkerRecord {
+                registration_uuid: shared.registration_uuid,
+                worker_id: shared.config.worker_id.clone(),
+                host: hostname(),
+                pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+                language: shared.config.language.clone(),
+                queues: shared.config.queues.clone(),
+                concurrency: i32::try_from(shared.config.concurrency).unwrap_or(i32::MAX),
+                in_flight: 0,
+                started_at: now,
+                last_heartbeat_at: now,
+                stopped_at: None,
+            })
+            .await?;
         let mut tasks = vec![
             supervise(&shared, "dispatcher", dispatch_loop(shared.clone())),
             supervise(&shared, "applier", apply_loop(shared.clone(), completions_rx)),
             supervise(&shared, "lease loop", lease_loop(shared.clone())),
+            supervise(&shared, "heartbeat", heartbeat_loop(shared.clone())),
         ];
         if shared.config.embedded_orchestration {
             let stop = shared.stop.subscribe();
@@ -833,6 +858,15 @@ impl Worker {
             if let Err(e) = shared.tasker.extend_leases(&abandoned, Duration::ZERO).await {
                 tracing::warn!(error = %e, "could not expire abandoned leases; they will expire on their own");
             }
+        }
+        // Gone from the registry of live workers.
+        if let Err(e) = shared
+            .tasker
+            .store()
+            .heartbeat_worker(shared.registration_uuid, 0, true, Utc::now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not mark the worker stopped in the registry");
         }
         // Let the applier finish what was already handed to it.
         while shared.pending_jobs.load(Ordering::SeqCst) > 0 && Instant::now() < until + Duration::from_secs(5) {
@@ -1219,6 +1253,32 @@ fn timeout_failure(attempt: i32) -> StepFailure {
 /// Renews leases of attempts still in flight (queued, running, or waiting to be applied),
 /// fails attempts past their deadline, and gives up handlers that overran it by a lease
 /// length. Runs until the worker is fully stopped, through the whole drain.
+/// Keeps this worker's registry row fresh (see [`Tasker::list_workers`]) until it stops. A
+/// failed heartbeat is only logged: the database may be away for a moment.
+async fn heartbeat_loop(shared: Arc<Shared>) {
+    let every = shared
+        .tasker
+        .recovery_options()
+        .heartbeat_interval
+        .max(Duration::from_millis(10));
+    let mut stopped = shared.stopped.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let in_flight = i32::try_from(shared.inflight().len()).unwrap_or(i32::MAX);
+        if let Err(e) = shared
+            .tasker
+            .store()
+            .heartbeat_worker(shared.registration_uuid, in_flight, false, Utc::now())
+            .await
+        {
+            tracing::warn!(error = %e, "worker heartbeat failed");
+        }
+    }
+}
+
 async fn lease_loop(shared: Arc<Shared>) {
     let renew_every = shared.config.lease / 3;
     let give_up_after = shared.config.lease;

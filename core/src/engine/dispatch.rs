@@ -101,26 +101,26 @@ pub struct EagerClaim {
 
 /// Side effects to publish once a transaction commits.
 #[derive(Default)]
-struct Effects {
-    queues: Vec<String>,
-    finished_tasks: Vec<Uuid>,
-    events: Vec<EngineEvent>,
-    timers_changed: bool,
+pub(super) struct Effects {
+    pub(super) queues: Vec<String>,
+    pub(super) finished_tasks: Vec<Uuid>,
+    pub(super) events: Vec<EngineEvent>,
+    pub(super) timers_changed: bool,
 }
 
 /// Rows to write in one transaction, built by the decision functions below.
 #[derive(Default)]
-struct Plan {
-    step_changes: Vec<StepChange>,
-    step_transitions: Vec<TransitionRecord>,
-    deltas: BTreeMap<Uuid, TaskDelta>,
-    succeeded: Vec<Uuid>,
-    delete: Vec<MessageRef>,
-    send: Vec<OutgoingMessage>,
+pub(super) struct Plan {
+    pub(super) step_changes: Vec<StepChange>,
+    pub(super) step_transitions: Vec<TransitionRecord>,
+    pub(super) deltas: BTreeMap<Uuid, TaskDelta>,
+    pub(super) succeeded: Vec<Uuid>,
+    pub(super) delete: Vec<MessageRef>,
+    pub(super) send: Vec<OutgoingMessage>,
 }
 
 impl Plan {
-    fn delta(&mut self, task: Uuid) -> &mut TaskDelta {
+    pub(super) fn delta(&mut self, task: Uuid) -> &mut TaskDelta {
         self.deltas.entry(task).or_insert_with(|| TaskDelta {
             task_uuid: task,
             ..TaskDelta::default()
@@ -128,7 +128,7 @@ impl Plan {
     }
 
     /// Task deltas that change something.
-    fn nonzero_deltas(&mut self) -> Vec<TaskDelta> {
+    pub(super) fn nonzero_deltas(&mut self) -> Vec<TaskDelta> {
         std::mem::take(&mut self.deltas)
             .into_values()
             .filter(|d| {
@@ -166,7 +166,7 @@ impl Plan {
 
     /// Records a step transition chosen by the state table.
     #[allow(clippy::too_many_arguments)]
-    fn transition(
+    pub(super) fn transition(
         &mut self,
         effects: &mut Effects,
         lock: &StepLock,
@@ -198,11 +198,11 @@ impl Plan {
     }
 }
 
-fn empty() -> Value {
+pub(super) fn empty() -> Value {
     Value::Object(Map::new())
 }
 
-fn message_body(lock_step: Uuid, task: Uuid, attempt: i32) -> StepMessage {
+pub(super) fn message_body(lock_step: Uuid, task: Uuid, attempt: i32) -> StepMessage {
     StepMessage {
         step_uuid: lock_step,
         task_uuid: task,
@@ -690,7 +690,7 @@ impl Tasker {
                         let handler_attempt = u32::try_from(lock.handler_attempts()).unwrap_or(1);
                         let delay = backoff::retry_delay(policy, handler_attempt, failure.retry_after);
                         let retry_at = later(now, delay);
-                        let to = plan.transition(effects, lock, lock.state, StepTrigger::ScheduleRetry, c.attempt, json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type, "retry_in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)}), now)?;
+                        let to = plan.transition(effects, lock, lock.state, StepTrigger::ScheduleRetry, c.attempt, json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type, "retry_in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "error": error}), now)?;
                         plan.step_changes.push(StepChange {
                             next_retry_at: Some(retry_at),
                             ..finish_change(lock, to, None, Some(error))
@@ -704,7 +704,7 @@ impl Tasker {
                             lock.state,
                             StepTrigger::Fail,
                             c.attempt,
-                            json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type}),
+                            json!({"attempt": c.attempt, "worker": worker, "error_type": failure.error_type, "error": error}),
                             now,
                         )?;
                         plan.step_changes.push(StepChange {
@@ -911,7 +911,7 @@ impl Tasker {
 
     /// Moves tasks whose counters show they are done to `complete`, or to
     /// `blocked_by_failures` → `error` when a step failed for good and nothing else can run.
-    async fn finalize_tasks(
+    pub(super) async fn finalize_tasks(
         &self,
         tx: &mut dyn StoreTx,
         counters: &[TaskCounters],
@@ -961,6 +961,19 @@ impl Tasker {
         }
         // Every change here ends its task (complete or error): each one that applies is announced.
         let applied = tx.change_tasks_audited(&changes, &transitions, now).await?;
+        // A task that failed needs a human: its dead-letter entry is written with the failure.
+        let failed: Vec<NewDlqEntry> = changes
+            .iter()
+            .filter(|c| c.new == TaskState::Error && applied.contains(&c.task_uuid))
+            .map(|c| NewDlqEntry {
+                entry_uuid: Uuid::now_v7(),
+                task_uuid: c.task_uuid,
+                reason: None,
+                task_state: c.new,
+                note: None,
+            })
+            .collect();
+        tx.insert_dlq_entries(&failed, now).await?;
         effects.finished_tasks.extend(applied);
         Ok(())
     }
@@ -1123,7 +1136,7 @@ impl Tasker {
         Ok(())
     }
 
-    fn publish(&self, effects: Effects) {
+    pub(super) fn publish(&self, effects: Effects) {
         let mut queues = effects.queues;
         queues.sort();
         queues.dedup();
@@ -1251,7 +1264,7 @@ fn assemble_claims(
 impl Tasker {
     /// Checks a successful result against its step's type (see [`step_types::check_outcome`]).
     /// A template that cannot be read expands nothing (the step's claim already checked it).
-    async fn check_step_type_outcome(
+    pub(super) async fn check_step_type_outcome(
         &self,
         lock: &StepLock,
         result: &Value,
@@ -1276,7 +1289,7 @@ impl Tasker {
     /// this transaction has written; returns those ready to run. The task row is locked (by
     /// `lock_steps`), so no other completion in the task runs meanwhile and the states read
     /// here hold until commit.
-    async fn expand(
+    pub(super) async fn expand(
         &self,
         tx: &mut dyn StoreTx,
         lock: &StepLock,
@@ -1398,7 +1411,7 @@ type Poisoned = (StepLock, Option<MessageRef>, String);
 
 /// Runs one transaction again (a few times, after a short random pause) when it loses a
 /// deadlock or serialization race or a lock/busy timeout: such a loser is retried, never dropped.
-async fn retrying<T, F, Fut>(what: &str, mut body: F) -> Result<T>
+pub(super) async fn retrying<T, F, Fut>(what: &str, mut body: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -1441,7 +1454,7 @@ fn running_lock(lock: &StepLock, attempt: i32) -> StepLock {
 }
 
 /// Locks `ids` (see [`StoreTx::lock_steps`]) and indexes them by step.
-async fn lock_map(tx: &mut dyn StoreTx, ids: &[Uuid]) -> Result<HashMap<Uuid, StepLock>> {
+pub(super) async fn lock_map(tx: &mut dyn StoreTx, ids: &[Uuid]) -> Result<HashMap<Uuid, StepLock>> {
     Ok(tx
         .lock_steps(ids)
         .await?
@@ -1451,7 +1464,12 @@ async fn lock_map(tx: &mut dyn StoreTx, ids: &[Uuid]) -> Result<HashMap<Uuid, St
 }
 
 /// A step change that ends an attempt (success, retry scheduling, failure, cancellation).
-fn finish_change(lock: &StepLock, to: StepState, results: Option<Value>, error: Option<Value>) -> StepChange {
+pub(super) fn finish_change(
+    lock: &StepLock,
+    to: StepState,
+    results: Option<Value>,
+    error: Option<Value>,
+) -> StepChange {
     StepChange {
         results,
         last_error: error,
@@ -1590,6 +1608,14 @@ async fn cancel_once(tasker: &Tasker, task_uuid: Uuid) -> Result<bool> {
         now,
     )
     .await?;
+    let note = DlqNote {
+        by: "tasker".into(),
+        text: "task cancelled".into(),
+        at: now,
+        status: Some(DlqStatus::Cancelled.as_str().to_owned()),
+    };
+    tx.close_dlq_entries(&[task_uuid], DlqStatus::Cancelled, &note, now)
+        .await?;
     tx.notify_task_finished(task_uuid).await?;
     tx.commit().await?;
     tasker.publish_signal(RemoteSignal::TaskFinished(task_uuid));

@@ -5,6 +5,8 @@
 //! only through it (compare-and-swap state changes, queue visibility timeouts, row locks).
 
 mod dispatch;
+mod dlq;
+mod recovery;
 mod signals;
 mod step_types;
 mod templates;
@@ -21,6 +23,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 pub use dispatch::{ClaimBatch, ClaimedStep, Completion, CompletionReport, EagerClaim, MAX_LOST_LEASES};
+pub use dlq::{DlqStats, Health, QueuedDlqEntry, RecoveryOptions, StalenessThresholds, TaskHealth, WorkerInfo};
+pub use recovery::StepDetail;
 pub use step_types::{instance_name, StepTypeLimits, BATCH_KEY, DECISION_KEY};
 pub use templates::{CompiledTemplate, RegisteredTemplate};
 
@@ -56,6 +60,8 @@ pub struct TaskerOptions {
     pub listen: bool,
     /// What decisions and batches may create.
     pub step_type_limits: StepTypeLimits,
+    /// Staleness thresholds, detector and heartbeat intervals.
+    pub recovery: RecoveryOptions,
 }
 
 impl Default for TaskerOptions {
@@ -65,6 +71,7 @@ impl Default for TaskerOptions {
             max_connections: 10,
             listen: true,
             step_type_limits: StepTypeLimits::default(),
+            recovery: RecoveryOptions::default(),
         }
     }
 }
@@ -129,6 +136,7 @@ struct Inner {
     /// Cross-process signals arrive (PostgreSQL with LISTEN on).
     listening: bool,
     limits: StepTypeLimits,
+    recovery: RecoveryOptions,
 }
 
 /// Describes a database URL without credentials: `scheme://host:port/db`, or the SQLite file.
@@ -228,6 +236,7 @@ impl Tasker {
             inner: Arc::new(Inner {
                 listening,
                 limits: options.step_type_limits,
+                recovery: options.recovery,
                 store,
                 templates: TemplateCache::default(),
                 signals,
@@ -257,6 +266,11 @@ impl Tasker {
         self.inner.events.subscribe()
     }
 
+    /// The recovery options it was connected with.
+    pub fn recovery_options(&self) -> RecoveryOptions {
+        self.inner.recovery
+    }
+
     pub(crate) fn subscribe_signals(&self) -> broadcast::Receiver<RemoteSignal> {
         self.inner.signals.subscribe()
     }
@@ -265,7 +279,7 @@ impl Tasker {
         self.inner.signals.publish(signal);
     }
 
-    fn emit(&self, event: impl FnOnce() -> EngineEvent) {
+    pub(crate) fn emit(&self, event: impl FnOnce() -> EngineEvent) {
         if self.inner.events.receiver_count() > 0 {
             let _ = self.inner.events.send(event());
         }

@@ -187,7 +187,11 @@ impl Choice<'_> {
 }
 
 fn choice_of(results: Option<&Value>) -> Choice<'_> {
-    let Some(outcome) = results.and_then(|r| r.get(DECISION_KEY)) else {
+    // A decision resolved by an operator without a result chose nothing.
+    let Some(results) = results else {
+        return Choice::Steps(Vec::new());
+    };
+    let Some(outcome) = results.get(DECISION_KEY) else {
         return Choice::Every;
     };
     Choice::Steps(

@@ -9,6 +9,7 @@
 mod pg_connections;
 mod pg_fused;
 mod pg_notifier;
+mod pg_recovery;
 mod postgres;
 mod records;
 mod sqlite;
@@ -93,6 +94,46 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Earliest `next_retry_at` / `deadline_at` still pending, so the orchestrator can sleep
     /// exactly until the next thing is due.
     async fn next_timer(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// DLQ entries, newest first.
+    async fn list_dlq(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>>;
+
+    async fn dlq_entry(&self, entry_uuid: Uuid) -> Result<Option<DlqEntry>>;
+
+    /// Appends `note` to an entry and, with `status`, moves it there (resolver and time are set
+    /// when it closes). `None` when there is no such entry.
+    async fn update_dlq_entry(
+        &self,
+        entry_uuid: Uuid,
+        status: Option<DlqStatus>,
+        note: &DlqNote,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DlqEntry>>;
+
+    /// Entries counted by reason and status.
+    async fn dlq_counts(&self) -> Result<Vec<DlqCount>>;
+
+    /// Unfinished tasks whose last progress is older than `updated_before`, oldest first (an
+    /// indexed read of the open states only: finished history is never scanned).
+    async fn open_tasks(&self, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>>;
+
+    /// Tasks with a message visible on `queue` since before `enqueued_before` (nobody claimed it).
+    async fn waiting_tasks(&self, queue: &str, enqueued_before: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>>;
+
+    /// Records a worker process (or replaces its record).
+    async fn register_worker(&self, worker: &WorkerRecord) -> Result<()>;
+
+    /// A live worker's heartbeat; `stopped` marks it gone.
+    async fn heartbeat_worker(
+        &self,
+        registration_uuid: Uuid,
+        in_flight: i32,
+        stopped: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Workers that heartbeated since `seen_since`, or stopped since then.
+    async fn list_workers(&self, seen_since: DateTime<Utc>) -> Result<Vec<WorkerRecord>>;
 
     /// Commits on the server since start-up, when the backend can tell (PostgreSQL's
     /// `pg_stat_database.xact_commit`); used by the benchmark.
@@ -372,6 +413,23 @@ pub trait StoreTx: MessageQueue {
         checkpoint: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// Writes DLQ entries (with the snapshot of each task's rows as they are now), skipping
+    /// tasks that already have an open entry. Returns how many were written.
+    async fn insert_dlq_entries(&mut self, entries: &[NewDlqEntry], now: DateTime<Utc>) -> Result<usize>;
+
+    /// Closes the open DLQ entries of `task_uuids` with `status` and `note`. Returns how many.
+    async fn close_dlq_entries(
+        &mut self,
+        task_uuids: &[Uuid],
+        status: DlqStatus,
+        note: &DlqNote,
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+
+    /// Appends `note` to the open DLQ entries of `task_uuids` and records it as their resolution:
+    /// the entry closes, credited to `note.by`, when the task completes.
+    async fn note_dlq_resolution(&mut self, task_uuids: &[Uuid], note: &DlqNote, now: DateTime<Utc>) -> Result<usize>;
 
     /// Signals that a task finished, delivered to other processes at commit.
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()>;

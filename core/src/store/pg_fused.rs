@@ -410,7 +410,26 @@ pub(super) fn task_changes_statement<'a>(
     qb.push_bind(changes.iter().map(|c| c.new.is_terminal()).collect::<Vec<bool>>());
     qb.push(
         "::bool[]) AS v(id, expected, new_state, terminal) WHERE t.task_uuid = v.id AND t.state = v.expected \
-         RETURNING t.task_uuid, v.terminal), \
+         RETURNING t.task_uuid, v.terminal, v.new_state), ",
+    );
+    // A task that completes closes its open dead-letter entry, crediting the operator whose
+    // action re-opened it (`resolution`), if any.
+    qb.push(
+        "dlq AS (UPDATE tasker_dlq_entries d SET status = 'manually_resolved', \
+           resolved_by = COALESCE(d.resolution ->> 'by', 'tasker'), resolved_at = ",
+    );
+    qb.push_bind(now);
+    qb.push(", updated_at = ");
+    qb.push_bind(now);
+    qb.push(
+        ", notes = d.notes || jsonb_build_array(jsonb_build_object('by', COALESCE(d.resolution ->> 'by', 'tasker'), \
+           'text', 'the task completed', 'status', 'manually_resolved', 'at', ",
+    );
+    qb.push_bind(now);
+    qb.push(
+        "::timestamptz)) \
+         WHERE d.task_uuid IN (SELECT task_uuid FROM upd WHERE new_state = 'complete') \
+           AND d.status IN ('pending', 'investigating') RETURNING 1), \
          audit AS (SELECT r.* FROM unnest(",
     );
     push_transition_arrays(&mut qb, TransitionArrays::new(transitions));

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::pg_connections::{HotPool, Leased};
 use super::pg_fused::{self, TransitionArrays};
 use super::pg_notifier::{Notifier, Wake};
+use super::pg_recovery;
 use super::records::*;
 use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{Result, TaskerError};
@@ -534,6 +535,54 @@ impl Store for PostgresStore {
         Ok(next)
     }
 
+    async fn list_dlq(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>> {
+        pg_recovery::list(&self.pool, filter).await
+    }
+
+    async fn dlq_entry(&self, entry_uuid: Uuid) -> Result<Option<DlqEntry>> {
+        pg_recovery::entry(&self.pool, entry_uuid).await
+    }
+
+    async fn update_dlq_entry(
+        &self,
+        entry_uuid: Uuid,
+        status: Option<DlqStatus>,
+        note: &DlqNote,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DlqEntry>> {
+        pg_recovery::update(&self.pool, entry_uuid, status, note, now).await
+    }
+
+    async fn dlq_counts(&self) -> Result<Vec<DlqCount>> {
+        pg_recovery::counts(&self.pool).await
+    }
+
+    async fn open_tasks(&self, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>> {
+        pg_recovery::open_tasks(&self.pool, updated_before, limit).await
+    }
+
+    async fn waiting_tasks(&self, queue: &str, enqueued_before: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>> {
+        pg_recovery::waiting_tasks(&self.pool, queue, enqueued_before, limit).await
+    }
+
+    async fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        pg_recovery::register_worker(&self.pool, worker).await
+    }
+
+    async fn heartbeat_worker(
+        &self,
+        registration_uuid: Uuid,
+        in_flight: i32,
+        stopped: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        pg_recovery::heartbeat(&self.pool, registration_uuid, in_flight, stopped, now).await
+    }
+
+    async fn list_workers(&self, seen_since: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
+        pg_recovery::list_workers(&self.pool, seen_since).await
+    }
+
     async fn commit_count(&self) -> Result<Option<i64>> {
         let n: i64 = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
             .fetch_one(&self.pool)
@@ -571,6 +620,7 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<Ta
             s.next_retry_at AS s_next_retry_at, s.created_at AS s_created_at, \
             s.first_attempted_at AS s_first_attempted_at, s.last_attempted_at AS s_last_attempted_at, \
             s.completed_at AS s_completed_at, s.created_by AS s_created_by, s.inputs AS s_inputs, \
+            s.free_attempts AS s_free_attempts, \
             s.checkpoint AS s_checkpoint, \
             COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
               JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{{}}') AS s_deps \
@@ -598,6 +648,7 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<Ta
             state: row.try_get("s_state")?,
             attempts: row.try_get("s_attempts")?,
             max_attempts: row.try_get("s_max_attempts")?,
+            free_attempts: row.try_get("s_free_attempts")?,
             retryable: row.try_get("s_retryable")?,
             results: row.try_get::<Option<Json<Value>>, _>("s_results")?.map(|j| j.0),
             last_error: row.try_get::<Option<Json<Value>>, _>("s_last_error")?.map(|j| j.0),
@@ -1152,7 +1203,8 @@ impl StoreTx for PgTx {
 
     async fn task_steps(&mut self, task_uuid: Uuid) -> Result<Vec<ExistingStep>> {
         let rows = sqlx::query(
-            "SELECT step_uuid, name, state, results::text AS results FROM tasker_steps WHERE task_uuid = $1",
+            "SELECT step_uuid, name, state, pending_parents, results::text AS results FROM tasker_steps \
+             WHERE task_uuid = $1",
         )
         .bind(task_uuid)
         .fetch_all(self.tx().await?)
@@ -1163,6 +1215,7 @@ impl StoreTx for PgTx {
                     step_uuid: r.try_get("step_uuid")?,
                     name: r.try_get("name")?,
                     state: parse_state(r.try_get::<&str, _>("state")?, "step")?,
+                    pending_parents: r.try_get("pending_parents")?,
                     // An unreadable result reads as none (a decision that chose nothing).
                     results: r
                         .try_get::<Option<&str>, _>("results")?
@@ -1258,6 +1311,24 @@ impl StoreTx for PgTx {
         .execute(self.tx().await?)
         .await?;
         Ok(stored.rows_affected() == 1)
+    }
+
+    async fn insert_dlq_entries(&mut self, entries: &[NewDlqEntry], now: DateTime<Utc>) -> Result<usize> {
+        pg_recovery::insert_entries(self.tx().await?, entries, now).await
+    }
+
+    async fn close_dlq_entries(
+        &mut self,
+        task_uuids: &[Uuid],
+        status: DlqStatus,
+        note: &DlqNote,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        pg_recovery::close_entries(self.tx().await?, task_uuids, status, note, now).await
+    }
+
+    async fn note_dlq_resolution(&mut self, task_uuids: &[Uuid], note: &DlqNote, now: DateTime<Utc>) -> Result<usize> {
+        pg_recovery::note_resolution(self.tx().await?, task_uuids, note, now).await
     }
 
     async fn notify_task_finished(&mut self, task_uuid: Uuid) -> Result<()> {

@@ -262,6 +262,8 @@ pub struct ExistingStep {
     pub step_uuid: Uuid,
     pub name: String,
     pub state: StepState,
+    /// Dependencies not yet satisfied.
+    pub pending_parents: i32,
     /// The stored result (a decision's choice), `None` if absent or unreadable.
     pub results: Option<Value>,
 }
@@ -348,6 +350,10 @@ pub struct StepSummary {
     pub state: String,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// Attempt numbers that do not count against `max_attempts` (released claims, lost leases,
+    /// and every attempt before an operator's reset).
+    #[serde(default)]
+    pub free_attempts: i32,
     pub retryable: bool,
     pub results: Option<Value>,
     pub last_error: Option<Value>,
@@ -443,4 +449,178 @@ pub struct Followup {
     pub counters: Vec<TaskCounters>,
     pub inputs: Vec<TaskInput>,
     pub dependency_results: Vec<DependencyResult>,
+}
+
+/// Why a task is in the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqReason {
+    /// A step failed with retryable errors until it ran out of attempts.
+    MaxRetriesExceeded,
+    /// A step failed with a permanent error.
+    PermanentFailure,
+    /// The task made no progress for longer than its lifecycle allows.
+    StalenessTimeout,
+    /// Its steps waited on a queue that no live worker serves.
+    WorkerUnavailable,
+    /// An operator put it there.
+    Manual,
+}
+
+impl DlqReason {
+    pub const ALL: &'static [DlqReason] = &[
+        DlqReason::MaxRetriesExceeded,
+        DlqReason::PermanentFailure,
+        DlqReason::StalenessTimeout,
+        DlqReason::WorkerUnavailable,
+        DlqReason::Manual,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqReason::MaxRetriesExceeded => "max_retries_exceeded",
+            DlqReason::PermanentFailure => "permanent_failure",
+            DlqReason::StalenessTimeout => "staleness_timeout",
+            DlqReason::WorkerUnavailable => "worker_unavailable",
+            DlqReason::Manual => "manual",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == name)
+    }
+}
+
+/// Where an investigation of a DLQ entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqStatus {
+    Pending,
+    Investigating,
+    ManuallyResolved,
+    PermanentlyFailed,
+    Cancelled,
+}
+
+impl DlqStatus {
+    pub const ALL: &'static [DlqStatus] = &[
+        DlqStatus::Pending,
+        DlqStatus::Investigating,
+        DlqStatus::ManuallyResolved,
+        DlqStatus::PermanentlyFailed,
+        DlqStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqStatus::Pending => "pending",
+            DlqStatus::Investigating => "investigating",
+            DlqStatus::ManuallyResolved => "manually_resolved",
+            DlqStatus::PermanentlyFailed => "permanently_failed",
+            DlqStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == name)
+    }
+
+    /// `pending` and `investigating`: a task has at most one open entry.
+    pub fn is_open(self) -> bool {
+        matches!(self, DlqStatus::Pending | DlqStatus::Investigating)
+    }
+}
+
+/// A DLQ entry to write, in the transaction that makes its task stuck. The backend takes the
+/// snapshot (task, steps, template identity) from the rows as they are then.
+#[derive(Debug, Clone)]
+pub struct NewDlqEntry {
+    pub entry_uuid: Uuid,
+    pub task_uuid: Uuid,
+    /// `None`: `permanent_failure` if a failed step's last error is not retryable, else
+    /// `max_retries_exceeded` (decided from the rows, by the backend).
+    pub reason: Option<DlqReason>,
+    pub task_state: TaskState,
+    /// The first note (who put it there and why), if any.
+    pub note: Option<DlqNote>,
+}
+
+/// One note of an investigation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DlqNote {
+    pub by: String,
+    pub text: String,
+    pub at: DateTime<Utc>,
+    /// The status the entry moved to with this note, if it moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// A dead-letter queue entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DlqEntry {
+    pub entry_uuid: Uuid,
+    pub task_uuid: Uuid,
+    pub reason: String,
+    /// The task's state when it entered.
+    pub task_state: String,
+    /// The task, its steps (state, attempts, last error) and its template, when it entered.
+    pub snapshot: Value,
+    pub status: String,
+    pub notes: Vec<DlqNote>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The task's priority now (part of the investigation queue's score).
+    pub task_priority: i32,
+}
+
+/// Filter for listing DLQ entries, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DlqFilter {
+    pub status: Option<DlqStatus>,
+    /// Only `pending` and `investigating` entries.
+    pub open_only: bool,
+    pub reason: Option<DlqReason>,
+    pub task_uuid: Option<Uuid>,
+    /// At most this many (default 100).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Entries counted by reason and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqCount {
+    pub reason: String,
+    pub status: String,
+    pub count: i64,
+}
+
+/// An unfinished task, as the staleness detector sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTask {
+    pub task_uuid: Uuid,
+    pub state: TaskState,
+    pub template_id: i64,
+    pub priority: i32,
+    /// Its last progress (any step or counter change).
+    pub updated_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A worker process, as registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub registration_uuid: Uuid,
+    pub worker_id: String,
+    pub host: String,
+    pub pid: i32,
+    pub language: String,
+    pub queues: Vec<String>,
+    pub concurrency: i32,
+    pub in_flight: i32,
+    pub started_at: DateTime<Utc>,
+    pub last_heartbeat_at: DateTime<Utc>,
+    pub stopped_at: Option<DateTime<Utc>>,
 }

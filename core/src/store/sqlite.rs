@@ -21,6 +21,8 @@
 //! `query()` (it still runs them in 0.8; see `tests::commands`): a future sqlx would need another
 //! way to send them together.
 
+mod recovery;
+
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -744,10 +746,26 @@ const INSERT_TASK_TRANSITIONS_APPLYING: &str = concat!(
     rows_cte!("tr", "json_each(?3)"),
     insert_task_transitions_sql!("v ->> 0 IN applying AND (?2 IS NULL OR 1)")
 );
+/// A task that completes closes its open dead-letter entry, crediting the operator whose
+/// action re-opened it (`resolution`), if any. Before the change itself (`applying` reads the
+/// expected states).
+const CLOSE_DLQ_OF_COMPLETING: &str = concat!(
+    "WITH ",
+    applying_tasks!(),
+    " UPDATE tasker_dlq_entries SET status = 'manually_resolved', \
+        resolved_by = COALESCE(json_extract(resolution, '$.by'), 'tasker'), resolved_at = ?2, updated_at = ?2, \
+        notes = json_insert(notes, '$[#]', json_object('by', COALESCE(json_extract(resolution, '$.by'), 'tasker'), \
+          'text', 'the task completed', 'status', 'manually_resolved', \
+          'at', strftime('%Y-%m-%dT%H:%M:%fZ', ?2 / 1000.0, 'unixepoch'))) \
+     WHERE status IN ('pending', 'investigating') \
+       AND task_uuid IN (SELECT unhex(c.value ->> 0) FROM json_each(?1) c \
+         WHERE c.value ->> 0 IN applying AND c.value ->> 2 = 'complete') AND (?3 IS NULL OR 1)"
+);
 static CHANGE_TASKS_AUDITED: LazyLock<String> = LazyLock::new(|| {
     [
         CLEAR_TASK_TRANSITIONS_APPLYING,
         INSERT_TASK_TRANSITIONS_APPLYING,
+        CLOSE_DLQ_OF_COMPLETING,
         CHANGE_TASKS,
     ]
     .join(";\n")
@@ -921,7 +939,8 @@ static CREATE_TASK: LazyLock<String> = LazyLock::new(|| {
 static CREATE_TASK_COMMITTED: LazyLock<String> = LazyLock::new(|| format!("{BEGIN}{};\nCOMMIT", *CREATE_TASK));
 
 /// `task_steps`: `?1` the task.
-const TASK_STEPS: &str = "SELECT step_uuid, name, state, results FROM tasker_steps WHERE task_uuid = ?1";
+const TASK_STEPS: &str =
+    "SELECT step_uuid, name, state, pending_parents, results FROM tasker_steps WHERE task_uuid = ?1";
 
 /// `insert_steps`: `?1` the task, `?2` the steps (JSON rows), `?3` now, `?4` the edges.
 static INSERT_STEPS: LazyLock<String> = LazyLock::new(|| {
@@ -1278,6 +1297,7 @@ fn step_from_row(row: &SqliteRow, dependencies: Vec<String>) -> Result<StepSumma
         state: row.try_get("state")?,
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
+        free_attempts: row.try_get("free_attempts")?,
         retryable: row.try_get("retryable")?,
         results: opt_json(row, "results")?,
         last_error: opt_json(row, "last_error")?,
@@ -1482,6 +1502,54 @@ impl Store for SqliteStore {
             (Some(a), Some(b)) => Some(from_ms(a.min(b))),
             (a, b) => a.or(b).map(from_ms),
         })
+    }
+
+    async fn list_dlq(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>> {
+        self.list_dlq_rows(filter).await
+    }
+
+    async fn dlq_entry(&self, entry_uuid: Uuid) -> Result<Option<DlqEntry>> {
+        self.dlq_row(entry_uuid).await
+    }
+
+    async fn update_dlq_entry(
+        &self,
+        entry_uuid: Uuid,
+        status: Option<DlqStatus>,
+        note: &DlqNote,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DlqEntry>> {
+        self.update_dlq_row(entry_uuid, status, note, now).await
+    }
+
+    async fn dlq_counts(&self) -> Result<Vec<DlqCount>> {
+        self.dlq_count_rows().await
+    }
+
+    async fn open_tasks(&self, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>> {
+        self.open_task_rows(updated_before, limit).await
+    }
+
+    async fn waiting_tasks(&self, queue: &str, enqueued_before: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>> {
+        self.waiting_task_rows(queue, enqueued_before, limit).await
+    }
+
+    async fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        self.register_worker_row(worker).await
+    }
+
+    async fn heartbeat_worker(
+        &self,
+        registration_uuid: Uuid,
+        in_flight: i32,
+        stopped: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.heartbeat_row(registration_uuid, in_flight, stopped, now).await
+    }
+
+    async fn list_workers(&self, seen_since: DateTime<Utc>) -> Result<Vec<WorkerRecord>> {
+        self.worker_rows(seen_since).await
     }
 
     async fn commit_count(&self) -> Result<Option<i64>> {
@@ -2197,6 +2265,7 @@ impl StoreTx for SqliteTx {
                     step_uuid: r.try_get("step_uuid")?,
                     name: r.try_get("name")?,
                     state: parse_state(r.try_get::<&str, _>("state")?, "step")?,
+                    pending_parents: r.try_get("pending_parents")?,
                     // An unreadable result reads as none (a decision that chose nothing).
                     results: r
                         .try_get::<Option<&str>, _>("results")?
@@ -2282,6 +2351,24 @@ impl StoreTx for SqliteTx {
             .fetch_optional(self.conn()?)
             .await?;
         Ok(stored.is_some())
+    }
+
+    async fn insert_dlq_entries(&mut self, entries: &[NewDlqEntry], now: DateTime<Utc>) -> Result<usize> {
+        self.insert_dlq_rows(entries, now).await
+    }
+
+    async fn close_dlq_entries(
+        &mut self,
+        task_uuids: &[Uuid],
+        status: DlqStatus,
+        note: &DlqNote,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        self.close_dlq_rows(task_uuids, status, note, now).await
+    }
+
+    async fn note_dlq_resolution(&mut self, task_uuids: &[Uuid], note: &DlqNote, now: DateTime<Utc>) -> Result<usize> {
+        self.note_dlq_resolution_rows(task_uuids, note, now).await
     }
 
     async fn notify_task_finished(&mut self, _task_uuid: Uuid) -> Result<()> {
