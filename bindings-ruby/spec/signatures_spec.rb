@@ -44,7 +44,10 @@ RSpec.describe "RBS signatures (sig/)" do
     TaskerCore::RetryableError, TaskerCore::PermanentError, TaskerCore::HandlerNotFound, TaskerCore::FencedError,
     TaskerCore::Native::Client, TaskerCore::Native::Worker, TaskerCore::Batch::Cursor, TaskerCore::BatchContext,
     TaskerCore::Checkpoint, TaskerCore::StepResult::Decision, TaskerCore::StepResult::Batches,
-    TaskerCore::Worker::Checkpointer, TaskerCore::Testing::CheckpointRecorder
+    TaskerCore::Worker::Checkpointer, TaskerCore::Testing::CheckpointRecorder, TaskerCore::StepNotFound,
+    TaskerCore::DlqEntryNotFound, TaskerCore::StepDetail, TaskerCore::StepError, TaskerCore::DlqEntry,
+    TaskerCore::DlqNote, TaskerCore::QueuedDlqEntry, TaskerCore::DlqCount, TaskerCore::DlqStats, TaskerCore::TaskHealth,
+    TaskerCore::WorkerInfo
   ]
   classes.each do |klass|
     it "declare every public instance method of #{klass}" do
@@ -56,7 +59,9 @@ RSpec.describe "RBS signatures (sig/)" do
   modules = [TaskerCore, TaskerCore::Native, TaskerCore::Testing, TaskerCore::StepResult, TaskerCore::Native::Client,
              TaskerCore::Native::Worker, TaskerCore::Worker, TaskerCore::StepHandler::Base, TaskerCore::Batch,
              TaskerCore::Checkpoint, TaskerCore::BatchContext, TaskerCore::StepResult::Decision,
-             TaskerCore::StepResult::Batches]
+             TaskerCore::StepResult::Batches, TaskerCore::StepError, TaskerCore::DlqEntry, TaskerCore::DlqNote,
+             TaskerCore::QueuedDlqEntry, TaskerCore::DlqCount, TaskerCore::DlqStats, TaskerCore::TaskHealth,
+             TaskerCore::WorkerInfo]
   modules.each do |mod|
     it "declare every singleton method of #{mod}" do
       declared = builder.build_singleton(type_name(mod)).methods.keys

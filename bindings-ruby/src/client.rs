@@ -33,8 +33,16 @@ pub(crate) fn duration(ruby: &Ruby, what: &str, secs: f64) -> Result<Duration, E
     }
 }
 
-fn ser<T: serde::Serialize>(ruby: &Ruby, value: &T) -> Result<Value, Error> {
+pub(crate) fn ser<T: serde::Serialize>(ruby: &Ruby, value: &T) -> Result<Value, Error> {
     convert::serialize(ruby, value).map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))
+}
+
+/// Waits for a core call without the GVL and maps its error.
+pub(crate) fn wait<T>(
+    ruby: &Ruby,
+    future: impl std::future::Future<Output = tasker_core::Result<T>>,
+) -> Result<T, Error> {
+    gvl::block_on(ruby, future, || None)?.map_err(|e| raise(ruby, e))
 }
 
 impl Client {
@@ -185,5 +193,7 @@ pub fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {
     class.define_method("cancel_task", method!(Client::cancel_task, 1))?;
     class.define_method("wait_for_task", method!(Client::wait_for_task, 2))?;
     class.define_method("close", method!(Client::close, 0))?;
+    crate::recovery::define(class)?;
+    crate::dlq::define(class)?;
     Ok(())
 }

@@ -40,7 +40,10 @@ fn class_for(code: &str) -> &'static str {
         "template_not_found" => "TemplateNotFound",
         "template_conflict" => "TemplateConflict",
         "task_not_found" => "TaskNotFound",
-        "illegal_transition" => "InvalidStateError",
+        "step_not_found" => "StepNotFound",
+        "dlq_entry_not_found" => "DlqEntryNotFound",
+        // An operator action the state does not allow, or a transition the tables refuse.
+        "invalid_state" | "illegal_transition" => "InvalidStateError",
         "database_url_invalid" => "ConfigurationError",
         "database_unreachable" => "ConnectionError",
         "database_error" | "migration_failed" | "queue_error" | "corrupt_data" => "DatabaseError",
@@ -110,6 +113,13 @@ pub fn raise(ruby: &Ruby, e: impl Into<BindError>) -> Error {
         }
         BindError::Core(TaskerError::TaskNotFound(uuid)) => {
             set("@task_uuid", ruby.str_new(&uuid.to_string()).as_value())
+        }
+        BindError::Core(TaskerError::StepNotFound { task_uuid, step }) => {
+            set("@task_uuid", ruby.str_new(&task_uuid.to_string()).as_value());
+            set("@step", ruby.str_new(step).as_value());
+        }
+        BindError::Core(TaskerError::DlqEntryNotFound(uuid)) => {
+            set("@entry_uuid", ruby.str_new(&uuid.to_string()).as_value())
         }
         BindError::Json(json) => set("@path", ruby.str_new(&json.path).as_value()),
         _ => {}

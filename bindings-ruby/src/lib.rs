@@ -2,13 +2,16 @@
 //!
 //! Only conversion and error mapping live here; the Ruby API (keyword arguments, handler
 //! classes, threads, Rails) is in `lib/tasker_core/`. Modules: [`client`] (the `Tasker` handle),
-//! [`worker`] (poll/complete), [`convert`] (JSON <-> Ruby), [`error`] (the one error mapping),
-//! [`gvl`] (waiting without the GVL).
+//! [`recovery`] (operator actions and step reads) and [`dlq`] (the dead-letter queue, staleness,
+//! workers) on the same class, [`worker`] (poll/complete), [`convert`] (JSON <-> Ruby), [`error`]
+//! (the one error mapping), [`gvl`] (waiting without the GVL).
 
 mod client;
 mod convert;
+mod dlq;
 mod error;
 mod gvl;
+mod recovery;
 mod worker;
 
 use magnus::{function, prelude::*, scan_args::scan_args, Error, Ruby, Value};

@@ -55,6 +55,8 @@ impl Worker {
         worker_id: Option<String>,
     ) -> Result<Self, Error> {
         let mut config = WorkerConfig::new(queues);
+        // Shown by `list_workers` / `tasker worker list`.
+        config.language = "ruby".into();
         config.concurrency = concurrency;
         if let Some(secs) = lease {
             config.lease = duration(ruby, "lease", secs)?;

@@ -2,7 +2,8 @@
 
 module TaskerCore
   # A connection to Tasker's database: register templates, create, read, cancel and wait for
-  # tasks. Thread-safe; share one per process. Made by {TaskerCore.connect}.
+  # tasks; recover failed work (operator actions on steps and tasks, the dead-letter queue,
+  # staleness, live workers). Thread-safe; share one per process. Made by {TaskerCore.connect}.
   class Client
     # @api private
     # @return [Native::Client]
@@ -107,6 +108,204 @@ module TaskerCore
       Task.new(self, detail["task"], detail: detail)
     end
 
+    # @!group Recovering failed work: operator actions
+    #
+    # Each action is one transaction that checks the step's state, records who acted and why in
+    # the audit row, and re-opens a failed task when it lets it progress (error -> enqueuing_steps
+    # -> steps_in_process). A worker's late result for an attempt an operator reset, resolved or
+    # cancelled is ignored. When the task then finishes, its open DLQ entry is closed
+    # (`manually_resolved`, credited to `by`). A state the action does not allow raises
+    # {InvalidStateError} with the engine's message, which names the state and what is allowed.
+
+    # Sends a step in `error` (or stuck in `waiting_for_retry` / `enqueued`) back to `pending`
+    # with a fresh retry budget; it is enqueued as soon as its dependencies allow. Attempt numbers
+    # keep growing across a reset.
+    # @param task_uuid [String]
+    # @param step [String, Symbol] the step's name or uuid
+    # @param by [String] who acts
+    # @param reason [String] why
+    # @return [StepDetail] the step afterwards
+    # @raise [InvalidStateError, StepNotFound, TaskNotFound]
+    def reset_step(task_uuid, step, by:, reason:)
+      check_operator!(step, by, reason)
+      StepDetail.new(native.reset_step(task_uuid.to_s, step.to_s, by.to_s, reason.to_s))
+    end
+
+    # Marks an unfinished or failed step `resolved_manually`: it satisfies its dependents, which
+    # run (with no result from it).
+    # @param (see #reset_step)
+    # @return [StepDetail]
+    # @raise [InvalidStateError, StepNotFound, TaskNotFound]
+    def resolve_step_manually(task_uuid, step, by:, reason:)
+      check_operator!(step, by, reason)
+      StepDetail.new(native.resolve_step_manually(task_uuid.to_s, step.to_s, by.to_s, reason.to_s))
+    end
+
+    # Completes an unfinished or failed step with the operator's result, which its dependents
+    # receive as its dependency result. For a decision or batchable step, the result's outcome
+    # creates steps as the handler's would.
+    # @param task_uuid [String]
+    # @param step [String, Symbol] the step's name or uuid
+    # @param result [Object] a JSON value (Symbols become Strings), within the engine's limits
+    # @param metadata [Object] JSON recorded in the audit row
+    # @param by [String]
+    # @param reason [String]
+    # @return [StepDetail]
+    # @raise [InvalidStateError, StepNotFound, TaskNotFound]
+    # @raise [InvalidArgumentError] when the result is over the engine's size or depth limit
+    # @raise [SerializationError] when the result has no JSON form
+    def complete_step_manually(task_uuid, step, result:, by:, reason:, metadata: nil)
+      check_operator!(step, by, reason)
+      StepDetail.new(native.complete_step_manually(task_uuid.to_s, step.to_s, result, metadata, by.to_s, reason.to_s))
+    end
+
+    # Cancels a step that has not finished, and the pending steps below it (they could never
+    # run). Cancelled steps count as done: the task finishes as its other steps allow.
+    # @param (see #reset_step)
+    # @return [StepDetail]
+    # @raise [InvalidStateError, StepNotFound, TaskNotFound]
+    def cancel_step(task_uuid, step, by:, reason:)
+      check_operator!(step, by, reason)
+      StepDetail.new(native.cancel_step(task_uuid.to_s, step.to_s, by.to_s, reason.to_s))
+    end
+
+    # Resets every `error` step of a task in `error` ({#reset_step}), in one transaction.
+    # @param task_uuid [String]
+    # @param by [String]
+    # @param reason [String]
+    # @return [Task] the task afterwards
+    # @raise [InvalidStateError] when the task is not in `error`
+    # @raise [TaskNotFound]
+    def retry_task(task_uuid, by:, reason:)
+      check_operator!(nil, by, reason)
+      Task.new(self, native.retry_task(task_uuid.to_s, by.to_s, reason.to_s))
+    end
+
+    # Closes a failed or unfinished task by hand: it becomes `resolved_manually`, its waiting steps
+    # are cancelled and its open DLQ entry is closed.
+    # @param (see #retry_task)
+    # @return [Task]
+    # @raise [InvalidStateError] when the task already finished otherwise
+    # @raise [TaskNotFound]
+    def resolve_task(task_uuid, by:, reason:)
+      check_operator!(nil, by, reason)
+      Task.new(self, native.resolve_task(task_uuid.to_s, by.to_s, reason.to_s))
+    end
+
+    # @!endgroup
+    # @!group Recovering failed work: steps, the dead-letter queue, workers
+
+    # A step of a task with every attempt's error.
+    # @param task_uuid [String]
+    # @param step [String, Symbol] the step's name or uuid
+    # @return [StepDetail]
+    # @raise [StepNotFound, TaskNotFound]
+    def get_step(task_uuid, step)
+      check_string!(:step, step)
+      StepDetail.new(native.get_step(task_uuid.to_s, step.to_s))
+    end
+
+    # Every step of a task, in template order.
+    # @param task_uuid [String]
+    # @return [Array<StepDetail>]
+    # @raise [TaskNotFound]
+    def list_steps(task_uuid)
+      native.list_steps(task_uuid.to_s).map { |s| StepDetail.new(s) }
+    end
+
+    # DLQ entries, newest first.
+    # @param status [String, Symbol, nil] one of {DlqEntry::STATUSES}
+    # @param reason [String, Symbol, nil] one of {DlqEntry::REASONS}
+    # @param task_uuid [String, nil]
+    # @param open_only [Boolean] only `pending` and `investigating` entries
+    # @param limit [Integer] at most this many (>= 1)
+    # @param offset [Integer] skip this many (>= 0)
+    # @return [Array<DlqEntry>]
+    # @raise [InvalidArgumentError] for an unknown status or reason, or a bad limit
+    def list_dlq(status: nil, reason: nil, task_uuid: nil, open_only: false, limit: 100, offset: 0)
+      check_string!(:status, status, optional: true)
+      check_string!(:reason, reason, optional: true)
+      check_integer!(:limit, limit)
+      check_integer!(:offset, offset)
+      native.list_dlq(status&.to_s, reason&.to_s, task_uuid&.to_s, open_only ? true : false, limit, offset)
+            .map { |e| DlqEntry.from_h(e) }
+    end
+
+    # One DLQ entry.
+    # @param entry_uuid [String]
+    # @return [DlqEntry]
+    # @raise [DlqEntryNotFound]
+    def dlq_entry(entry_uuid)
+      DlqEntry.from_h(native.dlq_entry(entry_uuid.to_s))
+    end
+
+    # Records a step of an investigation: a note, and with `status` the entry's new status
+    # (`manually_resolved`, `permanently_failed` or `cancelled` close it; nothing happens to the
+    # task).
+    # @param entry_uuid [String]
+    # @param status [String, Symbol, nil] one of {DlqEntry::STATUSES}; nil keeps the status
+    # @param note [String]
+    # @param by [String]
+    # @return [DlqEntry] the entry afterwards
+    # @raise [DlqEntryNotFound]
+    # @raise [InvalidStateError] when re-opening it while its task has another open entry
+    def update_dlq_entry(entry_uuid, note:, by:, status: nil)
+      check_string!(:status, status, optional: true)
+      check_string!(:note, note)
+      check_string!(:by, by)
+      DlqEntry.from_h(native.update_dlq_entry(entry_uuid.to_s, status&.to_s, note.to_s, by.to_s))
+    end
+
+    # Puts a task in the DLQ by hand (reason `manual`); nothing happens to the task.
+    # @param task_uuid [String]
+    # @param by [String]
+    # @param note [String] why
+    # @return [DlqEntry]
+    # @raise [InvalidStateError] when the task already has an open entry
+    # @raise [TaskNotFound]
+    def add_to_dlq(task_uuid, by:, note:)
+      check_string!(:by, by)
+      check_string!(:note, note)
+      DlqEntry.from_h(native.add_to_dlq(task_uuid.to_s, by.to_s, note.to_s))
+    end
+
+    # DLQ entries counted by reason and status.
+    # @return [DlqStats]
+    def dlq_stats
+      DlqStats.from_h(native.dlq_stats)
+    end
+
+    # The open DLQ entries, most urgent first (see {QueuedDlqEntry}).
+    # @param limit [Integer] at most this many (>= 1)
+    # @return [Array<QueuedDlqEntry>]
+    def dlq_queue(limit: 50)
+      check_integer!(:limit, limit)
+      native.dlq_queue(limit).map { |e| QueuedDlqEntry.from_h(e) }
+    end
+
+    # Unfinished tasks whose time without progress reached at least `min_ratio` of their
+    # threshold, most overdue first: monitoring, to alert before the staleness detector moves a
+    # task to the DLQ.
+    # @param min_ratio [Numeric] 0.0 lists every unfinished task; 0.8 the warning and stale ones
+    # @param limit [Integer] at most this many (>= 1)
+    # @return [Array<TaskHealth>]
+    def staleness_report(min_ratio: 0.0, limit: 100)
+      unless min_ratio.is_a?(Numeric) && min_ratio.real?
+        raise InvalidArgumentError, "min_ratio must be a number, got #{min_ratio.inspect}"
+      end
+
+      check_integer!(:limit, limit)
+      native.staleness_report(min_ratio.to_f, limit).map { |h| TaskHealth.from_h(h) }
+    end
+
+    # Worker processes (of every language) seen within the last hour, live ones first.
+    # @return [Array<WorkerInfo>]
+    def list_workers
+      native.list_workers.map { |w| WorkerInfo.from_h(w) }
+    end
+
+    # @!endgroup
+
     # Closes the connection pool.
     def close
       native.close
@@ -117,6 +316,18 @@ module TaskerCore
     end
 
     private
+
+    def check_operator!(step, by, reason)
+      check_string!(:step, step) unless step.nil?
+      check_string!(:by, by)
+      check_string!(:reason, reason)
+    end
+
+    def check_integer!(field, value)
+      return if value.is_a?(Integer) && value.bit_length < 64
+
+      raise InvalidArgumentError, "#{field} must be a 64-bit Integer, got #{value.inspect}"
+    end
 
     def check_string!(field, value, optional: false)
       return if value.is_a?(String) || value.is_a?(Symbol)

@@ -42,7 +42,24 @@ module TaskerCore
     attr_reader :task_uuid
   end
 
-  # The operation is not allowed in the task's current state (e.g. cancelling a finished task).
+  # No step of that name (or uuid) in the task.
+  class StepNotFound < Error
+    # @return [String, nil]
+    attr_reader :task_uuid
+    # @return [String, nil] the name or uuid that was asked for
+    attr_reader :step
+  end
+
+  # No dead-letter queue entry has this uuid.
+  class DlqEntryNotFound < Error
+    # @return [String, nil]
+    attr_reader :entry_uuid
+  end
+
+  # The operation is not allowed in the current state (cancelling a finished task, resetting a
+  # complete step, ...). The message names the state and what is allowed, e.g. "step 'a' is
+  # complete; only error, waiting_for_retry, enqueued steps can be reset"; {#code} is
+  # "invalid_state" for operator actions and DLQ updates, "illegal_transition" otherwise.
   class InvalidStateError < Error; end
 
   # The database URL is malformed or names an unsupported scheme.

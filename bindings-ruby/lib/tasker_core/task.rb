@@ -165,6 +165,9 @@ module TaskerCore
     attr_reader :uuid, :name, :queue, :state
     # @return [Integer]
     attr_reader :attempts, :max_attempts
+    # @return [Integer] attempt numbers that do not count against `max_attempts`: released claims,
+    #   lost leases, and every attempt before an operator's {Client#reset_step}
+    attr_reader :free_attempts
     # @return [Object, nil] the handler's result once complete
     attr_reader :result
     # @return [Hash, nil] the last failure: "message", "error_type", "retryable", "attempt",
@@ -194,6 +197,7 @@ module TaskerCore
       @state = s["state"]
       @attempts = s["attempts"]
       @max_attempts = s["max_attempts"]
+      @free_attempts = s["free_attempts"] || 0
       @retryable = s["retryable"]
       @result = s["results"]
       @last_error = s["last_error"]
