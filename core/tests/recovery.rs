@@ -32,6 +32,7 @@ on_both_backends!(
     unserved_queues_put_their_tasks_in_the_dlq_once,
     workers_register_and_heartbeat,
     dlq_entries_are_investigated_and_counted,
+    a_task_whose_steps_all_wait_for_a_retry_waits_for_retry,
 );
 
 const NS: &str = "recovery_tests";
@@ -642,6 +643,27 @@ async fn dlq_entries_are_investigated_and_counted(db: Db) {
         .expect_err("missing");
     assert_eq!(err.code(), "dlq_entry_not_found");
     let _ = t2;
+    worker.stop().await;
+    test_db.cleanup().await;
+}
+
+async fn a_task_whose_steps_all_wait_for_a_retry_waits_for_retry(db: Db) {
+    let (test_db, tasker, worker) = setup(db).await;
+    let task = create(&tasker, NS, "retry_wait", json!({"fail": "retryable"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tasker.task_summary(task).await.expect("task").state != "waiting_for_retry" {
+        assert!(std::time::Instant::now() < deadline, "never waited for its retry");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    fix(task);
+    let d = wait(&tasker, task).await;
+    assert_eq!(d.task.state, "complete", "{d:#?}");
+    let events: Vec<&str> = d.task_transitions.iter().map(|t| t.event.as_str()).collect();
+    let waited = events.windows(2).position(|w| w == ["evaluate_results", "await_retry"]);
+    let resumed = events
+        .windows(2)
+        .position(|w| w == ["enqueue_ready_steps", "steps_enqueued"]);
+    assert!(matches!((waited, resumed), (Some(a), Some(b)) if a < b), "{events:?}");
     worker.stop().await;
     test_db.cleanup().await;
 }

@@ -5,7 +5,7 @@
 //! returns; the store only executes compare-and-swap primitives, so a concurrent writer (another
 //! worker, an orchestrator, a late completion) loses cleanly instead of corrupting state.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -543,6 +543,8 @@ impl Tasker {
         let mut decided: HashSet<Uuid> = HashSet::new();
         // Decisions and batches that succeed, to expand once their completion is written.
         let mut expansions: Vec<(StepLock, Expansion)> = Vec::new();
+        // Tasks with a step that now waits for a retry.
+        let mut retrying_tasks: BTreeSet<Uuid> = BTreeSet::new();
         for c in batch {
             let Some(lock) = locks.get(&c.step_uuid) else {
                 reports.push(CompletionReport::Fenced {
@@ -696,6 +698,7 @@ impl Tasker {
                             ..finish_change(lock, to, None, Some(error))
                         });
                         effects.timers_changed = true;
+                        retrying_tasks.insert(lock.task_uuid);
                         to
                     } else {
                         let to = plan.transition(
@@ -906,6 +909,16 @@ impl Tasker {
         }
 
         self.finalize_tasks(tx, &followup.counters, now, effects).await?;
+        // A retry changes no counter, so the task's state comes from the locked rows.
+        let open: Vec<Uuid> = retrying_tasks
+            .into_iter()
+            .filter(|t| {
+                locks
+                    .values()
+                    .any(|l| l.task_uuid == *t && l.task_state == TaskState::StepsInProcess)
+            })
+            .collect();
+        self.await_retries(tx, &open, now, effects).await?;
         Ok(reports)
     }
 
@@ -978,6 +991,91 @@ impl Tasker {
         Ok(())
     }
 
+    /// Moves tasks whose every open step waits for a retry to `waiting_for_retry` (nothing of
+    /// theirs runs until a retry is due). Read only when a retry was scheduled.
+    async fn await_retries(
+        &self,
+        tx: &mut dyn StoreTx,
+        tasks: &[Uuid],
+        now: DateTime<Utc>,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let ids = tasks.to_vec();
+        let running: HashSet<Uuid> = tx.running_steps(&ids).await?.into_iter().map(|(t, _)| t).collect();
+        let waiting: Vec<Uuid> = ids.into_iter().filter(|t| !running.contains(t)).collect();
+        self.walk_tasks(
+            tx,
+            &waiting,
+            TaskState::StepsInProcess,
+            &[TaskTrigger::EvaluateResults, TaskTrigger::AwaitRetry],
+            json!({"reason": "every open step waits for a retry"}),
+            now,
+            effects,
+        )
+        .await
+    }
+
+    /// Moves `tasks` from `from` along `triggers` (a compare-and-swap with an audit row per
+    /// transition); tasks no longer in `from` are left alone.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn walk_tasks(
+        &self,
+        tx: &mut dyn StoreTx,
+        tasks: &[Uuid],
+        from: TaskState,
+        triggers: &[TaskTrigger],
+        metadata: Value,
+        now: DateTime<Utc>,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let mut transitions = Vec::new();
+        let mut to = from;
+        let mut steps = Vec::new();
+        for &trigger in triggers {
+            let next = to.apply(trigger)?;
+            steps.push((to, trigger, next));
+            to = next;
+        }
+        for &task_uuid in tasks {
+            for &(a, trigger, b) in &steps {
+                transitions.push(TransitionRecord {
+                    entity_uuid: task_uuid,
+                    task_uuid,
+                    from_state: Some(a.as_str()),
+                    to_state: b.as_str(),
+                    event: trigger.as_str(),
+                    metadata: metadata.clone(),
+                    at: now,
+                });
+            }
+        }
+        let changes: Vec<TaskChange> = tasks
+            .iter()
+            .map(|&task_uuid| TaskChange {
+                task_uuid,
+                expected: from,
+                new: to,
+            })
+            .collect();
+        let applied = tx.change_tasks_audited(&changes, &transitions, now).await?;
+        for task_uuid in applied {
+            for &(a, _, b) in &steps {
+                effects.events.push(EngineEvent::Task {
+                    task_uuid,
+                    from: Some(a),
+                    to: b,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Re-enqueues steps whose retry is due. Safe to run in many processes at once. A step
     /// waiting for a retry under a task that is already finished is cancelled instead.
     pub async fn enqueue_due_retries(&self, limit: i64) -> Result<usize> {
@@ -1029,6 +1127,24 @@ impl Tasker {
         tx.send_messages(&plan.send).await?;
         let deltas = plan.nonzero_deltas();
         tx.apply_task_deltas(&deltas, now).await?;
+        // Tasks that waited for these retries run again.
+        let mut resumed: Vec<Uuid> = locks
+            .iter()
+            .filter(|l| l.task_state == TaskState::WaitingForRetry && applied.contains(&l.step_uuid))
+            .map(|l| l.task_uuid)
+            .collect();
+        resumed.sort();
+        resumed.dedup();
+        self.walk_tasks(
+            tx.as_mut(),
+            &resumed,
+            TaskState::WaitingForRetry,
+            &[TaskTrigger::EnqueueReadySteps, TaskTrigger::StepsEnqueued],
+            json!({"reason": "a retry is due"}),
+            now,
+            &mut effects,
+        )
+        .await?;
         tx.commit().await?;
         effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
         self.publish(effects);

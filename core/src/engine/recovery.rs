@@ -412,6 +412,19 @@ impl Tasker {
                 return Err(TaskerError::Corrupt(format!("task {task_uuid} changed under its lock")));
             }
         }
+        // A task that waited for a retry runs again once a reset step is enqueued.
+        if task_state == TaskState::WaitingForRetry && !plan.send.is_empty() {
+            self.walk_tasks(
+                tx.as_mut(),
+                &[task_uuid],
+                TaskState::WaitingForRetry,
+                &[TaskTrigger::EnqueueReadySteps, TaskTrigger::StepsEnqueued],
+                meta.clone(),
+                now,
+                &mut effects,
+            )
+            .await?;
+        }
         let deltas = plan.nonzero_deltas();
         let followup = tx
             .apply_followup_writes(

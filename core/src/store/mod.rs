@@ -427,6 +427,10 @@ pub trait StoreTx: MessageQueue {
         now: DateTime<Utc>,
     ) -> Result<usize>;
 
+    /// How many steps of each task are running or about to (`enqueued`, `in_progress`,
+    /// `enqueued_for_orchestration`); tasks with none are left out.
+    async fn running_steps(&mut self, task_uuids: &[Uuid]) -> Result<Vec<(Uuid, i64)>>;
+
     /// Appends `note` to the open DLQ entries of `task_uuids` and records it as their resolution:
     /// the entry closes, credited to `note.by`, when the task completes.
     async fn note_dlq_resolution(&mut self, task_uuids: &[Uuid], note: &DlqNote, now: DateTime<Utc>) -> Result<usize>;

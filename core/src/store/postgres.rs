@@ -1327,6 +1327,22 @@ impl StoreTx for PgTx {
         pg_recovery::close_entries(self.tx().await?, task_uuids, status, note, now).await
     }
 
+    async fn running_steps(&mut self, task_uuids: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
+        if task_uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT task_uuid, count(*) AS n FROM tasker_steps WHERE task_uuid = ANY($1) \
+               AND state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration') GROUP BY task_uuid",
+        )
+        .bind(task_uuids)
+        .fetch_all(self.tx().await?)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("task_uuid")?, r.try_get("n")?)))
+            .collect()
+    }
+
     async fn note_dlq_resolution(&mut self, task_uuids: &[Uuid], note: &DlqNote, now: DateTime<Utc>) -> Result<usize> {
         pg_recovery::note_resolution(self.tx().await?, task_uuids, note, now).await
     }

@@ -962,6 +962,11 @@ static INSERT_STEPS: LazyLock<String> = LazyLock::new(|| {
     .join(";\n")
 });
 
+/// `running_steps`: `?1` the tasks.
+const RUNNING_STEPS: &str = "SELECT task_uuid, count(*) AS n FROM tasker_steps \
+     WHERE task_uuid IN (SELECT unhex(value) FROM json_each(?1)) \
+       AND state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration') GROUP BY task_uuid";
+
 /// `step_extras`: `?1` the steps.
 const STEP_EXTRAS: &str = "SELECT step_uuid, inputs, checkpoint FROM tasker_steps \
      WHERE step_uuid IN (SELECT unhex(value) FROM json_each(?1))";
@@ -2365,6 +2370,20 @@ impl StoreTx for SqliteTx {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         self.close_dlq_rows(task_uuids, status, note, now).await
+    }
+
+    async fn running_steps(&mut self, task_uuids: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
+        if task_uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.sql(RUNNING_STEPS);
+        let rows = sqlx::query(&sql)
+            .bind(uuid_list(task_uuids)?)
+            .fetch_all(self.conn()?)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("task_uuid")?, r.try_get("n")?)))
+            .collect()
     }
 
     async fn note_dlq_resolution(&mut self, task_uuids: &[Uuid], note: &DlqNote, now: DateTime<Utc>) -> Result<usize> {
