@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use serde_json::Value;
 use tasker_core::state::{NamedState, TaskState};
-use tasker_core::{runtime, TaskFilter, TaskRequest, Tasker, TaskerError, TaskerOptions};
+use tasker_core::{
+    runtime, DlqFilter, DlqReason, DlqStatus, TaskFilter, TaskRequest, Tasker, TaskerError, TaskerOptions,
+};
 use uuid::Uuid;
 
 use crate::error::MapPy;
@@ -30,17 +32,43 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> PyResult<String> {
     serde_json::to_string(value).map_err(|e| crate::error::to_py(TaskerError::Corrupt(e.to_string())))
 }
 
+fn invalid(message: String) -> PyErr {
+    crate::error::to_py(TaskerError::InvalidArgument(message))
+}
+
 fn parse_json(field: &str, text: &str) -> PyResult<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| crate::error::to_py(TaskerError::InvalidArgument(format!("{field} is not valid JSON: {e}"))))
+    serde_json::from_str(text).map_err(|e| invalid(format!("{field} is not valid JSON: {e}")))
+}
+
+/// A DLQ status or reason by name; an unknown one is refused with the known names.
+fn parse_name<T: Copy>(
+    field: &str,
+    name: Option<&str>,
+    all: &[T],
+    parse: fn(&str) -> Option<T>,
+    as_str: fn(T) -> &'static str,
+) -> PyResult<Option<T>> {
+    name.map(|n| {
+        parse(n).ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|v| as_str(*v)).collect();
+            invalid(format!(
+                "{field} '{n}' is not a DLQ {field} (one of: {})",
+                known.join(", ")
+            ))
+        })
+    })
+    .transpose()
 }
 
 pub(crate) fn parse_uuid(field: &str, text: &str) -> PyResult<Uuid> {
-    Uuid::parse_str(text).map_err(|_| {
-        crate::error::to_py(TaskerError::InvalidArgument(format!(
-            "{field} '{text}' is not a valid UUID"
-        )))
-    })
+    Uuid::parse_str(text).map_err(|_| invalid(format!("{field} '{text}' is not a valid UUID")))
+}
+
+fn at_least(field: &str, value: i64, min: i64) -> PyResult<i64> {
+    if value < min {
+        return Err(invalid(format!("{field} must be at least {min}, got {value}")));
+    }
+    Ok(value)
 }
 
 /// A connection to the engine's database.
@@ -146,18 +174,14 @@ impl NativeClient {
             None => None,
             Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
                 let known: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
-                crate::error::to_py(TaskerError::InvalidArgument(format!(
+                invalid(format!(
                     "state '{s}' is not a task state (one of: {})",
                     known.join(", ")
-                )))
+                ))
             })?),
         };
         if let Some(l) = limit {
-            if l < 1 {
-                return Err(crate::error::to_py(TaskerError::InvalidArgument(format!(
-                    "limit must be at least 1, got {l}"
-                ))));
-            }
+            at_least("limit", l, 1)?;
         }
         let filter = TaskFilter {
             namespace,
@@ -184,9 +208,9 @@ impl NativeClient {
     fn wait_for_task(&self, py: Python<'_>, task_uuid: &str, timeout_seconds: f64) -> PyResult<String> {
         let uuid = parse_uuid("task_uuid", task_uuid)?;
         if !timeout_seconds.is_finite() || timeout_seconds < 0.0 {
-            return Err(crate::error::to_py(TaskerError::InvalidArgument(format!(
+            return Err(invalid(format!(
                 "timeout must be a non-negative number of seconds, got {timeout_seconds}"
-            ))));
+            )));
         }
         let total = Duration::from_secs_f64(timeout_seconds.min(1e9));
         let deadline = Instant::now() + total;
@@ -202,6 +226,225 @@ impl NativeClient {
                 Ok(Err(e)) | Err(e) => return Err(crate::error::to_py(e)),
             }
         }
+    }
+
+    // Recovering failed work: operator actions. Each returns the step (a `StepDetail`) or the
+    // task (a `TaskSummary`) afterwards, as JSON. `step` is a step's name or uuid.
+
+    /// Sends an `error` (or stuck `waiting_for_retry` / `enqueued`) step back to `pending`.
+    fn reset_step(
+        &self,
+        py: Python<'_>,
+        task_uuid: &str,
+        step: String,
+        by: String,
+        reason: String,
+    ) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let detail = block(
+            py,
+            move || async move { tasker.reset_step(uuid, &step, &by, &reason).await },
+        )?;
+        to_json(&detail)
+    }
+
+    /// Marks a step `resolved_manually`, releasing its dependents.
+    fn resolve_step_manually(
+        &self,
+        py: Python<'_>,
+        task_uuid: &str,
+        step: String,
+        by: String,
+        reason: String,
+    ) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let detail = block(py, move || async move {
+            tasker.resolve_step_manually(uuid, &step, &by, &reason).await
+        })?;
+        to_json(&detail)
+    }
+
+    /// Completes a step with the operator's result (JSON), which its dependents receive.
+    #[allow(clippy::too_many_arguments)]
+    fn complete_step_manually(
+        &self,
+        py: Python<'_>,
+        task_uuid: &str,
+        step: String,
+        result_json: &str,
+        metadata_json: &str,
+        by: String,
+        reason: String,
+    ) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let result = parse_json("result", result_json)?;
+        let metadata = parse_json("metadata", metadata_json)?;
+        let tasker = self.tasker.clone();
+        let detail = block(py, move || async move {
+            tasker
+                .complete_step_manually(uuid, &step, result, metadata, &by, &reason)
+                .await
+        })?;
+        to_json(&detail)
+    }
+
+    /// Cancels a step that has not finished (and the pending steps below it).
+    fn cancel_step(
+        &self,
+        py: Python<'_>,
+        task_uuid: &str,
+        step: String,
+        by: String,
+        reason: String,
+    ) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let detail = block(py, move || async move {
+            tasker.cancel_step(uuid, &step, &by, &reason).await
+        })?;
+        to_json(&detail)
+    }
+
+    /// Resets every `error` step of an `error` task; returns the task's summary.
+    fn retry_task(&self, py: Python<'_>, task_uuid: &str, by: String, reason: String) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let task = block(py, move || async move { tasker.retry_task(uuid, &by, &reason).await })?;
+        to_json(&task)
+    }
+
+    /// Closes a failed or unfinished task as `resolved_manually`; returns its summary.
+    fn resolve_task(&self, py: Python<'_>, task_uuid: &str, by: String, reason: String) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let task = block(py, move || async move { tasker.resolve_task(uuid, &by, &reason).await })?;
+        to_json(&task)
+    }
+
+    /// One step (by name or uuid) with every attempt's error, as JSON.
+    fn get_step(&self, py: Python<'_>, task_uuid: &str, step: String) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let detail = block(py, move || async move { tasker.get_step(uuid, &step).await })?;
+        to_json(&detail)
+    }
+
+    /// Every step of a task, as `get_step` shows it (a JSON list).
+    fn list_steps(&self, py: Python<'_>, task_uuid: &str) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let steps = block(py, move || async move { tasker.list_steps(uuid).await })?;
+        to_json(&steps)
+    }
+
+    // The dead-letter queue and the workers.
+
+    /// DLQ entries, newest first, as a JSON list.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (status=None, reason=None, task_uuid=None, open_only=false, limit=100, offset=0))]
+    fn list_dlq(
+        &self,
+        py: Python<'_>,
+        status: Option<&str>,
+        reason: Option<&str>,
+        task_uuid: Option<&str>,
+        open_only: bool,
+        limit: i64,
+        offset: i64,
+    ) -> PyResult<String> {
+        let filter = DlqFilter {
+            status: parse_name("status", status, DlqStatus::ALL, DlqStatus::parse, DlqStatus::as_str)?,
+            reason: parse_name("reason", reason, DlqReason::ALL, DlqReason::parse, DlqReason::as_str)?,
+            task_uuid: task_uuid.map(|t| parse_uuid("task_uuid", t)).transpose()?,
+            open_only,
+            limit: Some(at_least("limit", limit, 1)?),
+            offset: Some(at_least("offset", offset, 0)?),
+        };
+        let tasker = self.tasker.clone();
+        let entries = block(py, move || async move { tasker.list_dlq(&filter).await })?;
+        to_json(&entries)
+    }
+
+    /// One DLQ entry, as JSON.
+    fn get_dlq_entry(&self, py: Python<'_>, entry_uuid: &str) -> PyResult<String> {
+        let uuid = parse_uuid("entry_uuid", entry_uuid)?;
+        let tasker = self.tasker.clone();
+        let entry = block(py, move || async move { tasker.dlq_entry(uuid).await })?;
+        to_json(&entry)
+    }
+
+    /// Adds a note by `by` to a DLQ entry and, with `status`, moves it there; returns the entry.
+    #[pyo3(signature = (entry_uuid, status, note, by))]
+    fn update_dlq_entry(
+        &self,
+        py: Python<'_>,
+        entry_uuid: &str,
+        status: Option<&str>,
+        note: String,
+        by: String,
+    ) -> PyResult<String> {
+        let uuid = parse_uuid("entry_uuid", entry_uuid)?;
+        let status = parse_name("status", status, DlqStatus::ALL, DlqStatus::parse, DlqStatus::as_str)?;
+        let tasker = self.tasker.clone();
+        let entry = block(py, move || async move {
+            tasker.update_dlq_entry(uuid, status, &note, &by).await
+        })?;
+        to_json(&entry)
+    }
+
+    /// Puts a task in the DLQ by hand (reason `manual`); returns the entry.
+    fn add_to_dlq(&self, py: Python<'_>, task_uuid: &str, by: String, note: String) -> PyResult<String> {
+        let uuid = parse_uuid("task_uuid", task_uuid)?;
+        let tasker = self.tasker.clone();
+        let entry = block(py, move || async move { tasker.add_to_dlq(uuid, &by, &note).await })?;
+        to_json(&entry)
+    }
+
+    /// DLQ entries counted by reason and status, as JSON.
+    fn dlq_stats(&self, py: Python<'_>) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        let stats = block(py, move || async move { tasker.dlq_stats().await })?;
+        to_json(&stats)
+    }
+
+    /// The open DLQ entries, most urgent first, with their scores (a JSON list).
+    #[pyo3(signature = (limit=50))]
+    fn dlq_queue(&self, py: Python<'_>, limit: usize) -> PyResult<String> {
+        if limit == 0 {
+            return Err(invalid("limit must be at least 1, got 0".into()));
+        }
+        let tasker = self.tasker.clone();
+        let queue = block(py, move || async move { tasker.dlq_queue(limit).await })?;
+        to_json(&queue)
+    }
+
+    /// Each unfinished task at `min_ratio` of its staleness threshold or more, most overdue
+    /// first (a JSON list).
+    #[pyo3(signature = (min_ratio=0.0, limit=100))]
+    fn staleness_report(&self, py: Python<'_>, min_ratio: f64, limit: usize) -> PyResult<String> {
+        if !min_ratio.is_finite() || min_ratio < 0.0 {
+            return Err(invalid(format!(
+                "min_ratio must be a finite, non-negative number, got {min_ratio}"
+            )));
+        }
+        if limit == 0 {
+            return Err(invalid("limit must be at least 1, got 0".into()));
+        }
+        let tasker = self.tasker.clone();
+        let report = block(
+            py,
+            move || async move { tasker.staleness_report(min_ratio, limit).await },
+        )?;
+        to_json(&report)
+    }
+
+    /// Workers seen within the last hour (live ones first), as JSON.
+    fn list_workers(&self, py: Python<'_>) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        let workers = block(py, move || async move { tasker.list_workers().await })?;
+        to_json(&workers)
     }
 
     /// Closes the connection pool.

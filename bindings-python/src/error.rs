@@ -40,6 +40,9 @@ fn class_name(err: &TaskerError) -> &'static str {
         TaskerError::TemplateNotFound { .. } => "TemplateNotFound",
         TaskerError::TemplateConflict { .. } => "TemplateConflict",
         TaskerError::TaskNotFound(_) => "TaskNotFound",
+        TaskerError::StepNotFound { .. } => "StepNotFound",
+        TaskerError::InvalidState(_) => "InvalidState",
+        TaskerError::DlqEntryNotFound(_) => "DlqEntryNotFound",
         TaskerError::IllegalTaskTransition { .. } | TaskerError::IllegalStepTransition { .. } => "IllegalTransition",
         TaskerError::DatabaseUrl(_) => "InvalidDatabaseUrl",
         TaskerError::Connect { .. } => "DatabaseConnectionError",
@@ -97,6 +100,11 @@ fn build(py: Python<'_>, err: &TaskerError) -> PyResult<PyErr> {
             kwargs.set_item("version", version)?;
         }
         TaskerError::TaskNotFound(uuid) => kwargs.set_item("task_uuid", uuid.to_string())?,
+        TaskerError::StepNotFound { task_uuid, step } => {
+            kwargs.set_item("task_uuid", task_uuid.to_string())?;
+            kwargs.set_item("step", step)?;
+        }
+        TaskerError::DlqEntryNotFound(uuid) => kwargs.set_item("entry_uuid", uuid.to_string())?,
         TaskerError::Timeout(d) => kwargs.set_item("timeout", d.as_secs_f64())?,
         TaskerError::UnknownEvent(id) => kwargs.set_item("event_id", *id)?,
         _ => {}

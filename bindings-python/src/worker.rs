@@ -69,6 +69,8 @@ impl NativeWorker {
         config.dispatch_mode = dispatch_mode.parse::<DispatchMode>().map_py()?;
         config.poll_interval = poll_interval_seconds.map(|s| seconds("poll_interval", s)).transpose()?;
         config.embedded_orchestration = embedded_orchestration;
+        // Shown by `list_workers`: the handlers behind this worker are Python's.
+        config.language = "python".into();
         if let Some(id) = worker_id {
             config.worker_id = id;
         }

@@ -28,16 +28,20 @@ from .client import (
     Client,
     RegisteredTemplate,
     Step,
+    StepDetail,
     Task,
     Transition,
     connect,
     connect_async,
 )
 from .errors import (
+    DlqEntryNotFound,
     Fenced,
     HandlerNotFound,
+    InvalidState,
     PermanentError,
     RetryableError,
+    StepNotFound,
     TaskerError,
     TaskNotFound,
     TemplateError,
@@ -46,6 +50,7 @@ from .errors import (
     WaitTimeout,
 )
 from .handler import HandlerRegistry, StepContext, StepHandler, StepResult, step_handler
+from .recovery import DlqEntry, DlqNote, DlqStats, QueuedDlqEntry, TaskHealth, WorkerInfo
 from .worker import ShutdownReport, Worker
 
 
@@ -65,6 +70,7 @@ __all__ = [
     "Client",
     "Task",
     "Step",
+    "StepDetail",
     "Transition",
     "RegisteredTemplate",
     "TERMINAL_STATES",
@@ -80,12 +86,21 @@ __all__ = [
     "StepBatch",
     "Checkpoint",
     "batch_cursors",
+    "DlqEntry",
+    "DlqNote",
+    "QueuedDlqEntry",
+    "DlqStats",
+    "TaskHealth",
+    "WorkerInfo",
     "errors",
     "TaskerError",
     "TemplateError",
     "TemplateNotFound",
     "ValidationError",
     "TaskNotFound",
+    "StepNotFound",
+    "InvalidState",
+    "DlqEntryNotFound",
     "WaitTimeout",
     "HandlerNotFound",
     "PermanentError",

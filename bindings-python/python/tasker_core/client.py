@@ -28,14 +28,28 @@ from . import _native
 from ._time import parse_time as _parse_time
 from .batch import Checkpoint, StepBatch
 from .errors import InvalidArgument
+from .recovery import DlqEntry, DlqReason, DlqStats, DlqStatus, QueuedDlqEntry, TaskHealth, WorkerInfo
 
-__all__ = ["connect", "Client", "Task", "Step", "Transition", "RegisteredTemplate", "TERMINAL_STATES"]
+__all__ = [
+    "connect",
+    "Client",
+    "Task",
+    "Step",
+    "StepDetail",
+    "Transition",
+    "RegisteredTemplate",
+    "TERMINAL_STATES",
+]
 
 TERMINAL_STATES = frozenset({"complete", "error", "cancelled", "resolved_manually"})
 
 UuidLike = Union[str, _uuid.UUID, "Task"]
+StepRef = Union[str, _uuid.UUID, "Step"]
+"""A step of a task: its name, its uuid, or the :class:`Step` itself."""
+EntryRef = Union[str, _uuid.UUID, DlqEntry]
 
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+_I64_MAX = 2**63 - 1
 
 
 def connect(database_url: Optional[str] = None, *, max_connections: int = 10) -> Client:
@@ -130,6 +144,9 @@ class Step:
     created_by: Optional[str] = None
     batch: Optional[StepBatch] = None
     checkpoint: Optional[Checkpoint] = None
+    free_attempts: int = 0
+    """Attempts that do not count against ``max_attempts``: claims given back, leases lost
+    with their worker, and every attempt before an operator's reset."""
 
     @property
     def is_complete(self) -> bool:
@@ -137,7 +154,11 @@ class Step:
 
     @classmethod
     def _from_json(cls, d: Mapping[str, Any]) -> Step:
-        return cls(
+        return cls(**Step._fields(d))
+
+    @staticmethod
+    def _fields(d: Mapping[str, Any]) -> Dict[str, Any]:
+        return dict(
             step_uuid=d["step_uuid"],
             name=d["name"],
             state=d["state"],
@@ -156,6 +177,39 @@ class Step:
             created_by=d.get("created_by"),
             batch=StepBatch._from_json(d["batch"]) if d.get("batch") else None,
             checkpoint=Checkpoint._from_json(d["checkpoint"]) if d.get("checkpoint") else None,
+            free_attempts=d.get("free_attempts", 0),
+        )
+
+
+@dataclass(frozen=True)
+class StepDetail(Step):
+    """A step as an operator sees it (:meth:`Client.get_step`, :meth:`Client.list_steps` and
+    what every operator action returns): the :class:`Step`, plus every failed attempt's error,
+    whether its dependencies are satisfied, whether the engine will still run it by itself,
+    and its audit trail.
+
+    ``error`` is the newest error; ``errors`` holds one per failed attempt, oldest first, each
+    ``{"error_type", "message", "retryable", "backtrace", "metadata"}`` like ``error``.
+    """
+
+    errors: List[Dict[str, Any]] = field(default_factory=list)
+    dependencies_satisfied: bool = False
+    """Every dependency is ``complete`` or ``resolved_manually``."""
+    retry_possible: bool = False
+    """The engine runs it again by itself: it waits for a retry, or is still open with
+    attempts left. A step in ``error`` needs an operator (:meth:`Client.reset_step`, …)."""
+    transitions: List[Transition] = field(default_factory=list)
+    """The step's audit rows, oldest first; an operator's name who and why (``metadata["by"]``,
+    ``metadata["reason"]``)."""
+
+    @classmethod
+    def _from_json(cls, d: Mapping[str, Any]) -> StepDetail:
+        return cls(
+            **Step._fields(d),
+            errors=list(d.get("errors") or ()),
+            dependencies_satisfied=bool(d.get("dependencies_satisfied", False)),
+            retry_possible=bool(d.get("retry_possible", False)),
+            transitions=[Transition._from_json(t) for t in d.get("transitions") or ()],
         )
 
 
@@ -436,6 +490,224 @@ class Client:
         raw = self._native.wait_for_task(_uuid_str(task_uuid), float(timeout))
         return Task._from_detail(json.loads(raw), self)
 
+    # Recovering failed work --------------------------------------------------------------
+    #
+    # Operator actions record ``by`` (who) and ``reason`` (why) in the audit row they write,
+    # and refuse a state they do not apply to with InvalidState, whose message names the
+    # step's state and the states the action accepts. A step is named by its name or uuid.
+
+    def reset_step(self, task_uuid: UuidLike, step: StepRef, *, by: str, reason: str) -> StepDetail:
+        """Sends an ``error`` step (or one stuck in ``waiting_for_retry`` / ``enqueued``) back to
+        ``pending`` with a fresh retry budget; it runs again as soon as its dependencies allow,
+        and a failed task re-opens. Attempt numbers keep growing, so a late result of an earlier
+        attempt is refused. Returns the step afterwards.
+
+        Raises:
+            InvalidState: the step is in another state (the message says which are allowed).
+            StepNotFound, TaskNotFound: no such step or task.
+        """
+        raw = self._native.reset_step(_uuid_str(task_uuid), _step_str(step), _text("by", by), _text("reason", reason))
+        return StepDetail._from_json(json.loads(raw))
+
+    def resolve_step_manually(self, task_uuid: UuidLike, step: StepRef, *, by: str, reason: str) -> StepDetail:
+        """Marks a step that has not finished (or failed) ``resolved_manually``: it satisfies
+        its dependents, which run next (with no result from it), and a failed task re-opens
+        and can complete.
+
+        Raises:
+            InvalidState: the step already finished (``complete``, ``cancelled``, …).
+            StepNotFound, TaskNotFound: no such step or task.
+        """
+        raw = self._native.resolve_step_manually(
+            _uuid_str(task_uuid), _step_str(step), _text("by", by), _text("reason", reason)
+        )
+        return StepDetail._from_json(json.loads(raw))
+
+    def complete_step_manually(
+        self,
+        task_uuid: UuidLike,
+        step: StepRef,
+        result: Any,
+        metadata: Optional[Mapping[str, Any]] = None,
+        *,
+        by: str,
+        reason: str,
+    ) -> StepDetail:
+        """Completes a step that has not finished (or failed) with the operator's ``result``
+        (any JSON value), which its dependents receive as the step's dependency result; a
+        failed task re-opens. ``metadata`` is kept in the audit row. For a ``decision`` or
+        ``batchable`` step, an outcome in ``result`` creates steps as the handler's would.
+
+        Raises:
+            InvalidState: the step already finished.
+            InvalidArgument: ``result`` or ``metadata`` is not JSON, or over the engine's
+                limits (1 MiB, 64 levels), or an outcome in it is invalid.
+            StepNotFound, TaskNotFound: no such step or task.
+        """
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        raw = self._native.complete_step_manually(
+            _uuid_str(task_uuid),
+            _step_str(step),
+            _json_text("result", result),
+            _json_text("metadata", metadata),
+            _text("by", by),
+            _text("reason", reason),
+        )
+        return StepDetail._from_json(json.loads(raw))
+
+    def cancel_step(self, task_uuid: UuidLike, step: StepRef, *, by: str, reason: str) -> StepDetail:
+        """Cancels a step that has not finished, and the pending steps below it (they could
+        never run). Cancelled steps count as done: the task finishes as its other steps allow.
+        A running attempt's result, when it comes, is refused.
+
+        Raises:
+            InvalidState: the step already finished or failed (reset or resolve it instead).
+            StepNotFound, TaskNotFound: no such step or task.
+        """
+        raw = self._native.cancel_step(_uuid_str(task_uuid), _step_str(step), _text("by", by), _text("reason", reason))
+        return StepDetail._from_json(json.loads(raw))
+
+    def retry_task(self, task_uuid: UuidLike, *, by: str, reason: str) -> Task:
+        """Resets every ``error`` step of a task in ``error`` (as :meth:`reset_step`), in one
+        transaction; returns the task's summary.
+
+        Raises:
+            InvalidState: the task is not in ``error``.
+            TaskNotFound: no such task.
+        """
+        raw = self._native.retry_task(_uuid_str(task_uuid), _text("by", by), _text("reason", reason))
+        return Task._from_summary(json.loads(raw), self)
+
+    def resolve_task(self, task_uuid: UuidLike, *, by: str, reason: str) -> Task:
+        """Closes a failed or unfinished task by hand: it becomes ``resolved_manually``, its
+        open steps are cancelled and its open DLQ entry is closed. Returns its summary.
+
+        Raises:
+            InvalidState: the task already finished otherwise (``complete``, ``cancelled``,
+                ``resolved_manually``).
+            TaskNotFound: no such task.
+        """
+        raw = self._native.resolve_task(_uuid_str(task_uuid), _text("by", by), _text("reason", reason))
+        return Task._from_summary(json.loads(raw), self)
+
+    def get_step(self, task_uuid: UuidLike, step: StepRef) -> StepDetail:
+        """A step of a task (by name or uuid) with every attempt's error, whether its
+        dependencies are satisfied, whether a retry is still possible, and its audit trail.
+
+        Raises:
+            StepNotFound, TaskNotFound: no such step or task.
+        """
+        raw = self._native.get_step(_uuid_str(task_uuid), _step_str(step))
+        return StepDetail._from_json(json.loads(raw))
+
+    def list_steps(self, task_uuid: UuidLike) -> List[StepDetail]:
+        """Every step of a task in template order, as :meth:`get_step` shows it.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
+        return [StepDetail._from_json(d) for d in json.loads(self._native.list_steps(_uuid_str(task_uuid)))]
+
+    def list_dlq(
+        self,
+        status: Optional[DlqStatus] = None,
+        reason: Optional[DlqReason] = None,
+        task_uuid: Optional[UuidLike] = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> List[DlqEntry]:
+        """Dead-letter queue entries, newest first, filtered by ``status``, ``reason``,
+        ``task_uuid`` and ``open_only`` (``pending`` and ``investigating``); ``limit`` and
+        ``offset`` page through them.
+
+        Raises:
+            InvalidArgument: an unknown status or reason, ``limit < 1`` or ``offset < 0``.
+        """
+        for name, value in (("status", status), ("reason", reason)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
+        raw = self._native.list_dlq(
+            status,
+            reason,
+            None if task_uuid is None else _uuid_str(task_uuid),
+            bool(open_only),
+            _int("limit", limit, 1),
+            _int("offset", offset, 0),
+        )
+        return [DlqEntry._from_json(d) for d in json.loads(raw)]
+
+    def get_dlq_entry(self, entry_uuid: EntryRef) -> DlqEntry:
+        """One DLQ entry, as it is now.
+
+        Raises:
+            DlqEntryNotFound: no entry has this uuid.
+        """
+        return DlqEntry._from_json(json.loads(self._native.get_dlq_entry(_entry_str(entry_uuid))))
+
+    def update_dlq_entry(
+        self,
+        entry_uuid: EntryRef,
+        status: Optional[DlqStatus] = None,
+        *,
+        note: str,
+        by: str,
+    ) -> DlqEntry:
+        """Records a step of the investigation: a ``note`` by ``by`` and, with ``status``, the
+        entry's new status (``manually_resolved``, ``permanently_failed`` or ``cancelled``
+        close it and record ``by`` as its resolver). Nothing happens to the task: use the
+        operator actions for that. Returns the entry.
+
+        Raises:
+            InvalidState: re-opening an entry while its task has another open one.
+            InvalidArgument: an unknown status.
+            DlqEntryNotFound: no entry has this uuid.
+        """
+        if status is not None and not isinstance(status, str):
+            raise TypeError(f"status must be a str or None, got {type(status).__name__} {status!r}")
+        raw = self._native.update_dlq_entry(_entry_str(entry_uuid), status, _text("note", note), _text("by", by))
+        return DlqEntry._from_json(json.loads(raw))
+
+    def add_to_dlq(self, task_uuid: UuidLike, *, by: str, note: str) -> DlqEntry:
+        """Puts a task in the DLQ by hand (reason ``manual``) with a first note; nothing happens
+        to the task itself.
+
+        Raises:
+            InvalidState: the task already has an open entry.
+            TaskNotFound: no such task.
+        """
+        raw = self._native.add_to_dlq(_uuid_str(task_uuid), _text("by", by), _text("note", note))
+        return DlqEntry._from_json(json.loads(raw))
+
+    def dlq_stats(self) -> DlqStats:
+        """DLQ entries counted: all, open, by reason, by status."""
+        return DlqStats._from_json(json.loads(self._native.dlq_stats()))
+
+    def dlq_queue(self, limit: int = 50) -> List[QueuedDlqEntry]:
+        """The investigation queue: open entries, most urgent first (see
+        :class:`~tasker_core.recovery.QueuedDlqEntry` for the score), at most ``limit``."""
+        return [QueuedDlqEntry._from_json(d) for d in json.loads(self._native.dlq_queue(_int("limit", limit, 1)))]
+
+    def staleness_report(self, min_ratio: float = 0.0, limit: int = 100) -> List[TaskHealth]:
+        """Unfinished tasks with their distance to the staleness threshold (``healthy`` under
+        80 %, ``warning``, ``stale`` past it), most overdue first, at most ``limit``. Thresholds
+        are per task state, with defaults, overridden by a template's ``lifecycle:`` block;
+        ``min_ratio=0.8`` lists only the tasks worth a warning.
+
+        Raises:
+            InvalidArgument: ``min_ratio`` negative or not finite, ``limit < 1``.
+        """
+        if isinstance(min_ratio, bool) or not isinstance(min_ratio, (int, float)):
+            raise TypeError(f"min_ratio must be a number, got {type(min_ratio).__name__} {min_ratio!r}")
+        raw = self._native.staleness_report(float(min_ratio), _int("limit", limit, 1))
+        return [TaskHealth._from_json(d) for d in json.loads(raw)]
+
+    def list_workers(self) -> List[WorkerInfo]:
+        """Worker processes seen within the last hour, live ones first: id, host, pid,
+        language, queues, concurrency, steps in flight, heartbeats, and whether each is live."""
+        return [WorkerInfo._from_json(d) for d in json.loads(self._native.list_workers())]
+
     def close(self) -> None:
         """Closes the connection pool. Workers using this client must be stopped first."""
         self._native.close()
@@ -467,6 +739,77 @@ class Client:
     async def wait_for_task_async(self, task_uuid: UuidLike, timeout: float = 60.0) -> Task:
         return await asyncio.to_thread(self.wait_for_task, task_uuid, timeout)
 
+    async def reset_step_async(self, task_uuid: UuidLike, step: StepRef, *, by: str, reason: str) -> StepDetail:
+        return await asyncio.to_thread(lambda: self.reset_step(task_uuid, step, by=by, reason=reason))
+
+    async def resolve_step_manually_async(
+        self, task_uuid: UuidLike, step: StepRef, *, by: str, reason: str
+    ) -> StepDetail:
+        return await asyncio.to_thread(lambda: self.resolve_step_manually(task_uuid, step, by=by, reason=reason))
+
+    async def complete_step_manually_async(
+        self,
+        task_uuid: UuidLike,
+        step: StepRef,
+        result: Any,
+        metadata: Optional[Mapping[str, Any]] = None,
+        *,
+        by: str,
+        reason: str,
+    ) -> StepDetail:
+        return await asyncio.to_thread(
+            lambda: self.complete_step_manually(task_uuid, step, result, metadata, by=by, reason=reason)
+        )
+
+    async def cancel_step_async(self, task_uuid: UuidLike, step: StepRef, *, by: str, reason: str) -> StepDetail:
+        return await asyncio.to_thread(lambda: self.cancel_step(task_uuid, step, by=by, reason=reason))
+
+    async def retry_task_async(self, task_uuid: UuidLike, *, by: str, reason: str) -> Task:
+        return await asyncio.to_thread(lambda: self.retry_task(task_uuid, by=by, reason=reason))
+
+    async def resolve_task_async(self, task_uuid: UuidLike, *, by: str, reason: str) -> Task:
+        return await asyncio.to_thread(lambda: self.resolve_task(task_uuid, by=by, reason=reason))
+
+    async def get_step_async(self, task_uuid: UuidLike, step: StepRef) -> StepDetail:
+        return await asyncio.to_thread(self.get_step, task_uuid, step)
+
+    async def list_steps_async(self, task_uuid: UuidLike) -> List[StepDetail]:
+        return await asyncio.to_thread(self.list_steps, task_uuid)
+
+    async def list_dlq_async(
+        self,
+        status: Optional[DlqStatus] = None,
+        reason: Optional[DlqReason] = None,
+        task_uuid: Optional[UuidLike] = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> List[DlqEntry]:
+        return await asyncio.to_thread(self.list_dlq, status, reason, task_uuid, open_only, limit, offset)
+
+    async def get_dlq_entry_async(self, entry_uuid: EntryRef) -> DlqEntry:
+        return await asyncio.to_thread(self.get_dlq_entry, entry_uuid)
+
+    async def update_dlq_entry_async(
+        self, entry_uuid: EntryRef, status: Optional[DlqStatus] = None, *, note: str, by: str
+    ) -> DlqEntry:
+        return await asyncio.to_thread(lambda: self.update_dlq_entry(entry_uuid, status, note=note, by=by))
+
+    async def add_to_dlq_async(self, task_uuid: UuidLike, *, by: str, note: str) -> DlqEntry:
+        return await asyncio.to_thread(lambda: self.add_to_dlq(task_uuid, by=by, note=note))
+
+    async def dlq_stats_async(self) -> DlqStats:
+        return await asyncio.to_thread(self.dlq_stats)
+
+    async def dlq_queue_async(self, limit: int = 50) -> List[QueuedDlqEntry]:
+        return await asyncio.to_thread(self.dlq_queue, limit)
+
+    async def staleness_report_async(self, min_ratio: float = 0.0, limit: int = 100) -> List[TaskHealth]:
+        return await asyncio.to_thread(self.staleness_report, min_ratio, limit)
+
+    async def list_workers_async(self) -> List[WorkerInfo]:
+        return await asyncio.to_thread(self.list_workers)
+
 
 def _uuid_str(value: UuidLike) -> str:
     if isinstance(value, Task):
@@ -476,6 +819,49 @@ def _uuid_str(value: UuidLike) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"task_uuid must be a str, uuid.UUID or Task, got {type(value).__name__}")
+
+
+def _step_str(value: StepRef) -> str:
+    if isinstance(value, Step):
+        return value.step_uuid
+    if isinstance(value, _uuid.UUID):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    raise TypeError(f"step must be a step name, a uuid or a Step, got {type(value).__name__} {value!r}")
+
+
+def _entry_str(value: EntryRef) -> str:
+    if isinstance(value, DlqEntry):
+        return value.entry_uuid
+    if isinstance(value, _uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"entry_uuid must be a str, uuid.UUID or DlqEntry, got {type(value).__name__}")
+
+
+def _text(name: str, value: Any) -> str:
+    """Who and why of an operator action: recorded as given (the engine cleans control
+    characters), so only the type is checked."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _json_text(name: str, value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InvalidArgument(f"{name} is not JSON-serialisable: {e}") from e
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if not minimum <= value <= _I64_MAX:
+        raise InvalidArgument(f"{name} must be between {minimum} and {_I64_MAX}, got {value}")
+    return value
 
 
 def _check_str(name: str, value: Any) -> None:

@@ -27,6 +27,9 @@ __all__ = [
     "TemplateConflict",
     "ValidationError",
     "TaskNotFound",
+    "StepNotFound",
+    "InvalidState",
+    "DlqEntryNotFound",
     "IllegalTransition",
     "InvalidArgument",
     "DatabaseError",
@@ -147,6 +150,36 @@ class TaskNotFound(TaskerError, LookupError):
 
     default_code = "task_not_found"
     task_uuid: str
+
+
+class StepNotFound(TaskerError, LookupError):
+    """The task has no step of that name (or uuid).
+
+    Attributes:
+        task_uuid: the task.
+        step: the name or uuid that was asked for.
+    """
+
+    default_code = "step_not_found"
+    task_uuid: str
+    step: str
+
+
+class InvalidState(TaskerError):
+    """An operator action that the step's or task's current state does not allow, e.g.
+    resetting a step that completed. The message names the current state and the states the
+    action accepts ("step 'charge' is complete; only error, waiting_for_retry, enqueued steps
+    can be reset"), and nothing was changed. Also raised when a DLQ entry cannot be added or
+    re-opened because the task already has an open one."""
+
+    default_code = "invalid_state"
+
+
+class DlqEntryNotFound(TaskerError, LookupError):
+    """No dead-letter queue entry has this uuid."""
+
+    default_code = "dlq_entry_not_found"
+    entry_uuid: str
 
 
 class IllegalTransition(TaskerError):
