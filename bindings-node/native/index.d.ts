@@ -38,6 +38,53 @@ export declare class NativeClient {
   waitForTask(taskUuid: string, timeoutMs: number): Promise<string>
   /** Closes the connection pool. */
   close(): Promise<void>
+  /**
+   * Sends an `error` (or stuck `waiting_for_retry` / `enqueued`) step back to `pending`;
+   * resolves to JSON of its `StepDetail`.
+   */
+  resetStep(taskUuid: string, step: string, by: string, reason: string): Promise<string>
+  /** Marks a step `resolved_manually`; resolves to JSON of its `StepDetail`. */
+  resolveStepManually(taskUuid: string, step: string, by: string, reason: string): Promise<string>
+  /**
+   * Completes a step with the operator's result (JSON) and audit metadata (JSON); resolves
+   * to JSON of its `StepDetail`.
+   */
+  completeStepManually(taskUuid: string, step: string, resultJson: string, metadataJson: string, by: string, reason: string): Promise<string>
+  /**
+   * Cancels a step that has not finished (and the pending steps below it); resolves to JSON
+   * of its `StepDetail`.
+   */
+  cancelStep(taskUuid: string, step: string, by: string, reason: string): Promise<string>
+  /** Resets every `error` step of an `error` task; resolves to JSON of its `TaskSummary`. */
+  retryTask(taskUuid: string, by: string, reason: string): Promise<string>
+  /** Closes a task by hand (`resolved_manually`); resolves to JSON of its `TaskSummary`. */
+  resolveTask(taskUuid: string, by: string, reason: string): Promise<string>
+  /** A step (by name or uuid); resolves to JSON of its `StepDetail`. */
+  getStep(taskUuid: string, step: string): Promise<string>
+  /** Every step of a task; resolves to JSON of `StepDetail[]`, in template order. */
+  listSteps(taskUuid: string): Promise<string>
+  /** DLQ entries matching a JSON filter, newest first; resolves to JSON of `DlqEntry[]`. */
+  listDlq(filterJson: string): Promise<string>
+  /** One DLQ entry; resolves to JSON of its `DlqEntry`. */
+  getDlqEntry(entryUuid: string): Promise<string>
+  /**
+   * Adds a note by `by` to a DLQ entry and, with `status`, moves it there; resolves to JSON
+   * of the `DlqEntry`.
+   */
+  updateDlqEntry(entryUuid: string, status: string | undefined | null, note: string, by: string): Promise<string>
+  /** Puts a task in the DLQ by hand (reason `manual`); resolves to JSON of the `DlqEntry`. */
+  addToDlq(taskUuid: string, by: string, note: string): Promise<string>
+  /** Resolves to JSON of `DlqStats` (counts by reason and status). */
+  dlqStats(): Promise<string>
+  /** The open DLQ entries, most urgent first; resolves to JSON of `QueuedDlqEntry[]`. */
+  dlqQueue(limit: number): Promise<string>
+  /**
+   * Unfinished tasks whose idle time reached `minRatio` of their threshold, most overdue
+   * first; resolves to JSON of `TaskHealth[]`.
+   */
+  stalenessReport(minRatio: number, limit: number): Promise<string>
+  /** Workers seen within the last hour, live ones first; resolves to JSON of `WorkerInfo[]`. */
+  listWorkers(): Promise<string>
 }
 
 /** A running worker of the core. Every event handed out by `poll` must be completed once. */

@@ -56,6 +56,11 @@ pub(crate) fn from_core(e: TaskerError) -> napi::Error {
             details["version"] = json!(version);
         }
         TaskerError::TaskNotFound(uuid) => details["taskUuid"] = json!(uuid),
+        TaskerError::StepNotFound { task_uuid, step } => {
+            details["taskUuid"] = json!(task_uuid);
+            details["step"] = json!(step);
+        }
+        TaskerError::DlqEntryNotFound(uuid) => details["entryUuid"] = json!(uuid),
         TaskerError::Timeout(d) => details["timeoutMs"] = json!(d.as_millis()),
         TaskerError::UnknownEvent(id) => details["eventId"] = json!(id),
         _ => {}

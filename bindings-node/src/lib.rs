@@ -13,6 +13,7 @@
 mod client;
 mod error;
 mod promise;
+mod recovery;
 mod worker;
 
 pub use client::NativeClient;

@@ -29,6 +29,8 @@ struct WorkerArgs {
 impl WorkerArgs {
     fn into_config(self) -> napi::Result<WorkerConfig> {
         let mut config = WorkerConfig::new(self.queues);
+        // Shown by `list_workers`: this package's handlers are TypeScript (or JavaScript).
+        config.language = "typescript".into();
         if let Some(c) = self.concurrency {
             config.concurrency = c;
         }

@@ -1,23 +1,41 @@
 /**
- * The client API: connect, register templates, create / get / list / cancel / wait for tasks.
+ * The client API: connect, register templates, create / get / list / cancel / wait for tasks,
+ * and recover failed work (operator actions on steps and tasks, the dead-letter queue, the
+ * staleness report, the registry of workers).
  *
  * @module
  */
 
 import { NativeClient } from '../native/index.js';
 import { InvalidArgumentError, native } from './errors.js';
-import { describe, findUnserializable } from './util.js';
+import { describe, findUnserializable, stringifyStrict } from './util.js';
 import {
+  DLQ_REASONS,
+  DLQ_STATUSES,
+  type DlqEntry,
+  type DlqReason,
+  type DlqStats,
+  type DlqStatus,
   type JsonValue,
+  type QueuedDlqEntry,
   type RegisteredTemplate,
   type Step,
+  type StepDetail,
+  type TaskHealth,
   type TaskState,
   type TaskSummary,
   type Transition,
   TERMINAL_TASK_STATES,
+  toDlqEntry,
+  toDlqStats,
+  toQueuedDlqEntry,
   toStep,
+  toStepDetail,
+  toTaskHealth,
   toTaskSummary,
   toTransition,
+  toWorkerInfo,
+  type WorkerInfo,
 } from './records.js';
 
 /** Options of {@link connect}. */
@@ -70,7 +88,74 @@ export interface WaitOptions {
   timeoutMs?: number;
 }
 
+/**
+ * Who performs an operator action and why; both are recorded in the audit rows the action
+ * writes (and in the task's dead-letter queue entry).
+ */
+export interface OperatorAction {
+  /** Who acts (a user name, a service). */
+  by: string;
+  /** Why. */
+  reason: string;
+}
+
+/** Options of {@link Client.completeStepManually}. */
+export interface CompleteStepOptions extends OperatorAction {
+  /** The step's result (any JSON value), which the steps depending on it receive. */
+  result: unknown;
+  /** Extra JSON recorded in the audit row (a ticket number…); default `null`. */
+  metadata?: unknown;
+}
+
+/** Filter of {@link Client.listDlq}. */
+export interface ListDlqFilter {
+  status?: DlqStatus;
+  reason?: DlqReason;
+  taskUuid?: string;
+  /** Only `pending` and `investigating` entries. */
+  openOnly?: boolean;
+  /** At most this many, newest first (default 100). */
+  limit?: number;
+  /** Skip this many first (pagination). */
+  offset?: number;
+}
+
+/** Options of {@link Client.updateDlqEntry}. */
+export interface UpdateDlqEntryOptions {
+  /**
+   * Move the entry to this status; `manually_resolved`, `permanently_failed` and `cancelled`
+   * close it. Without one, only the note is added.
+   */
+  status?: DlqStatus;
+  /** The investigation note. */
+  note: string;
+  /** Who writes it. */
+  by: string;
+}
+
+/** Options of {@link Client.addToDlq}. */
+export interface AddToDlqOptions {
+  /** Who puts the task there. */
+  by: string;
+  /** Why (the entry's first note). */
+  note: string;
+}
+
+/** Options of {@link Client.stalenessReport}. */
+export interface StalenessReportOptions {
+  /**
+   * Only tasks whose idle time (or age) reached this fraction of their threshold: `0` (the
+   * default) reports every unfinished task, `0.8` the ones in `warning` or `stale`.
+   */
+  minRatio?: number;
+  /** At most this many, most overdue first (default 100). */
+  limit?: number;
+}
+
 const DEFAULT_WAIT_MS = 60_000;
+const DEFAULT_DLQ_QUEUE_LIMIT = 20;
+const DEFAULT_STALENESS_LIMIT = 100;
+const MAX_COUNT = 2 ** 32 - 1;
 
 /** A task. Returned by {@link Client.createTask}, {@link Client.listTasks} and {@link Client.cancelTask}. */
 export class Task implements TaskSummary {
@@ -170,6 +255,45 @@ function requireNumber(path: string, value: unknown, integer: boolean, optional 
   if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
     throw new InvalidArgumentError(path, `expected ${integer ? 'an integer' : 'a finite number'}, got ${describe(value)}`);
   }
+}
+
+function requireOptions(path: string, value: unknown): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidArgumentError(path, `expected an object, got ${describe(value)}`);
+  }
+}
+
+function requireOperator(options: OperatorAction): void {
+  requireOptions('options', options);
+  requireString('by', options.by);
+  requireString('reason', options.reason);
+}
+
+function requireOneOf(path: string, value: unknown, allowed: readonly string[]): void {
+  if (value === undefined) return;
+  if (typeof value !== 'string' || !allowed.includes(value)) {
+    throw new InvalidArgumentError(path, `expected one of ${allowed.join(', ')}, got ${describe(value)}`);
+  }
+}
+
+function requireCount(path: string, value: unknown): number {
+  requireNumber(path, value, true, false);
+  const n = value as number;
+  if (n < 1 || n > MAX_COUNT) throw new InvalidArgumentError(path, `must be between 1 and ${MAX_COUNT}, got ${n}`);
+  return n;
+}
+
+/** JSON text of a value an operator supplies, or an `InvalidArgumentError` naming what is wrong. */
+function jsonArgument(path: string, value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = stringifyStrict(value);
+  } catch (e) {
+    const bad = findUnserializable(value, path);
+    throw new InvalidArgumentError(bad?.path ?? path, `is not JSON-serializable: ${bad?.reason ?? String(e)}`);
+  }
+  if (text === undefined) throw new InvalidArgumentError(path, `is not JSON-serializable: ${describe(value)}`);
+  return text;
 }
 
 /**
@@ -318,6 +442,242 @@ export class Client {
     const c = await this.nativeClient();
     const raw = JSON.parse(await native(() => c.waitForTask(taskUuid, timeoutMs))) as Record<string, unknown>;
     return new TaskDetail(this, raw);
+  }
+
+  // --- recovering failed work -----------------------------------------------------------------
+  //
+  // Operator actions: `step` is a step's name or uuid. Each action is one transaction with its
+  // audit row (`by`, `reason`); it refuses a state it does not apply to with an
+  // InvalidStateError naming the state and what is allowed, and resolves to the step afterwards.
+
+  /**
+   * Sends an `error` (or stuck `waiting_for_retry` / `enqueued`) step back to `pending` with a
+   * fresh retry budget; it is enqueued as soon as its dependencies allow, and a failed task
+   * re-opens. Attempt numbers keep growing, so a late result of the old attempt is ignored.
+   *
+   * @throws InvalidStateError when the step is in another state (or the task finished otherwise than in error)
+   * @throws StepNotFoundError / TaskNotFoundError
+   */
+  async resetStep(taskUuid: string, step: string, options: OperatorAction): Promise<StepDetail> {
+    this.#checkStepAction(taskUuid, step, options);
+    const c = await this.nativeClient();
+    return toStepDetail(JSON.parse(await native(() => c.resetStep(taskUuid, step, options.by, options.reason))) as Record<string, unknown>);
+  }
+
+  /**
+   * Marks a step `resolved_manually`: it satisfies its dependents, which run (without a result
+   * from it); a failed task re-opens and can complete.
+   *
+   * @throws InvalidStateError when the step already finished
+   * @throws StepNotFoundError / TaskNotFoundError
+   */
+  async resolveStepManually(taskUuid: string, step: string, options: OperatorAction): Promise<StepDetail> {
+    this.#checkStepAction(taskUuid, step, options);
+    const c = await this.nativeClient();
+    return toStepDetail(
+      JSON.parse(await native(() => c.resolveStepManually(taskUuid, step, options.by, options.reason))) as Record<string, unknown>,
+    );
+  }
+
+  /**
+   * Completes a step with the operator's `result`, which its dependents receive as the
+   * dependency result (`metadata` goes into the audit row). A failed task re-opens.
+   *
+   * @throws InvalidStateError when the step already finished
+   * @throws InvalidArgumentError when the result or metadata is not JSON or over the engine's limits
+   * @throws StepNotFoundError / TaskNotFoundError
+   */
+  async completeStepManually(taskUuid: string, step: string, options: CompleteStepOptions): Promise<StepDetail> {
+    this.#checkStepAction(taskUuid, step, options);
+    if (options.result === undefined) {
+      throw new InvalidArgumentError('result', 'is required (use null for no result)');
+    }
+    const result = jsonArgument('result', options.result);
+    const metadata = jsonArgument('metadata', options.metadata ?? null);
+    const c = await this.nativeClient();
+    return toStepDetail(
+      JSON.parse(await native(() => c.completeStepManually(taskUuid, step, result, metadata, options.by, options.reason))) as Record<
+        string,
+        unknown
+      >,
+    );
+  }
+
+  /**
+   * Cancels a step that has not finished, and the pending steps below it. Cancelled steps
+   * count as done: the task finishes as its other steps allow.
+   *
+   * @throws InvalidStateError when the step already finished
+   * @throws StepNotFoundError / TaskNotFoundError
+   */
+  async cancelStep(taskUuid: string, step: string, options: OperatorAction): Promise<StepDetail> {
+    this.#checkStepAction(taskUuid, step, options);
+    const c = await this.nativeClient();
+    return toStepDetail(JSON.parse(await native(() => c.cancelStep(taskUuid, step, options.by, options.reason))) as Record<string, unknown>);
+  }
+
+  /**
+   * Resets every `error` step of an `error` task (as {@link resetStep}), in one transaction.
+   *
+   * @throws InvalidStateError when the task is not in `error`
+   * @throws TaskNotFoundError
+   */
+  async retryTask(taskUuid: string, options: OperatorAction): Promise<Task> {
+    requireString('taskUuid', taskUuid);
+    requireOperator(options);
+    const c = await this.nativeClient();
+    return new Task(this, toTaskSummary(JSON.parse(await native(() => c.retryTask(taskUuid, options.by, options.reason))) as Record<string, unknown>));
+  }
+
+  /**
+   * Closes a task by hand: `resolved_manually`, from `error` or any unfinished state. Its open
+   * steps are cancelled and its open DLQ entry is closed (`manually_resolved`).
+   *
+   * @throws InvalidStateError when the task already finished otherwise than in error
+   * @throws TaskNotFoundError
+   */
+  async resolveTask(taskUuid: string, options: OperatorAction): Promise<Task> {
+    requireString('taskUuid', taskUuid);
+    requireOperator(options);
+    const c = await this.nativeClient();
+    return new Task(
+      this,
+      toTaskSummary(JSON.parse(await native(() => c.resolveTask(taskUuid, options.by, options.reason))) as Record<string, unknown>),
+    );
+  }
+
+  /**
+   * A step (by name or uuid) with every attempt's error, whether its dependencies are satisfied
+   * and whether a retry is still possible.
+   *
+   * @throws StepNotFoundError / TaskNotFoundError
+   */
+  async getStep(taskUuid: string, step: string): Promise<StepDetail> {
+    requireString('taskUuid', taskUuid);
+    requireString('step', step);
+    const c = await this.nativeClient();
+    return toStepDetail(JSON.parse(await native(() => c.getStep(taskUuid, step))) as Record<string, unknown>);
+  }
+
+  /**
+   * Every step of a task, in template order, as {@link getStep}.
+   *
+   * @throws TaskNotFoundError
+   */
+  async listSteps(taskUuid: string): Promise<StepDetail[]> {
+    requireString('taskUuid', taskUuid);
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.listSteps(taskUuid))) as Record<string, unknown>[]).map(toStepDetail);
+  }
+
+  /** Dead-letter queue entries, newest first. */
+  async listDlq(filter: ListDlqFilter = {}): Promise<DlqEntry[]> {
+    requireOptions('filter', filter);
+    requireOneOf('status', filter.status, DLQ_STATUSES);
+    requireOneOf('reason', filter.reason, DLQ_REASONS);
+    requireString('taskUuid', filter.taskUuid, true);
+    if (filter.openOnly !== undefined && typeof filter.openOnly !== 'boolean') {
+      throw new InvalidArgumentError('openOnly', `expected a boolean, got ${describe(filter.openOnly)}`);
+    }
+    requireNumber('limit', filter.limit, true);
+    requireNumber('offset', filter.offset, true);
+    const args = JSON.stringify({
+      status: filter.status,
+      reason: filter.reason,
+      task_uuid: filter.taskUuid,
+      open_only: filter.openOnly,
+      limit: filter.limit,
+      offset: filter.offset,
+    });
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.listDlq(args))) as Record<string, unknown>[]).map(toDlqEntry);
+  }
+
+  /**
+   * One dead-letter queue entry.
+   *
+   * @throws DlqEntryNotFoundError
+   */
+  async getDlqEntry(entryUuid: string): Promise<DlqEntry> {
+    requireString('entryUuid', entryUuid);
+    const c = await this.nativeClient();
+    return toDlqEntry(JSON.parse(await native(() => c.getDlqEntry(entryUuid))) as Record<string, unknown>);
+  }
+
+  /**
+   * Records an investigation step: a note by `by` and, with `status`, the entry's new status.
+   *
+   * @throws InvalidStateError when re-opening an entry whose task has another open one
+   * @throws DlqEntryNotFoundError
+   */
+  async updateDlqEntry(entryUuid: string, options: UpdateDlqEntryOptions): Promise<DlqEntry> {
+    requireString('entryUuid', entryUuid);
+    requireOptions('options', options);
+    requireOneOf('status', options.status, DLQ_STATUSES);
+    requireString('note', options.note);
+    requireString('by', options.by);
+    const c = await this.nativeClient();
+    return toDlqEntry(
+      JSON.parse(await native(() => c.updateDlqEntry(entryUuid, options.status, options.note, options.by))) as Record<string, unknown>,
+    );
+  }
+
+  /**
+   * Puts a task in the dead-letter queue by hand (reason `manual`); nothing happens to the task.
+   *
+   * @throws InvalidStateError when the task already has an open entry
+   * @throws TaskNotFoundError
+   */
+  async addToDlq(taskUuid: string, options: AddToDlqOptions): Promise<DlqEntry> {
+    requireString('taskUuid', taskUuid);
+    requireOptions('options', options);
+    requireString('by', options.by);
+    requireString('note', options.note);
+    const c = await this.nativeClient();
+    return toDlqEntry(JSON.parse(await native(() => c.addToDlq(taskUuid, options.by, options.note))) as Record<string, unknown>);
+  }
+
+  /** Dead-letter queue entries counted by reason and by status. */
+  async dlqStats(): Promise<DlqStats> {
+    const c = await this.nativeClient();
+    return toDlqStats(JSON.parse(await native(() => c.dlqStats())) as Record<string, unknown>);
+  }
+
+  /**
+   * The open dead-letter queue entries in investigation order (highest `score` first), at most
+   * `limit` (default 20).
+   */
+  async dlqQueue(limit: number = DEFAULT_DLQ_QUEUE_LIMIT): Promise<QueuedDlqEntry[]> {
+    const n = requireCount('limit', limit);
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.dlqQueue(n))) as Record<string, unknown>[]).map(toQueuedDlqEntry);
+  }
+
+  /**
+   * Every unfinished task whose idle time (or age) reached `minRatio` of its threshold, with its
+   * health (`healthy` < 80 %, `warning`, `stale`), most overdue first: alert on it before the
+   * staleness detector moves tasks to the DLQ.
+   */
+  async stalenessReport(options: StalenessReportOptions = {}): Promise<TaskHealth[]> {
+    requireOptions('options', options);
+    const minRatio = options.minRatio ?? 0;
+    requireNumber('minRatio', minRatio, false, false);
+    if (minRatio < 0) throw new InvalidArgumentError('minRatio', `must not be negative, got ${minRatio}`);
+    const limit = requireCount('limit', options.limit ?? DEFAULT_STALENESS_LIMIT);
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.stalenessReport(minRatio, limit))) as Record<string, unknown>[]).map(toTaskHealth);
+  }
+
+  /** Worker processes seen within the last hour (live ones first), with whether each is alive. */
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.listWorkers())) as Record<string, unknown>[]).map(toWorkerInfo);
+  }
+
+  #checkStepAction(taskUuid: string, step: string, options: OperatorAction): void {
+    requireString('taskUuid', taskUuid);
+    requireString('step', step);
+    requireOperator(options);
   }
 
   /** Closes the connection pool. Stop workers first. */

@@ -108,6 +108,48 @@ export class TemplateConflictError extends TaskerError {}
 /** No task has this uuid. */
 export class TaskNotFoundError extends TaskerError {}
 
+/** A task has no step of that name (or uuid). */
+export class StepNotFoundError extends TaskerError {
+  /** The task that was searched. */
+  readonly taskUuid: string;
+  /** The step name or uuid that matched nothing. */
+  readonly step: string;
+
+  /**
+   * @param message description naming the task and the step
+   * @param code `step_not_found`
+   * @param details structured details (`taskUuid`, `step`)
+   */
+  constructor(message: string, code = 'step_not_found', details: TaskerErrorDetails = {}) {
+    super(message, code, details);
+    this.taskUuid = typeof details.taskUuid === 'string' ? details.taskUuid : '';
+    this.step = typeof details.step === 'string' ? details.step : '';
+  }
+}
+
+/**
+ * An operator action that the step's or task's current state does not allow. The message names
+ * the state and what is allowed, e.g. `step 'a' is complete; only error, waiting_for_retry,
+ * enqueued steps can be reset`. Also raised by the loser of two operators acting at once.
+ */
+export class InvalidStateError extends TaskerError {}
+
+/** No dead-letter queue entry has this uuid. */
+export class DlqEntryNotFoundError extends TaskerError {
+  /** The uuid that matched nothing. */
+  readonly entryUuid: string;
+
+  /**
+   * @param message description naming the entry
+   * @param code `dlq_entry_not_found`
+   * @param details structured details (`entryUuid`)
+   */
+  constructor(message: string, code = 'dlq_entry_not_found', details: TaskerErrorDetails = {}) {
+    super(message, code, details);
+    this.entryUuid = typeof details.entryUuid === 'string' ? details.entryUuid : '';
+  }
+}
+
 /** An operation did not finish in time (e.g. waiting for a task). */
 export class TimeoutError extends TaskerError {}
 
@@ -292,6 +334,15 @@ export function fromNative(error: unknown): unknown {
       break;
     case 'task_not_found':
       mapped = new TaskNotFoundError(message, code, details);
+      break;
+    case 'step_not_found':
+      mapped = new StepNotFoundError(message, code, details);
+      break;
+    case 'invalid_state':
+      mapped = new InvalidStateError(message, code, details);
+      break;
+    case 'dlq_entry_not_found':
+      mapped = new DlqEntryNotFoundError(message, code, details);
       break;
     case 'timeout':
       mapped = new TimeoutError(message, code, details);

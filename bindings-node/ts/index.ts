@@ -19,13 +19,19 @@
  */
 
 export {
+  type AddToDlqOptions,
   Client,
+  type CompleteStepOptions,
   connect,
   type ConnectOptions,
   type CreateTaskRequest,
+  type ListDlqFilter,
   type ListTasksFilter,
+  type OperatorAction,
+  type StalenessReportOptions,
   Task,
   TaskDetail,
+  type UpdateDlqEntryOptions,
   type WaitOptions,
 } from './client.js';
 export {
@@ -38,15 +44,18 @@ export {
 } from './context.js';
 export {
   DatabaseError,
+  DlqEntryNotFoundError,
   FencedError,
   type HandlerErrorOptions,
   HandlerNotFoundError,
   IllegalTransitionError,
   InvalidArgumentError,
+  InvalidStateError,
   PermanentError,
   RetryableError,
   type RetryableErrorOptions,
   ShutDownError,
+  StepNotFoundError,
   WorkerFailedError,
   TaskerError,
   type TaskerErrorDetails,
@@ -79,18 +88,33 @@ export {
 export {
   type BatchCursor,
   type Checkpoint,
+  DLQ_REASONS,
+  DLQ_STATUSES,
+  type DlqCount,
+  type DlqEntry,
+  type DlqNote,
+  type DlqReason,
+  type DlqSnapshot,
+  type DlqSnapshotStep,
+  type DlqStats,
+  type DlqStatus,
+  type Health,
   type JsonObject,
   type JsonValue,
+  type QueuedDlqEntry,
   type RegisteredTemplate,
   type ShutdownReport,
   type Step,
   type StepBatch,
+  type StepDetail,
   type StepError,
   type StepState,
+  type TaskHealth,
   TERMINAL_TASK_STATES,
   type TaskState,
   type TaskSummary,
   type Transition,
+  type WorkerInfo,
 } from './records.js';
 export { type FailureOptions, type StepFailure, StepResult } from './result.js';
 export { type ErrorStep, type StopOptions, Worker, type WorkerOptions, type WorkerStats } from './worker.js';
