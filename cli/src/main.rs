@@ -1,10 +1,16 @@
-//! `tasker`: register templates, create and inspect tasks, run orchestration and Rust workers,
-//! the demo, and the benchmark.
+//! `tasker`: register templates, create and inspect tasks, recover failed work (step actions,
+//! the dead-letter queue, workers), run orchestration and Rust workers, the demo, and the
+//! benchmark.
+//!
+//! Exit status: 0 success; 1 the command failed (not found, a state that does not allow the
+//! action, the database unreachable; stderr says why and usually what to run next); 2 bad usage.
 
 mod bench;
 mod demo;
+mod failure;
 mod handlers;
 mod output;
+mod recovery;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +22,8 @@ use tasker_core::state::TaskState;
 use tasker_core::template::{current_env, load_path};
 use tasker_core::{DispatchMode, TaskFilter, TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
 use uuid::Uuid;
+
+use failure::{Context, Failure};
 
 #[derive(Parser)]
 #[command(
@@ -37,13 +45,20 @@ enum Command {
     /// Validate, register and list task templates.
     #[command(subcommand)]
     Template(TemplateCommand),
-    /// Create, inspect and cancel tasks.
+    /// Create, inspect, cancel, retry and resolve tasks.
     #[command(subcommand)]
     Task(TaskCommand),
-    /// Run orchestration (due retries, attempt timeouts) until Ctrl-C.
+    /// Inspect a task's steps; reset, resolve, complete or cancel one by hand.
+    #[command(subcommand)]
+    Step(recovery::StepCommand),
+    /// The dead-letter queue: tasks that need a human, their investigation, staleness.
+    #[command(subcommand)]
+    Dlq(recovery::DlqCommand),
+    /// Run orchestration (due retries, attempt timeouts, staleness detection) until Ctrl-C.
     Serve,
-    /// Run a worker with the built-in Rust handlers until Ctrl-C / SIGTERM.
-    Worker(WorkerArgs),
+    /// Run a worker with the built-in Rust handlers until Ctrl-C / SIGTERM; `tasker worker list`
+    /// lists the workers.
+    Worker(WorkerCommand),
     /// Register the bundled example templates and run them with Rust handlers, live.
     Demo(demo::DemoArgs),
     /// Measure latency and throughput on SQLite and PostgreSQL.
@@ -79,9 +94,37 @@ enum TaskCommand {
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel a task.
     Cancel { task_uuid: Uuid },
+    /// Reset every failed step of a task in `error`, so the task runs again.
+    Retry(recovery::TaskAction),
+    /// Close a task by hand as `resolved_manually` (its open steps are cancelled, its DLQ entry
+    /// closed).
+    Resolve(recovery::TaskAction),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct WorkerCommand {
+    #[command(subcommand)]
+    command: Option<WorkerSubcommand>,
+    #[command(flatten)]
+    run: WorkerArgs,
+}
+
+#[derive(Subcommand)]
+enum WorkerSubcommand {
+    /// List live workers and those seen in the last hour: language, queues, in-flight steps,
+    /// last heartbeat.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -136,21 +179,41 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TASKER_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => failure.report(),
     }
+}
+
+/// `tasker dlq list | head -1`: when the reader of stdout goes away, stop as a Unix tool killed
+/// by SIGPIPE does (status 141, nothing on stderr) instead of panicking in `println!`.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 async fn connect(url: &Option<String>) -> Result<Tasker, TaskerError> {
     Tasker::connect(url.as_deref()).await
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, TaskerError> {
+fn no_hint(_: &TaskerError) -> Option<String> {
+    None
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Template(TemplateCommand::Validate { paths }) => Ok(validate(&paths)),
         Command::Template(TemplateCommand::Register { paths }) => {
@@ -186,6 +249,29 @@ async fn run(cli: Cli) -> Result<ExitCode, TaskerError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Task(cmd) => task_command(&cli.database_url, cmd).await,
+        Command::Step(cmd) => {
+            let json = cmd.json();
+            let tasker = connect(&cli.database_url).await.context(json, no_hint)?;
+            let code = recovery::step_command(&tasker, cmd).await.context(json, no_hint);
+            tasker.close().await;
+            code
+        }
+        Command::Dlq(cmd) => {
+            let json = cmd.json();
+            let tasker = connect(&cli.database_url).await.context(json, no_hint)?;
+            let code = recovery::dlq_command(&tasker, cmd).await.context(json, no_hint);
+            tasker.close().await;
+            code
+        }
+        Command::Worker(WorkerCommand {
+            command: Some(WorkerSubcommand::List { json }),
+            ..
+        }) => {
+            let tasker = connect(&cli.database_url).await.context(json, no_hint)?;
+            let code = recovery::worker_list(&tasker, json).await;
+            tasker.close().await;
+            code
+        }
         Command::Serve => {
             let tasker = connect(&cli.database_url).await?;
             eprintln!("tasker serve: orchestrating {} (Ctrl-C to stop)", tasker.database());
@@ -197,7 +283,10 @@ async fn run(cli: Cli) -> Result<ExitCode, TaskerError> {
             tasker.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker(args) => {
+        Command::Worker(WorkerCommand {
+            command: None,
+            run: args,
+        }) => {
             let tasker = connect(&cli.database_url).await?;
             let mut config = WorkerConfig::new(args.queues);
             config.concurrency = args.concurrency;
@@ -222,8 +311,8 @@ async fn run(cli: Cli) -> Result<ExitCode, TaskerError> {
             tasker.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(args) => demo::run(cli.database_url, args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Demo(args) => Ok(demo::run(cli.database_url, args).await?),
+        Command::Bench(args) => Ok(bench::run(args).await?),
     }
 }
 
@@ -263,8 +352,19 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-async fn task_command(url: &Option<String>, cmd: TaskCommand) -> Result<ExitCode, TaskerError> {
-    let tasker = connect(url).await?;
+async fn task_command(url: &Option<String>, cmd: TaskCommand) -> Result<ExitCode, Failure> {
+    let json = match &cmd {
+        TaskCommand::Get { json, .. } | TaskCommand::List { json, .. } => *json,
+        TaskCommand::Retry(a) | TaskCommand::Resolve(a) => a.op.json,
+        TaskCommand::Create(_) | TaskCommand::Cancel { .. } => false,
+    };
+    let tasker = connect(url).await.context(json, no_hint)?;
+    let result = task_command_on(&tasker, cmd).await.context(json, no_hint);
+    tasker.close().await;
+    result
+}
+
+async fn task_command_on(tasker: &Tasker, cmd: TaskCommand) -> Result<ExitCode, Failure> {
     match cmd {
         TaskCommand::Create(args) => {
             let context_text = match args.context.strip_prefix('@') {
@@ -305,9 +405,7 @@ async fn task_command(url: &Option<String>, cmd: TaskCommand) -> Result<ExitCode
         TaskCommand::Get { task_uuid, json } => {
             let detail = tasker.get_task(task_uuid).await?;
             if json {
-                let text =
-                    serde_json::to_string_pretty(&detail).map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
-                println!("{text}");
+                output::print_json(&detail)?;
             } else {
                 output::print_task(&detail);
             }
@@ -316,6 +414,7 @@ async fn task_command(url: &Option<String>, cmd: TaskCommand) -> Result<ExitCode
             namespace,
             state,
             limit,
+            json,
         } => {
             let state = state.map(|s| s.parse::<TaskState>()).transpose()?;
             let tasks = tasker
@@ -326,14 +425,19 @@ async fn task_command(url: &Option<String>, cmd: TaskCommand) -> Result<ExitCode
                     limit: Some(limit),
                 })
                 .await?;
-            output::print_task_list(&tasks);
+            if json {
+                output::print_json(&tasks)?;
+            } else {
+                output::print_task_list(&tasks);
+            }
         }
         TaskCommand::Cancel { task_uuid } => {
             let task = tasker.cancel_task(task_uuid).await?;
             println!("{} {}", task.task_uuid, task.state);
         }
+        TaskCommand::Retry(action) => return recovery::task_retry(tasker, action).await,
+        TaskCommand::Resolve(action) => return recovery::task_resolve(tasker, action).await,
     }
-    tasker.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
