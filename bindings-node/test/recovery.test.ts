@@ -174,10 +174,10 @@ for (const backend of backends()) {
       assert.equal(b.attempts, 2);
       assert.equal(b.maxAttempts, 2);
       assert.deepEqual(
-        b.errors.map((e) => [e.errorType, e.message, e.retryable]),
+        b.errors.map((e) => [e.attempt, e.errorType, e.message, e.retryable]),
         [
-          ['Flaky', 'b failed on attempt 1', true],
-          ['Flaky', 'b failed on attempt 2', true],
+          [1, 'Flaky', 'b failed on attempt 1', true],
+          [2, 'Flaky', 'b failed on attempt 2', true],
         ],
       );
       assert.equal(b.lastError?.message, 'b failed on attempt 2');
