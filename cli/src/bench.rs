@@ -76,6 +76,10 @@ pub struct BenchArgs {
     /// planner has no statistics for.
     #[arg(long)]
     vacuum: bool,
+    /// Also measure the staleness detector with this many unfinished tasks in the database
+    /// (their steps wait on a queue no worker serves): the monitoring report and a detector pass.
+    #[arg(long, default_value_t = 0)]
+    open_tasks: usize,
     /// Also run W2 with its steps run by N separate `tasker worker` processes (`--concurrency`
     /// slots each), the bench process only creating the tasks and waiting for them, once for
     /// each N of this comma-separated list: `--processes 1,3` compares one process with three.
@@ -374,6 +378,14 @@ async fn bench_backend(
             report.w4_steps_per_s = Some((args.w4_workers + 2) as f64 / wall);
         }
         worker.stop().await?;
+    }
+    if args.open_tasks > 0 {
+        let figures = workloads::staleness(&tasker, args.open_tasks, out).await?;
+        out.say(format!(
+            "    staleness with {} open tasks: report {:.1} ms, detector pass {:.1} ms",
+            figures.open_tasks, figures.report_ms, figures.detect_ms
+        ));
+        report.staleness = Some(figures);
     }
     for &count in &args.processes {
         let figures = processes::w2(&tasker, url, count, args.concurrency, args.w2_tasks, out).await?;

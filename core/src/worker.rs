@@ -1250,9 +1250,6 @@ fn timeout_failure(attempt: i32) -> StepFailure {
     )
 }
 
-/// Renews leases of attempts still in flight (queued, running, or waiting to be applied),
-/// fails attempts past their deadline, and gives up handlers that overran it by a lease
-/// length. Runs until the worker is fully stopped, through the whole drain.
 /// Keeps this worker's registry row fresh (see [`Tasker::list_workers`]) until it stops. A
 /// failed heartbeat is only logged: the database may be away for a moment.
 async fn heartbeat_loop(shared: Arc<Shared>) {
@@ -1279,6 +1276,9 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Renews leases of attempts still in flight (queued, running, or waiting to be applied),
+/// fails attempts past their deadline, and gives up handlers that overran it by a lease
+/// length. Runs until the worker is fully stopped, through the whole drain.
 async fn lease_loop(shared: Arc<Shared>) {
     let renew_every = shared.config.lease / 3;
     let give_up_after = shared.config.lease;

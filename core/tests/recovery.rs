@@ -448,10 +448,16 @@ async fn a_reset_racing_a_task_cancel_leaves_nothing_inconsistent(db: Db) {
 
 async fn stale_tasks_go_to_the_dlq_with_the_templates_thresholds(db: Db) {
     let (test_db, tasker, worker) = setup(db).await;
+    // Older unfinished tasks under default thresholds must not crowd it out of the report.
+    for _ in 0..4 {
+        create(&tasker, NS, "orphan", json!({})).await;
+    }
     // `slow` is stale after 60 ms without progress; its step sleeps 1.5 s.
     let task = create(&tasker, NS, "slow", json!({"sleep_ms": 1_500})).await;
     let other = create(&tasker, NS, "chain", json!({})).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
+    let most_overdue = tasker.staleness_report(1.0, 1).await.expect("report");
+    assert_eq!(most_overdue.iter().map(|h| h.task_uuid).collect::<Vec<_>>(), [task]);
     let report = tasker.staleness_report(0.0, 100).await.expect("report");
     let health = report.iter().find(|h| h.task_uuid == task).expect("in the report");
     assert_eq!(health.health, Health::Stale, "{health:?}");

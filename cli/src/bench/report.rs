@@ -79,6 +79,16 @@ pub struct HistoryFigures {
     pub vacuum_analyze_s: Option<f64>,
 }
 
+/// The staleness detector over many unfinished tasks (`--open-tasks`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StalenessFigures {
+    pub open_tasks: usize,
+    /// `staleness_report(0.0, 100)`: every unfinished task's health, the 100 most overdue kept.
+    pub report_ms: f64,
+    /// One pass of the detector (`detect_stale_tasks`), finding nothing stale.
+    pub detect_ms: f64,
+}
+
 /// W2 run by separate `tasker worker` processes (`--processes`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessesFigures {
@@ -128,6 +138,7 @@ pub struct BackendReport {
     /// PostgreSQL: server commits in the database during the in-process W2, per step.
     pub commits_per_step: Option<f64>,
     pub history: Option<HistoryFigures>,
+    pub staleness: Option<StalenessFigures>,
     pub processes: Vec<ProcessesFigures>,
     pub polyglot: Option<PolyglotFigures>,
     pub load_average_start: Option<[f64; 3]>,

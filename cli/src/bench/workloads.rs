@@ -11,7 +11,7 @@ use tasker_core::{TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
 use uuid::Uuid;
 
 use super::completion::Finished;
-use super::report::{HistoryFigures, Latency, Out};
+use super::report::{HistoryFigures, Latency, Out, StalenessFigures};
 use crate::handlers;
 
 /// The namespace, and so the queue, of every benchmark template.
@@ -94,6 +94,15 @@ steps:
   - { name: converge, type: deferred_convergence, dependencies: [work], handler: { callable: noop } }
 "#;
 
+/// `--open-tasks`: a step on a queue no worker serves, so its tasks stay unfinished.
+const IDLE: &str = r#"
+name: bench_idle
+namespace_name: bench
+version: 1.0.0
+steps:
+  - { name: wait, queue: bench_unserved, handler: { callable: noop } }
+"#;
+
 pub async fn register_templates(
     tasker: &Tasker,
     fan_out_width: usize,
@@ -105,6 +114,7 @@ pub async fn register_templates(
         history_template(history_steps),
         fan_out_template(fan_out_width),
         BATCHES.to_owned(),
+        IDLE.to_owned(),
     ] {
         tasker.register_template(&parse_str(&yaml, None, NAMESPACE)?).await?;
     }
@@ -281,6 +291,32 @@ pub async fn w4(tasker: &Tasker, finished: &Finished, workers: usize) -> Result<
         )));
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// Creates `open` unfinished tasks, then times the staleness report and a detector pass.
+pub async fn staleness(tasker: &Tasker, open: usize, out: Out) -> Result<StalenessFigures, TaskerError> {
+    let start = Instant::now();
+    create_many(tasker, "bench_idle", open).await?;
+    out.say(format!(
+        "    created {open} open tasks in {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
+    let start = Instant::now();
+    let report = tasker.staleness_report(0.0, 100).await?;
+    let report_ms = start.elapsed().as_secs_f64() * 1000.0;
+    if report.is_empty() {
+        return Err(TaskerError::InvalidArgument(
+            "the staleness report saw no open task".into(),
+        ));
+    }
+    let start = Instant::now();
+    tasker.detect_stale_tasks().await?;
+    let detect_ms = start.elapsed().as_secs_f64() * 1000.0;
+    Ok(StalenessFigures {
+        open_tasks: open,
+        report_ms,
+        detect_ms,
+    })
 }
 
 /// Tasks created per history batch: enough to keep the worker busy, few enough that progress

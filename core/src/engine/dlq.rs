@@ -71,13 +71,6 @@ impl StalenessThresholds {
             _ => self.steps_in_process,
         }
     }
-
-    fn shortest(&self) -> Duration {
-        self.steps_in_process
-            .min(self.waiting_for_dependencies)
-            .min(self.waiting_for_retry)
-            .min(self.max_duration)
-    }
 }
 
 /// How the engine watches for stuck work.
@@ -323,18 +316,36 @@ impl Tasker {
     pub async fn staleness_report(&self, min_ratio: f64, limit: usize) -> Result<Vec<TaskHealth>> {
         let now = Utc::now();
         let defaults = self.inner.recovery.staleness;
-        // The read's cut-off: the shortest threshold any template may ask for, scaled.
-        let mut shortest = defaults.shortest();
+        let ratio = min_ratio.clamp(0.0, 1.0);
+        // One read per set of templates with the same thresholds, each with its own cut-offs:
+        // a short-threshold template's stale tasks are never crowded out by older ones of
+        // templates that allow more.
+        let mut groups: BTreeMap<(Duration, Duration), Vec<i64>> = BTreeMap::new();
         for row in self.list_templates().await? {
-            if let Ok(t) = self.template_by_id(row.id).await {
-                shortest = shortest.min(defaults.for_template(&t).shortest());
-            }
+            let thresholds = match self.template_by_id(row.id).await {
+                Ok(t) => defaults.for_template(&t),
+                Err(_) => defaults,
+            };
+            let idle = thresholds
+                .steps_in_process
+                .min(thresholds.waiting_for_dependencies)
+                .min(thresholds.waiting_for_retry);
+            groups.entry((idle, thresholds.max_duration)).or_default().push(row.id);
         }
-        let cutoff = before(now, shortest.mul_f64(min_ratio.clamp(0.0, 1.0)));
-        let open = self
-            .store()
-            .open_tasks(cutoff, i64::try_from(limit.max(1) * 4).unwrap_or(i64::MAX))
-            .await?;
+        let per_read = i64::try_from(limit.max(1).saturating_mul(4)).unwrap_or(i64::MAX);
+        let mut open = Vec::new();
+        for ((idle, duration), ids) in groups {
+            open.extend(
+                self.store()
+                    .open_tasks(
+                        &ids,
+                        before(now, idle.mul_f64(ratio)),
+                        before(now, duration.mul_f64(ratio)),
+                        per_read,
+                    )
+                    .await?,
+            );
+        }
         let mut report = Vec::new();
         for task in open {
             let thresholds = match self.template_by_id(task.template_id).await {

@@ -445,9 +445,14 @@ impl Tasker {
         // The investigation records the action; the entry closes, credited to the operator,
         // when the task completes (in this transaction, or later when its steps have run).
         if action.reopens() {
+            let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+            let mut text = format!("step '{}' {}", names.join("', '"), action.name());
+            if !reason.trim().is_empty() {
+                text = format!("{text}: {}", limits::clean_text(reason));
+            }
             let note = DlqNote {
                 by: limits::clean_text(by),
-                text: format!("step {}: {}", action.name(), limits::clean_text(reason)),
+                text,
                 at: now,
                 status: None,
             };

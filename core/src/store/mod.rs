@@ -113,9 +113,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Entries counted by reason and status.
     async fn dlq_counts(&self) -> Result<Vec<DlqCount>>;
 
-    /// Unfinished tasks whose last progress is older than `updated_before`, oldest first (an
+    /// Unfinished tasks of the templates `template_ids` whose last progress is older than
+    /// `idle_before` or that were created before `created_before`, longest idle first (an
     /// indexed read of the open states only: finished history is never scanned).
-    async fn open_tasks(&self, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>>;
+    async fn open_tasks(
+        &self,
+        template_ids: &[i64],
+        idle_before: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OpenTask>>;
 
     /// Tasks with a message visible on `queue` since before `enqueued_before` (nobody claimed it).
     async fn waiting_tasks(&self, queue: &str, enqueued_before: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>>;

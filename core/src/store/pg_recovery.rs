@@ -222,15 +222,23 @@ pub(super) async fn counts(pool: &PgPool) -> Result<Vec<DlqCount>> {
         .collect()
 }
 
-pub(super) async fn open_tasks(pool: &PgPool, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>> {
+pub(super) async fn open_tasks(
+    pool: &PgPool,
+    template_ids: &[i64],
+    idle_before: DateTime<Utc>,
+    created_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<OpenTask>> {
     // Through `tasker_tasks_by_state`, one range per open state.
     let rows = sqlx::query(
         "SELECT task_uuid, state, template_id, priority, updated_at, created_at FROM tasker_tasks \
          WHERE state IN ('pending', 'initializing', 'enqueuing_steps', 'steps_in_process', 'evaluating_results', \
              'waiting_for_dependencies', 'waiting_for_retry', 'blocked_by_failures') \
-           AND updated_at < $1 ORDER BY updated_at LIMIT $2",
+           AND template_id = ANY($1) AND (updated_at < $2 OR created_at < $3) ORDER BY updated_at LIMIT $4",
     )
-    .bind(updated_before)
+    .bind(template_ids)
+    .bind(idle_before)
+    .bind(created_before)
     .bind(limit)
     .fetch_all(pool)
     .await?;

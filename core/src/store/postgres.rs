@@ -557,8 +557,14 @@ impl Store for PostgresStore {
         pg_recovery::counts(&self.pool).await
     }
 
-    async fn open_tasks(&self, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>> {
-        pg_recovery::open_tasks(&self.pool, updated_before, limit).await
+    async fn open_tasks(
+        &self,
+        template_ids: &[i64],
+        idle_before: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OpenTask>> {
+        pg_recovery::open_tasks(&self.pool, template_ids, idle_before, created_before, limit).await
     }
 
     async fn waiting_tasks(&self, queue: &str, enqueued_before: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>> {

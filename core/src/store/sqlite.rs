@@ -1531,8 +1531,15 @@ impl Store for SqliteStore {
         self.dlq_count_rows().await
     }
 
-    async fn open_tasks(&self, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>> {
-        self.open_task_rows(updated_before, limit).await
+    async fn open_tasks(
+        &self,
+        template_ids: &[i64],
+        idle_before: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OpenTask>> {
+        self.open_task_rows(template_ids, idle_before, created_before, limit)
+            .await
     }
 
     async fn waiting_tasks(&self, queue: &str, enqueued_before: DateTime<Utc>, limit: i64) -> Result<Vec<Uuid>> {

@@ -284,16 +284,25 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(super) async fn open_task_rows(&self, updated_before: DateTime<Utc>, limit: i64) -> Result<Vec<OpenTask>> {
+    pub(super) async fn open_task_rows(
+        &self,
+        template_ids: &[i64],
+        idle_before: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OpenTask>> {
         let rows = self
             .read(
                 sqlx::query(
                     "SELECT task_uuid, state, template_id, priority, updated_at, created_at FROM tasker_tasks \
                      WHERE state IN ('pending', 'initializing', 'enqueuing_steps', 'steps_in_process', \
                          'evaluating_results', 'waiting_for_dependencies', 'waiting_for_retry', 'blocked_by_failures') \
-                       AND updated_at < ?1 ORDER BY updated_at LIMIT ?2",
+                       AND template_id IN (SELECT value FROM json_each(?1)) AND (updated_at < ?2 OR created_at < ?3) \
+                     ORDER BY updated_at LIMIT ?4",
                 )
-                .bind(ms(updated_before))
+                .bind(to_json(template_ids)?)
+                .bind(ms(idle_before))
+                .bind(ms(created_before))
                 .bind(limit),
             )
             .await?;
