@@ -316,7 +316,8 @@ impl Tasker {
     pub async fn staleness_report(&self, min_ratio: f64, limit: usize) -> Result<Vec<TaskHealth>> {
         let now = Utc::now();
         let defaults = self.inner.recovery.staleness;
-        let ratio = min_ratio.clamp(0.0, 1.0);
+        // NaN and negatives read as 0 (every task), more than 1 as 1.
+        let ratio = if min_ratio.is_nan() { 0.0 } else { min_ratio.clamp(0.0, 1.0) };
         // One read per set of templates with the same thresholds, each with its own cut-offs:
         // a short-threshold template's stale tasks are never crowded out by older ones of
         // templates that allow more.
