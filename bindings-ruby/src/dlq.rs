@@ -102,7 +102,7 @@ impl Client {
     }
 
     fn staleness_report(ruby: &Ruby, rb_self: &Self, min_ratio: f64, limit: i64) -> Result<Value, Error> {
-        // The core scales a duration by it, which panics on NaN or infinity.
+        // The core scales durations by it (clamped to 0..=1), which panics on NaN.
         if !(min_ratio.is_finite() && min_ratio >= 0.0) {
             return Err(invalid_argument(
                 ruby,

@@ -90,7 +90,8 @@ module TaskerCore
     # @param poll_interval [Numeric, nil] fallback queue polling interval in seconds
     # @param dispatch_mode [String, Symbol, nil] "hybrid" (default), "event_driven" or "polling"
     # @param embedded_orchestration [Boolean] also run due retries and timeouts in this process
-    # @param worker_id [String, nil] recorded in audit rows (default host:pid)
+    # @param worker_id [String, nil] recorded in audit rows and in the registry of workers
+    #   ({Client#list_workers}, where this worker shows with language "ruby"; default host:pid)
     # @param shutdown_timeout [Numeric] default for {#stop}
     # @param around [#call, nil] called as `around.call(context) { run the handler }` around every
     #   attempt (the Railtie wraps handlers in the Rails executor with it)
