@@ -102,7 +102,7 @@ impl Client {
     }
 
     fn staleness_report(ruby: &Ruby, rb_self: &Self, min_ratio: f64, limit: i64) -> Result<Value, Error> {
-        // The core scales durations by it (clamped to 0..=1), which panics on NaN.
+        // A NaN or infinite ratio is a caller's mistake: say so (the core would read NaN as 0).
         if !(min_ratio.is_finite() && min_ratio >= 0.0) {
             return Err(invalid_argument(
                 ruby,
