@@ -180,6 +180,12 @@ fn before(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 impl Tasker {
     /// DLQ entries, newest first.
     pub async fn list_dlq(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>> {
+        if let Some(limit) = filter.limit.filter(|l| *l < 1) {
+            return Err(TaskerError::InvalidArgument(format!("limit must be at least 1, got {limit}")));
+        }
+        if let Some(offset) = filter.offset.filter(|o| *o < 0) {
+            return Err(TaskerError::InvalidArgument(format!("offset must not be negative, got {offset}")));
+        }
         self.store().list_dlq(filter).await
     }
 
