@@ -181,10 +181,14 @@ impl Tasker {
     /// DLQ entries, newest first.
     pub async fn list_dlq(&self, filter: &DlqFilter) -> Result<Vec<DlqEntry>> {
         if let Some(limit) = filter.limit.filter(|l| *l < 1) {
-            return Err(TaskerError::InvalidArgument(format!("limit must be at least 1, got {limit}")));
+            return Err(TaskerError::InvalidArgument(format!(
+                "limit must be at least 1, got {limit}"
+            )));
         }
         if let Some(offset) = filter.offset.filter(|o| *o < 0) {
-            return Err(TaskerError::InvalidArgument(format!("offset must not be negative, got {offset}")));
+            return Err(TaskerError::InvalidArgument(format!(
+                "offset must not be negative, got {offset}"
+            )));
         }
         self.store().list_dlq(filter).await
     }
@@ -323,7 +327,11 @@ impl Tasker {
         let now = Utc::now();
         let defaults = self.inner.recovery.staleness;
         // NaN and negatives read as 0 (every task), more than 1 as 1.
-        let ratio = if min_ratio.is_nan() { 0.0 } else { min_ratio.clamp(0.0, 1.0) };
+        let ratio = if min_ratio.is_nan() {
+            0.0
+        } else {
+            min_ratio.clamp(0.0, 1.0)
+        };
         // One read per set of templates with the same thresholds, each with its own cut-offs:
         // a short-threshold template's stale tasks are never crowded out by older ones of
         // templates that allow more.
