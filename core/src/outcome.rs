@@ -98,6 +98,10 @@ pub struct BatchCursor {
     pub batch_size: u64,
 }
 
+/// The most batches [`batch_cursors`] builds (far above any worker limit, so a mistaken total
+/// fails fast instead of filling memory).
+pub const MAX_BATCH_CURSORS: u64 = 100_000;
+
 /// Splits `total` items into batches of `batch_size` (the last one smaller): ids `"001"`,
 /// `"002"`, … (more digits past 999), cursors `[start, end)`. No items, no batches.
 pub fn batch_cursors(total: u64, batch_size: u64) -> Result<Vec<BatchCursor>, TaskerError> {
@@ -105,11 +109,16 @@ pub fn batch_cursors(total: u64, batch_size: u64) -> Result<Vec<BatchCursor>, Ta
         return Err(TaskerError::InvalidArgument("batch_size must be at least 1".into()));
     }
     let count = total.div_ceil(batch_size);
+    if count > MAX_BATCH_CURSORS {
+        return Err(TaskerError::InvalidArgument(format!(
+            "{total} items in batches of {batch_size} make {count} batches; at most {MAX_BATCH_CURSORS} are built"
+        )));
+    }
     let width = count.to_string().len().max(3);
     Ok((0..count)
         .map(|i| {
-            let start = i * batch_size;
-            let end = (start + batch_size).min(total);
+            let start = i.saturating_mul(batch_size);
+            let end = start.saturating_add(batch_size).min(total);
             BatchCursor {
                 batch_id: format!("{:0width$}", i + 1),
                 start_cursor: json!(start),

@@ -631,4 +631,7 @@ fn the_cursor_builder_splits_items_into_batches() {
     assert!(batch_cursors(0, 10).expect("empty").is_empty());
     assert_eq!(batch_cursors(1_000, 1).expect("many")[999].batch_id, "1000");
     assert!(batch_cursors(10, 0).is_err());
+    assert!(batch_cursors(u64::MAX, 1).is_err(), "refused, not built");
+    let huge = batch_cursors(u64::MAX, u64::MAX - 1).expect("two batches");
+    assert_eq!(huge[1].end_cursor, json!(u64::MAX));
 }

@@ -476,3 +476,90 @@ pub(crate) fn plan_steps(
     }
     planned
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::templates::CompiledTemplate;
+    use crate::store::TemplateRow;
+
+    fn compiled(yaml: &str) -> CompiledTemplate {
+        let loaded = crate::template::parse_str(yaml, None, "test").expect("template");
+        let row = TemplateRow {
+            id: 1,
+            namespace: loaded.template.namespace_name.clone(),
+            name: loaded.template.name.clone(),
+            version: loaded.template.version.clone(),
+            definition: serde_json::to_value(&loaded.template).expect("json"),
+            content_hash: String::new(),
+            source_path: None,
+            created_at: chrono::Utc::now(),
+        };
+        CompiledTemplate::from_row(&row).expect("compiled")
+    }
+
+    const TEMPLATE: &str = "name: t\nnamespace_name: ns\nversion: 1.0.0\nsteps:\n\
+        - { name: d, type: decision, handler: { callable: x } }\n\
+        - { name: b1, depends_on: [d], handler: { callable: x } }\n\
+        - { name: b, type: batchable, handler: { callable: x } }\n\
+        - { name: w, type: batch_worker, depends_on: [b], handler: { callable: x } }\n\
+        - { name: c, type: deferred_convergence, depends_on: [b1, w], handler: { callable: x } }\n";
+
+    #[test]
+    fn hostile_outcomes_fail_cleanly_and_never_panic() {
+        let t = compiled(TEMPLATE);
+        let limits = StepTypeLimits::default();
+        let hostile = [
+            json!(null),
+            json!(7),
+            json!("decision_point_outcome"),
+            json!({DECISION_KEY: null}),
+            json!({DECISION_KEY: {"type": 5}}),
+            json!({DECISION_KEY: {"type": "create_steps"}}),
+            json!({DECISION_KEY: {"type": "create_steps", "step_names": "b1"}}),
+            json!({DECISION_KEY: {"type": "create_steps", "step_names": [null, 1, {"x": []}]}}),
+            json!({DECISION_KEY: {"type": "create_steps", "step_names": ["d"]}}),
+            json!({BATCH_KEY: {"type": "create_batches"}}),
+            json!({BATCH_KEY: {"type": "create_batches", "worker_template_name": "w", "cursor_configs": {}}}),
+            json!({BATCH_KEY: {"type": "create_batches", "worker_template_name": "w", "worker_count": -1, "cursor_configs": []}}),
+            json!({BATCH_KEY: {"type": "create_batches", "worker_template_name": "w", "worker_count": 1e300, "cursor_configs": [{}]}}),
+            json!({BATCH_KEY: {"type": "create_batches", "worker_template_name": "w", "cursor_configs": [{"batch_id": true}]}}),
+            json!({BATCH_KEY: {"type": "create_batches", "worker_template_name": "w", "cursor_configs": [{"batch_id": 1, "start_cursor": 0}]}}),
+            json!({BATCH_KEY: {"type": "create_batches", "worker_template_name": "w", "cursor_configs": [{"batch_id": "1", "start_cursor": 0, "end_cursor": 1, "batch_size": -3}]}}),
+        ];
+        for step in ["d", "b"] {
+            for value in &hostile {
+                // Either an expansion or a permanent failure naming the problem; never a panic.
+                match check_outcome(&t, step, value, &limits) {
+                    Ok(_) => {}
+                    Err(f) => {
+                        assert!(!f.retryable);
+                        assert!(f.message.contains(&format!("'{step}'")), "{}", f.message);
+                    }
+                }
+            }
+        }
+        // Too many workers for the limit.
+        let many: Vec<Value> = (0..1_001)
+            .map(|i| json!({"batch_id": i, "start_cursor": i, "end_cursor": i + 1}))
+            .collect();
+        let outcome =
+            json!({BATCH_KEY: {"type": "create_batches", "worker_template_name": "w", "cursor_configs": many}});
+        let err = check_outcome(&t, "b", &outcome, &limits).expect_err("over the limit");
+        assert!(err.message.contains("the limit is 1000"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_task_starts_with_the_steps_that_need_no_choice() {
+        let t = compiled(TEMPLATE);
+        let names: Vec<String> = plan_steps(&t, &[], Vec::new()).into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["d", "b"]);
+    }
+
+    #[test]
+    fn instance_names_sort_in_order() {
+        assert_eq!(instance_name("w", 1, 3), "w_001");
+        assert_eq!(instance_name("w", 1000, 1000), "w_1000");
+        assert_eq!(instance_name("w", 7, 1000), "w_0007");
+    }
+}

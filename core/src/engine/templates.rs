@@ -35,7 +35,7 @@ pub struct CompiledTemplate {
 }
 
 impl CompiledTemplate {
-    fn from_row(row: &TemplateRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &TemplateRow) -> Result<Self> {
         let template: TaskTemplate = serde_json::from_value(row.definition.clone()).map_err(|e| {
             TaskerError::Corrupt(format!(
                 "stored template {}/{}@{} cannot be read: {e}",
