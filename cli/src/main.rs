@@ -54,6 +54,9 @@ enum Command {
     /// The dead-letter queue: tasks that need a human, their investigation, staleness.
     #[command(subcommand)]
     Dlq(recovery::DlqCommand),
+    /// The event catalog: every system event, its payload schema and an example.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Run orchestration (due retries, attempt timeouts, staleness detection) until Ctrl-C.
     Serve,
     /// Run a worker with the built-in Rust handlers until Ctrl-C / SIGTERM; `tasker worker list`
@@ -63,6 +66,18 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure latency and throughput on SQLite and PostgreSQL.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List the catalog (one line per event), or one event in full with its name.
+    Catalog {
+        /// Show this event's description, payload schema and example.
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +228,50 @@ fn no_hint(_: &TaskerError) -> Option<String> {
     None
 }
 
+/// `tasker events catalog [NAME] [--json]`: no database needed.
+fn events_catalog(name: Option<&str>, json: bool) -> ExitCode {
+    use tasker_core::events;
+    let chosen = match name {
+        None => events::catalog(),
+        Some(n) => match events::event_info(n) {
+            Some(e) => vec![e],
+            None => {
+                let names: Vec<String> = events::catalog().into_iter().map(|e| e.name).collect();
+                eprintln!(
+                    "error: no event '{n}' in the catalog; the events are: {}",
+                    names.join(", ")
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if json {
+        let doc = if name.is_some() {
+            serde_json::to_string_pretty(&chosen[0])
+        } else {
+            serde_json::to_string_pretty(&chosen)
+        };
+        match doc {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if name.is_some() {
+        let e = &chosen[0];
+        println!("{} ({})\n  {}", e.name, e.category, e.description);
+        println!("  payload schema: {}", e.payload_schema);
+        println!("  example: {}", e.example);
+    } else {
+        let width = chosen.iter().map(|e| e.name.len()).max().unwrap_or(0);
+        for e in &chosen {
+            println!("{:width$}  {:<8} {}", e.name, e.category, e.description, width = width);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Template(TemplateCommand::Validate { paths }) => Ok(validate(&paths)),
@@ -272,6 +331,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             tasker.close().await;
             code
         }
+        Command::Events(EventsCommand::Catalog { name, json }) => Ok(events_catalog(name.as_deref(), json)),
         Command::Serve => {
             let tasker = connect(&cli.database_url).await?;
             eprintln!("tasker serve: orchestrating {} (Ctrl-C to stop)", tasker.database());

@@ -14,6 +14,7 @@
 pub mod backoff;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod handler;
 pub mod limits;
 pub mod orchestrator;
