@@ -28,6 +28,7 @@ on_both_backends!(
     a_retried_worker_resumes_from_its_checkpoint,
     checkpoints_are_fenced_by_attempt,
     cancelling_a_task_cancels_its_created_steps,
+    operators_recover_created_steps_like_static_ones,
 );
 
 const NS: &str = "step_type_tests";
@@ -98,6 +99,9 @@ fn registry() -> HandlerRegistry {
             .ok_or_else(|| StepFailure::permanent("bad_input", "no batch"))?;
         if batch["is_no_op"] == json!(true) {
             return Ok(json!({"count": 0, "sum": 0, "no_op": true}));
+        }
+        if e.task_context["broken_batch"] == batch["batch_id"] {
+            return Err(StepFailure::permanent("Broken", "this batch's input is bad"));
         }
         if let Some(ms) = e.task_context["slow_ms"].as_u64() {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -558,6 +562,49 @@ async fn cancelling_a_task_cancels_its_created_steps(db: Db) {
         );
     }
     assert_eq!(step(&d, "aggregate").state, "cancelled");
+    worker.stop().await;
+    test_db.cleanup().await;
+}
+
+async fn operators_recover_created_steps_like_static_ones(db: Db) {
+    let (test_db, tasker, worker) = setup(db, None).await;
+    let task = create(
+        &tasker,
+        NS,
+        "batch_totals",
+        json!({"total": 30, "batch_size": 10, "broken_batch": "002"}),
+    )
+    .await;
+    let d = wait(&tasker, task).await;
+    assert_eq!(d.task.state, "error", "{d:#?}");
+    assert_eq!(step(&d, "process_batch_002").state, "error");
+    assert_eq!(step(&d, "aggregate").state, "pending");
+    let dlq = tasker
+        .list_dlq(&tasker_core::DlqFilter {
+            task_uuid: Some(task),
+            ..Default::default()
+        })
+        .await
+        .expect("dlq");
+    assert_eq!(dlq.len(), 1);
+    // The operator supplies the broken batch's result; the convergence adds it up.
+    tasker
+        .complete_step_manually(
+            task,
+            "process_batch_002",
+            json!({"count": 10, "sum": (10..20u64).sum::<u64>()}),
+            Value::Null,
+            "ops",
+            "recomputed by hand",
+        )
+        .await
+        .expect("complete by hand");
+    let d = wait(&tasker, task).await;
+    assert_eq!(d.task.state, "complete", "{d:#?}");
+    let aggregate = step(&d, "aggregate").results.clone().unwrap_or_default();
+    assert_eq!(aggregate["sum"], (0..30u64).sum::<u64>());
+    let entry = tasker.dlq_entry(dlq[0].entry_uuid).await.expect("entry");
+    assert_eq!((entry.status.as_str(), entry.resolved_by.as_deref()), ("manually_resolved", Some("ops")));
     worker.stop().await;
     test_db.cleanup().await;
 }
