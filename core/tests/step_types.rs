@@ -604,7 +604,10 @@ async fn operators_recover_created_steps_like_static_ones(db: Db) {
     let aggregate = step(&d, "aggregate").results.clone().unwrap_or_default();
     assert_eq!(aggregate["sum"], (0..30u64).sum::<u64>());
     let entry = tasker.dlq_entry(dlq[0].entry_uuid).await.expect("entry");
-    assert_eq!((entry.status.as_str(), entry.resolved_by.as_deref()), ("manually_resolved", Some("ops")));
+    assert_eq!(
+        (entry.status.as_str(), entry.resolved_by.as_deref()),
+        ("manually_resolved", Some("ops"))
+    );
     worker.stop().await;
     test_db.cleanup().await;
 }
