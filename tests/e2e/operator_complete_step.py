@@ -20,12 +20,19 @@ import tasker_core
 from tasker_core.errors import TaskerError
 
 
+def json_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e}): {text!r}") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--task", required=True, help="the task's uuid")
     parser.add_argument("--step", required=True, help="the step's name or uuid")
-    parser.add_argument("--result", required=True, type=json.loads, help="the step's result, as JSON")
+    parser.add_argument("--result", required=True, type=json_value, help="the step's result, as JSON")
     parser.add_argument("--by", required=True)
     parser.add_argument("--reason", required=True)
     parser.add_argument("--note", help="mark the task's open DLQ entry `investigating` with this note first")
