@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tasker_core::config;
 use tasker_core::state::TaskState;
 use tasker_core::template::{current_env, load_path};
-use tasker_core::{DispatchMode, TaskFilter, TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
+use tasker_core::{DispatchMode, TaskFilter, TaskRequest, Tasker, TaskerError, Worker};
 use uuid::Uuid;
 
 use failure::{Context, Failure};
@@ -54,6 +55,9 @@ enum Command {
     /// The dead-letter queue: tasks that need a human, their investigation, staleness.
     #[command(subcommand)]
     Dlq(recovery::DlqCommand),
+    /// Check, show (with each value's origin) or create the configuration tree.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The event catalog: every system event, its payload schema and an example.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -66,6 +70,35 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure latency and throughput on SQLite and PostgreSQL.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration tree (exit 1 and one line per problem).
+    Validate {
+        /// The environment [default: $TASKER_ENV, else development].
+        #[arg(long)]
+        env: Option<String>,
+        /// The tree's root [default: $TASKER_CONFIG_ROOT, else ./config/tasker].
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Print the merged configuration, each value with where it came from (secrets redacted).
+    Show {
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a commented starter tree (every key at its default); never overwrites.
+    Init {
+        /// Where [default: ./config/tasker].
+        #[arg(default_value = "config/tasker")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -175,14 +208,16 @@ struct WorkerArgs {
     /// Queue to claim from (repeatable).
     #[arg(long = "queue", required = true)]
     queues: Vec<String>,
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// Seconds a claimed step stays hidden from other workers (renewed while running).
-    #[arg(long, default_value_t = 30)]
-    lease_seconds: u64,
-    /// polling | event_driven | hybrid
-    #[arg(long, default_value = "hybrid")]
-    dispatch_mode: String,
+    /// Handler slots [default: worker.concurrency when configured, else 16].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Seconds a claimed step stays hidden from other workers (renewed while running)
+    /// [default: worker.lease_ms].
+    #[arg(long)]
+    lease_seconds: Option<u64>,
+    /// polling | event_driven | hybrid [default: worker.dispatch_mode].
+    #[arg(long)]
+    dispatch_mode: Option<String>,
     /// Do not run the orchestration loop in this process.
     #[arg(long)]
     no_orchestration: bool,
@@ -220,8 +255,107 @@ fn exit_quietly_on_broken_pipe() {
     }));
 }
 
+/// The configuration of `TASKER_ENV` under `TASKER_CONFIG_ROOT` (or `./config/tasker`), or
+/// the built-in defaults when there is none.
+fn load_config() -> Result<config::LoadedConfig, TaskerError> {
+    config::load(&config::config_env(), config::config_root(None).as_deref())
+}
+
+/// Connects with the configuration's options. The database is `--database-url`, else
+/// `TASKER_DATABASE_URL`, else `DATABASE_URL`, else the configuration's `database.url`, else
+/// the SQLite default.
 async fn connect(url: &Option<String>) -> Result<Tasker, TaskerError> {
-    Tasker::connect(url.as_deref()).await
+    let loaded = load_config()?;
+    let mut options = loaded.config.tasker_options();
+    let from_env = ["TASKER_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+    options.database_url = Some(
+        url.clone()
+            .or(from_env)
+            .or(options.database_url)
+            .unwrap_or_else(|| tasker_core::DEFAULT_DATABASE_URL.to_owned()),
+    );
+    Tasker::connect_with(options).await
+}
+
+/// `tasker config validate|show|init`.
+fn config_command(cmd: ConfigCommand) -> ExitCode {
+    let env_of = |e: Option<String>| e.unwrap_or_else(config::config_env);
+    match cmd {
+        ConfigCommand::Validate { env, root } => {
+            let env = env_of(env);
+            let root = config::config_root(root.as_deref());
+            match config::load(&env, root.as_deref()) {
+                Ok(loaded) => {
+                    match &loaded.root {
+                        Some(r) => println!(
+                            "configuration for '{env}' under {} is valid ({} file(s))",
+                            r.display(),
+                            loaded.files.len()
+                        ),
+                        None => println!("no configuration tree: the built-in defaults apply (and they are valid)"),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(TaskerError::Config(problems)) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        ConfigCommand::Show { env, root, json } => {
+            let env = env_of(env);
+            let root = config::config_root(root.as_deref());
+            let loaded = match config::load(&env, root.as_deref()) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let shown = loaded.shown();
+            if json {
+                match serde_json::to_string_pretty(&shown) {
+                    Ok(t) => println!("{t}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                let width = shown.iter().map(|s| s.key.len()).max().unwrap_or(0);
+                for s in &shown {
+                    println!(
+                        "{:width$}  {:<24}  {}",
+                        s.key,
+                        s.value.to_string(),
+                        s.origin,
+                        width = width
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        ConfigCommand::Init { dir } => match config::write_starter_tree(&dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 fn no_hint(_: &TaskerError) -> Option<String> {
@@ -331,6 +465,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             tasker.close().await;
             code
         }
+        Command::Config(cmd) => Ok(config_command(cmd)),
         Command::Events(EventsCommand::Catalog { name, json }) => Ok(events_catalog(name.as_deref(), json)),
         Command::Serve => {
             let tasker = connect(&cli.database_url).await?;
@@ -348,11 +483,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             run: args,
         }) => {
             let tasker = connect(&cli.database_url).await?;
-            let mut config = WorkerConfig::new(args.queues);
-            config.concurrency = args.concurrency;
-            config.lease = Duration::from_secs(args.lease_seconds);
-            config.dispatch_mode = args.dispatch_mode.parse::<DispatchMode>()?;
-            config.embedded_orchestration = !args.no_orchestration;
+            // Flags win over the configuration; the configuration over the CLI's own defaults.
+            let loaded = load_config()?;
+            let mut config = loaded.config.worker_config(&args.queues);
+            let configured = |k: &str| loaded.values.get(k).is_some_and(|(_, o)| *o != config::Origin::Default);
+            config.concurrency = match args.concurrency {
+                Some(n) => n,
+                None if configured("worker.concurrency") => config.concurrency,
+                None => 16,
+            };
+            if let Some(secs) = args.lease_seconds {
+                config.lease = Duration::from_secs(secs);
+            }
+            if let Some(mode) = &args.dispatch_mode {
+                config.dispatch_mode = mode.parse::<DispatchMode>()?;
+            }
+            if args.no_orchestration {
+                config.embedded_orchestration = false;
+            }
             let worker = Worker::start(&tasker, config).await?;
             eprintln!(
                 "tasker worker {}: queues {:?} on {}",

@@ -16,6 +16,11 @@ pub enum TaskerError {
     #[error("{}", format_template_problems(.0))]
     Template(Vec<TemplateProblem>),
 
+    /// The configuration files or `TASKER_<SECTION>__<KEY>` variables are invalid. Holds one
+    /// entry per problem, each naming the file or variable and the key.
+    #[error("{}", format_config_problems(.0))]
+    Config(Vec<crate::config::ConfigProblem>),
+
     /// The task context failed the template's `input_schema` or a size limit.
     #[error("invalid task context: {0}")]
     Validation(#[from] ValidationError),
@@ -148,6 +153,16 @@ fn format_template_problems(problems: &[TemplateProblem]) -> String {
     }
 }
 
+fn format_config_problems(problems: &[crate::config::ConfigProblem]) -> String {
+    match problems {
+        [one] => format!("invalid configuration: {one}"),
+        many => {
+            let lines: Vec<String> = many.iter().map(|p| format!("  - {p}")).collect();
+            format!("invalid configuration ({} problems):\n{}", many.len(), lines.join("\n"))
+        }
+    }
+}
+
 /// The task context was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", if path.is_empty() { String::new() } else { format!("at '{path}': ") })]
@@ -162,6 +177,7 @@ impl TaskerError {
     pub fn code(&self) -> &'static str {
         match self {
             TaskerError::Template(_) => "template_invalid",
+            TaskerError::Config(_) => "config_invalid",
             TaskerError::Validation(_) => "validation_failed",
             TaskerError::TemplateNotFound { .. } => "template_not_found",
             TaskerError::TemplateConflict { .. } => "template_conflict",

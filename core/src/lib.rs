@@ -12,6 +12,7 @@
 //! * [`testing`]: unit-testing handlers without a database.
 
 pub mod backoff;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -997,7 +997,7 @@ fn closest_field<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
 
 /// Optimal string alignment distance: insertions, deletions, substitutions and transpositions
 /// of adjacent characters each cost 1.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let width = b.len() + 1;

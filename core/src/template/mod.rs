@@ -7,6 +7,7 @@ mod validate;
 
 use std::path::PathBuf;
 
+pub(crate) use load::edit_distance;
 pub use load::{current_env, load_path, parse_str};
 pub use model::{BackoffKind, HandlerSpec, RetryPolicy, StepTemplate, StepType, TaskTemplate};
 pub(crate) use validate::instance_of;
