@@ -261,22 +261,10 @@ fn load_config() -> Result<config::LoadedConfig, TaskerError> {
     config::load(&config::config_env(), config::config_root(None).as_deref())
 }
 
-/// Connects with the configuration's options. The database is `--database-url`, else
-/// `TASKER_DATABASE_URL`, else `DATABASE_URL`, else the configuration's `database.url`, else
-/// the SQLite default.
+/// Connects with the configuration's options (see [`config::connect_options`] for which
+/// database: `--database-url` comes first).
 async fn connect(url: &Option<String>) -> Result<Tasker, TaskerError> {
-    let loaded = load_config()?;
-    let mut options = loaded.config.tasker_options();
-    let from_env = ["TASKER_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
-    options.database_url = Some(
-        url.clone()
-            .or(from_env)
-            .or(options.database_url)
-            .unwrap_or_else(|| tasker_core::DEFAULT_DATABASE_URL.to_owned()),
-    );
-    Tasker::connect_with(options).await
+    Tasker::connect_with(config::connect_options(url.as_deref())?).await
 }
 
 /// `tasker config validate|show|init`.

@@ -389,6 +389,31 @@ pub fn config_env() -> String {
         .unwrap_or_else(|| "development".into())
 }
 
+/// The configuration this process runs with: `TASKER_ENV` under [`config_root`], with this
+/// process's environment variables (the built-in defaults when there is no tree).
+pub fn load_current() -> Result<LoadedConfig> {
+    load(&config_env(), config_root(None).as_deref())
+}
+
+/// The engine options every entry point (CLI, bindings) connects with: the current
+/// configuration, with the database `explicit`, else `TASKER_DATABASE_URL`, else
+/// `DATABASE_URL`, else `database.url`, else [`crate::DEFAULT_DATABASE_URL`].
+pub fn connect_options(explicit_url: Option<&str>) -> Result<TaskerOptions> {
+    let loaded = load_current()?;
+    let mut options = loaded.config.tasker_options();
+    let from_env = ["TASKER_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+    options.database_url = Some(
+        explicit_url
+            .map(str::to_owned)
+            .or(from_env)
+            .or(options.database_url)
+            .unwrap_or_else(|| crate::DEFAULT_DATABASE_URL.to_owned()),
+    );
+    Ok(options)
+}
+
 /// Loads the configuration of `env` under `root` (see [`config_root`]), with this process's
 /// environment variables.
 pub fn load(env: &str, root: Option<&Path>) -> Result<LoadedConfig> {
