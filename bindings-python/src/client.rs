@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use serde_json::Value;
 use tasker_core::state::{NamedState, TaskState};
 use tasker_core::{
-    runtime, DlqFilter, DlqReason, DlqStatus, TaskFilter, TaskRequest, Tasker, TaskerError, TaskerOptions,
+    runtime, DlqFilter, DlqReason, DlqStatus, TaskFilter, TaskRequest, Tasker, TaskerError,
 };
 use uuid::Uuid;
 
@@ -79,24 +79,29 @@ pub struct NativeClient {
 
 #[pymethods]
 impl NativeClient {
-    /// Connects (running migrations). `database_url=None` resolves like the CLI does.
+    /// Connects (running migrations) with the options the CLI uses
+    /// (`tasker_core::config::connect_options`: the configuration files and
+    /// `TASKER_<SECTION>__<KEY>` variables, the database from `database_url`, else
+    /// `TASKER_DATABASE_URL`, else `DATABASE_URL`, else `database.url`, else `./tasker.db`).
+    /// `max_connections`, when given, overrides `database.max_connections`.
     #[staticmethod]
-    #[pyo3(signature = (database_url=None, max_connections=10))]
-    fn connect(py: Python<'_>, database_url: Option<String>, max_connections: u32) -> PyResult<Self> {
-        let options = TaskerOptions {
-            database_url,
-            max_connections,
-            ..TaskerOptions::default()
-        };
+    #[pyo3(signature = (database_url=None, max_connections=None))]
+    fn connect(py: Python<'_>, database_url: Option<String>, max_connections: Option<u32>) -> PyResult<Self> {
+        let mut options = tasker_core::config::connect_options(database_url.as_deref()).map_py()?;
+        if let Some(m) = max_connections {
+            options.max_connections = m;
+        }
         let tasker = block(py, move || Tasker::connect_with(options))?;
         Ok(Self { tasker })
     }
 
-    /// The database URL `connect(None)` would use.
+    /// The database URL `connect(explicit)` would use (reads the configuration, so an invalid
+    /// one raises).
     #[staticmethod]
     #[pyo3(signature = (explicit=None))]
-    fn resolve_database_url(explicit: Option<&str>) -> String {
-        tasker_core::resolve_database_url(explicit)
+    fn resolve_database_url(explicit: Option<&str>) -> PyResult<String> {
+        let options = tasker_core::config::connect_options(explicit).map_py()?;
+        Ok(tasker_core::resolve_database_url(options.database_url.as_deref()))
     }
 
     /// Where this client is connected, without credentials.
@@ -453,4 +458,18 @@ impl NativeClient {
         py.detach(|| runtime::block_on(async move { tasker.close().await }))
             .map_py()
     }
+}
+
+/// The configuration this process runs with (`tasker_core::config::load_current`), as JSON:
+/// `{"env", "root", "files", "values": [{"key", "value", "origin": {"kind", ...}}]}`, secrets
+/// redacted (`values` is what `tasker config show --json` prints).
+#[pyfunction]
+pub fn load_config() -> PyResult<String> {
+    let loaded = tasker_core::config::load_current().map_py()?;
+    to_json(&serde_json::json!({
+        "env": loaded.env,
+        "root": loaded.root.as_ref().map(|r| r.display().to_string()),
+        "files": loaded.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "values": loaded.shown(),
+    }))
 }

@@ -36,6 +36,7 @@ impl<T> MapPy<T> for Result<T, TaskerError> {
 fn class_name(err: &TaskerError) -> &'static str {
     match err {
         TaskerError::Template(_) => "TemplateError",
+        TaskerError::Config(_) => "ConfigurationError",
         TaskerError::Validation(_) => "ValidationError",
         TaskerError::TemplateNotFound { .. } => "TemplateNotFound",
         TaskerError::TemplateConflict { .. } => "TemplateConflict",
@@ -72,6 +73,17 @@ fn build(py: Python<'_>, err: &TaskerError) -> PyResult<PyErr> {
                 d.set_item("template", p.template.as_deref())?;
                 d.set_item("step", p.step.as_deref())?;
                 d.set_item("field", p.field.as_deref())?;
+                d.set_item("message", &p.message)?;
+                list.append(d)?;
+            }
+            kwargs.set_item("problems", list)?;
+        }
+        TaskerError::Config(problems) => {
+            let list = PyList::empty(py);
+            for p in problems {
+                let d = PyDict::new(py);
+                d.set_item("source", &p.source)?;
+                d.set_item("key", &p.key)?;
                 d.set_item("message", &p.message)?;
                 list.append(d)?;
             }

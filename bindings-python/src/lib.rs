@@ -13,6 +13,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<client::NativeClient>()?;
     m.add_class::<worker::NativeWorker>()?;
+    m.add_class::<worker::WorkerSettings>()?;
+    m.add_function(wrap_pyfunction!(client::load_config, m)?)?;
     m.add_class::<worker::NativeCancelSignal>()?;
     m.add("MAX_JSON_BYTES", tasker_core::limits::MAX_JSON_BYTES)?;
     m.add("MAX_JSON_DEPTH", tasker_core::limits::MAX_JSON_DEPTH)?;

@@ -40,6 +40,97 @@ impl NativeCancelSignal {
     }
 }
 
+/// A worker's settings, built the way the CLI builds them: the configuration
+/// (`tasker_core::config::load_current`, so `TASKER_CONFIG_ROOT` / `./config/tasker` files and
+/// `TASKER_WORKER__*` variables apply) gives every value, then each argument passed here (not
+/// `None`) overrides its key. `queues` are added to the configured `worker.queues`.
+#[pyclass(module = "tasker_core._native", frozen)]
+pub struct WorkerSettings {
+    config: WorkerConfig,
+}
+
+#[pymethods]
+impl WorkerSettings {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (queues, concurrency=None, lease_seconds=None, dispatch_mode=None, poll_interval_seconds=None, embedded_orchestration=None, worker_id=None))]
+    fn new(
+        queues: Vec<String>,
+        concurrency: Option<usize>,
+        lease_seconds: Option<f64>,
+        dispatch_mode: Option<&str>,
+        poll_interval_seconds: Option<f64>,
+        embedded_orchestration: Option<bool>,
+        worker_id: Option<String>,
+    ) -> PyResult<Self> {
+        let loaded = tasker_core::config::load_current().map_py()?;
+        let mut config = loaded.config.worker_config(&queues);
+        if let Some(c) = concurrency {
+            config.concurrency = c;
+        }
+        if let Some(s) = lease_seconds {
+            config.lease = seconds("lease_seconds", s)?;
+        }
+        if let Some(mode) = dispatch_mode {
+            config.dispatch_mode = mode.parse::<DispatchMode>().map_py()?;
+        }
+        if let Some(s) = poll_interval_seconds {
+            config.poll_interval = Some(seconds("poll_interval", s)?);
+        }
+        if let Some(e) = embedded_orchestration {
+            config.embedded_orchestration = e;
+        }
+        // Shown by `list_workers`: the handlers behind this worker are Python's.
+        config.language = "python".into();
+        if let Some(id) = worker_id {
+            config.worker_id = id;
+        }
+        Ok(Self { config })
+    }
+
+    /// The given queues after the configured ones (`worker.queues`), without duplicates.
+    #[getter]
+    fn queues(&self) -> Vec<String> {
+        self.config.queues.clone()
+    }
+
+    #[getter]
+    fn concurrency(&self) -> usize {
+        self.config.concurrency
+    }
+
+    #[getter]
+    fn lease_seconds(&self) -> f64 {
+        self.config.lease.as_secs_f64()
+    }
+
+    /// `"hybrid"`, `"polling"` or `"event_driven"`.
+    #[getter]
+    fn dispatch_mode(&self) -> &'static str {
+        match self.config.dispatch_mode {
+            DispatchMode::Polling => "polling",
+            DispatchMode::EventDriven => "event_driven",
+            DispatchMode::Hybrid => "hybrid",
+        }
+    }
+
+    /// `None`: the engine's default for the backend.
+    #[getter]
+    fn poll_interval_seconds(&self) -> Option<f64> {
+        self.config.poll_interval.map(|d| d.as_secs_f64())
+    }
+
+    #[getter]
+    fn embedded_orchestration(&self) -> bool {
+        self.config.embedded_orchestration
+    }
+
+    #[getter]
+    fn worker_id(&self) -> String {
+        self.config.worker_id.clone()
+    }
+}
+
 /// A running worker claiming steps from its queues.
 #[pyclass(module = "tasker_core._native", frozen)]
 pub struct NativeWorker {
@@ -48,32 +139,10 @@ pub struct NativeWorker {
 
 #[pymethods]
 impl NativeWorker {
-    /// Starts claiming (background tasks on the core's runtime).
+    /// Starts claiming (background tasks on the core's runtime) with `settings`.
     #[staticmethod]
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (client, queues, concurrency=8, lease_seconds=30.0, dispatch_mode="hybrid", poll_interval_seconds=None, embedded_orchestration=true, worker_id=None))]
-    fn start(
-        py: Python<'_>,
-        client: &NativeClient,
-        queues: Vec<String>,
-        concurrency: usize,
-        lease_seconds: f64,
-        dispatch_mode: &str,
-        poll_interval_seconds: Option<f64>,
-        embedded_orchestration: bool,
-        worker_id: Option<String>,
-    ) -> PyResult<Self> {
-        let mut config = WorkerConfig::new(queues);
-        config.concurrency = concurrency;
-        config.lease = seconds("lease_seconds", lease_seconds)?;
-        config.dispatch_mode = dispatch_mode.parse::<DispatchMode>().map_py()?;
-        config.poll_interval = poll_interval_seconds.map(|s| seconds("poll_interval", s)).transpose()?;
-        config.embedded_orchestration = embedded_orchestration;
-        // Shown by `list_workers`: the handlers behind this worker are Python's.
-        config.language = "python".into();
-        if let Some(id) = worker_id {
-            config.worker_id = id;
-        }
+    fn start(py: Python<'_>, client: &NativeClient, settings: &WorkerSettings) -> PyResult<Self> {
+        let config = settings.config.clone();
         let tasker = client.tasker.clone();
         let worker = block(py, move || async move { Worker::start(&tasker, config).await })?;
         Ok(Self { worker })

@@ -41,7 +41,7 @@ def _other_thread_progresses_during(blocking_call) -> bool:
 
 def test_poll_releases_the_gil(client, namespace, register):
     register("linear")  # creates the queue; no task is created, so poll waits idle
-    native = _native.NativeWorker.start(client._native, [namespace], 1)
+    native = _native.NativeWorker.start(client._native, _native.WorkerSettings([namespace], 1))
     try:
         results = []
         assert _other_thread_progresses_during(lambda: results.append(native.poll(3000)))

@@ -34,7 +34,9 @@ from .client import (
     connect,
     connect_async,
 )
+from .configuration import Configuration, ConfigValue, config
 from .errors import (
+    ConfigurationError,
     DlqEntryNotFound,
     Fenced,
     HandlerNotFound,
@@ -56,7 +58,9 @@ from .worker import ShutdownReport, Worker
 
 def resolve_database_url(database_url: "str | None" = None) -> str:
     """The database :func:`connect` uses for ``database_url``: it, else
-    ``TASKER_DATABASE_URL``, else ``DATABASE_URL``, else ``sqlite://./tasker.db``."""
+    ``TASKER_DATABASE_URL``, else ``DATABASE_URL``, else the configuration's ``database.url``,
+    else ``sqlite://./tasker.db``. Raises :class:`ConfigurationError` when the configuration
+    is invalid."""
     from . import _native
 
     return _native.NativeClient.resolve_database_url(database_url)
@@ -67,6 +71,9 @@ __all__ = [
     "connect",
     "connect_async",
     "resolve_database_url",
+    "config",
+    "Configuration",
+    "ConfigValue",
     "Client",
     "Task",
     "Step",
@@ -95,6 +102,7 @@ __all__ = [
     "errors",
     "TaskerError",
     "TemplateError",
+    "ConfigurationError",
     "TemplateNotFound",
     "ValidationError",
     "TaskNotFound",

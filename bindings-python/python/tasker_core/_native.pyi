@@ -5,15 +5,28 @@ Internal: values cross as JSON text; use the ``tasker_core`` package instead.
 
 from typing import List, Optional, Tuple, final
 
-__all__ = ["__version__", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "NativeClient", "NativeWorker", "NativeCancelSignal"]
+__all__ = [
+    "__version__",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "NativeClient",
+    "NativeWorker",
+    "NativeCancelSignal",
+    "WorkerSettings",
+    "load_config",
+]
 __version__: str
 MAX_JSON_BYTES: int
 MAX_JSON_DEPTH: int
 
+# The loaded configuration as JSON ({"env", "root", "files", "values": [...]}); raises
+# tasker_core.errors.ConfigurationError when it is invalid.
+def load_config() -> str: ...
+
 @final
 class NativeClient:
     @staticmethod
-    def connect(database_url: Optional[str] = None, max_connections: int = 10) -> NativeClient: ...
+    def connect(database_url: Optional[str] = None, max_connections: Optional[int] = None) -> NativeClient: ...
     @staticmethod
     def resolve_database_url(explicit: Optional[str] = None) -> str: ...
     @property
@@ -75,19 +88,38 @@ class NativeClient:
     def list_workers(self) -> str: ...
     def close(self) -> None: ...
 
+# The configuration's worker settings with the non-None arguments applied.
+@final
+class WorkerSettings:
+    def __new__(
+        cls,
+        queues: List[str],
+        concurrency: Optional[int] = None,
+        lease_seconds: Optional[float] = None,
+        dispatch_mode: Optional[str] = None,
+        poll_interval_seconds: Optional[float] = None,
+        embedded_orchestration: Optional[bool] = None,
+        worker_id: Optional[str] = None,
+    ) -> WorkerSettings: ...
+    @property
+    def queues(self) -> List[str]: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def lease_seconds(self) -> float: ...
+    @property
+    def dispatch_mode(self) -> str: ...
+    @property
+    def poll_interval_seconds(self) -> Optional[float]: ...
+    @property
+    def embedded_orchestration(self) -> bool: ...
+    @property
+    def worker_id(self) -> str: ...
+
 @final
 class NativeWorker:
     @staticmethod
-    def start(
-        client: NativeClient,
-        queues: List[str],
-        concurrency: int = 8,
-        lease_seconds: float = 30.0,
-        dispatch_mode: str = "hybrid",
-        poll_interval_seconds: Optional[float] = None,
-        embedded_orchestration: bool = True,
-        worker_id: Optional[str] = None,
-    ) -> NativeWorker: ...
+    def start(client: NativeClient, settings: WorkerSettings) -> NativeWorker: ...
     # Raises tasker_core.errors.WorkerFailed once a background task of the worker died.
     def poll(self, timeout_ms: int) -> Optional[str]: ...
     def complete(self, event_id: int, outcome_json: str) -> None: ...

@@ -4,7 +4,7 @@
 
     import tasker_core
 
-    client = tasker_core.connect()            # TASKER_DATABASE_URL / DATABASE_URL / ./tasker.db
+    client = tasker_core.connect()            # TASKER_DATABASE_URL / DATABASE_URL / config / ./tasker.db
     client.register_templates("templates/")
     task = client.create_task("orders", "process_order", context={"order_id": 7})
     done = task.wait(timeout=60)
@@ -52,16 +52,23 @@ _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 _I64_MAX = 2**63 - 1
 
 
-def connect(database_url: Optional[str] = None, *, max_connections: int = 10) -> Client:
+def connect(database_url: Optional[str] = None, *, max_connections: Optional[int] = None) -> Client:
     """Connects to the engine's database (running migrations when needed).
+
+    The engine's options come from the configuration, as for the ``tasker`` CLI (files under
+    ``TASKER_CONFIG_ROOT`` or ``./config/tasker``, and ``TASKER_<SECTION>__<KEY>`` variables;
+    see ``docs/configuration.md``); the arguments given here win over it.
 
     Args:
         database_url: ``sqlite://path/to/file.db``, a plain file path, or ``postgres://…``.
-            ``None`` uses ``TASKER_DATABASE_URL``, then ``DATABASE_URL``, then
-            ``sqlite://./tasker.db`` — the same default as the ``tasker`` CLI.
-        max_connections: PostgreSQL pool size.
+            ``None`` uses ``TASKER_DATABASE_URL``, then ``DATABASE_URL``, then the
+            configuration's ``database.url``, then ``sqlite://./tasker.db`` — the same order as
+            the ``tasker`` CLI.
+        max_connections: PostgreSQL pool size (``None``: ``database.max_connections``,
+            default 10).
 
     Raises:
+        ConfigurationError: the configuration is invalid.
         InvalidDatabaseUrl: the URL is malformed or its scheme unsupported.
         DatabaseConnectionError: the database cannot be reached.
     """
@@ -69,12 +76,14 @@ def connect(database_url: Optional[str] = None, *, max_connections: int = 10) ->
         database_url = os.fspath(database_url)
         if not isinstance(database_url, str):
             raise TypeError(f"database_url must be a str, got {type(database_url).__name__}")
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or not 1 <= max_connections <= 10_000:
+    if max_connections is not None and (
+        isinstance(max_connections, bool) or not isinstance(max_connections, int) or not 1 <= max_connections <= 10_000
+    ):
         raise InvalidArgument(f"max_connections must be an int between 1 and 10000, got {max_connections!r}")
     return Client(_native.NativeClient.connect(database_url, max_connections))
 
 
-async def connect_async(database_url: Optional[str] = None, *, max_connections: int = 10) -> Client:
+async def connect_async(database_url: Optional[str] = None, *, max_connections: Optional[int] = None) -> Client:
     """:func:`connect` for asyncio code."""
     return await asyncio.to_thread(connect, database_url, max_connections=max_connections)
 

@@ -25,6 +25,8 @@ __all__ = [
     "TemplateProblem",
     "TemplateNotFound",
     "TemplateConflict",
+    "ConfigurationError",
+    "ConfigProblem",
     "ValidationError",
     "TaskNotFound",
     "StepNotFound",
@@ -113,6 +115,46 @@ class TemplateError(TaskerError, ValueError):
 
     def __init__(self, message: str = "", *, code: Optional[str] = None, problems: Any = (), **details: Any) -> None:
         items = [p if isinstance(p, TemplateProblem) else TemplateProblem(**p) for p in problems]
+        super().__init__(message, code=code, problems=items, **details)
+
+
+class ConfigProblem:
+    """One problem with the configuration: the file or environment variable at fault
+    (``source``), the key (``section.key``, the section, or ``-``) and what is wrong."""
+
+    __slots__ = ("source", "key", "message")
+
+    def __init__(self, message: str, source: str = "", key: str = "") -> None:
+        self.message = message
+        self.source = source
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.key}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"ConfigProblem(source={self.source!r}, key={self.key!r}, message={self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConfigProblem) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+
+class ConfigurationError(TaskerError, ValueError):
+    """The configuration (``TASKER_CONFIG_ROOT`` or ``./config/tasker`` files, or
+    ``TASKER_<SECTION>__<KEY>`` variables) is invalid: an unknown file, section or key, a
+    wrong type, a value out of range, a missing ``${VAR}``. Raised by :func:`~tasker_core.connect`,
+    :class:`~tasker_core.Worker` and :func:`~tasker_core.config`.
+
+    Attributes:
+        problems: one :class:`ConfigProblem` per problem (source, key, message); the message
+            lists them all.
+    """
+
+    default_code = "config_invalid"
+    problems: List[ConfigProblem]
+
+    def __init__(self, message: str = "", *, code: Optional[str] = None, problems: Any = (), **details: Any) -> None:
+        items = [p if isinstance(p, ConfigProblem) else ConfigProblem(**p) for p in problems]
         super().__init__(message, code=code, problems=items, **details)
 
 

@@ -92,17 +92,29 @@ class Worker:
             class path ``module.QualName`` and their bare name), a ``{name: handler}`` mapping,
             or a :class:`~tasker_core.handler.HandlerRegistry`. Handlers registered with
             :func:`~tasker_core.step_handler` and importable class paths are found too.
-        concurrency: steps run at once.
+        concurrency: steps run at once (default: ``worker.concurrency``, 8).
         threads: threads that poll and run sync handlers (default: ``concurrency``). Fewer
             threads than ``concurrency`` suits async handlers, which run on the worker's
             event loop and do not hold a thread while they await.
         lease_seconds: how long a claimed step stays invisible to other workers; renewed
-            while its handler runs.
-        dispatch_mode: ``"hybrid"`` (default), ``"event_driven"`` or ``"polling"``.
-        poll_interval: fallback polling interval in seconds (default: engine's).
-        embedded_orchestration: also run the engine's retry/timeout loop in this process.
+            while its handler runs (default: ``worker.lease_ms``, 30 s).
+        dispatch_mode: ``"hybrid"``, ``"event_driven"`` or ``"polling"`` (default:
+            ``worker.dispatch_mode``, hybrid).
+        poll_interval: fallback polling interval in seconds (default:
+            ``worker.poll_interval_ms``, else the engine's for the backend).
+        embedded_orchestration: also run the engine's retry/timeout loop in this process
+            (default: ``worker.embedded_orchestration``, true).
         worker_id: recorded in the audit trail (default ``host:pid``).
         shutdown_timeout: default for :meth:`stop`.
+
+    Every option left out (``None``) comes from the configuration, as for the ``tasker worker``
+    command (files under ``TASKER_CONFIG_ROOT`` or ``./config/tasker``, ``TASKER_WORKER__*``
+    variables; see ``docs/configuration.md``); the defaults in parentheses apply without one.
+    ``queues`` are added to the configured ``worker.queues``. The configuration is read when
+    the worker is created.
+
+    Raises:
+        ConfigurationError: the configuration is invalid.
     """
 
     def __init__(
@@ -110,13 +122,13 @@ class Worker:
         client: Client,
         queues: Sequence[str],
         handlers: Handlers = None,
-        concurrency: int = 8,
+        concurrency: Optional[int] = None,
         *,
         threads: Optional[int] = None,
-        lease_seconds: float = 30.0,
-        dispatch_mode: str = "hybrid",
+        lease_seconds: Optional[float] = None,
+        dispatch_mode: Optional[str] = None,
         poll_interval: Optional[float] = None,
-        embedded_orchestration: bool = True,
+        embedded_orchestration: Optional[bool] = None,
         worker_id: Optional[str] = None,
         shutdown_timeout: float = 30.0,
     ) -> None:
@@ -125,28 +137,33 @@ class Worker:
         if isinstance(queues, str):
             queues = [queues]
         queue_list = list(queues)
-        if not queue_list:
-            raise InvalidArgument("a worker needs at least one queue")
         for q in queue_list:
             if not isinstance(q, str):
                 raise TypeError(f"queue names must be str, got {type(q).__name__} {q!r}")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000:
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 10_000
+        ):
             raise InvalidArgument(f"concurrency must be an int between 1 and 10000, got {concurrency!r}")
+        self._settings = _native.WorkerSettings(
+            queue_list,
+            concurrency,
+            lease_seconds=None if lease_seconds is None else float(lease_seconds),
+            dispatch_mode=dispatch_mode,
+            poll_interval_seconds=None if poll_interval is None else float(poll_interval),
+            embedded_orchestration=None if embedded_orchestration is None else bool(embedded_orchestration),
+            worker_id=worker_id,
+        )
+        if not self._settings.queues:
+            raise InvalidArgument("a worker needs at least one queue (none given, none in worker.queues)")
+        concurrency = self._settings.concurrency
         if threads is None:
             threads = concurrency
         if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= concurrency:
             raise InvalidArgument(f"threads must be an int between 1 and concurrency ({concurrency}), got {threads!r}")
         self._threads_wanted = threads
         self._client = client
-        self._queues = queue_list
+        self._queues = self._settings.queues
         self._concurrency = concurrency
-        self._options: Dict[str, Any] = dict(
-            lease_seconds=float(lease_seconds),
-            dispatch_mode=dispatch_mode,
-            poll_interval_seconds=None if poll_interval is None else float(poll_interval),
-            embedded_orchestration=bool(embedded_orchestration),
-            worker_id=worker_id,
-        )
         self._shutdown_timeout = float(shutdown_timeout)
         self._registry = _as_registry(handlers)
         self._resolver = Resolver(self._registry)
@@ -181,7 +198,29 @@ class Worker:
 
     @property
     def concurrency(self) -> int:
+        """Steps run at once: the argument, else the configured ``worker.concurrency``."""
         return self._concurrency
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._settings.lease_seconds
+
+    @property
+    def dispatch_mode(self) -> str:
+        return self._settings.dispatch_mode
+
+    @property
+    def poll_interval(self) -> Optional[float]:
+        """``None``: the engine's default for the backend."""
+        return self._settings.poll_interval_seconds
+
+    @property
+    def embedded_orchestration(self) -> bool:
+        return self._settings.embedded_orchestration
+
+    @property
+    def worker_id(self) -> str:
+        return self._settings.worker_id
 
     @property
     def registry(self) -> HandlerRegistry:
@@ -205,9 +244,7 @@ class Worker:
         with self._lifecycle:
             if self._native is not None:
                 raise RuntimeError("this worker was already started (a Worker runs once)")
-            self._native = _native.NativeWorker.start(
-                self._client._native, self._queues, self._concurrency, **self._options
-            )
+            self._native = _native.NativeWorker.start(self._client._native, self._settings)
             self._start_loop()
             for i in range(self._threads_wanted):
                 t = threading.Thread(target=self._poll_loop, name=f"tasker-worker-{i}", daemon=True)
