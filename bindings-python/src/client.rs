@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use serde_json::Value;
 use tasker_core::state::{NamedState, TaskState};
-use tasker_core::{
-    runtime, DlqFilter, DlqReason, DlqStatus, TaskFilter, TaskRequest, Tasker, TaskerError,
-};
+use tasker_core::{runtime, DlqFilter, DlqReason, DlqStatus, TaskFilter, TaskRequest, Tasker, TaskerError};
 use uuid::Uuid;
 
 use crate::error::MapPy;
