@@ -20,8 +20,16 @@ export declare class NativeCancelSignal {
 
 /** A connection to the engine's database. */
 export declare class NativeClient {
-  /** Connects (running migrations). `databaseUrl` resolves like the CLI's when absent. */
-  static connect(databaseUrl?: string | undefined | null): Promise<NativeClient>
+  /**
+   * Connects (running migrations) with the options the configuration gives
+   * (`tasker_core::config::connect_options`, as the CLI does): built-in defaults < config
+   * files < `TASKER_<SECTION>__<KEY>` variables < the explicit arguments here. `databaseUrl`
+   * resolves like the CLI's when absent.
+   *
+   * The configuration is read here, synchronously: an invalid one throws (`config_invalid`)
+   * before any promise exists, and the environment read is the one at the time of the call.
+   */
+  static connect(databaseUrl?: string | undefined | null, maxConnections?: number | undefined | null): Promise<NativeClient>
   /** The database, without credentials. */
   get database(): string
   /** Registers every template in a file or directory; resolves to JSON of what was registered. */
@@ -89,7 +97,10 @@ export declare class NativeClient {
 
 /** A running worker of the core. Every event handed out by `poll` must be completed once. */
 export declare class NativeWorker {
-  /** Starts claiming steps from the configured queues. */
+  /**
+   * Starts claiming steps from the configured queues. The configuration is read here,
+   * synchronously: an invalid one throws (`config_invalid`).
+   */
   static start(client: NativeClient, configJson: string): Promise<NativeWorker>
   /**
    * Waits up to `timeoutMs` for step events and resolves to a JSON array of at most `max`
@@ -113,6 +124,11 @@ export declare class NativeWorker {
   cancelSignal(eventId: number): NativeCancelSignal | null
   /** Whether the handler of `eventId` should stop (see `cancelSignal`). */
   isCancelled(eventId: number): boolean
+  /**
+   * Handler slots: the explicit `concurrency`, else the configured one. The TypeScript layer
+   * runs at most this many handlers at once.
+   */
+  get concurrency(): number
   /** Whether shutdown has begun. */
   get shuttingDown(): boolean
   /**
@@ -129,6 +145,13 @@ export declare class NativeWorker {
  * — the same thread hops, conversions and promise settlement as one poll plus one complete.
  */
 export declare function hopProbe(eventJson: string, outcomeJson: string): Promise<string>
+
+/**
+ * The values `tasker config show` prints: JSON of `[{key, value, origin}]` for every key with
+ * a value, secrets redacted. Read now (files and environment), synchronously: it is a few
+ * small files.
+ */
+export declare function loadConfig(): string
 
 /** The engine's size limit for stored JSON values, in bytes (serialized, compact). */
 export declare const MAX_JSON_BYTES: number

@@ -839,5 +839,6 @@ module.exports.NativeCancelSignal = nativeBinding.NativeCancelSignal
 module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.NativeWorker = nativeBinding.NativeWorker
 module.exports.hopProbe = nativeBinding.hopProbe
+module.exports.loadConfig = nativeBinding.loadConfig
 module.exports.MAX_JSON_BYTES = nativeBinding.MAX_JSON_BYTES
 module.exports.MAX_JSON_DEPTH = nativeBinding.MAX_JSON_DEPTH

@@ -59,14 +59,25 @@ pub(crate) fn parse_uuid(what: &str, s: &str) -> napi::Result<Uuid> {
 
 #[napi]
 impl NativeClient {
-    /// Connects (running migrations). `databaseUrl` resolves like the CLI's when absent.
+    /// Connects (running migrations) with the options the configuration gives
+    /// (`tasker_core::config::connect_options`, as the CLI does): built-in defaults < config
+    /// files < `TASKER_<SECTION>__<KEY>` variables < the explicit arguments here. `databaseUrl`
+    /// resolves like the CLI's when absent.
+    ///
+    /// The configuration is read here, synchronously: an invalid one throws (`config_invalid`)
+    /// before any promise exists, and the environment read is the one at the time of the call.
     #[napi(ts_return_type = "Promise<NativeClient>")]
-    pub fn connect<'e>(env: &'e Env, database_url: Option<String>) -> napi::Result<Object<'e>> {
+    pub fn connect<'e>(
+        env: &'e Env,
+        database_url: Option<String>,
+        max_connections: Option<u32>,
+    ) -> napi::Result<Object<'e>> {
+        let mut options: TaskerOptions =
+            tasker_core::config::connect_options(database_url.as_deref()).map_err(from_core)?;
+        if let Some(n) = max_connections {
+            options.max_connections = n;
+        }
         spawn(env, async move {
-            let options = TaskerOptions {
-                database_url: Some(tasker_core::resolve_database_url(database_url.as_deref())),
-                ..TaskerOptions::default()
-            };
             // rustc cannot prove `Tasker::connect_with`'s future `Send` (the sqlx pool setup
             // trips rust-lang/rust#102211), so it cannot be spawned; drive it on a blocking
             // thread of the same runtime instead. Connecting happens once per client.

@@ -37,6 +37,12 @@ pub(crate) fn from_core(e: TaskerError) -> napi::Error {
                 })
                 .collect();
         }
+        TaskerError::Config(problems) => {
+            details["problems"] = problems
+                .iter()
+                .map(|p| json!({ "source": p.source, "key": p.key, "message": p.message }))
+                .collect();
+        }
         TaskerError::TemplateNotFound {
             namespace,
             name,

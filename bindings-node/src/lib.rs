@@ -11,6 +11,7 @@
 //! * Errors are mapped in one place, [`error`].
 
 mod client;
+mod config;
 mod error;
 mod promise;
 mod recovery;

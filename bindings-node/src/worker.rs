@@ -13,7 +13,8 @@ use crate::client::{millis, NativeClient};
 use crate::error::{from_core, invalid_argument};
 use crate::promise::{spawn, to_json};
 
-/// Worker settings, as the TypeScript layer sends them.
+/// Worker settings, as the TypeScript layer sends them: only what the caller passed
+/// explicitly; everything absent comes from the configuration.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkerArgs {
@@ -27,8 +28,12 @@ struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// The worker's configuration, as the CLI's worker builds it: the configured one
+    /// (`[worker]` of the config files, `TASKER_WORKER__*` variables, else the core's defaults)
+    /// for these queues (added to `worker.queues`), then every option given here on top.
     fn into_config(self) -> napi::Result<WorkerConfig> {
-        let mut config = WorkerConfig::new(self.queues);
+        let loaded = tasker_core::config::load_current().map_err(from_core)?;
+        let mut config = loaded.config.worker_config(&self.queues);
         // Shown by `list_workers`: this package's handlers are TypeScript (or JavaScript).
         config.language = "typescript".into();
         if let Some(c) = self.concurrency {
@@ -87,7 +92,8 @@ pub struct NativeWorker {
 
 #[napi]
 impl NativeWorker {
-    /// Starts claiming steps from the configured queues.
+    /// Starts claiming steps from the configured queues. The configuration is read here,
+    /// synchronously: an invalid one throws (`config_invalid`).
     #[napi(ts_return_type = "Promise<NativeWorker>")]
     pub fn start<'e>(env: &'e Env, client: &NativeClient, config_json: String) -> napi::Result<Object<'e>> {
         let args: WorkerArgs = serde_json::from_str(&config_json).map_err(|e| invalid_argument("worker options", e))?;
@@ -163,6 +169,13 @@ impl NativeWorker {
     #[napi]
     pub fn is_cancelled(&self, event_id: i64) -> bool {
         u64::try_from(event_id).map_or(true, |id| self.worker.is_cancelled(id))
+    }
+
+    /// Handler slots: the explicit `concurrency`, else the configured one. The TypeScript layer
+    /// runs at most this many handlers at once.
+    #[napi(getter)]
+    pub fn concurrency(&self) -> u32 {
+        u32::try_from(self.worker.config().concurrency).unwrap_or(u32::MAX)
     }
 
     /// Whether shutdown has begun.

@@ -120,6 +120,7 @@ describe('a fatal worker error', () => {
   class FailedNative {
     polls = 0;
     shutDown = false;
+    readonly concurrency = 8;
     async poll(): Promise<string | null> {
       this.polls++;
       const details = { code: 'worker_failed', message: "the worker's applier stopped: panicked: boom" };

@@ -7,7 +7,7 @@
  */
 
 import { NativeClient } from '../native/index.js';
-import { InvalidArgumentError, native } from './errors.js';
+import { InvalidArgumentError, native, nativeSync } from './errors.js';
 import { describe, findUnserializable, stringifyStrict } from './util.js';
 import {
   DLQ_REASONS,
@@ -38,13 +38,19 @@ import {
   type WorkerInfo,
 } from './records.js';
 
-/** Options of {@link connect}. */
+/**
+ * Options of {@link connect}. Each one given here wins over the configuration (files and
+ * `TASKER_<SECTION>__<KEY>` variables, see docs/configuration.md); each one absent comes from it.
+ */
 export interface ConnectOptions {
   /**
    * `sqlite://PATH`, a plain file path, or `postgres://…`. When absent, the same default as the
-   * CLI: `TASKER_DATABASE_URL`, else `DATABASE_URL`, else `sqlite://./tasker.db`.
+   * CLI: `TASKER_DATABASE_URL`, else `DATABASE_URL`, else `database.url`, else
+   * `sqlite://./tasker.db`.
    */
   databaseUrl?: string;
+  /** PostgreSQL pool size, 2 to 1000 (default `database.max_connections`, 10). */
+  maxConnections?: number;
 }
 
 /** What {@link Client.createTask} needs. */
@@ -693,18 +699,31 @@ export class Client {
 }
 
 /**
- * Connects to the engine's database (same defaults as the CLI). Returns at once; the
- * connection (and migrations) proceed in the background: `await client.ready()` to surface
- * connection errors early, or let the first call report them.
+ * Connects to the engine's database with the same configuration as the CLI: built-in defaults
+ * < `base/*.toml` < `environments/<TASKER_ENV>/*.toml` (under `TASKER_CONFIG_ROOT`, else
+ * `./config/tasker`) < `TASKER_<SECTION>__<KEY>` variables < `options`. The configuration is
+ * read now; the connection (and migrations) proceed in the background: `await client.ready()`
+ * to surface connection errors early, or let the first call report them.
  *
  * @example
  * const client = connect({ databaseUrl: 'sqlite://./tasker.db' });
  * await client.registerTemplates('./templates');
+ *
+ * @throws InvalidArgumentError for a malformed option
+ * @throws ConfigurationError when the configuration is invalid (every problem, with its file or
+ *   variable and key)
  */
 export function connect(options: ConnectOptions = {}): Client {
   if (options === null || typeof options !== 'object') {
     throw new InvalidArgumentError('options', `expected an object, got ${describe(options)}`);
   }
   requireString('databaseUrl', options.databaseUrl, true);
-  return new Client(native(() => NativeClient.connect(options.databaseUrl)));
+  const { maxConnections } = options;
+  if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 2 || maxConnections > 1000)) {
+    throw new InvalidArgumentError('maxConnections', `expected an integer from 2 to 1000, got ${describe(maxConnections)}`);
+  }
+  // The native call reads the configuration synchronously (throwing ConfigurationError here)
+  // and returns the pending connection.
+  const connecting = nativeSync(() => NativeClient.connect(options.databaseUrl, maxConnections));
+  return new Client(native(() => connecting));
 }

@@ -99,6 +99,36 @@ export class TemplateError extends TaskerError {
   }
 }
 
+/** One problem with the configuration files or `TASKER_<SECTION>__<KEY>` variables. */
+export interface ConfigProblem {
+  /** The file (path) or environment variable (`$TASKER_WORKER__CONCURRENCY`) at fault. */
+  readonly source: string;
+  /** `section.key`, or the section. */
+  readonly key: string;
+  /** What is wrong, with the value and what is allowed ("did you mean" for near misses). */
+  readonly message: string;
+}
+
+/**
+ * The configuration (see docs/configuration.md) is invalid: an unknown file, section or key, a
+ * wrong type, a value out of range, a missing `${VAR}`. Code `config_invalid`; the message
+ * lists every problem with its file or variable and key.
+ */
+export class ConfigurationError extends TaskerError {
+  /** Every problem found. */
+  readonly problems: readonly ConfigProblem[];
+
+  /**
+   * @param message full message
+   * @param problems each problem, with its source and key
+   * @param details structured details
+   */
+  constructor(message: string, problems: readonly ConfigProblem[], details: TaskerErrorDetails = {}) {
+    super(message, 'config_invalid', details);
+    this.problems = problems;
+  }
+}
+
 /** No registered template matches `namespace/name[@version]`. */
 export class TemplateNotFoundError extends TaskerError {}
 
@@ -321,6 +351,17 @@ export function fromNative(error: unknown): unknown {
           }))
         : [];
       mapped = new TemplateError(message, problems, details);
+      break;
+    }
+    case 'config_invalid': {
+      const problems = Array.isArray(p.problems)
+        ? (p.problems as Record<string, unknown>[]).map((q) => ({
+            source: str(q.source) ?? '',
+            key: str(q.key) ?? '',
+            message: str(q.message) ?? '',
+          }))
+        : [];
+      mapped = new ConfigurationError(message, problems, details);
       break;
     }
     case 'invalid_argument':

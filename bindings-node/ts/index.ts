@@ -34,6 +34,7 @@ export {
   type UpdateDlqEntryOptions,
   type WaitOptions,
 } from './client.js';
+export { type ConfigOrigin, type ConfigValue, loadConfig } from './config.js';
 export {
   BatchContext,
   type BatchData,
@@ -43,6 +44,8 @@ export {
   type StepContextData,
 } from './context.js';
 export {
+  type ConfigProblem,
+  ConfigurationError,
   DatabaseError,
   DlqEntryNotFoundError,
   FencedError,

@@ -54,7 +54,10 @@ export interface WorkerOptions {
   queues: string[];
   /** The handlers, by callable (see {@link Handlers}). */
   handlers: Handlers;
-  /** Handlers running at once, at most (default 8). The engine claims no more steps than this. */
+  /**
+   * Handlers running at once, at most (default `worker.concurrency` of the configuration, 8).
+   * The engine claims no more steps than this.
+   */
   concurrency?: number;
   /** Longest wait of one native poll (default 500 ms). Shutdown interrupts it at once. */
   pollTimeoutMs?: number;
@@ -65,13 +68,22 @@ export interface WorkerOptions {
   handleSignals?: boolean | NodeJS.Signals[];
   /** How long a signal-triggered stop (or the stop after a fatal error) waits for running handlers (default 30 000 ms). */
   shutdownTimeoutMs?: number;
-  /** How long a claimed step stays hidden from other workers; renewed while it runs (default 30 s). */
+  /**
+   * How long a claimed step stays hidden from other workers; renewed while it runs (default
+   * `worker.lease_ms`, 30 s).
+   */
   leaseSeconds?: number;
-  /** How the engine learns of new work (default `hybrid`). */
+  /** How the engine learns of new work (default `worker.dispatch_mode`, `hybrid`). */
   dispatchMode?: 'polling' | 'event_driven' | 'hybrid';
-  /** Fallback polling interval of the engine (default 3 ms on SQLite, 1 s on PostgreSQL). */
+  /**
+   * Fallback polling interval of the engine (default `worker.poll_interval_ms`, else 3 ms on
+   * SQLite, 1 s on PostgreSQL).
+   */
   pollIntervalMs?: number;
-  /** Also run the retry/timeout orchestrator in this process (default `true`). */
+  /**
+   * Also run the retry/timeout orchestrator in this process (default
+   * `worker.embedded_orchestration`, `true`).
+   */
   embeddedOrchestration?: boolean;
   /** Recorded in audit rows (default `hostname:pid`). */
   workerId?: string;
@@ -120,7 +132,6 @@ export const nativeWorkers = {
   start: (client: NativeClient, configJson: string): Promise<NativeWorker> => NativeWorker.start(client, configJson),
 };
 
-const DEFAULT_CONCURRENCY = 8;
 const DEFAULT_POLL_TIMEOUT_MS = 500;
 const DEFAULT_SHUTDOWN_MS = 30_000;
 
@@ -142,7 +153,8 @@ export class Worker {
   readonly #client: Client;
   readonly #registry: HandlerRegistry;
   readonly #options: WorkerOptions;
-  readonly #concurrency: number;
+  /** The explicit `concurrency` until started, then the engine's (explicit or configured). */
+  #concurrency: number | undefined;
   readonly #pollTimeoutMs: number;
   readonly #onError: (error: unknown, step?: ErrorStep) => void;
   readonly #inflight = new Map<number, Inflight>();
@@ -171,8 +183,8 @@ export class Worker {
     options.queues.forEach((q, i) => {
       if (typeof q !== 'string') throw new InvalidArgumentError(`queues[${i}]`, `expected a string, got ${describe(q)}`);
     });
-    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 10_000) {
+    const concurrency = options.concurrency;
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 10_000)) {
       throw new InvalidArgumentError('concurrency', `expected an integer from 1 to 10000, got ${describe(concurrency)}`);
     }
     const pollTimeoutMs = options.pollTimeoutMs ?? DEFAULT_POLL_TIMEOUT_MS;
@@ -188,6 +200,14 @@ export class Worker {
     this.#concurrency = concurrency;
     this.#pollTimeoutMs = pollTimeoutMs;
     this.#onError = options.onError ?? defaultOnError;
+  }
+
+  /**
+   * Handlers running at once, at most: the `concurrency` option, else (once started) the
+   * configured `worker.concurrency`; `undefined` before start when not given.
+   */
+  get concurrency(): number | undefined {
+    return this.#concurrency;
   }
 
   /** The callables this worker serves. */
@@ -233,9 +253,11 @@ export class Worker {
   async #start(): Promise<this> {
     const client = await this.#client.nativeClient();
     const o = this.#options;
+    // Only what the caller passed (JSON.stringify drops the undefined ones): the engine takes
+    // the rest from the configuration, as the CLI's worker does.
     const config = JSON.stringify({
       queues: o.queues,
-      concurrency: this.#concurrency,
+      concurrency: o.concurrency,
       lease_seconds: o.leaseSeconds,
       dispatch_mode: o.dispatchMode,
       poll_interval_ms: o.pollIntervalMs,
@@ -243,8 +265,10 @@ export class Worker {
       worker_id: o.workerId,
     });
     const nw = await native(() => nativeWorkers.start(client, config));
+    const slots = nw.concurrency;
+    this.#concurrency = slots;
     this.#native = nw;
-    this.#loopDone = this.#loop(nw).catch((e: unknown) => this.#onError(e));
+    this.#loopDone = this.#loop(nw, slots).catch((e: unknown) => this.#onError(e));
     this.#installSignalHandlers();
     return this;
   }
@@ -297,9 +321,9 @@ export class Worker {
     }
   }
 
-  async #loop(nw: NativeWorker): Promise<void> {
+  async #loop(nw: NativeWorker, slots: number): Promise<void> {
     for (;;) {
-      const free = this.#concurrency - this.#inflight.size;
+      const free = slots - this.#inflight.size;
       if (free <= 0) {
         await new Promise<void>((resolve) => (this.#slotFreed = resolve));
         continue;
