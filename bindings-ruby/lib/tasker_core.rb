@@ -5,6 +5,7 @@ require "time"
 
 require_relative "tasker_core/version"
 require_relative "tasker_core/errors"
+require_relative "tasker_core/config"
 require_relative "tasker_core/native"
 require_relative "tasker_core/step_result"
 require_relative "tasker_core/outcomes"
@@ -47,12 +48,15 @@ module TaskerCore
 
     # Connects to Tasker's database, running migrations if needed.
     #
-    # The URL defaults like the `tasker` CLI: `TASKER_DATABASE_URL`, else `DATABASE_URL`, else
-    # `sqlite://./tasker.db`.
+    # Reads the same configuration as the `tasker` CLI (docs/configuration.md): the TOML tree
+    # under `TASKER_CONFIG_ROOT` (else `./config/tasker`), then `TASKER_<SECTION>__<KEY>`
+    # variables; the arguments given here win over both. The URL: `database_url`, else
+    # `TASKER_DATABASE_URL`, else `DATABASE_URL`, else `database.url`, else `sqlite://./tasker.db`.
     # @param database_url [String, nil] `sqlite://PATH`, a file path, or `postgres://...`
-    # @param max_connections [Integer, nil] PostgreSQL pool size (default 10)
+    # @param max_connections [Integer, nil] PostgreSQL pool size (default `database.max_connections`, 10)
     # @return [Client]
-    # @raise [ConnectionError, ConfigurationError]
+    # @raise [ConnectionError]
+    # @raise [ConfigurationError] the configuration does not load (see {ConfigurationError#problems})
     def connect(database_url: nil, max_connections: nil)
       unless database_url.nil? || database_url.is_a?(String)
         raise InvalidArgumentError, "database_url must be a String or nil, got #{database_url.inspect}"
@@ -62,6 +66,14 @@ module TaskerCore
       end
 
       Client.new(Native::Client.connect(database_url, max_connections))
+    end
+
+    # The configuration this process connects and starts workers with, read now: every key with
+    # its value (secrets redacted) and where the value came from, like `tasker config show`.
+    # @return [Array<ConfigValue>] sorted by key
+    # @raise [ConfigurationError]
+    def config
+      Native.config.map { |h| ConfigValue.from_hash(h) }
     end
 
     # Defines a handler from a block and registers it under `name` in {handlers}.

@@ -47,7 +47,7 @@ RSpec.describe "RBS signatures (sig/)" do
     TaskerCore::Worker::Checkpointer, TaskerCore::Testing::CheckpointRecorder, TaskerCore::StepNotFound,
     TaskerCore::DlqEntryNotFound, TaskerCore::StepDetail, TaskerCore::StepError, TaskerCore::DlqEntry,
     TaskerCore::DlqNote, TaskerCore::QueuedDlqEntry, TaskerCore::DlqCount, TaskerCore::DlqStats, TaskerCore::TaskHealth,
-    TaskerCore::WorkerInfo
+    TaskerCore::WorkerInfo, TaskerCore::ConfigurationError, TaskerCore::ConfigValue
   ]
   classes.each do |klass|
     it "declare every public instance method of #{klass}" do
@@ -61,7 +61,7 @@ RSpec.describe "RBS signatures (sig/)" do
              TaskerCore::Checkpoint, TaskerCore::BatchContext, TaskerCore::StepResult::Decision,
              TaskerCore::StepResult::Batches, TaskerCore::StepError, TaskerCore::DlqEntry, TaskerCore::DlqNote,
              TaskerCore::QueuedDlqEntry, TaskerCore::DlqCount, TaskerCore::DlqStats, TaskerCore::TaskHealth,
-             TaskerCore::WorkerInfo]
+             TaskerCore::WorkerInfo, TaskerCore::ConfigValue]
   modules.each do |mod|
     it "declare every singleton method of #{mod}" do
       declared = builder.build_singleton(type_name(mod)).methods.keys

@@ -6,7 +6,7 @@ use std::time::Duration;
 use magnus::prelude::*;
 use magnus::{Error, RArray, Ruby, Value};
 use tasker_core::state::TaskState;
-use tasker_core::{TaskFilter, TaskRequest, Tasker, TaskerOptions};
+use tasker_core::{config, TaskFilter, TaskRequest, Tasker};
 use uuid::Uuid;
 
 use crate::convert;
@@ -46,16 +46,15 @@ pub(crate) fn wait<T>(
 }
 
 impl Client {
-    /// `Client.connect(database_url_or_nil, max_connections_or_nil)`
+    /// `Client.connect(database_url_or_nil, max_connections_or_nil)`: the options the CLI would
+    /// use (the configuration tree under `TASKER_CONFIG_ROOT` / `./config/tasker`, then
+    /// `TASKER_<SECTION>__<KEY>` variables), with the arguments given here winning over them.
     fn connect(ruby: &Ruby, database_url: Option<String>, max_connections: Option<u32>) -> Result<Self, Error> {
-        let mut options = TaskerOptions {
-            database_url,
-            ..TaskerOptions::default()
-        };
+        if max_connections == Some(0) {
+            return Err(error::invalid_argument(ruby, "max_connections must be at least 1"));
+        }
+        let mut options = config::connect_options(database_url.as_deref()).map_err(|e| raise(ruby, e))?;
         if let Some(n) = max_connections {
-            if n == 0 {
-                return Err(error::invalid_argument(ruby, "max_connections must be at least 1"));
-            }
             options.max_connections = n;
         }
         let tasker = gvl::block_on(ruby, Tasker::connect_with(options), || None)?.map_err(|e| raise(ruby, e))?;

@@ -44,7 +44,8 @@ fn class_for(code: &str) -> &'static str {
         "dlq_entry_not_found" => "DlqEntryNotFound",
         // An operator action the state does not allow, or a transition the tables refuse.
         "invalid_state" | "illegal_transition" => "InvalidStateError",
-        "database_url_invalid" => "ConfigurationError",
+        // A bad database URL, or configuration files / `TASKER_*__*` variables that do not load.
+        "database_url_invalid" | "config_invalid" => "ConfigurationError",
         "database_unreachable" => "ConnectionError",
         "database_error" | "migration_failed" | "queue_error" | "corrupt_data" => "DatabaseError",
         "timeout" => "TimeoutError",
@@ -106,6 +107,17 @@ pub fn raise(ruby: &Ruby, e: impl Into<BindError>) -> Error {
                 let _ = h.aset(ruby.to_symbol("template"), opt(p.template.clone()));
                 let _ = h.aset(ruby.to_symbol("step"), opt(p.step.clone()));
                 let _ = h.aset(ruby.to_symbol("field"), opt(p.field.clone()));
+                let _ = h.aset(ruby.to_symbol("message"), ruby.str_new(&p.message));
+                let _ = list.push(h);
+            }
+            set("@problems", list.as_value());
+        }
+        BindError::Core(TaskerError::Config(problems)) => {
+            let list = ruby.ary_new_capa(problems.len());
+            for p in problems {
+                let h = ruby.hash_new();
+                let _ = h.aset(ruby.to_symbol("source"), ruby.str_new(&p.source));
+                let _ = h.aset(ruby.to_symbol("key"), ruby.str_new(&p.key));
                 let _ = h.aset(ruby.to_symbol("message"), ruby.str_new(&p.message));
                 let _ = list.push(h);
             }

@@ -28,6 +28,14 @@ fn json_roundtrip(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     Ok(convert::to_ruby(ruby, &json))
 }
 
+/// `TaskerCore::Native.config`: the configuration this process would connect and start workers
+/// with, as `tasker config show --json` prints it: `[{"key", "value", "origin" => {"kind", ...}}]`
+/// (secrets redacted), or `TaskerCore::ConfigurationError`.
+fn config(ruby: &Ruby) -> Result<Value, Error> {
+    let loaded = tasker_core::config::load_current().map_err(|e| error::raise(ruby, e))?;
+    client::ser(ruby, &loaded.shown())
+}
+
 /// `TaskerCore::Native.block_holding_gvl(seconds)`: test support only. Blocks the calling thread
 /// WITHOUT releasing the GVL, the control case for the specs that prove `poll` releases it.
 fn block_holding_gvl(seconds: f64) {
@@ -41,6 +49,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let root = ruby.define_module("TaskerCore")?;
     let native = root.define_module("Native")?;
     native.define_singleton_method("json_roundtrip", function!(json_roundtrip, -1))?;
+    native.define_singleton_method("config", function!(config, 0))?;
     native.define_singleton_method("block_holding_gvl", function!(block_holding_gvl, 1))?;
     native.const_set("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     client::define(ruby, native)?;

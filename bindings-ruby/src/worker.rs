@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use magnus::prelude::*;
 use magnus::{Error, RHash, RString, Ruby, Value};
 use tasker_core::{
-    CancelSignal as CoreCancelSignal, DispatchMode, Poll, StepEvent, StepFailure, StepOutcome, Worker as CoreWorker,
-    WorkerConfig,
+    config, CancelSignal as CoreCancelSignal, DispatchMode, Poll, StepEvent, StepFailure, StepOutcome, Worker as CoreWorker,
 };
 
 use crate::client::{duration, Client};
@@ -42,22 +41,28 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Starts a worker from the configuration (`worker_config(queues)` of the current
+    /// configuration: files, then `TASKER_WORKER__*` variables), with every argument that is not
+    /// `nil` winning over it.
     #[allow(clippy::too_many_arguments)]
     fn start(
         ruby: &Ruby,
         client: &Client,
         queues: Vec<String>,
-        concurrency: usize,
+        concurrency: Option<usize>,
         lease: Option<f64>,
         poll_interval: Option<f64>,
         dispatch_mode: Option<String>,
-        embedded_orchestration: bool,
+        embedded_orchestration: Option<bool>,
         worker_id: Option<String>,
     ) -> Result<Self, Error> {
-        let mut config = WorkerConfig::new(queues);
+        let loaded = config::load_current().map_err(|e| raise(ruby, e))?;
+        let mut config = loaded.config.worker_config(&queues);
         // Shown by `list_workers` / `tasker worker list`.
         config.language = "ruby".into();
-        config.concurrency = concurrency;
+        if let Some(n) = concurrency {
+            config.concurrency = n;
+        }
         if let Some(secs) = lease {
             config.lease = duration(ruby, "lease", secs)?;
         }
@@ -67,7 +72,9 @@ impl Worker {
         if let Some(mode) = dispatch_mode {
             config.dispatch_mode = mode.parse::<DispatchMode>().map_err(|e| raise(ruby, e))?;
         }
-        config.embedded_orchestration = embedded_orchestration;
+        if let Some(on) = embedded_orchestration {
+            config.embedded_orchestration = on;
+        }
         if let Some(id) = worker_id {
             config.worker_id = id;
         }
@@ -79,6 +86,28 @@ impl Worker {
             polled: AtomicU64::new(0),
             poll_hop_ns: AtomicU64::new(0),
         })
+    }
+
+    /// The settings this worker runs with (configuration and arguments merged).
+    fn config(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
+        let c = rb_self.worker.config();
+        let h = ruby.hash_new();
+        h.aset("queues", c.queues.clone())?;
+        h.aset("concurrency", c.concurrency)?;
+        h.aset("lease", c.lease.as_secs_f64())?;
+        h.aset("poll_interval", c.poll_interval.map(|d| d.as_secs_f64()))?;
+        h.aset(
+            "dispatch_mode",
+            match c.dispatch_mode {
+                DispatchMode::Polling => "polling",
+                DispatchMode::EventDriven => "event_driven",
+                DispatchMode::Hybrid => "hybrid",
+            },
+        )?;
+        h.aset("embedded_orchestration", c.embedded_orchestration)?;
+        h.aset("worker_id", c.worker_id.as_str())?;
+        h.aset("language", c.language.as_str())?;
+        Ok(h)
     }
 
     /// The next step event as a Hash, `nil` when none arrived within `timeout` seconds (or an
@@ -254,6 +283,7 @@ pub fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {
     use magnus::{function, method};
     let class = native.define_class("Worker", ruby.class_object())?;
     class.define_singleton_method("start", function!(Worker::start, 8))?;
+    class.define_method("config", method!(Worker::config, 0))?;
     class.define_method("poll", method!(Worker::poll, 1))?;
     class.define_method("complete_success", method!(Worker::complete_success, 3))?;
     class.define_method("complete_failure", method!(Worker::complete_failure, 7))?;

@@ -62,8 +62,17 @@ module TaskerCore
   # "invalid_state" for operator actions and DLQ updates, "illegal_transition" otherwise.
   class InvalidStateError < Error; end
 
-  # The database URL is malformed or names an unsupported scheme.
-  class ConfigurationError < Error; end
+  # The configuration does not load ({#code} "config_invalid": an unknown file, section or key,
+  # a wrong type or an out-of-range value in a `config/tasker` file or a `TASKER_<SECTION>__<KEY>`
+  # variable), or the database URL is malformed or names an unsupported scheme
+  # ("database_url_invalid"). The message lists every problem with its file or variable and key.
+  class ConfigurationError < Error
+    # @return [Array<Hash{Symbol => String}>] one entry per configuration problem with the keys
+    #   :source (the file or `$VARIABLE`), :key (`section.key`) and :message; empty for a bad URL
+    def problems
+      @problems || []
+    end
+  end
 
   # The database failed (query, migration, queue or corrupt data).
   class DatabaseError < Error; end

@@ -8,7 +8,7 @@ module TaskerCore
   #   # config/application.rb (or an environment file)
   #   config.tasker.database_url = ENV["TASKER_DATABASE_URL"]  # default: like the tasker CLI
   #   config.tasker.queues = %w[payments]                      # default: namespaces of template_paths
-  #   config.tasker.concurrency = 5
+  #   config.tasker.concurrency = 5                           # default: the configuration's
   #   config.tasker.template_paths = [Rails.root.join("config/tasker/templates")]
   #
   # The worker starts after the app's initializers (`config.after_initialize`) when
@@ -19,11 +19,15 @@ module TaskerCore
   # when the process exits (at_exit), waiting `config.tasker.shutdown_timeout` seconds for running
   # handlers. Handlers run inside `Rails.application.reloader.wrap`, so autoloaded handler classes
   # reload in development and Active Record connections are returned after each step.
+  #
+  # Settings left nil come from the configuration the `tasker` CLI reads (`config/tasker/base/*.toml`
+  # of the app, `TASKER_<SECTION>__<KEY>` variables; see docs/configuration.md).
   class Railtie < ::Rails::Railtie
     config.tasker = ActiveSupport::OrderedOptions.new
     config.tasker.database_url = nil
     config.tasker.queues = nil
-    config.tasker.concurrency = 4
+    # nil: `worker.concurrency` of the configuration (docs/configuration.md), else 8.
+    config.tasker.concurrency = nil
     config.tasker.template_paths = nil
     config.tasker.handlers = nil
     config.tasker.start_worker = nil
@@ -84,7 +88,7 @@ module TaskerCore
                                      shutdown_timeout: options.shutdown_timeout, logger: TaskerCore.logger,
                                      around: ->(_context, &run) { reloader.wrap(&run) })
         @worker.start
-        TaskerCore.logger.info("tasker: worker started on #{queues.join(', ')} (concurrency #{options.concurrency})")
+        TaskerCore.logger.info("tasker: worker started on #{queues.join(', ')} (concurrency #{@worker.concurrency})")
       end
 
       private

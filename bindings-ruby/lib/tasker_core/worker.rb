@@ -20,6 +20,12 @@ module TaskerCore
   # Checkpoints: `context.batch.checkpoint(...)` in a batch worker instance is stored at once
   # through the native worker (the handler's thread waits for the commit with the GVL released).
   #
+  # Configuration: every option left out (or nil) takes its value from the configuration the
+  # `tasker` CLI reads (`[worker]` in the `config/tasker` tree, `TASKER_WORKER__*` variables; see
+  # docs/configuration.md), else the engine's default; queues configured in `worker.queues` are
+  # added to `queues`. The configuration is read when the worker starts; {#concurrency},
+  # {#queues} and {#settings} then report what it runs with.
+  #
   # Fatal errors: if a background task of the engine's worker dies, polling raises
   # {WorkerFailedError}. The handler threads then stop (no retry loop: a failed worker claims
   # nothing more), {#failure} holds the error, and {#run} stops the worker and raises it.
@@ -64,12 +70,6 @@ module TaskerCore
 
     # @return [Client]
     attr_reader :client
-    # @return [Array<String>]
-    attr_reader :queues
-    # @return [Integer]
-    attr_reader :concurrency
-    # @return [Integer] Ruby threads running handlers
-    attr_reader :thread_count
     # @return [HandlerRegistry] handlers given explicitly to this worker
     attr_reader :registry
     # @return [WorkerFailedError, nil] the error that stopped this worker, if a background task of
@@ -82,41 +82,43 @@ module TaskerCore
     #   classes (registered under their `handler_name`), names of handlers defined with
     #   {TaskerCore.step_handler}, or a Hash of callable name => handler. Steps whose callable is
     #   not found here are looked up in {TaskerCore.handlers}, then with `Object.const_get`.
-    # @param concurrency [Integer] steps claimed and running at once
+    # @param concurrency [Integer, nil] steps claimed and running at once (default
+    #   `worker.concurrency`, 8)
     # @param threads [Integer, nil] Ruby threads running handlers (default: `concurrency`). Handlers
     #   that wait on I/O want one thread per slot; for CPU-light handlers fewer threads contend
     #   less for the GVL.
-    # @param lease [Numeric, nil] seconds a claimed step stays hidden from other workers (renewed)
-    # @param poll_interval [Numeric, nil] fallback queue polling interval in seconds
-    # @param dispatch_mode [String, Symbol, nil] "hybrid" (default), "event_driven" or "polling"
-    # @param embedded_orchestration [Boolean] also run due retries and timeouts in this process
+    # @param lease [Numeric, nil] seconds a claimed step stays hidden from other workers (renewed;
+    #   default `worker.lease_ms`, 30 s)
+    # @param poll_interval [Numeric, nil] fallback queue polling interval in seconds (default
+    #   `worker.poll_interval_ms`, else 3 ms on SQLite and 1 s on PostgreSQL)
+    # @param dispatch_mode [String, Symbol, nil] "hybrid", "event_driven" or "polling" (default
+    #   `worker.dispatch_mode`, "hybrid")
+    # @param embedded_orchestration [Boolean, nil] also run due retries and timeouts in this
+    #   process (default `worker.embedded_orchestration`, true)
     # @param worker_id [String, nil] recorded in audit rows and in the registry of workers
     #   ({Client#list_workers}, where this worker shows with language "ruby"; default host:pid)
     # @param shutdown_timeout [Numeric] default for {#stop}
     # @param around [#call, nil] called as `around.call(context) { run the handler }` around every
     #   attempt (the Railtie wraps handlers in the Rails executor with it)
     # @param logger [Logger, nil]
-    def initialize(client, queues:, handlers: nil, concurrency: 4, threads: nil, lease: nil, poll_interval: nil,
-                   dispatch_mode: nil, embedded_orchestration: true, worker_id: nil, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+    def initialize(client, queues:, handlers: nil, concurrency: nil, threads: nil, lease: nil, poll_interval: nil,
+                   dispatch_mode: nil, embedded_orchestration: nil, worker_id: nil, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
                    around: nil, logger: nil)
       raise InvalidArgumentError, "client must be a TaskerCore::Client, got #{client.class}" unless client.is_a?(Client)
 
       @client = client
       @queues = Array(queues).map(&:to_s)
       raise InvalidArgumentError, "queues must name at least one queue" if @queues.empty?
-      unless concurrency.is_a?(Integer) && concurrency.positive?
-        raise InvalidArgumentError, "concurrency must be a positive Integer, got #{concurrency.inspect}"
-      end
 
+      check_count!(:concurrency, concurrency)
+      check_count!(:threads, threads)
       @concurrency = concurrency
-      threads ||= concurrency
-      unless threads.is_a?(Integer) && threads.positive?
-        raise InvalidArgumentError, "threads must be a positive Integer, got #{threads.inspect}"
-      end
-
-      @thread_count = [threads, concurrency].min
+      @threads_wanted = threads
+      # nil (not given) lets the configuration decide; anything else is a Ruby truth value.
+      orchestration = (embedded_orchestration ? true : false) unless embedded_orchestration.nil?
       @options = { lease: lease, poll_interval: poll_interval, dispatch_mode: dispatch_mode&.to_s,
-                   embedded_orchestration: embedded_orchestration ? true : false, worker_id: worker_id }
+                   embedded_orchestration: orchestration, worker_id: worker_id }
+      @settings = nil
       @shutdown_timeout = shutdown_timeout
       @around = around
       @logger = logger
@@ -139,9 +141,10 @@ module TaskerCore
         o = @options
         @native = Native::Worker.start(@client.native, @queues, @concurrency, o[:lease]&.to_f, o[:poll_interval]&.to_f,
                                        o[:dispatch_mode], o[:embedded_orchestration], o[:worker_id])
+        @settings = @native.config.transform_keys(&:to_sym).freeze
         @pid = Process.pid
-        @dispatch = Array.new(@thread_count) { [0, 0, 0] }
-        @threads = Array.new(@thread_count) do |i|
+        @dispatch = Array.new(thread_count) { [0, 0, 0] }
+        @threads = Array.new(thread_count) do |i|
           Thread.new(@dispatch[i]) do |counters|
             Thread.current.name = "tasker-worker-#{i}"
             Thread.current.report_on_exception = false
@@ -152,6 +155,36 @@ module TaskerCore
       self.class.track(self)
       self
     end
+
+    # Queues claimed from: those given, and once started also those configured in `worker.queues`.
+    # @return [Array<String>]
+    def queues
+      @settings ? @settings[:queues] : @queues
+    end
+
+    # Steps claimed and running at once: the `concurrency:` given, else (once started) the
+    # configured value; nil before {#start} when none was given.
+    # @return [Integer, nil]
+    def concurrency
+      @settings ? @settings[:concurrency] : @concurrency
+    end
+
+    # Ruby threads running handlers: `threads:` (default {#concurrency}), at most {#concurrency};
+    # nil before {#start} when it depends on the configuration.
+    # @return [Integer, nil]
+    def thread_count
+      slots = concurrency
+      return nil if slots.nil?
+
+      [@threads_wanted || slots, slots].min
+    end
+
+    # What the worker runs with once started (configuration and arguments merged): `:queues`,
+    # `:concurrency`, `:lease` and `:poll_interval` (seconds; poll_interval nil for the
+    # backend's default), `:dispatch_mode`, `:embedded_orchestration`, `:worker_id`, `:language`.
+    # nil before {#start}.
+    # @return [Hash{Symbol => Object}, nil]
+    attr_reader :settings
 
     # Whether the worker is started and not stopped.
     def running?
@@ -251,6 +284,12 @@ module TaskerCore
       @wake&.write_nonblock(".", exception: false)
     rescue IOError
       nil
+    end
+
+    def check_count!(name, value)
+      return if value.nil? || (value.is_a?(Integer) && value.positive?)
+
+      raise InvalidArgumentError, "#{name} must be a positive Integer, got #{value.inspect}"
     end
 
     def build_registry(handlers)
