@@ -51,7 +51,7 @@ def tasker_lifespan(
     templates: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], None] = None,
     queues: Optional[Sequence[str]] = None,
     handlers: Handlers = None,
-    concurrency: int = 8,
+    concurrency: Optional[int] = None,
     shutdown_timeout: float = 30.0,
     client: Optional[Client] = None,
     inner: Optional[Lifespan] = None,
@@ -63,7 +63,8 @@ def tasker_lifespan(
         database_url: passed to :func:`~tasker_core.connect` (ignored when ``client`` is given).
         templates: a template file or directory (or several) to register at startup.
         queues: queues for the worker; ``None`` runs no worker (client only).
-        handlers, concurrency, worker_options: passed to :class:`~tasker_core.Worker`.
+        handlers, concurrency, worker_options: passed to :class:`~tasker_core.Worker` (options
+            left out come from the configuration, as for ``Worker``).
         shutdown_timeout: seconds running handlers get to finish on shutdown.
         inner: the application's own lifespan, entered inside this one.
     """
