@@ -123,6 +123,11 @@ RSpec.describe "cancellation and fatal worker errors" do
         end
 
         def shut_down? = @shut_down
+
+        def config
+          { "queues" => ["anything"], "concurrency" => 3, "lease" => 30.0, "poll_interval" => nil,
+            "dispatch_mode" => "hybrid", "embedded_orchestration" => true, "worker_id" => "double", "language" => "ruby" }
+        end
       end.new
     end
 
