@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use magnus::prelude::*;
 use magnus::{Error, RHash, RString, Ruby, Value};
 use tasker_core::{
-    config, CancelSignal as CoreCancelSignal, DispatchMode, Poll, StepEvent, StepFailure, StepOutcome, Worker as CoreWorker,
+    config, CancelSignal as CoreCancelSignal, DispatchMode, Poll, StepEvent, StepFailure, StepOutcome,
+    Worker as CoreWorker,
 };
 
 use crate::client::{duration, Client};
