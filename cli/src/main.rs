@@ -225,10 +225,7 @@ struct WorkerArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TASKER_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli).await {
@@ -253,6 +250,36 @@ fn exit_quietly_on_broken_pipe() {
         }
         default(info);
     }));
+}
+
+/// Logs go to stderr, filtered by `TASKER_LOG` (a full `tracing` filter), else the configured
+/// `logging.level`, else `warn` (the CLI's own default: its output is for people). With
+/// `logging.format = "json"` (or `TASKER_LOG_FORMAT=json`) each line is one JSON object,
+/// carrying the event's fields (task and step uuids, step name, attempt, error).
+/// A configuration that does not load is reported by the command itself, not here.
+fn init_logging() {
+    let loaded = load_config().ok();
+    let configured = |k: &str| {
+        loaded
+            .as_ref()
+            .and_then(|l| l.values.get(k))
+            .filter(|(_, origin)| *origin != config::Origin::Default)
+            .and_then(|(v, _)| v.as_str().map(str::to_owned))
+    };
+    let level = configured("logging.level").unwrap_or_else(|| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKER_LOG").unwrap_or_else(|_| level.into());
+    let json = std::env::var("TASKER_LOG_FORMAT")
+        .ok()
+        .or_else(|| configured("logging.format"))
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(true).init();
+    } else {
+        builder.init();
+    }
 }
 
 /// The configuration of `TASKER_ENV` under `TASKER_CONFIG_ROOT` (or `./config/tasker`), or

@@ -72,3 +72,26 @@ fn init_validate_show_and_mistakes() {
     assert_ne!(task.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&task.stderr).contains("concurency"));
 }
+
+#[test]
+fn json_logs_when_the_configuration_says_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .current_dir(dir.path())
+        .args(["--database-url", &url, "task", "list"])
+        .env_remove("TASKER_CONFIG_ROOT")
+        .env_remove("TASKER_LOG_FORMAT")
+        .env("TASKER_LOG", "debug")
+        .env("TASKER_LOGGING__FORMAT", "json")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "debug logs expected");
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+}
