@@ -284,14 +284,30 @@ fn init_logging() {
 
 /// The configuration of `TASKER_ENV` under `TASKER_CONFIG_ROOT` (or `./config/tasker`), or
 /// the built-in defaults when there is none.
-fn load_config() -> Result<config::LoadedConfig, TaskerError> {
-    config::load(&config::config_env(), config::config_root(None).as_deref())
+///
+/// Read once per process: logging, connecting and starting a worker all use this copy.
+fn load_config() -> Result<&'static config::LoadedConfig, TaskerError> {
+    static LOADED: std::sync::OnceLock<Result<config::LoadedConfig, Vec<config::ConfigProblem>>> =
+        std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            config::load_current().map_err(|e| match e {
+                TaskerError::Config(problems) => problems,
+                other => vec![config::ConfigProblem {
+                    source: "configuration".into(),
+                    key: "-".into(),
+                    message: other.to_string(),
+                }],
+            })
+        })
+        .as_ref()
+        .map_err(|problems| TaskerError::Config(problems.clone()))
 }
 
-/// Connects with the configuration's options (see [`config::connect_options`] for which
-/// database: `--database-url` comes first).
+/// Connects with the configuration's options (see [`config::TaskerConfig::connect_options`] for
+/// which database: `--database-url` comes first).
 async fn connect(url: &Option<String>) -> Result<Tasker, TaskerError> {
-    Tasker::connect_with(config::connect_options(url.as_deref())?).await
+    Tasker::connect_with(load_config()?.config.connect_options(url.as_deref())).await
 }
 
 /// `tasker config validate|show|init`.

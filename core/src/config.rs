@@ -399,19 +399,7 @@ pub fn load_current() -> Result<LoadedConfig> {
 /// configuration, with the database `explicit`, else `TASKER_DATABASE_URL`, else
 /// `DATABASE_URL`, else `database.url`, else [`crate::DEFAULT_DATABASE_URL`].
 pub fn connect_options(explicit_url: Option<&str>) -> Result<TaskerOptions> {
-    let loaded = load_current()?;
-    let mut options = loaded.config.tasker_options();
-    let from_env = ["TASKER_DATABASE_URL", "DATABASE_URL"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
-    options.database_url = Some(
-        explicit_url
-            .map(str::to_owned)
-            .or(from_env)
-            .or(options.database_url)
-            .unwrap_or_else(|| crate::DEFAULT_DATABASE_URL.to_owned()),
-    );
-    Ok(options)
+    Ok(load_current()?.config.connect_options(explicit_url))
 }
 
 /// Loads the configuration of `env` under `root` (see [`config_root`]), with this process's
@@ -857,6 +845,17 @@ impl TaskerConfig {
                 heartbeat_interval: self.heartbeat_interval,
             },
         }
+    }
+
+    /// [`TaskerConfig::tasker_options`] with the database resolved: `explicit_url`, else
+    /// `TASKER_DATABASE_URL`, else `DATABASE_URL`, else `database.url`, else the default.
+    pub fn connect_options(&self, explicit_url: Option<&str>) -> TaskerOptions {
+        let mut options = self.tasker_options();
+        options.database_url = Some(crate::engine::resolve_database_url_with(
+            explicit_url,
+            self.database_url.as_deref(),
+        ));
+        options
     }
 
     /// A worker's configuration for `queues` (added to the configured ones).

@@ -407,8 +407,6 @@ async fn two_operators_resolving_the_same_step_one_wins(db: Db) {
 async fn a_reset_racing_a_task_cancel_leaves_nothing_inconsistent(db: Db) {
     let (test_db, tasker, worker) = setup(db).await;
     // b waits for a retry far away: the task is still running.
-    let task = create(&tasker, NS, "pair", json!({"fail": "retryable"})).await;
-    let _ = task;
     let task = create(&tasker, NS, "chain", json!({"fail": "retryable"})).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -580,7 +578,7 @@ async fn workers_register_and_heartbeat(db: Db) {
 async fn dlq_entries_are_investigated_and_counted(db: Db) {
     let (test_db, tasker, worker) = setup(db).await;
     let t1 = failed_task(&tasker, "chain", json!({})).await;
-    let t2 = failed_task(&tasker, "chain", json!({"fail": "retryable"})).await;
+    failed_task(&tasker, "chain", json!({"fail": "retryable"})).await;
     let running = create(&tasker, NS, "slow", json!({"sleep_ms": 300})).await;
     let manual = tasker.add_to_dlq(running, "hank", "looks odd").await.expect("manual");
     assert_eq!(manual.reason, "manual");
@@ -648,7 +646,6 @@ async fn dlq_entries_are_investigated_and_counted(db: Db) {
         .await
         .expect_err("missing");
     assert_eq!(err.code(), "dlq_entry_not_found");
-    let _ = t2;
     worker.stop().await;
     test_db.cleanup().await;
 }

@@ -1015,11 +1015,12 @@ impl Tasker {
             now,
             effects,
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Moves `tasks` from `from` along `triggers` (a compare-and-swap with an audit row per
-    /// transition); tasks no longer in `from` are left alone.
+    /// transition); tasks no longer in `from` are left alone. Returns the tasks moved.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn walk_tasks(
         &self,
@@ -1030,9 +1031,9 @@ impl Tasker {
         metadata: Value,
         now: DateTime<Utc>,
         effects: &mut Effects,
-    ) -> Result<()> {
+    ) -> Result<Vec<Uuid>> {
         if tasks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut transitions = Vec::new();
         let mut to = from;
@@ -1064,7 +1065,7 @@ impl Tasker {
             })
             .collect();
         let applied = tx.change_tasks_audited(&changes, &transitions, now).await?;
-        for task_uuid in applied {
+        for &task_uuid in &applied {
             for &(a, _, b) in &steps {
                 effects.events.push(EngineEvent::Task {
                     task_uuid,
@@ -1073,7 +1074,7 @@ impl Tasker {
                 });
             }
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// Re-enqueues steps whose retry is due. Safe to run in many processes at once. A step
@@ -1646,29 +1647,72 @@ fn timeout_failure(lock: &StepLock) -> StepFailure {
     )
 }
 
+/// How a task is closed by hand: cancelled, or resolved by an operator.
+pub(super) struct TaskClosing {
+    pub trigger: TaskTrigger,
+    /// Past participle for messages: "cancelled", "resolved".
+    pub verb: &'static str,
+    /// The task transition's audit metadata.
+    pub metadata: Value,
+    /// The audit metadata of each open step it cancels.
+    pub step_metadata: Value,
+    /// The status its open DLQ entry closes with, and the note it gets.
+    pub dlq_status: DlqStatus,
+    pub dlq_by: String,
+    pub dlq_text: String,
+    /// The error for a task whose state does not allow it (given the state table's).
+    pub refused: fn(Uuid, TaskState, TaskerError) -> TaskerError,
+    /// The error for a task that kept changing under every try.
+    pub kept_changing: fn(String) -> TaskerError,
+}
+
 /// Cancels a task and its open steps in one transaction. The task row is changed (and so
 /// locked) first, as the lock order demands; a cancel that races another change of the task
 /// reads its new state and tries again, and one that lost a deadlock is run again.
 pub(super) async fn cancel(tasker: &Tasker, task_uuid: Uuid) -> Result<()> {
+    close_task(
+        tasker,
+        task_uuid,
+        &TaskClosing {
+            trigger: TaskTrigger::Cancel,
+            verb: "cancelled",
+            metadata: empty(),
+            step_metadata: json!({"reason": "task cancelled"}),
+            dlq_status: DlqStatus::Cancelled,
+            dlq_by: "tasker".into(),
+            dlq_text: "task cancelled".into(),
+            refused: |_, _, e| e,
+            kept_changing: TaskerError::InvalidArgument,
+        },
+    )
+    .await
+}
+
+/// Closes a task (see [`TaskClosing`]) and cancels its open steps, in one transaction; steps
+/// still running are cancelled when their outcome arrives. Its open DLQ entry is closed.
+pub(super) async fn close_task(tasker: &Tasker, task_uuid: Uuid, how: &TaskClosing) -> Result<()> {
     const CONCURRENT_CHANGES: u32 = 20;
     for _ in 0..CONCURRENT_CHANGES {
-        if retrying("cancel", || cancel_once(tasker, task_uuid)).await? {
+        if retrying(how.verb, || close_task_once(tasker, task_uuid, how)).await? {
             return Ok(());
         }
     }
     let now_state = tasker.task_summary(task_uuid).await?.state;
-    Err(TaskerError::InvalidArgument(format!(
-        "task {task_uuid} kept changing while being cancelled (now {now_state}); retry the cancel if still wanted"
+    Err((how.kept_changing)(format!(
+        "task {task_uuid} kept changing while being {} (now {now_state}); try again if still wanted",
+        how.verb
     )))
 }
 
 /// One try: `false` when the task changed between reading its state and the compare-and-swap.
-async fn cancel_once(tasker: &Tasker, task_uuid: Uuid) -> Result<bool> {
+async fn close_task_once(tasker: &Tasker, task_uuid: Uuid, how: &TaskClosing) -> Result<bool> {
     let task = tasker.task_summary(task_uuid).await?;
     let state = task
         .task_state()
         .ok_or_else(|| TaskerError::Corrupt(format!("task {task_uuid} has unknown state '{}'", task.state)))?;
-    let to = state.apply(TaskTrigger::Cancel)?;
+    let to = state
+        .apply(how.trigger)
+        .map_err(|e| (how.refused)(task_uuid, state, e))?;
     let now = Utc::now();
     let mut tx = tasker.store().begin().await?;
     let applied = tx
@@ -1690,8 +1734,8 @@ async fn cancel_once(tasker: &Tasker, task_uuid: Uuid) -> Result<bool> {
         task_uuid,
         from_state: Some(state.as_str()),
         to_state: to.as_str(),
-        event: TaskTrigger::Cancel.as_str(),
-        metadata: empty(),
+        event: how.trigger.as_str(),
+        metadata: how.metadata.clone(),
         at: now,
     }])
     .await?;
@@ -1710,7 +1754,7 @@ async fn cancel_once(tasker: &Tasker, task_uuid: Uuid) -> Result<bool> {
             from_state: Some(from.as_str()),
             to_state: to.as_str(),
             event: StepTrigger::Cancel.as_str(),
-            metadata: json!({"reason": "task cancelled"}),
+            metadata: how.step_metadata.clone(),
             at: now,
         });
     }
@@ -1725,13 +1769,12 @@ async fn cancel_once(tasker: &Tasker, task_uuid: Uuid) -> Result<bool> {
     )
     .await?;
     let note = DlqNote {
-        by: "tasker".into(),
-        text: "task cancelled".into(),
+        by: how.dlq_by.clone(),
+        text: how.dlq_text.clone(),
         at: now,
-        status: Some(DlqStatus::Cancelled.as_str().to_owned()),
+        status: Some(how.dlq_status.as_str().to_owned()),
     };
-    tx.close_dlq_entries(&[task_uuid], DlqStatus::Cancelled, &note, now)
-        .await?;
+    tx.close_dlq_entries(&[task_uuid], how.dlq_status, &note, now).await?;
     tx.notify_task_finished(task_uuid).await?;
     tx.commit().await?;
     tasker.publish_signal(RemoteSignal::TaskFinished(task_uuid));

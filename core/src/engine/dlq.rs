@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::dispatch::retrying;
-use super::{CompiledTemplate, EngineEvent, Tasker};
+use super::dispatch::{retrying, Effects};
+use super::{CompiledTemplate, Tasker};
 use crate::error::{Result, TaskerError};
 use crate::limits;
 use crate::state::{TaskState, TaskTrigger};
@@ -421,7 +421,6 @@ impl Tasker {
         let Some(state) = crate::state::NamedState::parse(&h.state) else {
             return Ok(false);
         };
-        let path = path_to_error(state)?;
         let now = Utc::now();
         let metadata = json!({
             "reason": "staleness_timeout",
@@ -429,28 +428,17 @@ impl Tasker {
             "threshold_ms": h.threshold_ms,
             "age_ms": h.age_ms,
         });
-        let transitions: Vec<TransitionRecord> = path
-            .iter()
-            .map(|(from, trigger, to)| TransitionRecord {
-                entity_uuid: h.task_uuid,
-                task_uuid: h.task_uuid,
-                from_state: Some(from.as_str()),
-                to_state: to.as_str(),
-                event: trigger.as_str(),
-                metadata: metadata.clone(),
-                at: now,
-            })
-            .collect();
+        let mut effects = Effects::default();
         let mut tx = self.store().begin().await?;
-        let changed = tx
-            .change_tasks_audited(
-                &[TaskChange {
-                    task_uuid: h.task_uuid,
-                    expected: state,
-                    new: TaskState::Error,
-                }],
-                &transitions,
+        let changed = self
+            .walk_tasks(
+                tx.as_mut(),
+                &[h.task_uuid],
+                state,
+                error_triggers(state),
+                metadata,
                 now,
+                &mut effects,
             )
             .await?;
         if changed.is_empty() {
@@ -479,14 +467,8 @@ impl Tasker {
         .await?;
         tx.commit().await?;
         tracing::warn!(task = %h.task_uuid, state = %h.state, idle_ms = h.idle_ms, "stale task moved to error and the DLQ");
-        self.publish_signal(RemoteSignal::TaskFinished(h.task_uuid));
-        for (from, _, to) in path {
-            self.emit(|| EngineEvent::Task {
-                task_uuid: h.task_uuid,
-                from: Some(from),
-                to,
-            });
-        }
+        effects.finished_tasks.push(h.task_uuid);
+        self.publish(effects);
         Ok(true)
     }
 
@@ -561,23 +543,14 @@ impl Tasker {
 }
 
 /// The walk of the state table from an unfinished `state` to `error`.
-fn path_to_error(state: TaskState) -> Result<Vec<(TaskState, TaskTrigger, TaskState)>> {
+fn error_triggers(state: TaskState) -> &'static [TaskTrigger] {
     use TaskTrigger as T;
-    let triggers: &[TaskTrigger] = match state {
-        TaskState::Initializing | TaskState::EnqueuingSteps => &[T::Fail],
+    match state {
+        TaskState::Initializing | TaskState::EnqueuingSteps | TaskState::BlockedByFailures => &[T::Fail],
         TaskState::EvaluatingResults => &[T::Block, T::Fail],
-        TaskState::BlockedByFailures => &[T::Fail],
         TaskState::Pending => &[T::Start, T::Fail],
         _ => &[T::EvaluateResults, T::Block, T::Fail],
-    };
-    let mut path = Vec::new();
-    let mut at = state;
-    for &trigger in triggers {
-        let next = at.apply(trigger)?;
-        path.push((at, trigger, next));
-        at = next;
     }
-    Ok(path)
 }
 
 #[cfg(test)]
@@ -588,8 +561,11 @@ mod tests {
     #[test]
     fn every_unfinished_state_has_a_legal_path_to_error() {
         for &state in TaskState::ALL.iter().filter(|s| !s.is_terminal()) {
-            let path = path_to_error(state).expect("legal");
-            assert_eq!(path.last().map(|p| p.2), Some(TaskState::Error), "{state}");
+            let end = error_triggers(state)
+                .iter()
+                .try_fold(state, |at, &t| at.apply(t))
+                .expect("legal");
+            assert_eq!(end, TaskState::Error, "{state}");
         }
     }
 }

@@ -41,10 +41,17 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tasker.db";
 /// The database URL to use: `explicit`, else `TASKER_DATABASE_URL`, else `DATABASE_URL`, else
 /// [`DEFAULT_DATABASE_URL`].
 pub fn resolve_database_url(explicit: Option<&str>) -> String {
+    resolve_database_url_with(explicit, None)
+}
+
+/// [`resolve_database_url`] with a `configured` URL (the configuration's `database.url`)
+/// between the environment variables and the default.
+pub fn resolve_database_url_with(explicit: Option<&str>, configured: Option<&str>) -> String {
     explicit
         .map(str::to_owned)
         .or_else(|| std::env::var("TASKER_DATABASE_URL").ok().filter(|s| !s.is_empty()))
         .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+        .or_else(|| configured.map(str::to_owned))
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
 }
 

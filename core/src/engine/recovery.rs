@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::dispatch::{empty, finish_change, lock_map, message_body, retrying, Effects, Plan};
+use super::dispatch::{close_task, empty, finish_change, lock_map, message_body, retrying, Effects, Plan, TaskClosing};
 use super::{EngineEvent, Tasker};
 use crate::error::{Result, TaskerError};
 use crate::limits;
@@ -124,18 +124,6 @@ impl StepDetail {
 /// Who acts and why, recorded in every audit row an action writes.
 fn operator_metadata(by: &str, reason: &str) -> Value {
     json!({ "by": limits::clean_text(by), "reason": limits::clean_text(reason) })
-}
-
-/// The `(from, trigger, to)` walk that re-opens a failed task.
-fn reopen_path(state: TaskState) -> Result<Vec<(TaskState, TaskTrigger, TaskState)>> {
-    let mut path = Vec::new();
-    let mut at = state;
-    for trigger in [TaskTrigger::Reopen, TaskTrigger::StepsEnqueued] {
-        let next = at.apply(trigger)?;
-        path.push((at, trigger, next));
-        at = next;
-    }
-    Ok(path)
 }
 
 impl Tasker {
@@ -376,36 +364,15 @@ impl Tasker {
         let (child_changes, child_transitions) = enqueue_ready(&mut plan, &mut effects, &ready, priority, now)?;
         // Re-open a failed task the action lets progress, before its counters are evaluated.
         if action.reopens() && matches!(task_state, TaskState::Error | TaskState::BlockedByFailures) {
-            let path = reopen_path(task_state)?;
-            let transitions: Vec<TransitionRecord> = path
-                .iter()
-                .map(|(from, trigger, to)| {
-                    effects.events.push(EngineEvent::Task {
-                        task_uuid,
-                        from: Some(*from),
-                        to: *to,
-                    });
-                    TransitionRecord {
-                        entity_uuid: task_uuid,
-                        task_uuid,
-                        from_state: Some(from.as_str()),
-                        to_state: to.as_str(),
-                        event: trigger.as_str(),
-                        metadata: meta.clone(),
-                        at: now,
-                    }
-                })
-                .collect();
-            let reopened = path.last().map_or(task_state, |p| p.2);
-            let changed = tx
-                .change_tasks_audited(
-                    &[TaskChange {
-                        task_uuid,
-                        expected: task_state,
-                        new: reopened,
-                    }],
-                    &transitions,
+            let changed = self
+                .walk_tasks(
+                    tx.as_mut(),
+                    &[task_uuid],
+                    task_state,
+                    &[TaskTrigger::Reopen, TaskTrigger::StepsEnqueued],
+                    meta.clone(),
                     now,
+                    &mut effects,
                 )
                 .await?;
             if changed.is_empty() {
@@ -602,100 +569,24 @@ impl Tasker {
     /// Closes a task by hand: `resolved_manually` from `error` or any unfinished state. Open
     /// steps are cancelled; the task's open dead-letter entry is closed.
     pub async fn resolve_task(&self, task_uuid: Uuid, by: &str, reason: &str) -> Result<TaskSummary> {
-        const CONCURRENT_CHANGES: u32 = 20;
-        for _ in 0..CONCURRENT_CHANGES {
-            if retrying("resolve task", || self.resolve_task_once(task_uuid, by, reason)).await? {
-                return self.task_summary(task_uuid).await;
-            }
-        }
-        Err(TaskerError::InvalidState(format!(
-            "task {task_uuid} kept changing while being resolved; try again"
-        )))
-    }
-
-    /// One try: `false` when the task changed between reading its state and the swap.
-    async fn resolve_task_once(&self, task_uuid: Uuid, by: &str, reason: &str) -> Result<bool> {
-        let task = self.task_summary(task_uuid).await?;
-        let state = task
-            .task_state()
-            .ok_or_else(|| TaskerError::Corrupt(format!("task {task_uuid} has unknown state '{}'", task.state)))?;
-        let to = state.apply(TaskTrigger::ResolveManually).map_err(|_| {
-            TaskerError::InvalidState(format!(
-                "task {task_uuid} is {state}; only a failed or unfinished task can be resolved"
-            ))
-        })?;
-        let now = Utc::now();
         let meta = operator_metadata(by, reason);
-        let mut tx = self.store().begin().await?;
-        let changed = tx
-            .change_tasks(
-                &[TaskChange {
-                    task_uuid,
-                    expected: state,
-                    new: to,
-                }],
-                now,
-            )
-            .await?;
-        if changed.is_empty() {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.insert_task_transitions(&[TransitionRecord {
-            entity_uuid: task_uuid,
-            task_uuid,
-            from_state: Some(state.as_str()),
-            to_state: to.as_str(),
-            event: TaskTrigger::ResolveManually.as_str(),
-            metadata: meta.clone(),
-            at: now,
-        }])
-        .await?;
-        let open = [StepState::Pending, StepState::Enqueued, StepState::WaitingForRetry];
-        let cancelled = tx.cancel_open_steps(task_uuid, &open, now).await?;
-        let mut transitions = Vec::with_capacity(cancelled.len());
-        let mut active = 0;
-        for (step, from) in &cancelled {
-            if *from != StepState::Pending {
-                active -= 1;
-            }
-            transitions.push(TransitionRecord {
-                entity_uuid: *step,
-                task_uuid,
-                from_state: Some(from.as_str()),
-                to_state: from.apply(StepTrigger::Cancel)?.as_str(),
-                event: StepTrigger::Cancel.as_str(),
-                metadata: json!({"reason": "task resolved manually", "by": meta["by"]}),
-                at: now,
-            });
-        }
-        tx.insert_step_transitions(&transitions).await?;
-        tx.apply_task_deltas(
-            &[TaskDelta {
-                task_uuid,
-                active,
-                ..TaskDelta::default()
-            }],
-            now,
-        )
-        .await?;
-        let note = DlqNote {
-            by: limits::clean_text(by),
-            text: format!("task resolved manually: {}", limits::clean_text(reason)),
-            at: now,
-            status: Some(DlqStatus::ManuallyResolved.as_str().to_owned()),
+        let closing = TaskClosing {
+            trigger: TaskTrigger::ResolveManually,
+            verb: "resolved",
+            step_metadata: json!({"reason": "task resolved manually", "by": meta["by"]}),
+            metadata: meta,
+            dlq_status: DlqStatus::ManuallyResolved,
+            dlq_by: limits::clean_text(by),
+            dlq_text: format!("task resolved manually: {}", limits::clean_text(reason)),
+            refused: |task_uuid, state, _| {
+                TaskerError::InvalidState(format!(
+                    "task {task_uuid} is {state}; only a failed or unfinished task can be resolved"
+                ))
+            },
+            kept_changing: TaskerError::InvalidState,
         };
-        tx.close_dlq_entries(&[task_uuid], DlqStatus::ManuallyResolved, &note, now)
-            .await?;
-        tx.notify_task_finished(task_uuid).await?;
-        tx.commit().await?;
-        self.publish_signal(RemoteSignal::TaskFinished(task_uuid));
-        self.emit(|| EngineEvent::Task {
-            task_uuid,
-            from: Some(state),
-            to,
-        });
-        Ok(true)
+        close_task(self, task_uuid, &closing).await?;
+        self.task_summary(task_uuid).await
     }
 }
 
