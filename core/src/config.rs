@@ -1,7 +1,7 @@
 //! Layered configuration: built-in defaults < `base/*.toml` < `environments/<env>/*.toml` <
 //! `TASKER_<SECTION>__<KEY>` environment variables < explicit arguments from code or CLI flags.
 //!
-//! The tree is role-based: `common.toml` (database, step types, staleness, logging),
+//! The tree is role-based: `common.toml` (database, step types, events, staleness, logging, telemetry),
 //! `orchestration.toml` (the orchestrator loop and its detectors), `worker.toml` (workers). Its
 //! root is `TASKER_CONFIG_ROOT`, else `./config/tasker` when it exists; without one, the
 //! built-in defaults alone apply, so the zero-setup SQLite path needs no file.
@@ -20,13 +20,29 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::breaker::BreakerOptions;
+use crate::engine::BackpressureOptions;
 use crate::engine::{RecoveryOptions, StalenessThresholds, StepTypeLimits, TaskerOptions};
 use crate::error::{Result, TaskerError};
+use crate::events::{EventOptions, LifecycleEvents};
+use crate::telemetry::TelemetryOptions;
 use crate::worker::{DispatchMode, WorkerConfig};
 
 /// The role files, and the sections each may hold.
 pub const ROLES: &[(&str, &[&str])] = &[
-    ("common", &["database", "step_types", "staleness", "logging"]),
+    (
+        "common",
+        &[
+            "database",
+            "step_types",
+            "events",
+            "staleness",
+            "logging",
+            "telemetry",
+            "circuit_breaker",
+            "backpressure",
+        ],
+    ),
     ("orchestration", &["orchestration"]),
     ("worker", &["worker"]),
 ];
@@ -109,6 +125,46 @@ pub const KEYS: &[KeySpec] = &[
         "PostgreSQL: wake idle workers with LISTEN/NOTIFY",
     ),
     key(
+        "database",
+        "acquire_timeout_ms",
+        Kind::Int {
+            min: 100,
+            max: 600_000,
+        },
+        Some("10000"),
+        "PostgreSQL: how long a call waits for a pooled connection before it fails (and counts against the circuit breaker)",
+    ),
+    key(
+        "database",
+        "statement_timeout_ms",
+        Kind::Int {
+            min: 100,
+            max: DAY_MS,
+        },
+        Some("30000"),
+        "PostgreSQL statement_timeout of engine connections (a statement this long is stuck; it fails and is retried)",
+    ),
+    key(
+        "database",
+        "lock_timeout_ms",
+        Kind::Int {
+            min: 100,
+            max: DAY_MS,
+        },
+        Some("10000"),
+        "PostgreSQL lock_timeout of engine connections",
+    ),
+    key(
+        "database",
+        "idle_in_transaction_timeout_ms",
+        Kind::Int {
+            min: 100,
+            max: DAY_MS,
+        },
+        Some("60000"),
+        "PostgreSQL idle_in_transaction_session_timeout: a stalled process's transaction is ended and its locks freed",
+    ),
+    key(
         "step_types",
         "max_batch_workers",
         Kind::Int { min: 1, max: 100_000 },
@@ -121,6 +177,33 @@ pub const KEYS: &[KeySpec] = &[
         Kind::Int { min: 1, max: 100 },
         Some("8"),
         "most decision steps on one path",
+    ),
+    key(
+        "events",
+        "lifecycle",
+        Kind::Choice(&["when_subscribed", "always", "never"]),
+        Some("\"when_subscribed\""),
+        "which task/step lifecycle events go to the durable event log",
+    ),
+    key(
+        "events",
+        "retention_hours",
+        Kind::Float {
+            min: 0.0,
+            max: 87_600.0,
+        },
+        Some("168.0"),
+        "events every subscriber group acknowledged are deleted after this long",
+    ),
+    key(
+        "events",
+        "group_check_ms",
+        Kind::Int {
+            min: 10,
+            max: 3_600_000,
+        },
+        Some("1000"),
+        "how often a process re-checks whether subscriber groups exist",
     ),
     key(
         "staleness",
@@ -175,6 +258,120 @@ pub const KEYS: &[KeySpec] = &[
         Kind::Choice(&["text", "json"]),
         Some("\"text\""),
         "log format",
+    ),
+    key(
+        "telemetry",
+        "enabled",
+        Kind::Bool,
+        Some("false"),
+        "export spans and metrics over OTLP/HTTP (metrics are counted for /metrics either way)",
+    ),
+    key(
+        "telemetry",
+        "otlp_endpoint",
+        Kind::Str,
+        Some("\"http://127.0.0.1:4318\""),
+        "the OTLP/HTTP receiver's base URL (/v1/traces and /v1/metrics are appended)",
+    ),
+    key(
+        "telemetry",
+        "service_name",
+        Kind::Str,
+        Some("\"tasker\""),
+        "service.name of the exported spans and metrics",
+    ),
+    key(
+        "telemetry",
+        "export_interval_ms",
+        Kind::Int {
+            min: 10,
+            max: 3_600_000,
+        },
+        Some("5000"),
+        "how often buffered spans and a metrics snapshot are sent",
+    ),
+    key(
+        "telemetry",
+        "traces",
+        Kind::Bool,
+        Some("true"),
+        "export spans (when enabled)",
+    ),
+    key(
+        "telemetry",
+        "metrics",
+        Kind::Bool,
+        Some("true"),
+        "export metrics (when enabled)",
+    ),
+    key(
+        "telemetry",
+        "max_queued_spans",
+        Kind::Int {
+            min: 1,
+            max: 10_000_000,
+        },
+        Some("8192"),
+        "finished spans buffered for export; beyond it they are dropped and counted",
+    ),
+    key(
+        "circuit_breaker",
+        "enabled",
+        Kind::Bool,
+        Some("true"),
+        "fail calls at once with `unavailable` while PostgreSQL is unreachable (SQLite has no breaker)",
+    ),
+    key(
+        "circuit_breaker",
+        "failure_threshold",
+        Kind::Int { min: 1, max: 10_000 },
+        Some("5"),
+        "consecutive unreachable-database failures that open the breaker",
+    ),
+    key(
+        "circuit_breaker",
+        "failure_rate",
+        Kind::Float { min: 0.01, max: 1.0 },
+        Some("0.5"),
+        "failure rate over window_ms that opens the breaker (once min_calls calls were made)",
+    ),
+    key(
+        "circuit_breaker",
+        "min_calls",
+        Kind::Int { min: 1, max: 1_000_000 },
+        Some("20"),
+        "calls in a window before its failure rate counts",
+    ),
+    key(
+        "circuit_breaker",
+        "window_ms",
+        Kind::Int { min: 100, max: DAY_MS },
+        Some("10000"),
+        "the failure-rate window",
+    ),
+    key(
+        "circuit_breaker",
+        "cool_down_ms",
+        Kind::Int { min: 10, max: DAY_MS },
+        Some("2000"),
+        "how long the breaker stays open before one probe call is let through",
+    ),
+    key(
+        "backpressure",
+        "max_queue_depth",
+        Kind::Int {
+            min: 0,
+            max: 1_000_000_000_000,
+        },
+        Some("1000000"),
+        "steps waiting on a queue beyond which creating a task that sends to it fails with `backpressure` (0: no limit)",
+    ),
+    key(
+        "backpressure",
+        "refresh_ms",
+        Kind::Int { min: 10, max: 60_000 },
+        Some("1000"),
+        "how often the queue depths backpressure compares against are read",
     ),
     key(
         "orchestration",
@@ -248,6 +445,20 @@ pub const KEYS: &[KeySpec] = &[
         Some("true"),
         "also run the orchestrator loop in each worker process",
     ),
+    key(
+        "worker",
+        "claim_batch_size",
+        Kind::Int { min: 1, max: 10_000 },
+        Some("64"),
+        "most steps one claim transaction takes (never more than the free handler slots)",
+    ),
+    key(
+        "worker",
+        "completion_batch_size",
+        Kind::Int { min: 1, max: 10_000 },
+        Some("256"),
+        "most outcomes one completion transaction applies",
+    ),
 ];
 
 /// Where a value came from.
@@ -292,9 +503,17 @@ pub struct TaskerConfig {
     pub max_connections: u32,
     pub listen: bool,
     pub step_types: StepTypeLimitsConfig,
+    pub events: EventOptions,
     pub staleness_minutes: [f64; 4],
     pub log_level: String,
     pub log_format: String,
+    pub telemetry: TelemetryOptions,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
+    pub circuit_breaker: BreakerOptions,
+    pub backpressure: BackpressureOptions,
     pub detector_interval: Duration,
     pub worker_unavailable_after: Duration,
     pub worker_queues: Vec<String>,
@@ -304,6 +523,8 @@ pub struct TaskerConfig {
     pub poll_interval: Option<Duration>,
     pub heartbeat_interval: Duration,
     pub embedded_orchestration: bool,
+    pub claim_batch_size: usize,
+    pub completion_batch_size: usize,
 }
 
 /// [`StepTypeLimits`] as configured.
@@ -617,7 +838,7 @@ fn read_file(
 /// `${VAR}` and `${VAR:-default}` in a string (or in the strings of a list).
 fn substitute(v: toml::Value, vars: &BTreeMap<String, String>) -> std::result::Result<toml::Value, String> {
     match v {
-        toml::Value::String(s) => expand(&s, vars).map(toml::Value::String),
+        toml::Value::String(s) => expand(&s, |name| vars.get(name).cloned()).map(toml::Value::String),
         toml::Value::Array(items) => items
             .into_iter()
             .map(|i| substitute(i, vars))
@@ -627,7 +848,9 @@ fn substitute(v: toml::Value, vars: &BTreeMap<String, String>) -> std::result::R
     }
 }
 
-fn expand(s: &str, vars: &BTreeMap<String, String>) -> std::result::Result<String, String> {
+/// `s` with each `${VAR}` / `${VAR:-default}` replaced by `lookup(VAR)` (an empty value counts
+/// as unset), else the default; a variable with neither is an error naming it.
+pub(crate) fn expand(s: &str, lookup: impl Fn(&str) -> Option<String>) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -641,8 +864,8 @@ fn expand(s: &str, vars: &BTreeMap<String, String>) -> std::result::Result<Strin
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
-        match (vars.get(name).filter(|v| !v.is_empty()), default) {
-            (Some(v), _) => out.push_str(v),
+        match (lookup(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
                 return Err(format!(
@@ -781,6 +1004,12 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
             .and_then(|v| u32::try_from(v).ok())
             .ok_or_else(|| missing("database.max_connections"))?,
         listen: boolean("database.listen").ok_or_else(|| missing("database.listen"))?,
+        acquire_timeout: ms("database.acquire_timeout_ms").ok_or_else(|| missing("database.acquire_timeout_ms"))?,
+        statement_timeout: ms("database.statement_timeout_ms")
+            .ok_or_else(|| missing("database.statement_timeout_ms"))?,
+        lock_timeout: ms("database.lock_timeout_ms").ok_or_else(|| missing("database.lock_timeout_ms"))?,
+        idle_in_transaction_timeout: ms("database.idle_in_transaction_timeout_ms")
+            .ok_or_else(|| missing("database.idle_in_transaction_timeout_ms"))?,
         step_types: StepTypeLimitsConfig {
             max_batch_workers: int("step_types.max_batch_workers")
                 .and_then(|v| usize::try_from(v).ok())
@@ -788,6 +1017,17 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
             max_decision_depth: int("step_types.max_decision_depth")
                 .and_then(|v| usize::try_from(v).ok())
                 .ok_or_else(|| missing("step_types.max_decision_depth"))?,
+        },
+        events: EventOptions {
+            lifecycle: match string("events.lifecycle").as_deref() {
+                Some("always") => LifecycleEvents::Always,
+                Some("never") => LifecycleEvents::Never,
+                _ => LifecycleEvents::WhenSubscribed,
+            },
+            retention: Duration::from_secs_f64(
+                float("events.retention_hours").ok_or_else(|| missing("events.retention_hours"))? * 3600.0,
+            ),
+            group_check: ms("events.group_check_ms").ok_or_else(|| missing("events.group_check_ms"))?,
         },
         staleness_minutes: [
             float("staleness.steps_in_process_minutes").ok_or_else(|| missing("staleness.steps_in_process_minutes"))?,
@@ -799,6 +1039,37 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
         ],
         log_level: string("logging.level").ok_or_else(|| missing("logging.level"))?,
         log_format: string("logging.format").ok_or_else(|| missing("logging.format"))?,
+        telemetry: TelemetryOptions {
+            enabled: boolean("telemetry.enabled").ok_or_else(|| missing("telemetry.enabled"))?,
+            otlp_endpoint: string("telemetry.otlp_endpoint").ok_or_else(|| missing("telemetry.otlp_endpoint"))?,
+            service_name: string("telemetry.service_name").ok_or_else(|| missing("telemetry.service_name"))?,
+            export_interval: ms("telemetry.export_interval_ms")
+                .ok_or_else(|| missing("telemetry.export_interval_ms"))?,
+            traces: boolean("telemetry.traces").ok_or_else(|| missing("telemetry.traces"))?,
+            metrics: boolean("telemetry.metrics").ok_or_else(|| missing("telemetry.metrics"))?,
+            max_queued_spans: int("telemetry.max_queued_spans")
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| missing("telemetry.max_queued_spans"))?,
+        },
+        circuit_breaker: BreakerOptions {
+            enabled: boolean("circuit_breaker.enabled").ok_or_else(|| missing("circuit_breaker.enabled"))?,
+            failure_threshold: int("circuit_breaker.failure_threshold")
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| missing("circuit_breaker.failure_threshold"))?,
+            failure_rate: float("circuit_breaker.failure_rate")
+                .ok_or_else(|| missing("circuit_breaker.failure_rate"))?,
+            min_calls: int("circuit_breaker.min_calls")
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| missing("circuit_breaker.min_calls"))?,
+            window: ms("circuit_breaker.window_ms").ok_or_else(|| missing("circuit_breaker.window_ms"))?,
+            cool_down: ms("circuit_breaker.cool_down_ms").ok_or_else(|| missing("circuit_breaker.cool_down_ms"))?,
+        },
+        backpressure: BackpressureOptions {
+            max_queue_depth: int("backpressure.max_queue_depth")
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| missing("backpressure.max_queue_depth"))?,
+            refresh: ms("backpressure.refresh_ms").ok_or_else(|| missing("backpressure.refresh_ms"))?,
+        },
         detector_interval: ms("orchestration.detector_interval_ms")
             .ok_or_else(|| missing("orchestration.detector_interval_ms"))?,
         worker_unavailable_after: ms("orchestration.worker_unavailable_after_ms")
@@ -817,6 +1088,12 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
             .ok_or_else(|| missing("worker.heartbeat_interval_ms"))?,
         embedded_orchestration: boolean("worker.embedded_orchestration")
             .ok_or_else(|| missing("worker.embedded_orchestration"))?,
+        claim_batch_size: int("worker.claim_batch_size")
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| missing("worker.claim_batch_size"))?,
+        completion_batch_size: int("worker.completion_batch_size")
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| missing("worker.completion_batch_size"))?,
     })
 }
 
@@ -829,6 +1106,10 @@ impl TaskerConfig {
             database_url: self.database_url.clone(),
             max_connections: self.max_connections,
             listen: self.listen,
+            acquire_timeout: self.acquire_timeout,
+            statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
+            idle_in_transaction_timeout: self.idle_in_transaction_timeout,
             step_type_limits: StepTypeLimits {
                 max_batch_workers: self.step_types.max_batch_workers,
                 max_decision_depth: self.step_types.max_decision_depth,
@@ -844,6 +1125,10 @@ impl TaskerConfig {
                 worker_unavailable_after: self.worker_unavailable_after,
                 heartbeat_interval: self.heartbeat_interval,
             },
+            events: self.events.clone(),
+            telemetry: self.telemetry.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
+            backpressure: self.backpressure.clone(),
         }
     }
 
@@ -876,6 +1161,8 @@ impl TaskerConfig {
         };
         w.poll_interval = self.poll_interval;
         w.embedded_orchestration = self.embedded_orchestration;
+        w.claim_batch_size = self.claim_batch_size;
+        w.completion_batch_size = self.completion_batch_size;
         w
     }
 }

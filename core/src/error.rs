@@ -32,11 +32,21 @@ pub enum TaskerError {
         version: Option<String>,
     },
 
-    #[error("template {namespace}/{name} version {version} is already registered with different content; bump the version to change it")]
+    /// A template version registered again with another definition. The files are named so
+    /// the user knows which one to edit (or whose version to bump) without searching.
+    #[error(
+        "template {namespace}/{name} version {version}{} is already registered{} with different content; bump the version to change it",
+        path.as_deref().map(|p| format!(" in {p}")).unwrap_or_default(),
+        registered_from.as_deref().map(|p| format!(" (from {p})")).unwrap_or_default()
+    )]
     TemplateConflict {
         namespace: String,
         name: String,
         version: String,
+        /// The file being registered, when it came from one.
+        path: Option<String>,
+        /// The file the stored version was registered from, when known.
+        registered_from: Option<String>,
     },
 
     #[error("task not found: {0}")]
@@ -104,6 +114,27 @@ pub enum TaskerError {
 
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
+
+    /// The circuit breaker around `resource` is open: it failed as unreachable too often, and
+    /// calls are refused at once instead of waiting on it. `retry_after` is when the breaker
+    /// lets the next probe through (see [`crate::breaker`]).
+    #[error("{resource} unavailable: the circuit breaker is open after {reason}; retry in {} ms", retry_after.as_millis())]
+    Unavailable {
+        resource: &'static str,
+        reason: String,
+        retry_after: std::time::Duration,
+    },
+
+    /// Creating the task would put more than `limit` waiting steps on `queue` (the
+    /// `backpressure.max_queue_depth` key): workers are not keeping up. Retry after
+    /// `retry_after`, or add workers.
+    #[error("backpressure: queue '{queue}' has {depth} steps waiting, the limit is {limit}; retry in {} ms", retry_after.as_millis())]
+    Backpressure {
+        queue: String,
+        depth: u64,
+        limit: u64,
+        retry_after: std::time::Duration,
+    },
 }
 
 /// One problem found while loading or validating a template.
@@ -200,6 +231,8 @@ impl TaskerError {
             TaskerError::InvalidArgument(_) => "invalid_argument",
             TaskerError::Fenced(_) => "fenced",
             TaskerError::Corrupt(_) => "corrupt_data",
+            TaskerError::Unavailable { .. } => "unavailable",
+            TaskerError::Backpressure { .. } => "backpressure",
         }
     }
 }
@@ -220,7 +253,27 @@ impl TaskerError {
     pub fn is_transient(&self) -> bool {
         match self {
             TaskerError::Database(e) => sqlx_is_transient(e),
+            TaskerError::Connect { .. } | TaskerError::Unavailable { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the failure says the database server is away (as opposed to answering with an
+    /// error): a lost or refused connection, a pool timeout, the server shutting down or
+    /// refusing connections. What the circuit breaker counts; races and statement timeouts are
+    /// the server answering, and do not count.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
             TaskerError::Connect { .. } => true,
+            TaskerError::Database(e) => match e {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                    // connection_exception (08…), admin/crash shutdown, cannot_connect_now,
+                    // too_many_connections.
+                    code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+                }),
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -232,9 +285,16 @@ impl TaskerError {
     /// refused again, so the completion carrying them is failed instead of retried.
     pub fn is_data_refusal(&self) -> bool {
         match self {
-            TaskerError::Database(sqlx::Error::Database(db)) => db
-                .code()
-                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+            TaskerError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
+                // PostgreSQL SQLSTATE classes 22 (data exception), 23 (integrity constraint) and
+                // 54 (program limit); SQLite result codes TOOBIG, CONSTRAINT and MISMATCH, whose
+                // extended codes keep the primary code in their low byte.
+                c.starts_with("22")
+                    || c.starts_with("23")
+                    || c.starts_with("54")
+                    || c.parse::<i32>()
+                        .is_ok_and(|n| matches!(n & 0xff, 18..=20) && n < 10_000)
+            }),
             _ => false,
         }
     }

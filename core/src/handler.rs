@@ -1,4 +1,25 @@
 //! Step handlers written in Rust, run on the same poll/complete path the language bindings use.
+//!
+//! A handler returns `Ok(result)` (a [`serde_json::Value`], or a [`StepSuccess`] carrying metadata too) or
+//! `Err(`[`StepFailure`]`)`. Handlers are registered by the template's `handler.callable`; a
+//! template naming another `handler.method` than `call` runs the handler registered for that
+//! method with [`HandlerRegistry::register_method`].
+//!
+//! ```
+//! use serde_json::json;
+//! use tasker_core::handler::HandlerRegistry;
+//! use tasker_core::{StepFailure, StepSuccess};
+//!
+//! let mut registry = HandlerRegistry::new();
+//! registry.register_fn("payments.charge", |step| async move {
+//!     let amount = step.task_context["amount"]
+//!         .as_i64()
+//!         .ok_or_else(|| StepFailure::permanent("invalid_input", "context.amount must be an integer"))?;
+//!     Ok(StepSuccess::new(json!({"charged": amount})).with_metadata(json!({"gateway": "test"})))
+//! });
+//! registry.register_method_fn("payments.charge", "refund", |_step| async move { Ok(json!({"refunded": true})) });
+//! assert!(registry.get_method("payments.charge", "refund").is_some());
+//! ```
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,18 +28,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
-use crate::outcome::{error_types, StepFailure, StepOutcome};
+use crate::outcome::{error_types, StepFailure, StepOutcome, StepSuccess};
 use crate::worker::{Poll, StepEvent, Worker};
 
-/// A step handler. `Ok(value)` completes the step with `value` as its result.
+/// A step handler. `Ok(success)` completes the step with its result (and metadata); a plain
+/// [`serde_json::Value`] converts with `.into()`. `Err(failure)` fails the attempt.
 #[async_trait]
 pub trait StepHandler: Send + Sync + 'static {
-    async fn call(&self, step: &StepEvent) -> Result<Value, StepFailure>;
+    async fn call(&self, step: &StepEvent) -> Result<StepSuccess, StepFailure>;
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Value, StepFailure>> + Send>>;
+type BoxFuture = Pin<Box<dyn Future<Output = Result<StepSuccess, StepFailure>> + Send>>;
 
 struct FnHandler<F>(F);
 
@@ -27,20 +48,29 @@ impl<F> StepHandler for FnHandler<F>
 where
     F: Fn(StepEvent) -> BoxFuture + Send + Sync + 'static,
 {
-    async fn call(&self, step: &StepEvent) -> Result<Value, StepFailure> {
+    async fn call(&self, step: &StepEvent) -> Result<StepSuccess, StepFailure> {
         (self.0)(step.clone()).await
     }
 }
 
-/// Handlers by callable name.
+/// The method a template's `handler.method` defaults to.
+pub const DEFAULT_METHOD: &str = "call";
+
+/// Handlers by callable name and method.
 #[derive(Default, Clone)]
 pub struct HandlerRegistry {
-    handlers: HashMap<String, Arc<dyn StepHandler>>,
+    handlers: HashMap<(String, String), Arc<dyn StepHandler>>,
 }
 
 impl std::fmt::Debug for HandlerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.handlers.keys()).finish()
+        f.debug_set()
+            .entries(
+                self.handlers
+                    .keys()
+                    .map(|(callable, method)| format!("{callable}#{method}")),
+            )
+            .finish()
     }
 }
 
@@ -49,37 +79,94 @@ impl HandlerRegistry {
         Self::default()
     }
 
-    /// Registers `handler` for steps whose `handler.callable` is `callable`.
+    /// Registers `handler` for steps whose `handler.callable` is `callable` (and whose
+    /// `handler.method` is `call`, the default).
     pub fn register(&mut self, callable: impl Into<String>, handler: impl StepHandler) -> &mut Self {
-        self.handlers.insert(callable.into(), Arc::new(handler));
+        self.register_method(callable, DEFAULT_METHOD, handler)
+    }
+
+    /// Registers `handler` for steps whose template names `callable` and `method`.
+    pub fn register_method(
+        &mut self,
+        callable: impl Into<String>,
+        method: impl Into<String>,
+        handler: impl StepHandler,
+    ) -> &mut Self {
+        self.handlers
+            .insert((callable.into(), method.into()), Arc::new(handler));
         self
     }
 
-    /// Registers an async closure.
-    pub fn register_fn<F, Fut>(&mut self, callable: impl Into<String>, f: F) -> &mut Self
+    /// Registers an async closure returning `Result<Value, StepFailure>` or
+    /// `Result<StepSuccess, StepFailure>`.
+    pub fn register_fn<F, Fut, R>(&mut self, callable: impl Into<String>, f: F) -> &mut Self
     where
         F: Fn(StepEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, StepFailure>> + Send + 'static,
+        Fut: Future<Output = Result<R, StepFailure>> + Send + 'static,
+        R: Into<StepSuccess> + 'static,
     {
-        let boxed = move |e: StepEvent| -> BoxFuture { Box::pin(f(e)) };
-        self.register(callable, FnHandler(boxed))
+        self.register_method_fn(callable, DEFAULT_METHOD, f)
     }
 
+    /// Registers an async closure for `callable`'s `method`.
+    pub fn register_method_fn<F, Fut, R>(
+        &mut self,
+        callable: impl Into<String>,
+        method: impl Into<String>,
+        f: F,
+    ) -> &mut Self
+    where
+        F: Fn(StepEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, StepFailure>> + Send + 'static,
+        R: Into<StepSuccess> + 'static,
+    {
+        let boxed = move |e: StepEvent| -> BoxFuture {
+            let running = f(e);
+            Box::pin(async move { running.await.map(Into::into) })
+        };
+        self.register_method(callable, method, FnHandler(boxed))
+    }
+
+    /// The handler of `callable`'s default method (`call`).
     pub fn get(&self, callable: &str) -> Option<Arc<dyn StepHandler>> {
-        self.handlers.get(callable).cloned()
+        self.get_method(callable, DEFAULT_METHOD)
     }
 
-    /// Runs one event through its handler, turning a missing handler into a permanent
-    /// `handler_not_found` failure.
+    /// The handler of `callable`'s `method`.
+    pub fn get_method(&self, callable: &str, method: &str) -> Option<Arc<dyn StepHandler>> {
+        self.handlers.get(&(callable.to_owned(), method.to_owned())).cloned()
+    }
+
+    /// Runs one event through the handler its template names (callable and method), turning a
+    /// missing handler into a permanent `handler_not_found` failure.
     pub async fn run(&self, event: &StepEvent) -> StepOutcome {
-        match self.get(&event.handler.callable) {
-            Some(h) => match h.call(event).await {
-                Ok(result) => StepOutcome::success(result),
-                Err(failure) => StepOutcome::Failure(failure),
-            },
+        let spec = &event.handler;
+        let method = if spec.method.is_empty() {
+            DEFAULT_METHOD
+        } else {
+            spec.method.as_str()
+        };
+        match self.get_method(&spec.callable, method) {
+            Some(h) => {
+                let outcome = match h.call(event).await {
+                    Ok(success) => StepOutcome::from(success),
+                    Err(failure) => StepOutcome::Failure(failure),
+                };
+                event
+                    .take_published()
+                    .into_iter()
+                    .fold(outcome, |o, (name, payload)| o.with_event(&name, payload))
+            }
+            None if method == DEFAULT_METHOD => StepOutcome::Failure(StepFailure::permanent(
+                error_types::HANDLER_NOT_FOUND,
+                format!("no handler registered for callable '{}'", spec.callable),
+            )),
             None => StepOutcome::Failure(StepFailure::permanent(
                 error_types::HANDLER_NOT_FOUND,
-                format!("no handler registered for callable '{}'", event.handler.callable),
+                format!(
+                    "no handler registered for callable '{}' method '{method}' (register it with register_method)",
+                    spec.callable
+                ),
             )),
         }
     }

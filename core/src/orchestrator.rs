@@ -62,9 +62,17 @@ pub async fn run(tasker: Tasker, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The detectors of stuck work: stale tasks, and queues no live worker serves. Their failures
-/// are logged; the next pass tries again.
+/// The detectors of stuck work (stale tasks, and queues no live worker serves), the event
+/// log's retention and the overview's task counts. Their failures are logged; the next pass tries again.
 async fn detect(tasker: &Tasker) {
+    match tasker.prune_events().await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(events = n, "pruned acknowledged events past their retention"),
+        Err(e) => tracing::warn!(error = %e, "pruning the event log failed"),
+    }
+    if let Err(e) = tasker.compact_task_counts().await {
+        tracing::warn!(error = %e, "folding the overview's task counts failed");
+    }
     if let Err(e) = tasker.detect_stale_tasks().await {
         tracing::warn!(error = %e, "the staleness detector failed");
     }

@@ -80,13 +80,105 @@ impl StepOutcome {
                     Ok(()) => limits::replace_nul(&mut f.metadata),
                     Err(violation) => {
                         // The failure itself stands; only the metadata that cannot be stored goes.
-                        f.metadata = json!({ "dropped": violation.describe("the failure's metadata") });
+                        let code = match violation {
+                            LimitViolation::TooLarge { .. } => error_types::METADATA_TOO_LARGE,
+                            LimitViolation::TooDeep => error_types::METADATA_TOO_DEEP,
+                        };
+                        f.metadata = dropped_metadata(code, "metadata", &violation.describe("the failure's metadata"));
                     }
                 }
                 StepOutcome::Failure(f)
             }
         }
     }
+}
+
+/// The note that replaces a failure's metadata when the metadata cannot be stored, so that the
+/// failure keeps its message, error type and retryability in every language:
+/// `{"metadata_dropped": {"code", "path", "reason"}}`. `code` is
+/// [`error_types::METADATA_NOT_SERIALIZABLE`] (no JSON form: a NaN, an object, a cycle, …),
+/// [`error_types::METADATA_TOO_LARGE`] or [`error_types::METADATA_TOO_DEEP`]; `path` names the bad
+/// value (`metadata.items[2].price`). The Python, Ruby and TypeScript packages write the same note.
+pub fn dropped_metadata(code: &str, path: &str, reason: &str) -> Value {
+    json!({ "metadata_dropped": { "code": code, "path": path, "reason": reason } })
+}
+
+/// What a Rust handler returns when its step succeeds: the result, and metadata stored beside it
+/// (a handler's notes: timings, the API it called, …). A plain [`Value`] converts into a success
+/// without metadata, so `Ok(json!({...}))` keeps working.
+///
+/// ```
+/// use serde_json::json;
+/// use tasker_core::StepSuccess;
+///
+/// let done = StepSuccess::new(json!({"charged": 42})).with_metadata(json!({"gateway": "test"}));
+/// assert_eq!(done.metadata["gateway"], "test");
+///
+/// #[derive(serde::Serialize)]
+/// struct Quote { price: f64 }
+/// // Typed values are checked: NaN and infinities are refused, naming the field.
+/// let refused = StepSuccess::serialize(&Quote { price: f64::NAN }).unwrap_err();
+/// assert_eq!(refused.error_type, "result_not_serializable");
+/// assert!(refused.message.contains("result.price is NaN"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepSuccess {
+    pub result: Value,
+    pub metadata: Value,
+}
+
+impl StepSuccess {
+    /// A success with `result` and no metadata.
+    pub fn new(result: Value) -> Self {
+        Self {
+            result,
+            metadata: Value::Null,
+        }
+    }
+
+    /// A success whose result is `result` serialized; a value with no JSON form (a non-finite
+    /// number, a non-string map key) is a permanent `result_not_serializable` failure naming its
+    /// path, as in every other language.
+    pub fn serialize<T: Serialize + ?Sized>(result: &T) -> Result<Self, StepFailure> {
+        crate::serialize::to_json(result, "result")
+            .map(Self::new)
+            .map_err(|e| not_serializable("result", &e))
+    }
+
+    /// The same success with `metadata`.
+    pub fn with_metadata(mut self, metadata: Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The same success with `metadata` serialized, or the permanent `result_not_serializable`
+    /// failure naming what has no JSON form.
+    pub fn with_serialized_metadata<T: Serialize + ?Sized>(self, metadata: &T) -> Result<Self, StepFailure> {
+        let metadata = crate::serialize::to_json(metadata, "metadata").map_err(|e| not_serializable("metadata", &e))?;
+        Ok(self.with_metadata(metadata))
+    }
+}
+
+impl From<Value> for StepSuccess {
+    fn from(result: Value) -> Self {
+        Self::new(result)
+    }
+}
+
+impl From<StepSuccess> for StepOutcome {
+    fn from(success: StepSuccess) -> Self {
+        StepOutcome::Success {
+            result: success.result,
+            metadata: success.metadata,
+        }
+    }
+}
+
+fn not_serializable(what: &str, e: &crate::serialize::NotJson) -> StepFailure {
+    StepFailure::permanent(
+        error_types::RESULT_NOT_SERIALIZABLE,
+        format!("the handler's {what} cannot be serialized to JSON: {e}"),
+    )
 }
 
 /// One batch of a `create_batches` outcome: which items a batch worker instance processes.
@@ -254,6 +346,22 @@ impl StepFailure {
         }
     }
 
+    /// Sets the failure's metadata (details for whoever investigates it).
+    pub fn with_metadata(mut self, metadata: Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the failure's metadata, serialized. Metadata with no JSON form (a non-finite number, a
+    /// non-string map key) never changes the failure: it is replaced by the
+    /// [`dropped_metadata`] note naming the bad path, and the message, error type and
+    /// retryability stay as they are.
+    pub fn with_serialized_metadata<T: Serialize + ?Sized>(self, metadata: &T) -> Self {
+        let metadata = crate::serialize::to_json(metadata, "metadata")
+            .unwrap_or_else(|e| dropped_metadata(error_types::METADATA_NOT_SERIALIZABLE, &e.path, &e.reason));
+        self.with_metadata(metadata)
+    }
+
     /// Sets the delay before the next attempt.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
@@ -295,6 +403,12 @@ pub mod error_types {
     pub const RESULT_TOO_LARGE: &str = "result_too_large";
     /// The handler's result or metadata nests deeper than [`crate::limits::MAX_JSON_DEPTH`].
     pub const RESULT_TOO_DEEP: &str = "result_too_deep";
+    /// Code of the [`super::dropped_metadata`] note: a failure's metadata had no JSON form.
+    pub const METADATA_NOT_SERIALIZABLE: &str = "metadata_not_serializable";
+    /// Code of the [`super::dropped_metadata`] note: a failure's metadata was over the size limit.
+    pub const METADATA_TOO_LARGE: &str = "metadata_too_large";
+    /// Code of the [`super::dropped_metadata`] note: a failure's metadata nested too deep.
+    pub const METADATA_TOO_DEEP: &str = "metadata_too_deep";
     /// The step cannot be run: its stored data or its template cannot be read.
     pub const CORRUPT_STEP: &str = "corrupt_step";
     /// The database refused to store the handler's outcome (the step fails instead).
@@ -305,6 +419,10 @@ pub mod error_types {
     pub const INVALID_DECISION: &str = "invalid_decision";
     /// A batchable step's `batch_processing_outcome` is missing or invalid.
     pub const INVALID_BATCH_OUTCOME: &str = "invalid_batch_outcome";
+    /// A `${VAR}` in the handler's `initialization` names a variable the worker's environment
+    /// does not have (and gives no default). Retryable: a worker started with it can run the
+    /// step.
+    pub const HANDLER_CONFIG_UNRESOLVED: &str = "handler_config_unresolved";
 }
 
 mod opt_secs {

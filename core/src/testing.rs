@@ -1,5 +1,34 @@
-//! Unit-testing Rust step handlers without a database: build a [`StepEvent`] from plain data,
-//! run the handler, and read a decision or batch result back.
+//! Unit-testing Rust step handlers without a database: build a [`StepEvent`] from plain data
+//! with [`TestEvent`], run the handler with [`run`] (exactly what a worker records, limits and
+//! all), and assert on the outcome with [`OutcomeAssertions`].
+//!
+//! ```
+//! use serde_json::json;
+//! use tasker_core::handler::HandlerRegistry;
+//! use tasker_core::testing::{self, OutcomeAssertions, TestEvent};
+//! use tasker_core::{StepFailure, StepSuccess};
+//!
+//! let mut registry = HandlerRegistry::new();
+//! registry.register_fn("double", |step| async move {
+//!     let n = step.task_context["n"]
+//!         .as_i64()
+//!         .ok_or_else(|| StepFailure::permanent("invalid_input", "context.n must be an integer"))?;
+//!     Ok(StepSuccess::new(json!({"n": n * 2})).with_metadata(json!({"doubled": true})))
+//! });
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let (event, _) = TestEvent::new("double").context(json!({"n": 21})).build();
+//! let outcome = testing::run(&registry, &event).await;
+//! assert_eq!(outcome.expect_success()["n"], 42);
+//! assert_eq!(outcome.success_metadata()["doubled"], true);
+//!
+//! let (event, _) = TestEvent::new("double").context(json!({})).build();
+//! let failure = testing::run(&registry, &event).await.expect_failure().clone();
+//! assert_eq!((failure.error_type.as_str(), failure.retryable), ("invalid_input", false));
+//! # });
+//! ```
+//!
+//! Batch workers read their batch and record checkpoints in memory:
 //!
 //! ```
 //! use serde_json::json;
@@ -11,6 +40,8 @@
 //! assert_eq!(event.batch.as_ref().unwrap()["end_cursor"], 250);
 //! assert!(checkpoints.recorded().is_empty());
 //! ```
+//!
+//! Event subscribers get their events from [`build_event`].
 
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +49,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::engine::{BATCH_KEY, DECISION_KEY};
-use crate::outcome::BatchCursor;
+use crate::handler::HandlerRegistry;
+use crate::outcome::{BatchCursor, StepFailure, StepOutcome};
 use crate::template::HandlerSpec;
 use crate::worker::{CancelSignal, CheckpointRecorder, StepEvent};
 
@@ -67,8 +99,10 @@ impl TestEvent {
                 deadline: None,
                 batch: None,
                 checkpoint: None,
+                trace_context: None,
                 cancellation: CancelSignal::default(),
                 recorder: CheckpointRecorder::None,
+                published: Default::default(),
             },
         }
     }
@@ -95,6 +129,25 @@ impl TestEvent {
     pub fn attempt(mut self, attempt: u32, max_attempts: u32) -> Self {
         self.event.attempt = attempt;
         self.event.max_attempts = max_attempts;
+        self
+    }
+
+    /// The handler method the template names (`call` unless set).
+    pub fn method(mut self, method: &str) -> Self {
+        self.event.handler.method = method.to_owned();
+        self
+    }
+
+    /// The handler callable the template names (the step name unless set).
+    pub fn callable(mut self, callable: &str) -> Self {
+        self.event.handler.callable = callable.to_owned();
+        self
+    }
+
+    /// The attempt is already cancelled (`event.cancellation.is_cancelled()` is true), as when
+    /// it timed out or the worker shuts down: for testing that a handler stops.
+    pub fn cancelled(self) -> Self {
+        self.event.cancellation.cancel();
         self
     }
 
@@ -133,6 +186,47 @@ impl TestEvent {
     }
 }
 
+/// Runs `event` through the handler `registry` holds for its callable and method, and returns
+/// the outcome exactly as a worker would record it ([`StepOutcome::normalized`]: size and nesting
+/// limits, `\u0000`, clamped `retry_after`). No database is involved.
+pub async fn run(registry: &HandlerRegistry, event: &StepEvent) -> StepOutcome {
+    registry.run(event).await.normalized()
+}
+
+/// Assertions on a handler's [`StepOutcome`]; each panics with the whole outcome when it does not
+/// match, so a failing test shows what the handler did.
+pub trait OutcomeAssertions {
+    /// The result of a success.
+    fn expect_success(&self) -> &Value;
+    /// The metadata of a success (`Value::Null` when there is none).
+    fn success_metadata(&self) -> &Value;
+    /// The failure.
+    fn expect_failure(&self) -> &StepFailure;
+}
+
+impl OutcomeAssertions for StepOutcome {
+    fn expect_success(&self) -> &Value {
+        match self {
+            StepOutcome::Success { result, .. } => result,
+            StepOutcome::Failure(f) => panic!("expected a success, the handler failed: {f:#?}"),
+        }
+    }
+
+    fn success_metadata(&self) -> &Value {
+        match self {
+            StepOutcome::Success { metadata, .. } => metadata,
+            StepOutcome::Failure(f) => panic!("expected a success, the handler failed: {f:#?}"),
+        }
+    }
+
+    fn expect_failure(&self) -> &StepFailure {
+        match self {
+            StepOutcome::Failure(f) => f,
+            success => panic!("expected a failure, the handler succeeded: {success:#?}"),
+        }
+    }
+}
+
 /// The steps a decision result chose (`Some(vec![])` for `no_branches`), or `None` when the
 /// result carries no decision.
 pub fn chosen_steps(result: &Value) -> Option<Vec<String>> {
@@ -158,10 +252,64 @@ pub fn batches(result: &Value) -> Option<(Option<String>, Vec<BatchCursor>)> {
     }
 }
 
+/// An event as a durable subscriber receives it, for testing a [`crate::events::Subscriber`]
+/// without a database: the payload is the catalog's example for a system event (`{}` for a
+/// domain event), the ids are fresh, and the template is `test/test_task@1.0.0`. The fields are
+/// public: change what the test is about with struct update syntax.
+///
+/// ```
+/// use serde_json::json;
+/// use tasker_core::events::Event;
+/// use tasker_core::testing;
+///
+/// let completed = testing::build_event("task.completed");
+/// assert_eq!((completed.category.as_str(), completed.delivery.as_str()), ("task", "durable"));
+/// let charged = Event { payload: json!({"amount": 5}), ..testing::build_event("payment.charged") };
+/// assert_eq!(charged.category, "domain");
+/// ```
+pub fn build_event(name: &str) -> crate::events::Event {
+    let info = crate::events::event_info(name);
+    // A system event of a step category carries a step; a domain event is published by a step.
+    let with_step = info.as_ref().is_none_or(|i| i.category == "step");
+    crate::events::Event {
+        event_id: Uuid::now_v7(),
+        name: name.to_owned(),
+        category: info
+            .as_ref()
+            .map_or_else(|| "domain".to_owned(), |i| i.category.clone()),
+        occurred_at: chrono::Utc::now(),
+        task_uuid: Some(Uuid::now_v7()),
+        step_uuid: with_step.then(Uuid::now_v7),
+        correlation_id: Some(Uuid::now_v7()),
+        namespace: Some("test".into()),
+        task_name: Some("test_task".into()),
+        task_version: Some("1.0.0".into()),
+        payload: info.map_or_else(|| Value::Object(Map::new()), |i| i.example),
+        delivery: "durable".into(),
+        position: Some(1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::outcome::{batch_cursors, step_results};
+
+    #[test]
+    fn a_built_event_looks_like_a_delivered_one() {
+        let failed = build_event("step.failed");
+        assert_eq!(failed.category, "step");
+        assert!(failed.step_uuid.is_some() && failed.task_uuid.is_some());
+        let example = crate::events::event_info("step.failed")
+            .expect("in the catalog")
+            .example;
+        assert_eq!(failed.payload, example);
+        let completed = build_event("task.completed");
+        assert_eq!((completed.category.as_str(), completed.step_uuid), ("task", None));
+        let domain = build_event("payment.charged");
+        assert_eq!((domain.category.as_str(), &domain.payload), ("domain", &json!({})));
+        assert_ne!(build_event("task.completed").event_id, completed.event_id);
+    }
 
     #[tokio::test]
     async fn a_test_event_records_checkpoints_in_memory() {

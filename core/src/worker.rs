@@ -62,7 +62,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -76,6 +76,8 @@ use crate::error::{Result, TaskerError};
 use crate::orchestrator;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
 use crate::store::{Backend, MessageRef, RemoteSignal, WorkerRecord};
+use crate::telemetry::metrics as m;
+use crate::telemetry::trace::{AttributeValue, SpanKind, SpanRecord, TraceContext};
 use crate::template::{is_valid_queue_name, HandlerSpec};
 
 /// How a worker learns that work is available, and the longest it can take to notice.
@@ -130,6 +132,10 @@ pub struct WorkerConfig {
     /// The language its handlers are written in, shown in the worker registry
     /// (`rust`, `python`, `ruby`, `typescript`).
     pub language: String,
+    /// Most steps one claim transaction takes (and never more than the free slots).
+    pub claim_batch_size: usize,
+    /// Most outcomes one completion transaction applies.
+    pub completion_batch_size: usize,
 }
 
 impl WorkerConfig {
@@ -144,6 +150,8 @@ impl WorkerConfig {
             embedded_orchestration: true,
             worker_id: format!("{}:{}", hostname(), std::process::id()),
             language: "rust".into(),
+            claim_batch_size: 64,
+            completion_batch_size: 256,
         }
     }
 
@@ -162,6 +170,12 @@ impl WorkerConfig {
                 self.concurrency
             )));
         }
+        if self.claim_batch_size == 0 || self.completion_batch_size == 0 {
+            return Err(TaskerError::InvalidArgument(format!(
+                "claim_batch_size and completion_batch_size must be at least 1, got {} and {}",
+                self.claim_batch_size, self.completion_batch_size
+            )));
+        }
         if self.lease < Duration::from_secs(1) {
             return Err(TaskerError::InvalidArgument("lease must be at least 1 second".into()));
         }
@@ -169,7 +183,7 @@ impl WorkerConfig {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -211,6 +225,9 @@ pub struct StepEvent {
     /// The last checkpoint an earlier attempt of this step recorded ([`Worker::checkpoint`]):
     /// `cursor`, `items_done`, `accumulated`, `attempt`, `recorded_at`. Resume from it.
     pub checkpoint: Option<Value>,
+    /// The attempt's W3C `traceparent` when traces are exported (`telemetry.enabled`): spans a
+    /// handler starts under it with its own OpenTelemetry SDK nest under the attempt's span.
+    pub trace_context: Option<String>,
     /// Raised when the attempt is cancelled (see [`CancelSignal`]). Not serialized: a binding
     /// asks [`Worker::is_cancelled`] with the event id.
     #[serde(skip)]
@@ -218,6 +235,9 @@ pub struct StepEvent {
     /// Where [`StepEvent::checkpoint`] records.
     #[serde(skip)]
     pub(crate) recorder: CheckpointRecorder,
+    /// Domain events a Rust handler published with [`StepEvent::publish`].
+    #[serde(skip)]
+    pub(crate) published: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 /// Where a step event's checkpoints go: the engine that handed it out, or a test's log.
@@ -232,12 +252,30 @@ pub(crate) enum CheckpointRecorder {
 }
 
 impl StepEvent {
-    fn from_claim(event_id: u64, c: &ClaimedStep, cancellation: CancelSignal, recorder: &Tasker) -> Result<Self> {
+    fn from_claim(
+        event_id: u64,
+        c: &ClaimedStep,
+        cancellation: CancelSignal,
+        recorder: &Tasker,
+        span: Option<&TraceContext>,
+    ) -> std::result::Result<Self, StepFailure> {
         let t = &c.template.template;
-        let step = c
-            .template
-            .step(&c.step_name)
-            .ok_or_else(|| TaskerError::Corrupt(format!("step '{}' is not in template {}", c.step_name, t.key())))?;
+        let step = c.template.step(&c.step_name).ok_or_else(|| {
+            StepFailure::permanent(
+                error_types::CORRUPT_STEP,
+                format!("step '{}' cannot run: it is not in template {}", c.step_name, t.key()),
+            )
+        })?;
+        // `${VAR}` references in `initialization` become this worker's values here, and only
+        // here: what the database stores keeps the reference (template::secrets).
+        let mut handler = step.handler.clone();
+        handler.initialization =
+            crate::template::secrets::resolve_from_env(&step.handler.initialization).map_err(|e| {
+                StepFailure::retryable(
+                    error_types::HANDLER_CONFIG_UNRESOLVED,
+                    format!("step '{}' cannot run on this worker: {e}", c.step_name),
+                )
+            })?;
         Ok(Self {
             event_id,
             task_uuid: c.task_uuid,
@@ -246,7 +284,7 @@ impl StepEvent {
             namespace: t.namespace_name.clone(),
             task_name: t.name.clone(),
             task_version: t.version.clone(),
-            handler: step.handler.clone(),
+            handler,
             task_context: c.context.clone(),
             dependency_results: c.dependency_results.clone(),
             attempt: u32::try_from(c.attempt).unwrap_or(0),
@@ -255,8 +293,10 @@ impl StepEvent {
             deadline: c.deadline,
             batch: c.batch.clone(),
             checkpoint: c.checkpoint.clone(),
+            trace_context: span.map(TraceContext::traceparent),
             cancellation,
             recorder: CheckpointRecorder::Engine(recorder.clone()),
+            published: Arc::default(),
         })
     }
 
@@ -281,6 +321,29 @@ impl StepEvent {
     }
 
     /// Result of the dependency called `name`.
+    /// Publishes a domain event with this attempt's outcome (the step must declare it in
+    /// `publishes_events`; see [`crate::events::domain`]). Used by Rust handlers run through
+    /// [`crate::handler::HandlerRegistry`].
+    pub fn publish(&self, name: &str, payload: Value) {
+        if let Ok(mut p) = self.published.lock() {
+            p.push((name.to_owned(), payload));
+        }
+    }
+
+    /// The events [`StepEvent::publish`] recorded, taken.
+    pub fn take_published(&self) -> Vec<(String, Value)> {
+        self.published
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    /// The task context (the task's input): the same as `task_context`, under the name the other
+    /// languages use (`input`).
+    pub fn input(&self) -> &Value {
+        &self.task_context
+    }
+
     pub fn dependency_result(&self, name: &str) -> Option<&Value> {
         self.dependency_results.get(name)
     }
@@ -352,7 +415,7 @@ impl CancelSignal {
         }
     }
 
-    fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.0.raised.store(true, Ordering::SeqCst);
         self.0.notify.notify_waiters();
     }
@@ -393,6 +456,70 @@ struct Inflight {
     deadline: Option<Instant>,
     phase: Phase,
     cancel: CancelSignal,
+    trace: AttemptTrace,
+}
+
+/// What an attempt's duration metric and span need.
+struct AttemptTrace {
+    queue: String,
+    /// The attempt's span, when traces are exported.
+    span: Option<AttemptSpan>,
+    /// When a handler took it.
+    started: Option<(Instant, SystemTime)>,
+}
+
+/// What the span of an attempt is made of, known at hand-out.
+struct AttemptSpan {
+    context: TraceContext,
+    /// The task span's id.
+    parent: [u8; 8],
+    name: String,
+    attributes: Vec<(&'static str, AttributeValue)>,
+}
+
+impl AttemptTrace {
+    /// The attempt ended (`outcome`: success, failure or timeout): its duration is observed
+    /// and its span emitted.
+    fn finish(&mut self, tasker: &Tasker, outcome: &StepOutcome, label: &'static str) {
+        let Some((started, start_time)) = self.started.take() else {
+            return;
+        };
+        let telemetry = tasker.telemetry();
+        telemetry.metrics.observe(
+            m::STEP_DURATION,
+            &[("queue", &self.queue), ("outcome", label)],
+            started.elapsed().as_secs_f64(),
+        );
+        let Some(AttemptSpan {
+            context,
+            parent,
+            name,
+            mut attributes,
+        }) = self.span.take()
+        else {
+            return;
+        };
+        attributes.push(("tasker.step.outcome", label.into()));
+        let error = match outcome {
+            StepOutcome::Failure(f) => {
+                attributes.push(("error.type", f.error_type.clone().into()));
+                attributes.push(("tasker.step.retryable", f.retryable.into()));
+                Some(f.message.chars().take(1024).collect())
+            }
+            StepOutcome::Success { .. } => None,
+        };
+        let end = SystemTime::now();
+        telemetry.emit(SpanRecord {
+            context,
+            parent_span_id: Some(parent),
+            name,
+            kind: SpanKind::Consumer,
+            start: start_time,
+            end: end.max(start_time),
+            attributes,
+            error,
+        });
+    }
 }
 
 impl Inflight {
@@ -572,6 +699,14 @@ impl Worker {
                 stopped_at: None,
             })
             .await?;
+        tasker
+            .publish_after(
+                "worker.registered",
+                None,
+                serde_json::json!({"worker_id": shared.config.worker_id, "language": shared.config.language,
+                    "queues": shared.config.queues}),
+            )
+            .await;
         let mut tasks = vec![
             supervise(&shared, "dispatcher", dispatch_loop(shared.clone())),
             supervise(&shared, "applier", apply_loop(shared.clone(), completions_rx)),
@@ -701,6 +836,7 @@ impl Worker {
         match inflight.get_mut(&event.event_id) {
             Some(entry) if entry.phase == Phase::Queued => {
                 entry.phase = Phase::Running;
+                entry.trace.started = Some((Instant::now(), SystemTime::now()));
                 Some(Poll::Event(Box::new(event)))
             }
             Some(_) => {
@@ -739,6 +875,12 @@ impl Worker {
                 } else {
                     outcome
                 };
+                let label = match &outcome {
+                    StepOutcome::Success { .. } => "success",
+                    StepOutcome::Failure(f) if f.error_type == error_types::TIMEOUT => "timeout",
+                    StepOutcome::Failure(_) => "failure",
+                };
+                entry.trace.finish(&self.shared.tasker, &outcome, label);
                 let completion = completion_of(&self.shared, entry, outcome);
                 send_job(&self.shared, completion, Some(event_id), permit)
             }
@@ -867,6 +1009,15 @@ impl Worker {
             .await
         {
             tracing::warn!(error = %e, "could not mark the worker stopped in the registry");
+        } else {
+            shared
+                .tasker
+                .publish_after(
+                    "worker.stopped",
+                    None,
+                    serde_json::json!({"worker_id": shared.config.worker_id}),
+                )
+                .await;
         }
         // Let the applier finish what was already handed to it.
         while shared.pending_jobs.load(Ordering::SeqCst) > 0 && Instant::now() < until + Duration::from_secs(5) {
@@ -921,7 +1072,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
     let tasker = shared.tasker.clone();
     let mut signals = tasker.subscribe_signals();
     let mut stop = shared.stop.subscribe();
-    let max_batch = shared.config.concurrency.min(64);
+    let max_batch = shared.config.concurrency.min(shared.config.claim_batch_size);
     let mut rotate = 0usize;
     let mut failures = 0u32;
     // Consecutive empty claims; the polling fallback backs off with it (see wait_for_work).
@@ -1005,7 +1156,7 @@ fn hand_out(
     shared: &Shared,
     claimed: Vec<ClaimedStep>,
     permits: &mut Vec<OwnedSemaphorePermit>,
-) -> Vec<(ClaimedStep, Option<String>)> {
+) -> Vec<(ClaimedStep, Option<StepFailure>)> {
     let mut refused = Vec::new();
     let mut inflight = shared.inflight();
     let failed = shared.fatal_error().is_some();
@@ -1020,10 +1171,20 @@ fn hand_out(
         };
         let event_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = CancelSignal::default();
-        let event = match StepEvent::from_claim(event_id, &step, cancel.clone(), &shared.tasker) {
+        let span = shared.tasker.tracing_enabled().then(|| {
+            let task = TraceContext::of_task(step.task_uuid, step.correlation_id, true);
+            (task.child(), task.span_id)
+        });
+        let event = match StepEvent::from_claim(
+            event_id,
+            &step,
+            cancel.clone(),
+            &shared.tasker,
+            span.as_ref().map(|(c, _)| c),
+        ) {
             Ok(e) => e,
-            Err(e) => {
-                refused.push((step, Some(e.to_string())));
+            Err(failure) => {
+                refused.push((step, Some(failure)));
                 continue;
             }
         };
@@ -1042,8 +1203,23 @@ fn hand_out(
                 deadline,
                 phase: Phase::Queued,
                 cancel,
+                trace: AttemptTrace {
+                    queue: step.message.queue.clone(),
+                    span: span.map(|(context, parent)| AttemptSpan {
+                        context,
+                        parent,
+                        name: format!("step {}", step.step_name),
+                        attributes: attempt_attributes(shared, &event, &step),
+                    }),
+                    started: None,
+                },
             },
         );
+        shared
+            .tasker
+            .telemetry()
+            .metrics
+            .add(m::STEPS_CLAIMED, &[("queue", &step.message.queue)], 1);
         // The channel holds `concurrency` events and every queued event owns a slot: never full.
         if shared.events_tx.try_send(event).is_err() {
             tracing::error!(event_id, "event channel full; giving the claim back");
@@ -1054,22 +1230,34 @@ fn hand_out(
     refused
 }
 
+/// The attributes of an attempt's span.
+fn attempt_attributes(shared: &Shared, e: &StepEvent, step: &ClaimedStep) -> Vec<(&'static str, AttributeValue)> {
+    vec![
+        ("tasker.task.uuid", e.task_uuid.to_string().into()),
+        ("tasker.task.namespace", e.namespace.clone().into()),
+        ("tasker.task.name", e.task_name.clone().into()),
+        ("tasker.step.uuid", e.step_uuid.to_string().into()),
+        ("tasker.step.name", e.step_name.clone().into()),
+        ("tasker.step.attempt", i64::from(e.attempt).into()),
+        ("tasker.correlation_id", e.correlation_id.to_string().into()),
+        ("tasker.worker.id", shared.config.worker_id.clone().into()),
+        ("messaging.destination.name", step.message.queue.clone().into()),
+    ]
+}
+
 /// Gives back claims that were not handed out: released to their queue (the attempt does not
 /// count), or failed permanently when no step event can be built for them.
-async fn give_back(shared: &Shared, refused: Vec<(ClaimedStep, Option<String>)>) {
+async fn give_back(shared: &Shared, refused: Vec<(ClaimedStep, Option<StepFailure>)>) {
     let mut release = Vec::new();
     let mut fail = Vec::new();
     for (step, why) in refused {
         match why {
             None => release.push((step.step_uuid, step.attempt, step.message)),
-            Some(why) => fail.push(Completion {
+            Some(failure) => fail.push(Completion {
                 step_uuid: step.step_uuid,
                 attempt: step.attempt,
                 message: Some(step.message),
-                outcome: StepOutcome::Failure(StepFailure::permanent(
-                    error_types::CORRUPT_STEP,
-                    format!("step '{}' cannot run: {why}", step.step_name),
-                )),
+                outcome: StepOutcome::Failure(failure),
                 worker: Some(shared.config.worker_id.clone()),
                 lost_lease: false,
             }),
@@ -1161,16 +1349,21 @@ async fn wait_for_work(
 /// leases still renewed by the lease loop, until it applies or the worker is fully stopped: a
 /// finished result is never dropped because the database was briefly away.
 async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
-    const MAX_BATCH: usize = 256;
+    let max_batch = shared.config.completion_batch_size;
     let mut stopped = shared.stopped.subscribe();
     while let Ok(first) = rx.recv_async().await {
         let mut jobs: Vec<CompletionJob> = vec![first];
-        while jobs.len() < MAX_BATCH {
+        while jobs.len() < max_batch {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
             }
         }
+        shared
+            .tasker
+            .telemetry()
+            .metrics
+            .observe(m::COMPLETION_BATCH, &[], jobs.len() as f64);
         let batch: Vec<Completion> = jobs
             .iter_mut()
             .map(|j| {
@@ -1304,8 +1497,9 @@ async fn lease_loop(shared: Arc<Shared>) {
                         entry.phase = Phase::TimedOut;
                         entry.cancel.cancel();
                         tracing::warn!(event_id, step = %entry.step_uuid, "attempt timed out");
-                        let failure = timeout_failure(entry.attempt);
-                        timed_out.push(completion_of(&shared, entry, StepOutcome::Failure(failure)));
+                        let outcome = StepOutcome::Failure(timeout_failure(entry.attempt));
+                        entry.trace.finish(&shared.tasker, &outcome, "timeout");
+                        timed_out.push(completion_of(&shared, entry, outcome));
                     }
                     Phase::TimedOut if now.duration_since(deadline) >= give_up_after => given_up.push(*event_id),
                     _ => {}

@@ -42,7 +42,7 @@ fn registry() -> HandlerRegistry {
         Ok(json!({ "value": step.attempt, "attempt": step.attempt }))
     });
     r.register_fn("boom", |_step| async move {
-        Err(StepFailure::permanent("Boom", "cannot ever work"))
+        Err::<Value, _>(StepFailure::permanent("Boom", "cannot ever work"))
     });
     r.register_fn("hang", |step| async move {
         let ms = step.config()["ms"].as_u64().unwrap_or(60_000);

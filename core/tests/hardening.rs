@@ -699,9 +699,15 @@ async fn postgres_connections_are_bounded_and_never_leak_locks_13_14() {
     assert_eq!(err.code(), "invalid_argument");
     assert!(err.to_string().contains("max_connections"), "{err}");
     let options: sqlx::postgres::PgConnectOptions = test_db.url.parse().expect("url");
-    let store = tasker_core::store::PostgresStore::connect(options, 4, true)
-        .await
-        .expect("store");
+    let store = tasker_core::store::PostgresStore::connect(
+        options,
+        &tasker_core::store::PgSettings {
+            max_connections: 4,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("store");
     for (setting, value) in [
         ("statement_timeout", "30s"),
         ("lock_timeout", "10s"),

@@ -163,7 +163,7 @@ async fn completing_a_failed_step_by_hand_finishes_the_task_and_closes_its_dlq_e
         .expect("audited");
     assert_eq!(manual.metadata["metadata"]["ticket"], "OPS-1");
     // Its investigation is over.
-    let entry = tasker.dlq_entry(entry.entry_uuid).await.expect("entry");
+    let entry = tasker.get_dlq_entry(entry.entry_uuid).await.expect("entry");
     assert_eq!(entry.status, "manually_resolved");
     assert_eq!(entry.resolved_by.as_deref(), Some("alice"));
     assert!(
@@ -208,7 +208,7 @@ async fn resetting_a_fixed_step_runs_it_again(db: Db) {
     let b = d.step("b").expect("b");
     assert_eq!(b.attempts, 3, "attempt numbers keep growing across a reset");
     assert_eq!(b.results.as_ref().map(|r| r["fixed"].clone()), Some(json!(true)));
-    let entry = tasker.dlq_entry(entry.entry_uuid).await.expect("entry");
+    let entry = tasker.get_dlq_entry(entry.entry_uuid).await.expect("entry");
     assert_eq!(entry.status, "manually_resolved");
     worker.stop().await;
     test_db.cleanup().await;

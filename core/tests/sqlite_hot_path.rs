@@ -347,14 +347,14 @@ async fn cancelling_reports_the_previous_states(db: Db) {
         .await
         .expect("cancel");
     tx.commit().await.expect("commit");
-    cancelled.sort_by_key(|(id, _)| *id);
+    cancelled.sort_by_key(|(id, _, _)| *id);
     let mut expected = vec![
-        (step(&task, "a"), StepState::Enqueued),
-        (step(&task, "b"), StepState::Pending),
-        (step(&task, "c"), StepState::Pending),
-        (step(&task, "d"), StepState::Pending),
+        (step(&task, "a"), "a".to_owned(), StepState::Enqueued),
+        (step(&task, "b"), "b".to_owned(), StepState::Pending),
+        (step(&task, "c"), "c".to_owned(), StepState::Pending),
+        (step(&task, "d"), "d".to_owned(), StepState::Pending),
     ];
-    expected.sort_by_key(|(id, _)| *id);
+    expected.sort_by_key(|(id, _, _)| *id);
     assert_eq!(cancelled, expected);
     let detail = tasker.get_task(task.task.task_uuid).await.expect("get");
     assert!(detail
@@ -493,6 +493,7 @@ async fn a_failed_creation_leaves_nothing_and_the_writer_usable(db: Db) {
         pending_parents: 0,
     };
     let task = |id: Uuid, steps: Vec<NewStep>| NewTask {
+        trace_parent: None,
         task_uuid: id,
         template_id: template.id,
         namespace: "engine_tests".into(),

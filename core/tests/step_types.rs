@@ -603,7 +603,7 @@ async fn operators_recover_created_steps_like_static_ones(db: Db) {
     assert_eq!(d.task.state, "complete", "{d:#?}");
     let aggregate = step(&d, "aggregate").results.clone().unwrap_or_default();
     assert_eq!(aggregate["sum"], (0..30u64).sum::<u64>());
-    let entry = tasker.dlq_entry(dlq[0].entry_uuid).await.expect("entry");
+    let entry = tasker.get_dlq_entry(dlq[0].entry_uuid).await.expect("entry");
     assert_eq!(
         (entry.status.as_str(), entry.resolved_by.as_deref()),
         ("manually_resolved", Some("ops"))

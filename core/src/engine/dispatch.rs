@@ -17,6 +17,7 @@ use super::step_types::{self, Expansion};
 use super::{CompiledTemplate, EngineEvent, Tasker};
 use crate::backoff;
 use crate::error::{Result, TaskerError};
+use crate::events::EventDelivery;
 use crate::limits;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
 use crate::state::{StepState, StepTrigger, TaskState, TaskTrigger};
@@ -104,7 +105,12 @@ pub struct EagerClaim {
 pub(super) struct Effects {
     pub(super) queues: Vec<String>,
     pub(super) finished_tasks: Vec<Uuid>,
+    /// Committed state changes: broadcast, and written as durable lifecycle events.
     pub(super) events: Vec<EngineEvent>,
+    /// Durable domain events, written with the transaction.
+    pub(super) outbox: Vec<NewEvent>,
+    /// Fast domain events, broadcast after the commit.
+    pub(super) fast: Vec<NewEvent>,
     pub(super) timers_changed: bool,
 }
 
@@ -177,6 +183,16 @@ impl Plan {
         now: DateTime<Utc>,
     ) -> Result<StepState> {
         let to = from.apply(trigger)?;
+        effects.events.push(EngineEvent::Step {
+            task_uuid: lock.task_uuid,
+            step_uuid: lock.step_uuid,
+            step_name: lock.name.clone(),
+            from,
+            to,
+            attempt,
+            trigger: trigger.as_str(),
+            details: metadata.clone(),
+        });
         self.step_transitions.push(TransitionRecord {
             entity_uuid: lock.step_uuid,
             task_uuid: lock.task_uuid,
@@ -185,14 +201,6 @@ impl Plan {
             event: trigger.as_str(),
             metadata,
             at: now,
-        });
-        effects.events.push(EngineEvent::Step {
-            task_uuid: lock.task_uuid,
-            step_uuid: lock.step_uuid,
-            step_name: lock.name.clone(),
-            from,
-            to,
-            attempt,
         });
         Ok(to)
     }
@@ -288,6 +296,10 @@ impl Tasker {
         let mut claims = Vec::new();
         let mut poisoned = Vec::new();
         let mut lost = Vec::new();
+        // Ready → claimed, for messages read for the first time: a message is visible from the
+        // commit that sent it (nothing is sent with a delay), while a re-read one became visible
+        // when an earlier lease ran out, which the queue does not record.
+        let mut waited: HashMap<Uuid, f64> = HashMap::new();
         for (m, body) in parsed {
             let Some(lock) = locks.get(&body.step_uuid) else {
                 plan.delete.push(m.reference());
@@ -296,6 +308,10 @@ impl Tasker {
             let live = !lock.task_state.is_terminal();
             match lock.state {
                 StepState::Enqueued if live && lock.attempts == body.attempt => {
+                    if m.read_ct == 1 {
+                        let ms = (now - m.enqueued_at).num_milliseconds().max(0);
+                        waited.insert(lock.step_uuid, ms as f64 / 1000.0);
+                    }
                     let attempt = lock.attempts + 1;
                     let template = match self.template_by_id(lock.template_id).await {
                         Ok(t) if t.step(&lock.name).is_some() => Ok(t),
@@ -384,8 +400,17 @@ impl Tasker {
         if !poisoned.is_empty() {
             self.fail_poisoned(tx.as_mut(), poisoned, now, &mut effects).await?;
         }
-        tx.commit().await?;
-        self.publish(effects);
+        self.commit_effects(tx, effects).await?;
+        let metrics = &self.telemetry().metrics;
+        for step in &claimed {
+            if let Some(seconds) = waited.get(&step.step_uuid) {
+                metrics.observe(
+                    crate::telemetry::metrics::CLAIM_LATENCY,
+                    &[("queue", &step.message.queue)],
+                    *seconds,
+                );
+            }
+        }
         Ok(ClaimBatch {
             steps: claimed,
             drained,
@@ -519,8 +544,7 @@ impl Tasker {
         if !unreadable.is_empty() {
             self.fail_poisoned(tx.as_mut(), unreadable, now, &mut effects).await?;
         }
-        tx.commit().await?;
-        self.publish(effects);
+        self.commit_effects(tx, effects).await?;
         Ok((reports, claimed))
     }
 
@@ -612,6 +636,30 @@ impl Tasker {
                 },
                 other => other,
             };
+            // Domain events the outcome carries are checked against the template before
+            // anything is written: an undeclared one or a bad payload fails the step instead.
+            let replaced_for_events;
+            let (outcome, publish) = match self.events_to_publish(lock, outcome).await? {
+                Ok(publish) => (outcome, publish),
+                Err(failure) => {
+                    replaced_for_events = StepOutcome::Failure(failure);
+                    (&replaced_for_events, Vec::new())
+                }
+            };
+            for (event, how) in publish {
+                let row = NewEvent {
+                    event_id: Uuid::now_v7(),
+                    name: event.name,
+                    task_uuid: Some(lock.task_uuid),
+                    step_uuid: Some(lock.step_uuid),
+                    payload: event.payload,
+                    occurred_at: now,
+                };
+                match how.delivery {
+                    EventDelivery::Durable => effects.outbox.push(row),
+                    EventDelivery::Fast => effects.fast.push(row),
+                }
+            }
             let state = match outcome {
                 StepOutcome::Success { result, metadata } => {
                     let to = plan.transition(
@@ -623,6 +671,12 @@ impl Tasker {
                         json!({"attempt": c.attempt, "worker": worker, "metadata": metadata}),
                         now,
                     )?;
+                    // step.completed carries the result; cloned only when someone may read it.
+                    if self.wants_lifecycle_events() {
+                        if let Some(EngineEvent::Step { details, .. }) = effects.events.last_mut() {
+                            details["result"] = result.clone();
+                        }
+                    }
                     plan.step_changes
                         .push(finish_change(lock, to, Some(result.clone()), None));
                     let d = plan.delta(lock.task_uuid);
@@ -788,6 +842,8 @@ impl Tasker {
                     from: StepState::Pending,
                     to: enqueued,
                     attempt: 0,
+                    trigger: StepTrigger::Enqueue.as_str(),
+                    details: json!({ "queue": child.queue }),
                 });
                 // A child belongs to the task of the (locked) parent that released it. A child
                 // whose template cannot be read is only enqueued: its claim then fails it.
@@ -824,6 +880,8 @@ impl Tasker {
                         from: enqueued,
                         to: running,
                         attempt: 1,
+                        trigger: StepTrigger::Claim.as_str(),
+                        details: json!({ "attempt": 1, "eager": true }),
                     });
                     change.new_state = running;
                     change.new_attempts = 1;
@@ -960,6 +1018,8 @@ impl Tasker {
                     task_uuid: c.task_uuid,
                     from: Some(state),
                     to: next,
+                    trigger: trigger.as_str(),
+                    details: json!({"completed_steps": c.completed, "failed_steps": c.failed, "total_steps": c.total}),
                 });
                 state = next;
             }
@@ -986,7 +1046,10 @@ impl Tasker {
                 note: None,
             })
             .collect();
-        tx.insert_dlq_entries(&failed, now).await?;
+        let entries = tx.insert_dlq_entries(&failed, now).await?;
+        effects
+            .events
+            .extend(crate::events::dlq_entries_created(&entries, TaskState::Error.as_str()));
         effects.finished_tasks.extend(applied);
         Ok(())
     }
@@ -1066,11 +1129,13 @@ impl Tasker {
             .collect();
         let applied = tx.change_tasks_audited(&changes, &transitions, now).await?;
         for &task_uuid in &applied {
-            for &(a, _, b) in &steps {
+            for &(a, trigger, b) in &steps {
                 effects.events.push(EngineEvent::Task {
                     task_uuid,
                     from: Some(a),
                     to: b,
+                    trigger: trigger.as_str(),
+                    details: metadata.clone(),
                 });
             }
         }
@@ -1146,9 +1211,8 @@ impl Tasker {
             &mut effects,
         )
         .await?;
-        tx.commit().await?;
         effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
-        self.publish(effects);
+        self.commit_effects(tx, effects).await?;
         Ok(applied.len())
     }
 
@@ -1227,9 +1291,8 @@ impl Tasker {
         plan.send.retain(|m| applied.contains(&m.body.step_uuid));
         tx.delete_messages(&plan.delete).await?;
         tx.send_messages(&plan.send).await?;
-        tx.commit().await?;
         effects.queues.extend(plan.send.iter().map(|m| m.queue.clone()));
-        self.publish(effects);
+        self.commit_effects(tx, effects).await?;
         Ok(applied.len())
     }
 
@@ -1266,9 +1329,7 @@ impl Tasker {
         if effects.timers_changed {
             self.publish_signal(RemoteSignal::Timers);
         }
-        for e in effects.events {
-            self.emit(|| e);
-        }
+        self.announce(effects.events, effects.fast);
     }
 }
 
@@ -1742,8 +1803,15 @@ async fn close_task_once(tasker: &Tasker, task_uuid: Uuid, how: &TaskClosing) ->
     let open = [StepState::Pending, StepState::Enqueued, StepState::WaitingForRetry];
     let cancelled = tx.cancel_open_steps(task_uuid, &open, now).await?;
     let mut transitions = Vec::with_capacity(cancelled.len());
+    let mut changes = vec![EngineEvent::Task {
+        task_uuid,
+        from: Some(state),
+        to,
+        trigger: how.trigger.as_str(),
+        details: how.metadata.clone(),
+    }];
     let mut active_delta = 0;
-    for (step, from) in &cancelled {
+    for (step, name, from) in &cancelled {
         let to = from.apply(StepTrigger::Cancel)?;
         if *from != StepState::Pending {
             active_delta -= 1;
@@ -1756,6 +1824,16 @@ async fn close_task_once(tasker: &Tasker, task_uuid: Uuid, how: &TaskClosing) ->
             event: StepTrigger::Cancel.as_str(),
             metadata: how.step_metadata.clone(),
             at: now,
+        });
+        changes.push(EngineEvent::Step {
+            task_uuid,
+            step_uuid: *step,
+            step_name: name.clone(),
+            from: *from,
+            to,
+            attempt: 0,
+            trigger: StepTrigger::Cancel.as_str(),
+            details: how.step_metadata.clone(),
         });
     }
     tx.insert_step_transitions(&transitions).await?;
@@ -1774,14 +1852,30 @@ async fn close_task_once(tasker: &Tasker, task_uuid: Uuid, how: &TaskClosing) ->
         at: now,
         status: Some(how.dlq_status.as_str().to_owned()),
     };
-    tx.close_dlq_entries(&[task_uuid], how.dlq_status, &note, now).await?;
+    let closed = tx.close_dlq_entries(&[task_uuid], how.dlq_status, &note, now).await?;
     tx.notify_task_finished(task_uuid).await?;
-    tx.commit().await?;
-    tasker.publish_signal(RemoteSignal::TaskFinished(task_uuid));
-    tasker.emit(|| EngineEvent::Task {
-        task_uuid,
-        from: Some(state),
-        to,
-    });
+    let effects = Effects {
+        finished_tasks: vec![task_uuid],
+        events: changes,
+        ..Effects::default()
+    };
+    tasker.commit_effects(tx, effects).await?;
+    if closed > 0 {
+        let filter = DlqFilter {
+            task_uuid: Some(task_uuid),
+            status: Some(how.dlq_status),
+            ..DlqFilter::default()
+        };
+        if let Some(entry) = tasker.list_dlq(&filter).await?.into_iter().max_by_key(|e| e.updated_at) {
+            tasker
+                .publish_after(
+                    "dlq.entry_resolved",
+                    Some(task_uuid),
+                    json!({"entry_uuid": entry.entry_uuid.to_string(), "status": how.dlq_status.as_str(),
+                        "resolved_by": how.dlq_by}),
+                )
+                .await;
+        }
+    }
     Ok(true)
 }

@@ -194,11 +194,17 @@ impl Tasker {
     }
 
     /// One DLQ entry.
-    pub async fn dlq_entry(&self, entry_uuid: Uuid) -> Result<DlqEntry> {
+    pub async fn get_dlq_entry(&self, entry_uuid: Uuid) -> Result<DlqEntry> {
         self.store()
             .dlq_entry(entry_uuid)
             .await?
             .ok_or(TaskerError::DlqEntryNotFound(entry_uuid))
+    }
+
+    /// One DLQ entry.
+    #[deprecated(note = "use get_dlq_entry (the name every language uses); removed in the next release")]
+    pub async fn dlq_entry(&self, entry_uuid: Uuid) -> Result<DlqEntry> {
+        self.get_dlq_entry(entry_uuid).await
     }
 
     /// Records an investigation step: a note by `by`, and with `status`, the entry's new status
@@ -211,7 +217,7 @@ impl Tasker {
         note: &str,
         by: &str,
     ) -> Result<DlqEntry> {
-        let current = self.dlq_entry(entry_uuid).await?;
+        let current = self.get_dlq_entry(entry_uuid).await?;
         if let Some(next) = status.filter(|s| s.is_open()) {
             let other_open = self
                 .list_dlq(&DlqFilter {
@@ -236,10 +242,20 @@ impl Tasker {
             at: Utc::now(),
             status: status.map(|s| s.as_str().to_owned()),
         };
-        self.store()
+        let updated = self
+            .store()
             .update_dlq_entry(entry_uuid, status, &note, note.at)
             .await?
-            .ok_or(TaskerError::DlqEntryNotFound(entry_uuid))
+            .ok_or(TaskerError::DlqEntryNotFound(entry_uuid))?;
+        if let Some(closed) = status.filter(|s| !s.is_open() && current.status != s.as_str()) {
+            self.publish_after(
+                "dlq.entry_resolved",
+                Some(updated.task_uuid),
+                json!({"entry_uuid": entry_uuid.to_string(), "status": closed.as_str(), "resolved_by": note.by}),
+            )
+            .await;
+        }
+        Ok(updated)
     }
 
     /// Puts a task in the DLQ by hand (reason `manual`); nothing happens to the task. Refused
@@ -269,13 +285,20 @@ impl Tasker {
                 now,
             )
             .await?;
-        tx.commit().await?;
-        if written == 0 {
+        let refused = written.is_empty();
+        // (The task row is not locked here: this entry's event may be sequenced a little out of
+        // order with a change of the task committing at the same moment.)
+        let effects = Effects {
+            events: crate::events::dlq_entries_created(&written, state.as_str()),
+            ..Effects::default()
+        };
+        self.commit_effects(tx, effects).await?;
+        if refused {
             return Err(TaskerError::InvalidState(format!(
                 "task {task_uuid} already has an open DLQ entry"
             )));
         }
-        self.dlq_entry(entry_uuid).await
+        self.get_dlq_entry(entry_uuid).await
     }
 
     /// Counts by reason and status.
@@ -336,7 +359,7 @@ impl Tasker {
         // a short-threshold template's stale tasks are never crowded out by older ones of
         // templates that allow more.
         let mut groups: BTreeMap<(Duration, Duration), Vec<i64>> = BTreeMap::new();
-        for row in self.list_templates().await? {
+        for row in self.store().list_templates().await? {
             let thresholds = match self.template_by_id(row.id).await {
                 Ok(t) => defaults.for_template(&t),
                 Err(_) => defaults,
@@ -446,29 +469,32 @@ impl Tasker {
             tx.rollback().await?;
             return Ok(false);
         }
-        tx.insert_dlq_entries(
-            &[NewDlqEntry {
-                entry_uuid: Uuid::now_v7(),
-                task_uuid: h.task_uuid,
-                reason: Some(DlqReason::StalenessTimeout),
-                task_state: TaskState::Error,
-                note: Some(DlqNote {
-                    by: "tasker".into(),
-                    text: format!(
-                        "no progress for {} ms in {} (threshold {} ms), {} ms since creation (limit {} ms)",
-                        h.idle_ms, h.state, h.threshold_ms, h.age_ms, h.max_duration_ms
-                    ),
-                    at: now,
-                    status: None,
-                }),
-            }],
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::warn!(task = %h.task_uuid, state = %h.state, idle_ms = h.idle_ms, "stale task moved to error and the DLQ");
+        let written = tx
+            .insert_dlq_entries(
+                &[NewDlqEntry {
+                    entry_uuid: Uuid::now_v7(),
+                    task_uuid: h.task_uuid,
+                    reason: Some(DlqReason::StalenessTimeout),
+                    task_state: TaskState::Error,
+                    note: Some(DlqNote {
+                        by: "tasker".into(),
+                        text: format!(
+                            "no progress for {} ms in {} (threshold {} ms), {} ms since creation (limit {} ms)",
+                            h.idle_ms, h.state, h.threshold_ms, h.age_ms, h.max_duration_ms
+                        ),
+                        at: now,
+                        status: None,
+                    }),
+                }],
+                now,
+            )
+            .await?;
+        effects
+            .events
+            .extend(crate::events::dlq_entries_created(&written, TaskState::Error.as_str()));
         effects.finished_tasks.push(h.task_uuid);
-        self.publish(effects);
+        self.commit_effects(tx, effects).await?;
+        tracing::warn!(task = %h.task_uuid, state = %h.state, idle_ms = h.idle_ms, "stale task moved to error and the DLQ");
         Ok(true)
     }
 
@@ -503,7 +529,7 @@ impl Tasker {
             .flat_map(|w| w.record.queues)
             .collect();
         let mut queues = BTreeSet::new();
-        for row in self.list_templates().await? {
+        for row in self.store().list_templates().await? {
             if let Ok(t) = self.template_by_id(row.id).await {
                 queues.extend(t.template.steps.iter().map(|s| t.queue_of(s)));
             }
@@ -531,14 +557,18 @@ impl Tasker {
         }
         let mut tx = self.store().begin().await?;
         let written = tx.insert_dlq_entries(&entries, now).await?;
-        tx.commit().await?;
-        if written > 0 {
+        let effects = Effects {
+            events: crate::events::dlq_entries_created(&written, TaskState::StepsInProcess.as_str()),
+            ..Effects::default()
+        };
+        self.commit_effects(tx, effects).await?;
+        if !written.is_empty() {
             tracing::warn!(
-                tasks = written,
+                tasks = written.len(),
                 "tasks waiting on queues with no live worker put in the DLQ"
             );
         }
-        Ok(written)
+        Ok(written.len())
     }
 }
 

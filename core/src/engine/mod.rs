@@ -4,16 +4,19 @@
 //! Any number of processes may run engines against one database at once; they coordinate
 //! only through it (compare-and-swap state changes, queue visibility timeouts, row locks).
 
+mod backpressure;
 mod dispatch;
 mod dlq;
+mod events;
 mod recovery;
 mod signals;
 mod step_types;
+mod telemetry;
 mod templates;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,16 +25,23 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub use backpressure::BackpressureOptions;
 pub use dispatch::{ClaimBatch, ClaimedStep, Completion, CompletionReport, EagerClaim, MAX_LOST_LEASES};
 pub use dlq::{DlqStats, Health, QueuedDlqEntry, RecoveryOptions, StalenessThresholds, TaskHealth, WorkerInfo};
 pub use recovery::StepDetail;
 pub use step_types::{instance_name, StepTypeLimits, BATCH_KEY, DECISION_KEY};
-pub use templates::{CompiledTemplate, RegisteredTemplate};
+pub use telemetry::{HealthCheck, HealthReport};
+pub use templates::{CompiledTemplate, RegisteredTemplate, TemplateInfo};
 
+use crate::breaker::{BreakerOptions, CircuitBreaker};
 use crate::error::{Result, TaskerError};
+use crate::events::EventOptions;
 use crate::state::{StepState, StepTrigger, TaskState, TaskTrigger};
 use crate::store::*;
+use crate::telemetry::trace::TraceContext;
+use crate::telemetry::{MetricsReader, MetricsSource, Telemetry, TelemetryOptions};
 use crate::template::LoadedTemplate;
+use events::EventHub;
 use signals::SignalHub;
 use templates::TemplateCache;
 
@@ -65,10 +75,25 @@ pub struct TaskerOptions {
     pub max_connections: u32,
     /// Listen for NOTIFY wake-ups (PostgreSQL).
     pub listen: bool,
+    /// How long a call waits for a pooled connection before failing (PostgreSQL).
+    pub acquire_timeout: Duration,
+    /// PostgreSQL session limits: a statement, a lock wait, a transaction left idle.
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
     /// What decisions and batches may create.
     pub step_type_limits: StepTypeLimits,
     /// Staleness thresholds, detector and heartbeat intervals.
     pub recovery: RecoveryOptions,
+    /// Which lifecycle events are durable, and how long the event log keeps them.
+    pub events: EventOptions,
+    /// Traces and metrics export.
+    pub telemetry: TelemetryOptions,
+    /// The circuit breaker around the database (PostgreSQL; a SQLite file has no server to be
+    /// away).
+    pub circuit_breaker: BreakerOptions,
+    /// The limit on waiting steps beyond which task creation is refused.
+    pub backpressure: BackpressureOptions,
 }
 
 impl Default for TaskerOptions {
@@ -77,13 +102,23 @@ impl Default for TaskerOptions {
             database_url: None,
             max_connections: 10,
             listen: true,
+            acquire_timeout: PgSettings::default().acquire_timeout,
+            statement_timeout: PgSettings::default().statement_timeout,
+            lock_timeout: PgSettings::default().lock_timeout,
+            idle_in_transaction_timeout: PgSettings::default().idle_in_transaction_timeout,
             step_type_limits: StepTypeLimits::default(),
             recovery: RecoveryOptions::default(),
+            events: EventOptions::default(),
+            telemetry: TelemetryOptions::default(),
+            circuit_breaker: BreakerOptions::default(),
+            backpressure: BackpressureOptions::default(),
         }
     }
 }
 
-/// Something that happened in this process, for live display (the CLI demo) and tests.
+/// A state change this process committed: shown live (the CLI demo), broadcast in-process as a
+/// fast event, and — when lifecycle events are durable — written to the event log in the same
+/// transaction (see [`crate::events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
     Step {
@@ -93,11 +128,23 @@ pub enum EngineEvent {
         from: StepState,
         to: StepState,
         attempt: i32,
+        /// The state machine's trigger (`claim`, `succeed`, `schedule_retry`, …).
+        trigger: &'static str,
+        /// What the audit row records about the change (worker, error, operator, result …).
+        details: Value,
     },
     Task {
         task_uuid: Uuid,
         from: Option<TaskState>,
         to: TaskState,
+        trigger: &'static str,
+        details: Value,
+    },
+    /// Another catalog event (a DLQ entry written, …): its name and payload.
+    Other {
+        name: &'static str,
+        task_uuid: Option<Uuid>,
+        payload: Value,
     },
 }
 
@@ -116,6 +163,14 @@ pub struct TaskRequest {
     pub priority: i32,
     /// Creating twice with the same key returns the first task.
     pub idempotency_key: Option<String>,
+    /// Opt-in strict identity: the task is identified by a hash of its namespace, name, version
+    /// and context, so creating the same request twice returns the first task (`created ==
+    /// false`). Off by default: every request creates a task. Cannot be combined with an
+    /// `idempotency_key` (which names the identity itself).
+    pub strict_identity: bool,
+    /// A W3C `traceparent`: the task joins the caller's trace (its correlation id becomes the
+    /// trace id, and its span is a child of the caller's span).
+    pub traceparent: Option<String>,
 }
 
 /// The result of [`Tasker::create_task`].
@@ -144,6 +199,13 @@ struct Inner {
     listening: bool,
     limits: StepTypeLimits,
     recovery: RecoveryOptions,
+    /// The event log's gate, the fast broadcast and its identity cache.
+    event_hub: EventHub,
+    /// Metrics, spans and their exporter.
+    telemetry: Telemetry,
+    /// The breaker `store` is behind, when it is behind one.
+    breaker: Option<Arc<CircuitBreaker>>,
+    backpressure: backpressure::Backpressure,
 }
 
 /// Describes a database URL without credentials: `scheme://host:port/db`, or the SQLite file.
@@ -215,9 +277,19 @@ impl Tasker {
             let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
                 .map_err(|e| TaskerError::DatabaseUrl(redact(&e.to_string(), &url)))?;
             Arc::new(
-                PostgresStore::connect(opts, options.max_connections, options.listen)
-                    .await
-                    .map_err(connect_error)?,
+                PostgresStore::connect(
+                    opts,
+                    &PgSettings {
+                        max_connections: options.max_connections,
+                        listen: options.listen,
+                        acquire_timeout: options.acquire_timeout,
+                        statement_timeout: options.statement_timeout,
+                        lock_timeout: options.lock_timeout,
+                        idle_in_transaction_timeout: options.idle_in_transaction_timeout,
+                    },
+                )
+                .await
+                .map_err(connect_error)?,
             )
         } else if url.contains("://") && !url.starts_with("sqlite:") {
             return Err(TaskerError::DatabaseUrl(format!(
@@ -233,24 +305,44 @@ impl Tasker {
             let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
             Arc::new(SqliteStore::connect(opts).await.map_err(connect_error)?)
         };
+        // Connecting went to the database directly: an unreachable server fails here with its
+        // real reason. From now on calls go through the breaker.
+        let (store, breaker) = if options.circuit_breaker.enabled && store.backend() == Backend::Postgres {
+            let breaker = CircuitBreaker::new("database", options.circuit_breaker, std::time::Instant::now());
+            let guarded: Arc<dyn Store> = Arc::new(GuardedStore::new(store, Arc::clone(&breaker)));
+            (guarded, Some(breaker))
+        } else {
+            (store, None)
+        };
         let signals = SignalHub::new();
         if let Some(remote) = store.subscribe_remote() {
             signals.forward(remote);
         }
         let (events, _) = broadcast::channel(4096);
         let listening = options.listen && store.backend() == Backend::Postgres;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                listening,
-                limits: options.step_type_limits,
-                recovery: options.recovery,
-                store,
-                templates: TemplateCache::default(),
-                signals,
-                events,
-                target,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            listening,
+            limits: options.step_type_limits,
+            recovery: options.recovery,
+            event_hub: EventHub::new(options.events),
+            telemetry: Telemetry::new(options.telemetry),
+            breaker,
+            backpressure: backpressure::Backpressure::new(options.backpressure),
+            store,
+            templates: TemplateCache::default(),
+            signals,
+            events,
+            target,
+        });
+        let source: MetricsSource = Arc::downgrade(&inner) as Weak<dyn MetricsReader>;
+        inner.telemetry.start_exporter(source);
+        Ok(Self { inner })
+    }
+
+    /// The circuit breaker around the database, where there is one (PostgreSQL, unless
+    /// `circuit_breaker.enabled` is off): its state, what opened it, how often.
+    pub fn breaker_status(&self) -> Option<crate::breaker::BreakerStatus> {
+        self.inner.breaker.as_ref().map(|b| b.status(std::time::Instant::now()))
     }
 
     /// Which backend this engine uses.
@@ -293,24 +385,49 @@ impl Tasker {
     }
 
     /// Loads, validates and registers every template in a file or directory (for the current
-    /// `TASKER_ENV`). Nothing is stored unless every file is valid.
+    /// `TASKER_ENV`). All or nothing: unless every file is valid and no template clashes with a
+    /// version already registered with other content (or with another file), nothing is stored.
     pub async fn register_templates(&self, path: impl AsRef<Path>) -> Result<Vec<RegisteredTemplate>> {
         let loaded = templates::load(path.as_ref())?;
-        let mut out = Vec::with_capacity(loaded.len());
-        for t in &loaded {
-            out.push(self.register_template(t).await?);
-        }
-        Ok(out)
+        templates::register(self.inner.store.as_ref(), &self.inner.templates, &loaded).await
     }
 
     /// Registers one loaded template.
     pub async fn register_template(&self, loaded: &LoadedTemplate) -> Result<RegisteredTemplate> {
+        let mut registered = self.register_loaded_templates(std::slice::from_ref(loaded)).await?;
+        registered
+            .pop()
+            .ok_or_else(|| TaskerError::Corrupt("registering a template returned nothing".into()))
+    }
+
+    /// Registers templates already loaded (e.g. with [`crate::template::parse_str`]), all or
+    /// nothing, in one transaction: a conflict in any of them stores none.
+    pub async fn register_loaded_templates(&self, loaded: &[LoadedTemplate]) -> Result<Vec<RegisteredTemplate>> {
         templates::register(self.inner.store.as_ref(), &self.inner.templates, loaded).await
     }
 
-    /// All registered templates.
-    pub async fn list_templates(&self) -> Result<Vec<TemplateRow>> {
-        self.inner.store.list_templates().await
+    /// Every registered template version (namespace, name, version, description, steps,
+    /// queues, source file, definition), ordered by namespace, name and version.
+    pub async fn list_templates(&self) -> Result<Vec<TemplateInfo>> {
+        self.inner
+            .store
+            .list_templates()
+            .await?
+            .into_iter()
+            .map(TemplateInfo::from_row)
+            .collect()
+    }
+
+    /// One registered template version; without a version, the highest registered one.
+    /// [`TaskerError::TemplateNotFound`] when there is none. (The compiled form the engine runs is
+    /// [`Tasker::template`].)
+    pub async fn get_template(&self, namespace: &str, name: &str, version: Option<&str>) -> Result<TemplateInfo> {
+        let compiled = self.template(namespace, name, version).await?;
+        let row =
+            self.inner.store.template_by_id(compiled.id).await?.ok_or_else(|| {
+                TaskerError::Corrupt(format!("template id {} was resolved but is missing", compiled.id))
+            })?;
+        TemplateInfo::from_row(row)
     }
 
     /// The compiled template of `(namespace, name, version)`.
@@ -332,20 +449,34 @@ impl Tasker {
             .template(&request.namespace, &request.name, request.version.as_deref())
             .await?;
         template.validator.validate(&request.context)?;
+        let caller_trace = request
+            .traceparent
+            .as_deref()
+            .map(TraceContext::parse)
+            .transpose()
+            .map_err(|e| TaskerError::InvalidArgument(format!("traceparent: {e}")))?;
         let t = &template.template;
         let now = Utc::now();
         let task_uuid = Uuid::now_v7();
-        let identity_hash = match &request.idempotency_key {
-            Some(key) => {
-                let mut h = Sha256::new();
-                for part in [t.namespace_name.as_str(), t.name.as_str(), key.as_str()] {
-                    h.update(part.as_bytes());
-                    h.update([0u8]);
-                }
-                format!("{:x}", h.finalize())
-            }
-            None => task_uuid.to_string(),
-        };
+        let identity_hash =
+            match (&request.idempotency_key, request.strict_identity) {
+                (Some(_), true) => return Err(TaskerError::InvalidArgument(
+                    "strict_identity and idempotency_key cannot be combined: a key names the task's identity itself, \
+                     strict identity derives it from namespace, name, version and context"
+                        .into(),
+                )),
+                (Some(key), false) => identity_digest(&[&t.namespace_name, &t.name, key]),
+                // The version is part of a strict identity: the same context on a new version is a
+                // new task. The context's keys are sorted so that key order does not matter.
+                (None, true) => identity_digest(&[
+                    "strict",
+                    &t.namespace_name,
+                    &t.name,
+                    &t.version,
+                    &canonical_json(&request.context),
+                ]),
+                (None, false) => task_uuid.to_string(),
+            };
         // The steps that need no run-time choice; decisions and batches create the rest.
         let planned = step_types::plan_steps(&template, &[], Vec::new());
         let mut steps = Vec::with_capacity(planned.len());
@@ -429,7 +560,8 @@ impl Tasker {
             reason: request.reason,
             tags: request.tags,
             priority: request.priority,
-            correlation_id: Uuid::now_v7(),
+            correlation_id: caller_trace.map_or_else(Uuid::now_v7, |c| Uuid::from_bytes(c.trace_id)),
+            trace_parent: caller_trace.map(|c| c.traceparent()),
             identity_hash,
             idempotency_key: request.idempotency_key,
             active_steps: i32::try_from(messages.len()).unwrap_or(i32::MAX),
@@ -437,10 +569,44 @@ impl Tasker {
             edges,
             created_at: now,
         };
+        // What creation announces: the task exists and runs, and its root steps wait.
+        let mut changes = vec![EngineEvent::Task {
+            task_uuid,
+            from: None,
+            to: state,
+            trigger: "create",
+            details: serde_json::json!({"total_steps": new_task.steps.len()}),
+        }];
+        if state == TaskState::StepsInProcess {
+            changes.push(EngineEvent::Task {
+                task_uuid,
+                from: Some(TaskState::EnqueuingSteps),
+                to: state,
+                trigger: TaskTrigger::StepsEnqueued.as_str(),
+                details: Value::Object(Default::default()),
+            });
+        }
+        for s in new_task.steps.iter().filter(|s| s.state == StepState::Enqueued) {
+            changes.push(EngineEvent::Step {
+                task_uuid,
+                step_uuid: s.step_uuid,
+                step_name: s.name.clone(),
+                from: StepState::Pending,
+                to: StepState::Enqueued,
+                attempt: 0,
+                trigger: StepTrigger::Enqueue.as_str(),
+                details: serde_json::json!({"queue": s.queue}),
+            });
+        }
+        self.inner
+            .backpressure
+            .check(self.inner.store.as_ref(), &messages)
+            .await?;
+        let durable = self.durable_rows_for(&changes).await;
         let inserted = self
             .inner
             .store
-            .create_task(&new_task, &task_transitions, &step_transitions, &messages)
+            .create_task_with_events(&new_task, &task_transitions, &step_transitions, &messages, &durable)
             .await?;
         if let InsertedTask::Existing(existing) = inserted {
             let task = self.task_summary(existing).await?;
@@ -449,11 +615,7 @@ impl Tasker {
         for m in &messages {
             self.publish_signal(RemoteSignal::Queue(m.queue.clone()));
         }
-        self.emit(|| EngineEvent::Task {
-            task_uuid,
-            from: None,
-            to: state,
-        });
+        self.announce(changes, Vec::new());
         let task = self.task_summary(task_uuid).await?;
         Ok(CreatedTask { task, created: true })
     }
@@ -479,6 +641,22 @@ impl Tasker {
     /// Tasks, newest first.
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
         self.inner.store.list_tasks(filter).await
+    }
+
+    /// Task counts by state, tasks created over the last hour by 5-minute bucket, throughput and
+    /// queue depths: what the dashboard's overview shows.
+    pub async fn overview(&self, now: chrono::DateTime<Utc>) -> Result<Overview> {
+        self.inner.store.overview(&OverviewWindow::last_hour(now)).await
+    }
+
+    /// Folds the overview's per-minute task counts older than the chart's window into one
+    /// total per state (and, on PostgreSQL, the deltas appended since the last fold). The
+    /// orchestrator runs it once per maintenance pass.
+    pub async fn compact_task_counts(&self) -> Result<()> {
+        self.inner
+            .store
+            .compact_task_counts(Utc::now() - chrono::Duration::milliseconds(OverviewWindow::KEPT_MS))
+            .await
     }
 
     /// Waits until the task reaches a terminal state, then returns it in full. Wakes on this
@@ -539,6 +717,8 @@ impl Tasker {
 
     /// Closes the connection pool.
     pub async fn close(&self) {
+        // What telemetry buffered goes out first (a no-op when export is off).
+        self.inner.telemetry.flush(Duration::from_secs(5)).await;
         self.inner.store.close().await;
     }
 }
@@ -581,6 +761,34 @@ fn redact(message: &str, url: &str) -> String {
 fn assert_connect_is_send() {
     fn is_send<T: Send>(_: T) {}
     is_send(Tasker::connect_with(TaskerOptions::default()));
+}
+
+/// A task's identity hash: SHA-256 of the parts, each followed by a NUL (so that `("ab", "c")`
+/// and `("a", "bc")` differ).
+fn identity_digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// `value` as JSON text with every object's keys sorted, so that equal contexts give equal text
+/// whatever order their keys were written in.
+fn canonical_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
 }
 
 #[cfg(test)]

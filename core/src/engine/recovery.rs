@@ -427,8 +427,7 @@ impl Tasker {
         }
         self.finalize_tasks(tx.as_mut(), &followup.counters, now, &mut effects)
             .await?;
-        tx.commit().await?;
-        self.publish(effects);
+        self.commit_effects(tx, effects).await?;
         Ok(first)
     }
 
@@ -620,6 +619,8 @@ fn enqueue_ready(
             from: StepState::Pending,
             to: enqueued,
             attempt: 0,
+            trigger: StepTrigger::Enqueue.as_str(),
+            details: json!({ "queue": child.queue }),
         });
         changes.push(StepChange::cas(child.step_uuid, (StepState::Pending, 0), (enqueued, 0)));
         plan.send.push(OutgoingMessage {

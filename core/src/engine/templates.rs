@@ -28,6 +28,8 @@ pub struct CompiledTemplate {
     /// For each step (by index), how many decision steps are on the deepest path to it, itself
     /// included.
     pub decision_depth: Vec<usize>,
+    /// What each step may publish, and each domain event's payload schema.
+    pub domain_events: crate::events::domain::DomainEvents,
     /// For each step (by index), whether any step depends on it.
     has_dependents: Vec<bool>,
     /// Step index by name.
@@ -70,8 +72,10 @@ impl CompiledTemplate {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
+        let domain_events = crate::events::domain::DomainEvents::compile(&template)?;
         Ok(Self {
             id: row.id,
+            domain_events,
             template,
             version,
             validator,
@@ -137,6 +141,60 @@ pub struct RegisteredTemplate {
     pub warnings: Vec<String>,
 }
 
+/// A registered template version as the client APIs of every language show it
+/// ([`crate::Tasker::list_templates`], [`crate::Tasker::get_template`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TemplateInfo {
+    /// The stored version's id.
+    pub id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    /// Step names, in template order.
+    pub steps: Vec<String>,
+    /// The queues its steps are dispatched to.
+    pub queues: Vec<String>,
+    /// The file it was registered from, when it came from one.
+    pub source_path: Option<String>,
+    pub registered_at: chrono::DateTime<chrono::Utc>,
+    /// Hash of the stored definition: registering other content under this version is refused.
+    pub content_hash: String,
+    /// The whole template (after the environment merge), as stored.
+    pub definition: serde_json::Value,
+}
+
+impl TemplateInfo {
+    pub(crate) fn from_row(row: TemplateRow) -> Result<Self> {
+        let template: TaskTemplate = serde_json::from_value(row.definition.clone()).map_err(|e| {
+            TaskerError::Corrupt(format!(
+                "stored template {}/{}@{} cannot be read: {e}",
+                row.namespace, row.name, row.version
+            ))
+        })?;
+        let mut queues: Vec<String> = template
+            .steps
+            .iter()
+            .map(|s| s.queue_name(&template.namespace_name).to_owned())
+            .collect();
+        queues.sort();
+        queues.dedup();
+        Ok(Self {
+            id: row.id,
+            namespace: row.namespace,
+            name: row.name,
+            version: row.version,
+            description: template.description.clone(),
+            steps: template.steps.iter().map(|s| s.name.clone()).collect(),
+            queues,
+            source_path: row.source_path,
+            registered_at: row.created_at,
+            content_hash: row.content_hash,
+            definition: row.definition,
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct TemplateCache {
     by_id: RwLock<HashMap<i64, Arc<CompiledTemplate>>>,
@@ -192,40 +250,50 @@ impl TemplateCache {
     }
 }
 
-/// Stores one loaded template and makes sure its queues exist.
+/// Stores loaded templates, all or none (one transaction), then makes sure their queues exist.
 pub(crate) async fn register(
     store: &dyn Store,
     cache: &TemplateCache,
-    loaded: &LoadedTemplate,
-) -> Result<RegisteredTemplate> {
+    loaded: &[LoadedTemplate],
+) -> Result<Vec<RegisteredTemplate>> {
+    let new_templates = loaded.iter().map(new_template).collect::<Result<Vec<_>>>()?;
+    let rows = store.register_templates(&new_templates).await?;
+    let mut registered = Vec::with_capacity(rows.len());
+    for (row, loaded) in rows.iter().zip(loaded) {
+        let compiled = cache.insert(row)?;
+        let mut queues: Vec<String> = compiled.template.steps.iter().map(|s| compiled.queue_of(s)).collect();
+        queues.sort();
+        queues.dedup();
+        for q in &queues {
+            store.ensure_queue(q).await?;
+        }
+        let t = &loaded.template;
+        registered.push(RegisteredTemplate {
+            namespace: t.namespace_name.clone(),
+            name: t.name.clone(),
+            version: t.version.clone(),
+            id: row.id,
+            queues,
+            warnings: loaded.warnings.iter().map(|w| w.to_string()).collect(),
+        });
+    }
+    Ok(registered)
+}
+
+/// The row to store for a loaded template, with the hash that tells a re-registration of the
+/// same content from a conflicting one.
+fn new_template(loaded: &LoadedTemplate) -> Result<NewTemplate> {
     let t = &loaded.template;
     let definition = serde_json::to_value(t).map_err(|e| TaskerError::InvalidArgument(e.to_string()))?;
     // serde_json's map is ordered, so equal templates serialise identically.
     let content_hash = format!("{:x}", Sha256::digest(definition.to_string().as_bytes()));
-    let row = store
-        .register_template(&NewTemplate {
-            namespace: t.namespace_name.clone(),
-            name: t.name.clone(),
-            version: t.version.clone(),
-            definition,
-            content_hash,
-            source_path: loaded.source.as_ref().map(|p| p.display().to_string()),
-        })
-        .await?;
-    let compiled = cache.insert(&row)?;
-    let mut queues: Vec<String> = compiled.template.steps.iter().map(|s| compiled.queue_of(s)).collect();
-    queues.sort();
-    queues.dedup();
-    for q in &queues {
-        store.ensure_queue(q).await?;
-    }
-    Ok(RegisteredTemplate {
+    Ok(NewTemplate {
         namespace: t.namespace_name.clone(),
         name: t.name.clone(),
         version: t.version.clone(),
-        id: row.id,
-        queues,
-        warnings: loaded.warnings.iter().map(|w| w.to_string()).collect(),
+        definition,
+        content_hash,
+        source_path: loaded.source.as_ref().map(|p| p.display().to_string()),
     })
 }
 

@@ -6,7 +6,10 @@
 //! fail, finalize the task) live once, in [`crate::engine`], so both backends behave the same by
 //! construction and the same integration suite runs against both.
 
+mod events;
+mod guarded;
 mod pg_connections;
+mod pg_events;
 mod pg_fused;
 mod pg_notifier;
 mod pg_recovery;
@@ -20,11 +23,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use postgres::PostgresStore;
+pub use events::*;
+pub use guarded::GuardedStore;
+pub use postgres::{PgSettings, PostgresStore};
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-use crate::error::Result;
+use crate::error::{Result, TaskerError};
 
 /// A database backend.
 #[async_trait]
@@ -42,10 +47,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// idle workers skip the claim transaction; `true` when the backend cannot tell cheaply.
     async fn has_visible_messages(&self, queues: &[String]) -> Result<bool>;
 
-    /// Stores a template version. Returns the existing row when the same content is already
-    /// registered; a different content under the same version is
-    /// [`crate::TaskerError::TemplateConflict`].
-    async fn register_template(&self, template: &NewTemplate) -> Result<TemplateRow>;
+    /// Stores template versions, all in one transaction: either every one is stored (or was
+    /// already, with the same content) or none is. Returns each template's row, in order; a
+    /// different content under an existing version, or two different contents under one version
+    /// in `templates`, is [`crate::TaskerError::TemplateConflict`] and stores nothing.
+    async fn register_templates(&self, templates: &[NewTemplate]) -> Result<Vec<TemplateRow>>;
+
+    /// Stores one template version (see [`Store::register_templates`]).
+    async fn register_template(&self, template: &NewTemplate) -> Result<TemplateRow> {
+        let mut rows = self.register_templates(std::slice::from_ref(template)).await?;
+        rows.pop()
+            .ok_or_else(|| TaskerError::Corrupt("registering a template returned no row".into()))
+    }
 
     /// Creates a task: [`StoreTx::create_task_rows`] in a transaction of its own, committed
     /// when the task was created. A backend that writes it all in one statement may run that
@@ -63,6 +76,34 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             .await?;
         match inserted {
             InsertedTask::Created => tx.commit().await?,
+            InsertedTask::Existing(_) => tx.rollback().await?,
+        }
+        Ok(inserted)
+    }
+
+    /// [`Store::create_task`] that also writes durable `events`, in the same transaction.
+    async fn create_task_with_events(
+        &self,
+        task: &NewTask,
+        task_transitions: &[TransitionRecord],
+        step_transitions: &[TransitionRecord],
+        messages: &[OutgoingMessage],
+        events: &[NewEvent],
+    ) -> Result<InsertedTask> {
+        if events.is_empty() {
+            return self
+                .create_task(task, task_transitions, step_transitions, messages)
+                .await;
+        }
+        let mut tx = self.begin().await?;
+        let inserted = tx
+            .create_task_rows(task, task_transitions, step_transitions, messages)
+            .await?;
+        match inserted {
+            InsertedTask::Created => {
+                tx.insert_events(events).await?;
+                tx.commit().await?
+            }
             InsertedTask::Existing(_) => tx.rollback().await?,
         }
         Ok(inserted)
@@ -142,13 +183,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Workers that heartbeated since `seen_since`, or stopped since then.
     async fn list_workers(&self, seen_since: DateTime<Utc>) -> Result<Vec<WorkerRecord>>;
 
+    /// Task counts and queue depths for the dashboard's overview. Not on the hot path.
+    async fn overview(&self, window: &OverviewWindow) -> Result<Overview>;
+
+    /// Keeps the overview's task counts small: folds the counts of tasks created before
+    /// `before` into one total per state (the chart reads only the last hour's minutes), and on
+    /// PostgreSQL the deltas appended since the last fold. Maintenance, run by the orchestrator.
+    async fn compact_task_counts(&self, before: DateTime<Utc>) -> Result<()>;
+
     /// Commits on the server since start-up, when the backend can tell (PostgreSQL's
     /// `pg_stat_database.xact_commit`); used by the benchmark.
     async fn commit_count(&self) -> Result<Option<i64>>;
 
+    /// Every queue's message counts (read for the metrics gauges; counts each queue's rows).
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>>;
+
+    /// (idle, in use) database connections of this store.
+    fn connection_stats(&self) -> (u32, u32);
+
+    /// Answers when the database does (health checks): one trivial statement.
+    async fn ping(&self) -> Result<()>;
+
     /// Waits for a wake-up signal from another process (PostgreSQL LISTEN/NOTIFY). Backends
     /// without cross-process notification return `None` and callers poll.
     fn subscribe_remote(&self) -> Option<tokio::sync::broadcast::Receiver<RemoteSignal>>;
+
+    /// The durable event log's statements (subscriber groups, sequencing, retention).
+    fn events(&self) -> &dyn EventStore;
 
     /// Closes the pool.
     async fn close(&self);
@@ -264,13 +325,14 @@ pub trait StoreTx: MessageQueue {
         Ok(applied)
     }
 
-    /// Cancels every step of the task in one of `from` states; returns (uuid, previous state).
+    /// Cancels every step of the task in one of `from` states; returns (uuid, name, previous
+    /// state) of each.
     async fn cancel_open_steps(
         &mut self,
         task_uuid: Uuid,
         from: &[crate::state::StepState],
         now: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, crate::state::StepState)>>;
+    ) -> Result<Vec<(Uuid, String, crate::state::StepState)>>;
 
     /// Decrements the pending-parents counter of every child of `parents` and returns the
     /// children that reached zero while still `pending`.
@@ -423,7 +485,16 @@ pub trait StoreTx: MessageQueue {
 
     /// Writes DLQ entries (with the snapshot of each task's rows as they are now), skipping
     /// tasks that already have an open entry. Returns how many were written.
-    async fn insert_dlq_entries(&mut self, entries: &[NewDlqEntry], now: DateTime<Utc>) -> Result<usize>;
+    /// Writes durable events in this transaction: they commit with the state change that caused
+    /// them, or not at all. The caller holds the row lock of every task they belong to (see
+    /// `store/events.rs` for why ordering depends on it).
+    async fn insert_events(&mut self, events: &[NewEvent]) -> Result<()>;
+
+    async fn insert_dlq_entries(
+        &mut self,
+        entries: &[NewDlqEntry],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertedDlqEntry>>;
 
     /// Closes the open DLQ entries of `task_uuids` with `status` and `note`. Returns how many.
     async fn close_dlq_entries(

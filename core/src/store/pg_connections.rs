@@ -59,6 +59,11 @@ pub(super) struct Leased {
 }
 
 impl HotPool {
+    /// Connections kept idle here (the pool counts them as in use).
+    pub(super) fn kept(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
     pub(super) fn new(pool: PgPool, max_connections: u32) -> Arc<Self> {
         // Half the pool at most, so that idle connections kept here never starve the listener
         // or a reader that goes to the pool directly.

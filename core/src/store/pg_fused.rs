@@ -305,7 +305,7 @@ pub(super) fn create_task_statement<'a>(
     let mut qb = QueryBuilder::new(
         "WITH task AS (INSERT INTO tasker_tasks (task_uuid, template_id, namespace_name, name, version, state, \
            context, initiator, source_system, reason, tags, priority, correlation_id, identity_hash, \
-           idempotency_key, total_steps, active_steps, created_at, updated_at) VALUES (",
+           idempotency_key, total_steps, active_steps, created_at, updated_at, trace_parent) VALUES (",
     );
     {
         let mut values = qb.separated(", ");
@@ -328,6 +328,7 @@ pub(super) fn create_task_statement<'a>(
         values.push_bind(t.active_steps);
         values.push_bind(t.created_at);
         values.push_bind(t.created_at);
+        values.push_bind(&t.trace_parent);
     }
     qb.push(") ON CONFLICT (identity_hash) DO NOTHING RETURNING task_uuid), ");
     qb.push(

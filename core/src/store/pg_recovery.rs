@@ -63,9 +63,9 @@ pub(super) async fn insert_entries(
     conn: &mut PgConnection,
     entries: &[NewDlqEntry],
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<Vec<InsertedDlqEntry>> {
     if entries.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let notes: Vec<String> = entries
         .iter()
@@ -78,7 +78,8 @@ pub(super) async fn insert_entries(
             v.notes::jsonb, $6, $6 \
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) AS v(id, task, reason, task_state, notes) \
          JOIN tasker_tasks t ON t.task_uuid = v.task \
-         WHERE NOT EXISTS (SELECT 1 FROM tasker_dlq_entries d WHERE d.task_uuid = v.task AND d.status IN {OPEN})"
+         WHERE NOT EXISTS (SELECT 1 FROM tasker_dlq_entries d WHERE d.task_uuid = v.task AND d.status IN {OPEN}) \
+         RETURNING entry_uuid, task_uuid, reason"
     ))
     .bind(entries.iter().map(|e| e.entry_uuid).collect::<Vec<Uuid>>())
     .bind(entries.iter().map(|e| e.task_uuid).collect::<Vec<Uuid>>())
@@ -96,9 +97,17 @@ pub(super) async fn insert_entries(
     )
     .bind(notes)
     .bind(now)
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+    done.iter()
+        .map(|r| {
+            Ok(InsertedDlqEntry {
+                entry_uuid: r.try_get("entry_uuid")?,
+                task_uuid: r.try_get("task_uuid")?,
+                reason: r.try_get("reason")?,
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn close_entries(
@@ -314,8 +323,10 @@ pub(super) async fn heartbeat(
     now: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query(
+        // A heartbeat that was under way when the worker stopped must not undo the stop.
         "UPDATE tasker_workers SET last_heartbeat_at = $3, in_flight = $2, \
-            stopped_at = CASE WHEN $4 THEN $3 ELSE NULL END WHERE registration_uuid = $1",
+            stopped_at = CASE WHEN $4 THEN $3 ELSE stopped_at END \
+         WHERE registration_uuid = $1 AND ($4 OR stopped_at IS NULL)",
     )
     .bind(registration_uuid)
     .bind(in_flight)
@@ -351,4 +362,85 @@ pub(super) async fn list_workers(pool: &PgPool, seen_since: DateTime<Utc>) -> Re
             })
         })
         .collect()
+}
+
+/// The dashboard's overview: task counts by state and recent tasks by time bucket (sums of
+/// `tasker_task_counts`, 0009, folded first so that they are a few hundred rows), throughput
+/// (through `tasker_tasks_by_completed`) and each PGMQ queue's depth. Off the hot path.
+pub(super) async fn overview(pool: &PgPool, w: &OverviewWindow) -> Result<Overview> {
+    compact_task_counts(pool, w.now - chrono::Duration::milliseconds(OverviewWindow::KEPT_MS)).await?;
+    let tasks_by_state = sqlx::query(
+        "SELECT state, SUM(n)::bigint FROM tasker_task_counts GROUP BY state HAVING SUM(n) <> 0 ORDER BY state",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(StateCount {
+            state: r.try_get(0)?,
+            count: r.try_get(1)?,
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
+    // $1 since (ms since the epoch, a whole minute), $2 the bucket width (ms).
+    let recent = sqlx::query(
+        "SELECT (minute * 60000 - $1) / $2 AS bucket, state, SUM(n)::bigint \
+         FROM tasker_task_counts WHERE minute >= $1 / 60000 GROUP BY 1, 2 HAVING SUM(n) <> 0 ORDER BY 1, 2",
+    )
+    .bind(w.since.timestamp_millis())
+    .bind(w.bucket_ms.max(1))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(BucketCount {
+            bucket: r.try_get(0)?,
+            state: r.try_get(1)?,
+            count: r.try_get(2)?,
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
+    let completed = sqlx::query(
+        "SELECT COUNT(*) FILTER (WHERE state = 'complete'), \
+                COUNT(*) FILTER (WHERE state = 'complete' AND completed_at >= $2) \
+         FROM tasker_tasks WHERE completed_at >= $1",
+    )
+    .bind(w.since)
+    .bind(w.recent_since)
+    .fetch_one(pool)
+    .await?;
+    Ok(Overview {
+        tasks_by_state,
+        recent,
+        completed_since: completed.try_get(0)?,
+        completed_recently: completed.try_get(1)?,
+        // Filled by the caller from `Store::queue_stats`.
+        queues: Vec::new(),
+    })
+}
+
+/// The advisory lock that lets one process at a time fold `tasker_task_counts`.
+const FOLD_LOCK: i64 = 0x7461_736b_6572_0014;
+
+/// Folds the deltas of `tasker_task_counts` into one row per (minute, state), and minutes
+/// before `before` into minute 0, in one statement: the rows it deletes are exactly the rows it
+/// sums back, so a concurrent reader sees the same totals before and after. Triggers keep
+/// appending deltas meanwhile (rows this statement's snapshot does not see, left for the next
+/// fold). It takes a try-advisory lock for the statement and does nothing when another process
+/// holds it: two folds would only wait on each other's rows. Returns the rows it folded.
+pub(super) async fn compact_task_counts(pool: &PgPool, before: DateTime<Utc>) -> Result<u64> {
+    let minute = before.timestamp().div_euclid(60);
+    let row = sqlx::query(
+        "WITH lock AS (SELECT pg_try_advisory_xact_lock($1) AS got), \
+              moved AS (DELETE FROM tasker_task_counts WHERE (SELECT got FROM lock) RETURNING minute, state, n), \
+              folded AS (INSERT INTO tasker_task_counts (minute, state, n) \
+                SELECT CASE WHEN minute < $2 THEN 0 ELSE minute END, state, SUM(n) FROM moved \
+                GROUP BY 1, 2 HAVING SUM(n) <> 0) \
+         SELECT COUNT(*) FROM moved",
+    )
+    .bind(FOLD_LOCK)
+    .bind(minute)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0))
 }

@@ -17,7 +17,9 @@ use sqlx::{Executor, PgConnection, PgPool, QueryBuilder, Row};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use super::events::{EventStore, NewEvent};
 use super::pg_connections::{HotPool, Leased};
+use super::pg_events;
 use super::pg_fused::{self, TransitionArrays};
 use super::pg_notifier::{Notifier, Wake};
 use super::pg_recovery;
@@ -56,12 +58,35 @@ const MIGRATION_LOCK_KEY: i64 = 0x7461_736b_6572; // "tasker"
 /// holds one while PGMQ is installed on another.
 const MIN_CONNECTIONS: u32 = 2;
 
-/// Session settings of every engine connection. The engine's statements take milliseconds; a
-/// statement or lock wait this long means something is stuck, and failing it (the engine
-/// retries) beats holding row locks indefinitely.
-const STATEMENT_TIMEOUT: &str = "30s";
-const LOCK_TIMEOUT: &str = "10s";
-const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+/// How the PostgreSQL store connects (the `[database]` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    pub max_connections: u32,
+    /// LISTEN/NOTIFY wake-ups (holds one connection).
+    pub listen: bool,
+    /// How long a call waits for a pooled connection (the pool is full, or the server is away
+    /// and reconnecting fails) before it fails with a pool timeout.
+    pub acquire_timeout: Duration,
+    /// Session settings of every engine connection. The engine's statements take
+    /// milliseconds; a statement or lock wait this long means something is stuck, and failing
+    /// it (the engine retries) beats holding row locks indefinitely.
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            listen: true,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
 
 /// How long start-up waits for another process's migration (overrides `lock_timeout` there).
 const MIGRATION_LOCK_WAIT: &str = "300s";
@@ -69,7 +94,7 @@ const MIGRATION_LOCK_WAIT: &str = "300s";
 /// A PostgreSQL-backed [`Store`].
 #[derive(Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     /// The same pool, with recently used connections kept unchecked for the hot path.
     hot: std::sync::Arc<HotPool>,
     signals: broadcast::Sender<RemoteSignal>,
@@ -84,7 +109,14 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects, installs PGMQ (SQL-only, from the `pgmq` crate's embedded scripts) unless the
     /// extension is present, runs migrations and starts the LISTEN task.
-    pub async fn connect(options: PgConnectOptions, max_connections: u32, listen: bool) -> Result<Self> {
+    pub async fn connect(options: PgConnectOptions, settings: &PgSettings) -> Result<Self> {
+        let PgSettings {
+            max_connections,
+            listen,
+            acquire_timeout,
+            ..
+        } = *settings;
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
         if max_connections < MIN_CONNECTIONS {
             return Err(TaskerError::InvalidArgument(format!(
                 "max_connections must be at least {MIN_CONNECTIONS} on PostgreSQL, got {max_connections}: \
@@ -94,9 +126,12 @@ impl PostgresStore {
         // A stalled process (or a hung statement) must not hold locks, or hide claimed messages
         // from recovery, forever.
         let options = options.options([
-            ("statement_timeout", STATEMENT_TIMEOUT),
-            ("lock_timeout", LOCK_TIMEOUT),
-            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+            ("statement_timeout", ms(settings.statement_timeout)),
+            ("lock_timeout", ms(settings.lock_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                ms(settings.idle_in_transaction_timeout),
+            ),
         ]);
         // One plain connection first: an unreachable or misconfigured server then fails at once
         // with its real reason, instead of a pool timeout after acquire_timeout.
@@ -104,7 +139,7 @@ impl PostgresStore {
         sqlx::Connection::close(probe).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
         migrate(&pool).await?;
@@ -244,9 +279,82 @@ fn template_from_row(row: &sqlx::postgres::PgRow) -> Result<TemplateRow> {
     })
 }
 
+/// The statement of [`Store::list_tasks`] for `filter`. A filter that is set is a condition the
+/// planner can use an index for (0007: one per filter the dashboard offers, each ending in
+/// `(created_at, task_uuid)`); one that is not is `$n IS NULL`, a constant, so that every
+/// parameter ($1 namespace, $2 name, $3 state, $4 limit, $5 tag, $6/$7 created after/before,
+/// $8/$9 the keyset cursor, $10 the idempotency key) is always there to bind.
+///
+/// With a tag (and no idempotency key, which names a task or two), the walk is over the tag's
+/// rows of `tasker_task_tags` (0009) newest first, each joined to its task by primary key and
+/// filtered there, so a page stops after its rows however rare the tag.
+fn list_tasks_sql(filter: &TaskFilter) -> String {
+    let by_tag = filter.tag.is_some() && filter.idempotency_key.is_none();
+    // The columns that order the walk: the tag rows' copy of (created_at, task_uuid), or the task's.
+    let o = if by_tag { "g" } else { "t" };
+    let either = |set: bool, condition: String, unset: &'static str| if set { condition } else { unset.to_owned() };
+    let conditions = [
+        either(
+            filter.namespace.is_some(),
+            "t.namespace_name = $1".into(),
+            "$1::text IS NULL",
+        ),
+        either(filter.name.is_some(), "t.name = $2".into(), "$2::text IS NULL"),
+        either(filter.state.is_some(), "t.state = $3".into(), "$3::text IS NULL"),
+        either(
+            filter.tag.is_some(),
+            if by_tag {
+                "g.tag = $5".into()
+            } else {
+                "t.tags ? $5".into()
+            },
+            "$5::text IS NULL",
+        ),
+        either(
+            filter.created_after.is_some(),
+            format!("{o}.created_at >= $6"),
+            "$6::timestamptz IS NULL",
+        ),
+        either(
+            filter.created_before.is_some(),
+            format!("{o}.created_at < $7"),
+            "$7::timestamptz IS NULL",
+        ),
+        either(
+            filter.after.is_some(),
+            format!("({o}.created_at, {o}.task_uuid) < ($8, $9::uuid)"),
+            "$8::timestamptz IS NULL AND $9::uuid IS NULL",
+        ),
+        either(
+            filter.idempotency_key.is_some(),
+            "t.idempotency_key = $10".into(),
+            "$10::text IS NULL",
+        ),
+    ];
+    let from = if by_tag {
+        "tasker_task_tags g JOIN tasker_tasks t ON t.task_uuid = g.task_uuid"
+    } else {
+        "tasker_tasks t"
+    };
+    format!(
+        "SELECT {} FROM {from} WHERE {} ORDER BY {o}.created_at DESC, {o}.task_uuid DESC LIMIT $4",
+        TASK_COLUMNS_OF_T.as_str(),
+        conditions.join(" AND ")
+    )
+}
+
+/// [`TASK_COLUMNS`] of the task aliased `t` (the tag walk joins a table with the same names).
+static TASK_COLUMNS_OF_T: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    TASK_COLUMNS
+        .split(',')
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
 const TASK_COLUMNS: &str = "task_uuid, namespace_name, name, version, state, context, initiator, \
      source_system, reason, tags, priority, correlation_id, idempotency_key, total_steps, \
-     completed_steps, active_steps, failed_steps, created_at, updated_at, completed_at";
+     completed_steps, active_steps, failed_steps, created_at, updated_at, completed_at, trace_parent";
 
 fn task_from_row(row: &sqlx::postgres::PgRow) -> Result<TaskSummary> {
     Ok(TaskSummary {
@@ -270,6 +378,7 @@ fn task_from_row(row: &sqlx::postgres::PgRow) -> Result<TaskSummary> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         completed_at: row.try_get("completed_at")?,
+        trace_parent: row.try_get("trace_parent")?,
     })
 }
 
@@ -392,41 +501,49 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn register_template(&self, t: &NewTemplate) -> Result<TemplateRow> {
+    async fn register_templates(&self, templates: &[NewTemplate]) -> Result<Vec<TemplateRow>> {
+        // One transaction for all: a conflict in any template rolls back the others (dropping
+        // `tx` without commit rolls back).
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO tasker_namespaces (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        let mut stored_rows = Vec::with_capacity(templates.len());
+        for t in templates {
+            sqlx::query("INSERT INTO tasker_namespaces (name) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind(&t.namespace)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO tasker_templates (namespace_name, name, version, definition, content_hash, source_path) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace_name, name, version) DO NOTHING",
+            )
             .bind(&t.namespace)
+            .bind(&t.name)
+            .bind(&t.version)
+            .bind(Json(&t.definition))
+            .bind(&t.content_hash)
+            .bind(&t.source_path)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO tasker_templates (namespace_name, name, version, definition, content_hash, source_path) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace_name, name, version) DO NOTHING",
-        )
-        .bind(&t.namespace)
-        .bind(&t.name)
-        .bind(&t.version)
-        .bind(Json(&t.definition))
-        .bind(&t.content_hash)
-        .bind(&t.source_path)
-        .execute(&mut *tx)
-        .await?;
-        let row =
-            sqlx::query("SELECT * FROM tasker_templates WHERE namespace_name = $1 AND name = $2 AND version = $3")
-                .bind(&t.namespace)
-                .bind(&t.name)
-                .bind(&t.version)
-                .fetch_one(&mut *tx)
-                .await?;
-        let stored = template_from_row(&row)?;
-        if stored.content_hash != t.content_hash {
-            return Err(TaskerError::TemplateConflict {
-                namespace: t.namespace.clone(),
-                name: t.name.clone(),
-                version: t.version.clone(),
-            });
+            let row =
+                sqlx::query("SELECT * FROM tasker_templates WHERE namespace_name = $1 AND name = $2 AND version = $3")
+                    .bind(&t.namespace)
+                    .bind(&t.name)
+                    .bind(&t.version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let stored = template_from_row(&row)?;
+            if stored.content_hash != t.content_hash {
+                return Err(TaskerError::TemplateConflict {
+                    namespace: t.namespace.clone(),
+                    name: t.name.clone(),
+                    version: t.version.clone(),
+                    path: t.source_path.clone(),
+                    registered_from: stored.source_path.clone(),
+                });
+            }
+            stored_rows.push(stored);
         }
         tx.commit().await?;
-        Ok(stored)
+        Ok(stored_rows)
     }
 
     async fn create_task(
@@ -480,18 +597,19 @@ impl Store for PostgresStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasker_tasks \
-             WHERE ($1::text IS NULL OR namespace_name = $1) AND ($2::text IS NULL OR name = $2) \
-               AND ($3::text IS NULL OR state = $3) \
-             ORDER BY created_at DESC, task_uuid DESC LIMIT $4"
-        ))
-        .bind(&filter.namespace)
-        .bind(&filter.name)
-        .bind(filter.state.map(|s| s.as_str()))
-        .bind(filter.limit.unwrap_or(100))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&list_tasks_sql(filter))
+            .bind(&filter.namespace)
+            .bind(&filter.name)
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.limit.unwrap_or(100))
+            .bind(&filter.tag)
+            .bind(filter.created_after)
+            .bind(filter.created_before)
+            .bind(filter.after.map(|(at, _)| at))
+            .bind(filter.after.map(|(_, uuid)| uuid))
+            .bind(&filter.idempotency_key)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(task_from_row).collect()
     }
 
@@ -589,6 +707,59 @@ impl Store for PostgresStore {
         pg_recovery::list_workers(&self.pool, seen_since).await
     }
 
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        let queues: Vec<String> = sqlx::query_scalar("SELECT queue_name FROM pgmq.meta ORDER BY queue_name")
+            .fetch_all(&self.pool)
+            .await?;
+        // Names that are not valid identifiers were not made by us: skip them.
+        let parts: Vec<String> = queues
+            .iter()
+            .filter_map(|q| queue_table(q).ok().map(|t| (q, t)))
+            .map(|(q, table)| {
+                format!(
+                    "SELECT '{q}'::text AS queue, count(*) FILTER (WHERE vt <= now()) AS visible, \
+                     count(*) FILTER (WHERE vt > now()) AS hidden, \
+                     min(enqueued_at) FILTER (WHERE vt <= now()) AS oldest FROM pgmq.{table}"
+                )
+            })
+            .collect();
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&parts.join(" UNION ALL ")).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueStats {
+                    queue: r.try_get("queue")?,
+                    visible: r.try_get("visible")?,
+                    hidden: r.try_get("hidden")?,
+                    oldest_visible_at: r.try_get("oldest")?,
+                })
+            })
+            .collect()
+    }
+
+    fn connection_stats(&self) -> (u32, u32) {
+        let kept = u32::try_from(self.hot.kept()).unwrap_or(0);
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(0) + kept;
+        (idle, self.pool.size().saturating_sub(idle))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn compact_task_counts(&self, before: DateTime<Utc>) -> Result<()> {
+        pg_recovery::compact_task_counts(&self.pool, before).await.map(drop)
+    }
+
+    async fn overview(&self, window: &OverviewWindow) -> Result<Overview> {
+        let mut overview = pg_recovery::overview(&self.pool, window).await?;
+        overview.queues = self.queue_stats().await?.into_iter().map(QueueDepth::from).collect();
+        Ok(overview)
+    }
+
     async fn commit_count(&self) -> Result<Option<i64>> {
         let n: i64 = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
             .fetch_one(&self.pool)
@@ -598,6 +769,10 @@ impl Store for PostgresStore {
 
     fn subscribe_remote(&self) -> Option<broadcast::Receiver<RemoteSignal>> {
         Some(self.signals.subscribe())
+    }
+
+    fn events(&self) -> &dyn EventStore {
+        self
     }
 
     async fn close(&self) {
@@ -961,13 +1136,13 @@ impl StoreTx for PgTx {
         task_uuid: Uuid,
         from: &[StepState],
         now: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, StepState)>> {
+    ) -> Result<Vec<(Uuid, String, StepState)>> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let rows = sqlx::query(
             "WITH old AS (SELECT step_uuid, state FROM tasker_steps WHERE task_uuid = $1 AND state = ANY($2) FOR UPDATE) \
              UPDATE tasker_steps s SET state = 'cancelled', updated_at = $3, completed_at = $3, \
                 next_retry_at = NULL, deadline_at = NULL \
-             FROM old WHERE s.step_uuid = old.step_uuid RETURNING s.step_uuid, old.state AS old_state",
+             FROM old WHERE s.step_uuid = old.step_uuid RETURNING s.step_uuid, s.name, old.state AS old_state",
         )
         .bind(task_uuid)
         .bind(&from)
@@ -978,6 +1153,7 @@ impl StoreTx for PgTx {
             .map(|r| {
                 Ok((
                     r.try_get("step_uuid")?,
+                    r.try_get("name")?,
                     parse_state(r.try_get::<&str, _>("old_state")?, "step")?,
                 ))
             })
@@ -1319,7 +1495,15 @@ impl StoreTx for PgTx {
         Ok(stored.rows_affected() == 1)
     }
 
-    async fn insert_dlq_entries(&mut self, entries: &[NewDlqEntry], now: DateTime<Utc>) -> Result<usize> {
+    async fn insert_events(&mut self, events: &[NewEvent]) -> Result<()> {
+        pg_events::insert(self.tx().await?, events).await
+    }
+
+    async fn insert_dlq_entries(
+        &mut self,
+        entries: &[NewDlqEntry],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertedDlqEntry>> {
         pg_recovery::insert_entries(self.tx().await?, entries, now).await
     }
 

@@ -241,6 +241,8 @@ pub struct NewTask {
     /// Counters at creation.
     pub active_steps: i32,
     pub created_at: DateTime<Utc>,
+    /// The caller's W3C `traceparent`, when the task was created inside a trace.
+    pub trace_parent: Option<String>,
 }
 
 /// A step to insert.
@@ -327,6 +329,8 @@ pub struct TaskSummary {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The W3C `traceparent` the task was created with (its span's parent), if any.
+    pub trace_parent: Option<String>,
 }
 
 impl TaskSummary {
@@ -413,6 +417,104 @@ pub struct TaskFilter {
     pub state: Option<TaskState>,
     /// At most this many, newest first (default 100).
     pub limit: Option<i64>,
+    /// Only tasks carrying this tag.
+    pub tag: Option<String>,
+    /// Only tasks created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only tasks created strictly before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Keyset pagination: only tasks after this `(created_at, task_uuid)` in the listing's
+    /// newest-first order. Pages read this way neither repeat nor skip a task while new ones
+    /// are created (those sort before the first page).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Only tasks created with this idempotency key (of any template).
+    pub idempotency_key: Option<String>,
+}
+
+/// What the dashboard's overview shows (`Tasker::overview`): task counts and the queues.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Every task, counted by its state.
+    pub tasks_by_state: Vec<StateCount>,
+    /// Tasks created since `since`, counted by bucket (whole `bucket_ms` since `since`) and by
+    /// the state they are in now.
+    pub recent: Vec<BucketCount>,
+    /// Tasks that finished as `complete` since `since`.
+    pub completed_since: i64,
+    /// Tasks that finished as `complete` since `recent_since`.
+    pub completed_recently: i64,
+    pub queues: Vec<QueueDepth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCount {
+    pub state: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketCount {
+    pub bucket: i64,
+    pub state: String,
+    pub count: i64,
+}
+
+/// One queue's messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDepth {
+    pub queue: String,
+    /// Messages in the queue, claimed or not.
+    pub depth: i64,
+    /// Messages a worker could claim now.
+    pub visible: i64,
+    /// When the oldest message a worker could claim now was sent (how long work has waited).
+    pub oldest_enqueued_at: Option<DateTime<Utc>>,
+}
+
+impl From<QueueStats> for QueueDepth {
+    fn from(q: QueueStats) -> Self {
+        Self {
+            depth: q.visible + q.hidden,
+            visible: q.visible,
+            oldest_enqueued_at: q.oldest_visible_at,
+            queue: q.queue,
+        }
+    }
+}
+
+/// The window of [`Overview`]: `since` (the chart's start), its bucket width, and
+/// `recent_since` (the throughput's window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverviewWindow {
+    pub now: DateTime<Utc>,
+    pub since: DateTime<Utc>,
+    pub bucket_ms: i64,
+    pub recent_since: DateTime<Utc>,
+}
+
+impl OverviewWindow {
+    /// Width of a bucket of the last hour's chart.
+    pub const BUCKET_MS: i64 = 5 * 60 * 1000;
+    /// How far back task counts stay per minute (the chart reads the last hour); older minutes
+    /// are folded into one total per state.
+    pub const KEPT_MS: i64 = 2 * 60 * 60 * 1000;
+
+    /// The dashboard's window at `now`: the last hour in twelve 5-minute buckets, starting on
+    /// a whole minute (the counts are kept per minute) so that the last bucket ends with the
+    /// current minute, and the last 5 minutes for the throughput.
+    pub fn last_hour(now: DateTime<Utc>) -> Self {
+        let minute_ms = now.timestamp_millis().div_euclid(60_000) * 60_000;
+        let since = DateTime::<Utc>::from_timestamp_millis(minute_ms)
+            .unwrap_or(now)
+            .checked_sub_signed(chrono::Duration::minutes(59))
+            .unwrap_or(now);
+        Self {
+            now,
+            since,
+            bucket_ms: Self::BUCKET_MS,
+            recent_since: now - chrono::Duration::minutes(5),
+        }
+    }
 }
 
 /// The first writes of applying a batch of outcomes (see [`super::StoreTx::apply_outcome_writes`]).
@@ -607,6 +709,26 @@ pub struct OpenTask {
     /// Its last progress (any step or counter change).
     pub updated_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A dead-letter entry as written: what `dlq.entry_created` announces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertedDlqEntry {
+    pub entry_uuid: Uuid,
+    pub task_uuid: Uuid,
+    pub reason: String,
+}
+
+/// One queue's messages, for the depth and age gauges.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Messages a claim could take now.
+    pub visible: i64,
+    /// Messages hidden by a lease (claimed and running) or a retry delay.
+    pub hidden: i64,
+    /// When the oldest visible message was enqueued.
+    pub oldest_visible_at: Option<DateTime<Utc>>,
 }
 
 /// A worker process, as registered.

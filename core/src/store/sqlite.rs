@@ -21,6 +21,8 @@
 //! `query()` (it still runs them in 0.8; see `tests::commands`): a future sqlx would need another
 //! way to send them together.
 
+mod events;
+mod overview;
 mod recovery;
 
 use std::borrow::Cow;
@@ -42,6 +44,7 @@ use sqlx::{ConnectOptions, Connection, Row, Sqlite};
 use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
+use super::events::{EventStore, NewEvent};
 use super::records::*;
 use super::{order_key, Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
 use crate::error::{sqlx_is_race, sqlx_is_transient, Result, TaskerError};
@@ -386,7 +389,7 @@ macro_rules! task_columns {
     () => {
         "task_uuid, namespace_name, name, version, state, context, initiator, source_system, reason, \
          tags, priority, correlation_id, idempotency_key, total_steps, completed_steps, active_steps, \
-         failed_steps, created_at, updated_at, completed_at"
+         failed_steps, created_at, updated_at, completed_at, trace_parent"
     };
 }
 
@@ -413,6 +416,7 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskSummary> {
         created_at: from_ms(row.try_get("created_at")?),
         updated_at: from_ms(row.try_get("updated_at")?),
         completed_at: opt_from_ms(row.try_get("completed_at")?),
+        trace_parent: row.try_get("trace_parent")?,
     })
 }
 
@@ -651,7 +655,7 @@ static CHANGE_STEPS_AUDITED: LazyLock<String> = LazyLock::new(|| {
 
 /// `?1`: task, `?2`: now, `?3`: JSON array of the states to cancel. Returns every step of the
 /// task with its state before the update.
-const OPEN_STEPS: &str = "SELECT step_uuid, state FROM tasker_steps WHERE task_uuid = ?1";
+const OPEN_STEPS: &str = "SELECT step_uuid, name, state FROM tasker_steps WHERE task_uuid = ?1";
 const CANCEL_STEPS: &str = "UPDATE tasker_steps SET state = 'cancelled', updated_at = ?2, completed_at = ?2, \
         next_retry_at = NULL, deadline_at = NULL \
      WHERE task_uuid = ?1 AND state IN (SELECT value FROM json_each(?3))";
@@ -868,9 +872,9 @@ static FOLLOWUP_WRITES: LazyLock<String> = LazyLock::new(|| {
 /// `?7`: the steps' audit rows, `?8`: the messages, `?9..?22`: the task's other columns.
 const INSERT_TASK_ROW: &str = "INSERT INTO tasker_tasks (identity_hash, task_uuid, created_at, updated_at, \
         total_steps, template_id, namespace_name, name, version, state, context, initiator, source_system, \
-        reason, tags, priority, correlation_id, idempotency_key, active_steps) \
+        reason, tags, priority, correlation_id, idempotency_key, active_steps, trace_parent) \
      SELECT ?1, ?2, ?3, ?3, json_array_length(?4), ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-            ?21, ?22 \
+            ?21, ?22, ?23 \
      WHERE (?5 IS NULL OR ?6 IS NULL OR ?7 IS NULL OR ?8 IS NULL OR 1) \
      ON CONFLICT (identity_hash) DO NOTHING";
 macro_rules! created {
@@ -1020,37 +1024,89 @@ static TASK_DETAIL: LazyLock<String> = LazyLock::new(|| {
 /// index), newest first, through the index of its namespace and/or state ending in (created_at,
 /// task_uuid), named so that statistics (ANALYZE) cannot trade it for a sort; a name is filtered
 /// within that index (0004).
+#[cfg(test)]
 fn list_tasks_sql(namespace: bool, name: bool, state: bool) -> String {
+    list_tasks_sql_with(&TaskFilter {
+        namespace: namespace.then(String::new),
+        name: name.then(String::new),
+        state: state.then_some(crate::state::TaskState::Pending),
+        ..TaskFilter::default()
+    })
+}
+
+/// The statement of [`Store::list_tasks`] for `filter`: only the conditions it sets (parameters
+/// ?1 namespace, ?2 name, ?3 state, ?4 tag, ?5 created after, ?6 created before, ?7/?8 the
+/// keyset cursor, ?9 the limit, ?10 the idempotency key). The tag, time and cursor conditions narrow the same index walk.
+///
+/// With a tag (and no idempotency key, which names a task or two), the walk is over the tag's
+/// rows of `tasker_task_tags` (0010), newest first, each joined to its task by primary key and
+/// filtered there: a page reads its 50 rows (plus those the other filters reject) however rare
+/// the tag, where filtering the JSON arrays while walking every task read all of them for a tag
+/// no task carries. `CROSS JOIN` fixes that order (SQLite never reorders it).
+fn list_tasks_sql_with(filter: &TaskFilter) -> String {
+    let (namespace, state) = (filter.namespace.is_some(), filter.state.is_some());
+    let by_tag = filter.tag.is_some() && filter.idempotency_key.is_none();
     let index = match (namespace, state) {
+        // An idempotency key names a task or two: find them by key, then sort those (0008).
+        _ if filter.idempotency_key.is_some() => "tasker_tasks_by_idempotency_key",
         (false, false) => "tasker_tasks_by_created",
         (true, false) => "tasker_tasks_by_namespace",
         (false, true) => "tasker_tasks_by_state",
         (true, true) => "tasker_tasks_by_namespace_state",
     };
+    // The columns that order the walk: the tag rows' copy of (created_at, task_uuid), or the task's.
+    let order = if by_tag { "g." } else { "" };
     let mut conditions = Vec::new();
-    if namespace {
-        conditions.push("namespace_name = ?1");
+    if by_tag {
+        conditions.push("g.tag = ?4".to_owned());
     }
-    if name {
-        conditions.push("name = ?2");
+    if namespace {
+        conditions.push("t.namespace_name = ?1".to_owned());
+    }
+    if filter.name.is_some() {
+        conditions.push("t.name = ?2".to_owned());
     }
     if state {
-        conditions.push("state = ?3");
+        conditions.push("t.state = ?3".to_owned());
     }
-    let filter = if conditions.is_empty() {
-        String::new()
+    if filter.tag.is_some() && !by_tag {
+        conditions.push("EXISTS (SELECT 1 FROM json_each(t.tags) WHERE json_each.value = ?4)".to_owned());
+    }
+    if filter.created_after.is_some() {
+        conditions.push(format!("{order}created_at >= ?5"));
+    }
+    if filter.created_before.is_some() {
+        conditions.push(format!("{order}created_at < ?6"));
+    }
+    if filter.after.is_some() {
+        conditions.push(format!("({order}created_at, {order}task_uuid) < (?7, ?8)"));
+    }
+    // ?10 always appears, so that the statement has ten parameters whether or not it is set.
+    conditions.push(if filter.idempotency_key.is_some() {
+        "t.idempotency_key = ?10".to_owned()
     } else {
-        format!("WHERE {} ", conditions.join(" AND "))
+        "?10 IS NULL".to_owned()
+    });
+    let from = if by_tag {
+        "tasker_task_tags AS g CROSS JOIN tasker_tasks AS t ON t.task_uuid = g.task_uuid".to_owned()
+    } else {
+        format!("tasker_tasks AS t INDEXED BY {index}")
     };
     format!(
-        concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM tasker_tasks INDEXED BY {} {}ORDER BY created_at DESC, task_uuid DESC LIMIT ?4"
-        ),
-        index, filter
+        "SELECT {} FROM {from} WHERE {} ORDER BY {order}created_at DESC, {order}task_uuid DESC LIMIT ?9",
+        TASK_COLUMNS_OF_T.as_str(),
+        conditions.join(" AND ")
     )
 }
+
+/// [`task_columns!`] of the task aliased `t` (the tag walk joins a table with the same names).
+static TASK_COLUMNS_OF_T: LazyLock<String> = LazyLock::new(|| {
+    task_columns!()
+        .split(',')
+        .map(|c| format!("t.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 const DUE_RETRIES: &str = concat!(
     "SELECT ",
@@ -1347,32 +1403,40 @@ impl Store for SqliteStore {
             .unwrap_or(false))
     }
 
-    async fn register_template(&self, t: &NewTemplate) -> Result<TemplateRow> {
+    async fn register_templates(&self, templates: &[NewTemplate]) -> Result<Vec<TemplateRow>> {
         let now = ms(Utc::now());
         let mut tx = self.transaction().await?;
-        let sql = tx.sql(&REGISTER_TEMPLATE);
-        let rows = sqlx::query(&sql)
-            .bind(&t.namespace)
-            .bind(now)
-            .bind(&t.name)
-            .bind(&t.version)
-            .bind(json_text(&t.definition))
-            .bind(&t.content_hash)
-            .bind(&t.source_path)
-            .fetch_all(tx.conn()?)
-            .await?;
-        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-        let stored = template_from_row(row)?;
-        if stored.content_hash != t.content_hash {
-            Box::new(tx).rollback().await?;
-            return Err(TaskerError::TemplateConflict {
-                namespace: t.namespace.clone(),
-                name: t.name.clone(),
-                version: t.version.clone(),
-            });
+        let mut stored_rows = Vec::with_capacity(templates.len());
+        for t in templates {
+            // The transaction begins lazily: the first statement carries the BEGIN.
+            let sql = tx.sql(&REGISTER_TEMPLATE);
+            let rows = sqlx::query(&sql)
+                .bind(&t.namespace)
+                .bind(now)
+                .bind(&t.name)
+                .bind(&t.version)
+                .bind(json_text(&t.definition))
+                .bind(&t.content_hash)
+                .bind(&t.source_path)
+                .fetch_all(tx.conn()?)
+                .await?;
+            let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+            let stored = template_from_row(row)?;
+            if stored.content_hash != t.content_hash {
+                // Nothing of this registration is kept, including templates stored before this one.
+                Box::new(tx).rollback().await?;
+                return Err(TaskerError::TemplateConflict {
+                    namespace: t.namespace.clone(),
+                    name: t.name.clone(),
+                    version: t.version.clone(),
+                    path: t.source_path.clone(),
+                    registered_from: stored.source_path.clone(),
+                });
+            }
+            stored_rows.push(stored);
         }
         Box::new(tx).commit().await?;
-        Ok(stored)
+        Ok(stored_rows)
     }
 
     async fn create_task(
@@ -1470,18 +1534,20 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>> {
-        let sql = list_tasks_sql(
-            filter.namespace.is_some(),
-            filter.name.is_some(),
-            filter.state.is_some(),
-        );
+        let sql = list_tasks_sql_with(filter);
         let rows = self
             .read(
                 sqlx::query(&sql)
                     .bind(&filter.namespace)
                     .bind(&filter.name)
                     .bind(filter.state.map(|s| s.as_str()))
-                    .bind(filter.limit.unwrap_or(100)),
+                    .bind(&filter.tag)
+                    .bind(filter.created_after.map(ms))
+                    .bind(filter.created_before.map(ms))
+                    .bind(filter.after.map(|(at, _)| ms(at)))
+                    .bind(filter.after.map(|(_, uuid)| uuid))
+                    .bind(filter.limit.unwrap_or(100))
+                    .bind(&filter.idempotency_key),
             )
             .await?;
         rows.iter().map(task_from_row).collect()
@@ -1564,12 +1630,62 @@ impl Store for SqliteStore {
         self.worker_rows(seen_since).await
     }
 
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        let now = ms(Utc::now());
+        let rows = self
+            .read(
+                sqlx::query(
+                    "SELECT queue, sum(vt <= ?1) AS visible, sum(vt > ?1) AS hidden, \
+                     min(CASE WHEN vt <= ?1 THEN enqueued_at END) AS oldest \
+                     FROM tasker_queue_messages GROUP BY queue ORDER BY queue",
+                )
+                .bind(now),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueStats {
+                    queue: r.try_get("queue")?,
+                    visible: r.try_get("visible")?,
+                    hidden: r.try_get("hidden")?,
+                    oldest_visible_at: opt_from_ms(r.try_get("oldest")?),
+                })
+            })
+            .collect()
+    }
+
+    fn connection_stats(&self) -> (u32, u32) {
+        let slots = std::iter::once(&self.writer).chain(&self.readers);
+        let used = slots.clone().filter(|s| s.try_lock().is_err()).count();
+        let total = slots.count();
+        let used = u32::try_from(used).unwrap_or(0);
+        (u32::try_from(total).unwrap_or(0).saturating_sub(used), used)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(sqlx::query("SELECT 1")).await.map(|_| ())
+    }
+
+    async fn compact_task_counts(&self, before: DateTime<Utc>) -> Result<()> {
+        self.fold_task_counts(before).await
+    }
+
+    async fn overview(&self, window: &OverviewWindow) -> Result<Overview> {
+        let mut overview = self.overview_rows(window).await?;
+        overview.queues = self.queue_stats().await?.into_iter().map(QueueDepth::from).collect();
+        Ok(overview)
+    }
+
     async fn commit_count(&self) -> Result<Option<i64>> {
         Ok(None)
     }
 
     fn subscribe_remote(&self) -> Option<broadcast::Receiver<RemoteSignal>> {
         None
+    }
+
+    fn events(&self) -> &dyn EventStore {
+        self
     }
 
     async fn close(&self) {
@@ -1717,6 +1833,7 @@ impl SqliteTx {
             .bind(t.correlation_id)
             .bind(&t.idempotency_key)
             .bind(t.active_steps)
+            .bind(&t.trace_parent)
             // All of it: a fetch that stops at the first row would leave the rest unrun.
             .fetch_all(self.conn()?)
             .await?;
@@ -1915,7 +2032,7 @@ impl StoreTx for SqliteTx {
         task_uuid: Uuid,
         from: &[StepState],
         now: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, StepState)>> {
+    ) -> Result<Vec<(Uuid, String, StepState)>> {
         let from_names: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let sql = self.sql(&CANCEL_OPEN_STEPS);
         let rows = sqlx::query(&sql)
@@ -1928,7 +2045,7 @@ impl StoreTx for SqliteTx {
         for r in &rows {
             let state: StepState = parse_state(r.try_get::<&str, _>("state")?, "step")?;
             if from.contains(&state) {
-                cancelled.push((r.try_get("step_uuid")?, state));
+                cancelled.push((r.try_get("step_uuid")?, r.try_get("name")?, state));
             }
         }
         Ok(cancelled)
@@ -2365,7 +2482,15 @@ impl StoreTx for SqliteTx {
         Ok(stored.is_some())
     }
 
-    async fn insert_dlq_entries(&mut self, entries: &[NewDlqEntry], now: DateTime<Utc>) -> Result<usize> {
+    async fn insert_events(&mut self, events: &[NewEvent]) -> Result<()> {
+        self.insert_event_rows(events).await
+    }
+
+    async fn insert_dlq_entries(
+        &mut self,
+        entries: &[NewDlqEntry],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertedDlqEntry>> {
         self.insert_dlq_rows(entries, now).await
     }
 
@@ -2460,6 +2585,19 @@ mod tests {
             all.push((
                 format!("list_tasks (namespace {namespace}, name {name}, state {state})"),
                 list_tasks_sql(namespace, name, state),
+            ));
+            // The same filters with a tag: the tag's rows, newest first, whatever else is set.
+            all.push((
+                format!("list_tasks by tag (namespace {namespace}, name {name}, state {state})"),
+                list_tasks_sql_with(&TaskFilter {
+                    namespace: namespace.then(String::new),
+                    name: name.then(String::new),
+                    state: state.then_some(crate::state::TaskState::Pending),
+                    tag: Some(String::new()),
+                    created_after: (bits & 1 != 0).then(Utc::now),
+                    after: (bits & 2 != 0).then(|| (Utc::now(), Uuid::nil())),
+                    ..TaskFilter::default()
+                }),
             ));
         }
         all

@@ -3,6 +3,7 @@
 
 mod load;
 mod model;
+pub mod secrets;
 mod validate;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 pub(crate) use load::edit_distance;
 pub use load::{current_env, load_path, parse_str};
 pub use model::{BackoffKind, HandlerSpec, RetryPolicy, StepTemplate, StepType, TaskTemplate};
+pub(crate) use validate::check_schema;
 pub(crate) use validate::instance_of;
 pub use validate::{is_valid_queue_name, validate_template, ContextValidator, MAX_CONTEXT_BYTES};
 

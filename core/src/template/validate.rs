@@ -109,6 +109,9 @@ pub fn validate_template(t: &TaskTemplate, source: Option<&Path>) -> Result<semv
     if v.list.is_empty() {
         // Only on a well-formed DAG: the checks walk dependencies.
         check_step_types(t, &mut v);
+        for (step, field, message) in crate::events::domain::problems(t) {
+            v.push(step.as_deref(), &field, message);
+        }
     }
 
     match version {
@@ -424,7 +427,7 @@ fn check_cycles(t: &TaskTemplate, v: &mut Problems<'_>) {
 
 /// Compiles `schema` (which also checks it against its meta-schema) and describes the first
 /// problem.
-fn check_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+pub(crate) fn check_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     if let Some(cycle) = in_place_ref_cycle(schema) {
         return Err(format!(
             "invalid JSON Schema: $ref cycle that never descends into the value ({}): validating it would never end",
@@ -433,12 +436,53 @@ fn check_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     }
     jsonschema::validator_for(schema).map_err(|e| {
         let at = e.instance_path.as_str();
-        if at.is_empty() {
-            format!("invalid JSON Schema: {e}")
+        let keyword = at.rsplit('/').next().unwrap_or("");
+        let what = if keyword == "type" && matches!(e.kind, jsonschema::error::ValidationErrorKind::AnyOf { .. }) {
+            // The meta-schema's alternatives for `type` are "one of the simple types" or "a list
+            // of them", which reads best as the list itself.
+            format!(
+                "{} is not a JSON Schema type; 'type' must be one of {SCHEMA_TYPES}, or a list of them",
+                e.instance
+            )
         } else {
-            format!("invalid JSON Schema at '{at}': {e}")
+            in_plain_words(&e)
+        };
+        if at.is_empty() {
+            format!("invalid JSON Schema: {what}")
+        } else {
+            format!("invalid JSON Schema at '{at}': {what}")
         }
     })
+}
+
+/// The types a JSON Schema `type` keyword may name.
+const SCHEMA_TYPES: &str = "array, boolean, integer, null, number, object, string";
+
+/// A schema violation in words a user understands. jsonschema reports a value that fits none of
+/// an `anyOf`/`oneOf`'s alternatives as "not valid under any of the schemas listed in the
+/// 'anyOf' keyword"; this says which alternatives there were and why each one did not fit.
+pub(crate) fn in_plain_words(e: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let alternatives = match &e.kind {
+        Kind::AnyOf { context } | Kind::OneOfNotValid { context } => context,
+        _ => return e.to_string(),
+    };
+    let value = e.instance.as_ref();
+    let reasons: Vec<String> = alternatives
+        .iter()
+        .filter_map(|branch| {
+            let described: Vec<String> = branch.iter().take(3).map(|b| b.to_string()).collect();
+            (!described.is_empty()).then(|| described.join(" and "))
+        })
+        .collect();
+    if reasons.is_empty() {
+        return e.to_string();
+    }
+    format!(
+        "{value} fits none of the {} allowed forms: {}",
+        alternatives.len(),
+        reasons.join("; or ")
+    )
 }
 
 /// A cycle of subschemas that apply to the *same* value (`$ref`, `allOf`/`anyOf`/`oneOf`,
@@ -555,6 +599,11 @@ pub struct ContextValidator {
 impl ContextValidator {
     /// Compiles `schema`; `None` accepts any context within the size limit.
     pub fn new(schema: Option<&Value>) -> Result<Self, TaskerError> {
+        Self::for_field(schema, "input_schema")
+    }
+
+    /// Compiles `schema`, found at template field `field` (named in the error).
+    pub fn for_field(schema: Option<&Value>, field: &str) -> Result<Self, TaskerError> {
         let schema = match schema {
             None => None,
             Some(schema) => Some(check_schema(schema).map_err(|message| {
@@ -562,7 +611,7 @@ impl ContextValidator {
                     file: None,
                     template: None,
                     step: None,
-                    field: Some("input_schema".to_owned()),
+                    field: Some(field.to_owned()),
                     message,
                 }])
             })?),
@@ -594,7 +643,7 @@ impl ContextValidator {
             return Ok(());
         };
         let path = first.instance_path.as_str().to_owned();
-        let mut message = first.to_string();
+        let mut message = in_plain_words(&first);
         // The first one is already in `message`.
         for (listed, e) in (1..).zip(errors) {
             if listed >= MAX_REPORTED_VIOLATIONS {
@@ -602,10 +651,11 @@ impl ContextValidator {
                 break;
             }
             let at = e.instance_path.as_str();
+            let what = in_plain_words(&e);
             if at.is_empty() {
-                message.push_str(&format!("; {e}"));
+                message.push_str(&format!("; {what}"));
             } else {
-                message.push_str(&format!("; at '{at}': {e}"));
+                message.push_str(&format!("; at '{at}': {what}"));
             }
         }
         Err(ValidationError { path, message })
@@ -817,6 +867,9 @@ mod tests {
         assert_eq!(all[0].field.as_deref(), Some("input_schema"));
         assert!(all[0].message.contains("/properties/id/type"), "{}", all[0]);
         assert!(all[0].message.contains("strin"), "{}", all[0]);
+        // In plain words: the allowed types, not "not valid under any of the schemas listed".
+        assert!(all[0].message.contains(SCHEMA_TYPES), "{}", all[0]);
+        assert!(!all[0].message.contains("anyOf"), "{}", all[0]);
 
         t.input_schema = Some(json!({"properties": {"id": {"pattern": "(["}}}));
         assert!(problems(&t)[0].message.contains("regex"));
@@ -826,6 +879,23 @@ mod tests {
         assert!(problems(&t)[0].field.as_deref() == Some("input_schema"));
         t.input_schema = Some(json!(true));
         assert!(validate_template(&t, None).is_ok());
+    }
+
+    #[test]
+    fn a_context_matching_no_alternative_says_why_each_did_not_fit() {
+        let validator = ContextValidator::new(Some(&json!({
+            "properties": {"id": {"anyOf": [{"type": "integer"}, {"type": "string", "minLength": 3}]}}
+        })))
+        .expect("schema");
+        let err = validator.validate(&json!({"id": "ab"})).expect_err("too short");
+        assert_eq!(err.path, "/id");
+        assert!(
+            err.message.contains("fits none of the 2 allowed forms"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("is not of type \"integer\""), "{}", err.message);
+        assert!(err.message.contains("shorter than 3"), "{}", err.message);
     }
 
     #[test]

@@ -71,7 +71,7 @@ const INSERT_ENTRIES: &str = concat!(
      FROM (SELECT jsonb(value) AS v FROM json_each(?1)) e \
      JOIN tasker_tasks t ON t.task_uuid = unhex(e.v ->> 1) \
      WHERE NOT EXISTS (SELECT 1 FROM tasker_dlq_entries d WHERE d.task_uuid = t.task_uuid \
-        AND d.status IN ('pending', 'investigating')) RETURNING 1"
+        AND d.status IN ('pending', 'investigating')) RETURNING entry_uuid, task_uuid, reason"
 );
 
 /// `?1`: tasks, `?2`: status, `?3`: the note (JSON), `?4`: resolver, `?5`: now.
@@ -109,8 +109,10 @@ const REGISTER_WORKER: &str = "INSERT INTO tasker_workers (registration_uuid, wo
      ON CONFLICT (registration_uuid) DO UPDATE SET last_heartbeat_at = excluded.last_heartbeat_at, \
         in_flight = excluded.in_flight, stopped_at = excluded.stopped_at";
 
+/// A heartbeat that was under way when the worker stopped must not undo the stop.
 const HEARTBEAT: &str = "UPDATE tasker_workers SET last_heartbeat_at = ?3, in_flight = ?2, \
-        stopped_at = CASE WHEN ?4 THEN ?3 ELSE NULL END WHERE registration_uuid = ?1";
+        stopped_at = CASE WHEN ?4 THEN ?3 ELSE stopped_at END \
+     WHERE registration_uuid = ?1 AND (?4 OR stopped_at IS NULL)";
 
 type WriteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -138,9 +140,13 @@ fn entry_from_row(row: &SqliteRow) -> Result<DlqEntry> {
 }
 
 impl SqliteTx {
-    pub(super) async fn insert_dlq_rows(&mut self, entries: &[NewDlqEntry], now: DateTime<Utc>) -> Result<usize> {
+    pub(super) async fn insert_dlq_rows(
+        &mut self,
+        entries: &[NewDlqEntry],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertedDlqEntry>> {
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let rows: Vec<_> = entries
             .iter()
@@ -161,7 +167,15 @@ impl SqliteTx {
             .bind(ms(now))
             .fetch_all(self.conn()?)
             .await?;
-        Ok(done.len())
+        done.iter()
+            .map(|r| {
+                Ok(InsertedDlqEntry {
+                    entry_uuid: r.try_get("entry_uuid")?,
+                    task_uuid: r.try_get("task_uuid")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn close_dlq_rows(
