@@ -1,0 +1,8 @@
+//! The handlers, one module per resource.
+
+pub mod dlq;
+pub mod events;
+pub mod steps;
+pub mod system;
+pub mod tasks;
+pub mod templates;
