@@ -18,6 +18,7 @@
 //! output; `--json` prints one JSON document instead (see [`report::json_document`]).
 
 mod completion;
+mod events;
 mod maintenance;
 mod polyglot;
 mod processes;
@@ -102,6 +103,10 @@ pub struct BenchArgs {
     /// one this binary was built from].
     #[arg(long)]
     repo: Option<PathBuf>,
+    /// Also measure the durable event log: this many events written and consumed by one
+    /// subscriber group, and W2 with and without a group (0: not measured).
+    #[arg(long, default_value_t = 0)]
+    events: usize,
     /// Keep each backend's database afterwards (its URL is printed), to look into it; by default
     /// it is dropped (PostgreSQL) or deleted (SQLite).
     #[arg(long)]
@@ -284,6 +289,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             "w3_steps": args.w3_steps,
             "concurrency": args.concurrency,
             "history": args.history,
+            "events": args.events,
             "history_steps": args.history_steps,
             "vacuum": args.vacuum,
             "processes": args.processes,
@@ -379,12 +385,34 @@ async fn bench_backend(
         }
         worker.stop().await?;
     }
+    if args.events > 0 {
+        let worker = InProcessWorker::start(&tasker, args.concurrency).await?;
+        let finished = Finished::in_process(&tasker);
+        let figures = events::run(&tasker, &finished, args.events, args.w2_tasks, out).await?;
+        worker.stop().await?;
+        out.say(format!(
+            "    events: {} through the log in {:.2} s end to end ({:.0} events/s; writing alone {:.2} s) | \
+             W2 {:.0} steps/s without a group, {:.0} with one ({:+.0} us/step, {} lifecycle events delivered)",
+            figures.events,
+            figures.end_to_end_s,
+            figures.events_per_s,
+            figures.produce_s,
+            figures.w2_steps_per_s_without_group,
+            figures.w2_steps_per_s_with_group,
+            figures.added_us_per_step,
+            figures.w2_events_delivered
+        ));
+        report.events = Some(figures);
+    }
     if args.open_tasks > 0 {
         let figures = workloads::staleness(&tasker, args.open_tasks, out).await?;
         out.say(format!(
             "    staleness with {} open tasks: report {:.1} ms, detector pass {:.1} ms",
             figures.open_tasks, figures.report_ms, figures.detect_ms
         ));
+        for (what, ms) in &figures.listing {
+            out.say(format!("    task list, {what}: {ms:.1} ms"));
+        }
         report.staleness = Some(figures);
     }
     for &count in &args.processes {

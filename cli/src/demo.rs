@@ -126,6 +126,13 @@ pub async fn run(database_url: Option<String>, args: DemoArgs) -> Result<ExitCod
                     remaining.remove(&task_uuid);
                 }
             }
+            EngineEvent::Other { name, task_uuid, .. } => {
+                let label = task_uuid
+                    .and_then(|t| labels.get(&t))
+                    .map(String::as_str)
+                    .unwrap_or("?");
+                println!("{ms:>6} ms  {label:<11} {name}");
+            }
         }
     }
     worker.shutdown(Duration::from_secs(5)).await?;

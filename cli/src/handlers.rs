@@ -1,5 +1,6 @@
 //! Step handlers compiled into the CLI: the demo's example handlers, and small utilities used by
-//! the benchmark and the multi-process tests (`noop`, `math`, `sleep`, `split_batches`).
+//! the benchmark and the multi-process and dashboard tests (`noop`, `math`, `sleep`, `split_batches`,
+//! `decide`, `fail`).
 
 use std::time::Duration;
 
@@ -26,6 +27,38 @@ pub fn registry() -> HandlerRegistry {
         ))
     });
     r.register_fn("math", |step| async move { math(&step) });
+    // A decision that creates the steps named by `initialization.choose` (none: no branches),
+    // after `initialization.ms` (so that a page can be seen before and after it decides).
+    r.register_fn("decide", |step| async move {
+        let config = step.config();
+        tokio::time::sleep(Duration::from_millis(config["ms"].as_u64().unwrap_or(0))).await;
+        let chosen: Vec<&str> = config["choose"]
+            .as_array()
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        Ok(if chosen.is_empty() {
+            tasker_core::outcome::step_results::no_branches(Value::Null)
+        } else {
+            tasker_core::outcome::step_results::decision(&chosen, Value::Null)
+        })
+    });
+    // Fails every attempt with `initialization.error_type`/`message` (retryable when
+    // `retryable` is true) and the handler's backtrace, to show failures end to end.
+    r.register_fn("fail", |step| async move {
+        let config = step.config();
+        let error_type = config["error_type"].as_str().unwrap_or("DemoFailure").to_owned();
+        let message = config["message"]
+            .as_str()
+            .unwrap_or("this step always fails")
+            .to_owned();
+        let mut failure = if config["retryable"] == json!(true) {
+            StepFailure::retryable(error_type, message)
+        } else {
+            StepFailure::permanent(error_type, message)
+        };
+        failure.backtrace = Some(std::backtrace::Backtrace::force_capture().to_string());
+        Err::<Value, _>(failure)
+    });
     r.register_fn("sleep", |step| async move {
         let ms = step.config()["ms"].as_u64().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;

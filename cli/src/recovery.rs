@@ -479,7 +479,7 @@ pub async fn dlq_command(tasker: &Tasker, cmd: DlqCommand) -> Result<ExitCode, F
             }
         }
         DlqCommand::Show { entry_uuid, json } => {
-            let entry = tasker.dlq_entry(entry_uuid).await.context(json, no_hint)?;
+            let entry = tasker.get_dlq_entry(entry_uuid).await.context(json, no_hint)?;
             if json {
                 output::print_json(&entry).context(json, no_hint)?;
             } else {

@@ -87,6 +87,8 @@ pub struct StalenessFigures {
     pub report_ms: f64,
     /// One pass of the detector (`detect_stale_tasks`), finding nothing stale.
     pub detect_ms: f64,
+    /// The dashboard's task list and overview over the same tasks: (what, median ms).
+    pub listing: Vec<(String, f64)>,
 }
 
 /// W2 run by separate `tasker worker` processes (`--processes`).
@@ -139,6 +141,7 @@ pub struct BackendReport {
     pub commits_per_step: Option<f64>,
     pub history: Option<HistoryFigures>,
     pub staleness: Option<StalenessFigures>,
+    pub events: Option<super::events::EventFigures>,
     pub processes: Vec<ProcessesFigures>,
     pub polyglot: Option<PolyglotFigures>,
     pub load_average_start: Option<[f64; 3]>,

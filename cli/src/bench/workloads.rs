@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tasker_core::state::TaskState;
 use tasker_core::template::parse_str;
-use tasker_core::{TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
+use tasker_core::{TaskFilter, TaskRequest, Tasker, TaskerError, Worker, WorkerConfig};
 use uuid::Uuid;
 
 use super::completion::Finished;
@@ -296,7 +297,12 @@ pub async fn w4(tasker: &Tasker, finished: &Finished, workers: usize) -> Result<
 /// Creates `open` unfinished tasks, then times the staleness report and a detector pass.
 pub async fn staleness(tasker: &Tasker, open: usize, out: Out) -> Result<StalenessFigures, TaskerError> {
     let start = Instant::now();
-    create_many(tasker, "bench_idle", open).await?;
+    // Each carries one of ten tags, so a tag filter matches a tenth of them.
+    create_many_with(tasker, open, |i| TaskRequest {
+        tags: vec![format!("t{}", i % 10)],
+        ..request("bench_idle")
+    })
+    .await?;
     out.say(format!(
         "    created {open} open tasks in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -312,11 +318,112 @@ pub async fn staleness(tasker: &Tasker, open: usize, out: Out) -> Result<Stalene
     let start = Instant::now();
     tasker.detect_stale_tasks().await?;
     let detect_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let listing = task_list(tasker).await?;
     Ok(StalenessFigures {
         open_tasks: open,
         report_ms,
         detect_ms,
+        listing,
     })
+}
+
+/// The dashboard's reads over the tasks just created: a page of 50 (the API's default) with
+/// each filter the task list offers, the tenth page through cursors, and the overview. Each is
+/// timed as the median of 5 runs (and the overview's first read on its own).
+async fn task_list(tasker: &Tasker) -> Result<Vec<(String, f64)>, TaskerError> {
+    let page = |f: TaskFilter| TaskFilter { limit: Some(51), ..f };
+    let mut figures = Vec::new();
+    let cases: Vec<(&str, TaskFilter)> = vec![
+        ("first page", page(TaskFilter::default())),
+        (
+            "state",
+            page(TaskFilter {
+                state: Some(TaskState::StepsInProcess),
+                ..Default::default()
+            }),
+        ),
+        (
+            "template",
+            page(TaskFilter {
+                namespace: Some(NAMESPACE.into()),
+                name: Some("bench_idle".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "tag (a tenth of the tasks)",
+            page(TaskFilter {
+                tag: Some("t3".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "tag matching no task",
+            page(TaskFilter {
+                tag: Some("none".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "idempotency key matching no task",
+            page(TaskFilter {
+                idempotency_key: Some("none".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "created in the last minute",
+            page(TaskFilter {
+                created_after: Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
+                ..Default::default()
+            }),
+        ),
+    ];
+    for (name, filter) in cases {
+        figures.push((
+            name.to_owned(),
+            median_ms(|| async { tasker.list_tasks(&filter).await.map(drop) }).await?,
+        ));
+    }
+    // The tenth page: nine cursors followed first (untimed), then the page itself.
+    let mut filter = page(TaskFilter::default());
+    for _ in 0..9 {
+        let tasks = tasker.list_tasks(&filter).await?;
+        filter.after = tasks.get(49).map(|t| (t.created_at, t.task_uuid));
+    }
+    figures.push((
+        "tenth page (cursor)".to_owned(),
+        median_ms(|| async { tasker.list_tasks(&filter).await.map(drop) }).await?,
+    ));
+    // The first overview after the creation also folds the task counts' deltas appended since
+    // the orchestrator's last maintenance pass (PostgreSQL; at most one detector interval of
+    // them), so it is timed on its own before the median of the reads that follow.
+    let start = Instant::now();
+    tasker.overview(chrono::Utc::now()).await?;
+    figures.push((
+        "overview, first read (folds the counts)".to_owned(),
+        start.elapsed().as_secs_f64() * 1000.0,
+    ));
+    figures.push((
+        "overview (/v1/stats)".to_owned(),
+        median_ms(|| async { tasker.overview(chrono::Utc::now()).await.map(drop) }).await?,
+    ));
+    Ok(figures)
+}
+
+async fn median_ms<F, Fut>(run: F) -> Result<f64, TaskerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), TaskerError>>,
+{
+    let mut times = Vec::with_capacity(5);
+    for _ in 0..5 {
+        let start = Instant::now();
+        run().await?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[2])
 }
 
 /// Tasks created per history batch: enough to keep the worker busy, few enough that progress
