@@ -57,7 +57,8 @@ export RUFF_CACHE_DIR="$HERE/.ruff_cache"
 log "installing build and test tools"
 python -m pip install -q --disable-pip-version-check --upgrade pip
 python -m pip install -q --disable-pip-version-check \
-  "maturin>=1.16,<2" "pytest>=7" "fastapi>=0.100" "httpx>=0.24" "mypy>=1.10" "ruff>=0.5"
+  "maturin>=1.16,<2" "pytest>=7" "fastapi>=0.100" "httpx>=0.24" "mypy>=1.10" "ruff>=0.5" \
+  "structlog>=23"  # the events logging bridge's structlog path is tested, not skipped
 
 log "building the extension (maturin develop)"
 maturin develop --quiet ${MATURIN_ARGS:-}

@@ -11,6 +11,7 @@ use tasker_core::{runtime, DlqFilter, DlqReason, DlqStatus, TaskFilter, TaskRequ
 use uuid::Uuid;
 
 use crate::error::MapPy;
+use crate::events::{JoinOptions, NativeEventSubscription, NativeFastSubscription};
 
 /// Runs a core future on the process-wide runtime with the GIL released, so other Python
 /// threads (handlers, the asyncio loop) keep running while the database is busy.
@@ -121,9 +122,32 @@ impl NativeClient {
         to_json(&registered)
     }
 
+    /// Every registered template version, as a JSON list of template infos.
+    fn list_templates(&self, py: Python<'_>) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        let templates = block(py, move || async move { tasker.list_templates().await })?;
+        to_json(&templates)
+    }
+
+    /// One registered template version (the highest without `version`), as JSON.
+    #[pyo3(signature = (namespace, name, version=None))]
+    fn get_template(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        name: String,
+        version: Option<String>,
+    ) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        let info = block(py, move || async move {
+            tasker.get_template(&namespace, &name, version.as_deref()).await
+        })?;
+        to_json(&info)
+    }
+
     /// Creates a task; returns `{"task": TaskSummary, "created": bool}` as JSON.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (namespace, name, version, context_json, initiator, source_system, reason, tags, priority, idempotency_key))]
+    #[pyo3(signature = (namespace, name, version, context_json, initiator, source_system, reason, tags, priority, idempotency_key, strict_identity=false, traceparent=None))]
     fn create_task(
         &self,
         py: Python<'_>,
@@ -137,6 +161,8 @@ impl NativeClient {
         tags: Vec<String>,
         priority: i32,
         idempotency_key: Option<String>,
+        strict_identity: bool,
+        traceparent: Option<String>,
     ) -> PyResult<String> {
         let request = TaskRequest {
             namespace,
@@ -149,10 +175,32 @@ impl NativeClient {
             tags,
             priority,
             idempotency_key,
+            strict_identity,
+            traceparent,
         };
         let tasker = self.tasker.clone();
         let created = block(py, move || async move { tasker.create_task(request).await })?;
         to_json(&created)
+    }
+
+    /// The engine's metrics in the Prometheus text format.
+    fn prometheus_metrics(&self, py: Python<'_>) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        block(py, move || async move { Ok(tasker.prometheus_metrics().await) })
+    }
+
+    /// The engine's metrics snapshot, as JSON.
+    fn metrics(&self, py: Python<'_>) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        let snapshot = block(py, move || async move { Ok(tasker.metrics().await) })?;
+        to_json(&snapshot)
+    }
+
+    /// Liveness and readiness (database, migrations), as JSON.
+    fn health(&self, py: Python<'_>) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        let report = block(py, move || async move { Ok(tasker.health(&[]).await) })?;
+        to_json(&report)
     }
 
     /// A task with its steps and transitions, as JSON.
@@ -191,6 +239,7 @@ impl NativeClient {
             name,
             state,
             limit,
+            ..TaskFilter::default()
         };
         let tasker = self.tasker.clone();
         let tasks = block(py, move || async move { tasker.list_tasks(&filter).await })?;
@@ -374,7 +423,7 @@ impl NativeClient {
     fn get_dlq_entry(&self, py: Python<'_>, entry_uuid: &str) -> PyResult<String> {
         let uuid = parse_uuid("entry_uuid", entry_uuid)?;
         let tasker = self.tasker.clone();
-        let entry = block(py, move || async move { tasker.dlq_entry(uuid).await })?;
+        let entry = block(py, move || async move { tasker.get_dlq_entry(uuid).await })?;
         to_json(&entry)
     }
 
@@ -448,6 +497,76 @@ impl NativeClient {
         let tasker = self.tasker.clone();
         let workers = block(py, move || async move { tasker.list_workers().await })?;
         to_json(&workers)
+    }
+
+    // Events: subscriber groups and the fast broadcast (see `events.rs`), and the operators'
+    // view of the groups.
+
+    /// Joins (creating if needed) the durable subscriber group `group`; durations in seconds.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (group, patterns, member_id=None, from_start=false, max_attempts=5, backoff=0.2, max_backoff=30.0, lease=15.0, poll_interval=0.05, batch_size=500))]
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        group: String,
+        patterns: Vec<String>,
+        member_id: Option<String>,
+        from_start: bool,
+        max_attempts: u32,
+        backoff: f64,
+        max_backoff: f64,
+        lease: f64,
+        poll_interval: f64,
+        batch_size: i64,
+    ) -> PyResult<NativeEventSubscription> {
+        let options = JoinOptions {
+            member_id,
+            from_start,
+            max_attempts,
+            backoff,
+            max_backoff,
+            lease,
+            poll_interval,
+            batch_size,
+        };
+        NativeEventSubscription::join(py, &self.tasker, group, patterns, options)
+    }
+
+    /// Reads this process's fast events matching `patterns`.
+    fn subscribe_fast(&self, patterns: Vec<String>) -> PyResult<NativeFastSubscription> {
+        NativeFastSubscription::new(&self.tasker, patterns)
+    }
+
+    /// Every subscriber group with its lag and dead letters, as a JSON list.
+    fn event_groups(&self, py: Python<'_>) -> PyResult<String> {
+        let tasker = self.tasker.clone();
+        let groups = block(py, move || async move { tasker.event_groups().await })?;
+        to_json(&groups)
+    }
+
+    /// Events subscribers gave up on, newest first (`group=None`: every group's), as JSON.
+    #[pyo3(signature = (group=None, limit=100))]
+    fn event_dead_letters(&self, py: Python<'_>, group: Option<String>, limit: usize) -> PyResult<String> {
+        if limit == 0 {
+            return Err(invalid("limit must be at least 1, got 0".into()));
+        }
+        let tasker = self.tasker.clone();
+        let dead = block(py, move || async move {
+            tasker.event_dead_letters(group.as_deref(), limit).await
+        })?;
+        to_json(&dead)
+    }
+
+    /// Deletes a subscriber group with its cursors and members; whether it existed.
+    fn delete_event_group(&self, py: Python<'_>, group: String) -> PyResult<bool> {
+        let tasker = self.tasker.clone();
+        block(py, move || async move { tasker.delete_event_group(&group).await })
+    }
+
+    /// Stamps positions on committed events (PostgreSQL; SQLite: 0); how many.
+    fn sequence_events(&self, py: Python<'_>) -> PyResult<u64> {
+        let tasker = self.tasker.clone();
+        block(py, move || async move { tasker.sequence_events().await })
     }
 
     /// Closes the connection pool.

@@ -56,6 +56,8 @@ fn class_name(err: &TaskerError) -> &'static str {
         TaskerError::WorkerFailed(_) => "WorkerFailed",
         TaskerError::InvalidArgument(_) => "InvalidArgument",
         TaskerError::Fenced(_) => "Fenced",
+        TaskerError::Unavailable { .. } => "Unavailable",
+        TaskerError::Backpressure { .. } => "Backpressure",
     }
 }
 
@@ -106,6 +108,7 @@ fn build(py: Python<'_>, err: &TaskerError) -> PyResult<PyErr> {
             namespace,
             name,
             version,
+            ..
         } => {
             kwargs.set_item("namespace", namespace)?;
             kwargs.set_item("name", name)?;
@@ -119,6 +122,23 @@ fn build(py: Python<'_>, err: &TaskerError) -> PyResult<PyErr> {
         TaskerError::DlqEntryNotFound(uuid) => kwargs.set_item("entry_uuid", uuid.to_string())?,
         TaskerError::Timeout(d) => kwargs.set_item("timeout", d.as_secs_f64())?,
         TaskerError::UnknownEvent(id) => kwargs.set_item("event_id", *id)?,
+        TaskerError::Unavailable {
+            resource, retry_after, ..
+        } => {
+            kwargs.set_item("resource", *resource)?;
+            kwargs.set_item("retry_after", retry_after.as_secs_f64())?;
+        }
+        TaskerError::Backpressure {
+            queue,
+            depth,
+            limit,
+            retry_after,
+        } => {
+            kwargs.set_item("queue", queue)?;
+            kwargs.set_item("depth", *depth)?;
+            kwargs.set_item("limit", *limit)?;
+            kwargs.set_item("retry_after", retry_after.as_secs_f64())?;
+        }
         _ => {}
     }
     let exc = class.call((err.to_string(),), Some(&kwargs))?;

@@ -4,6 +4,7 @@
 
 mod client;
 mod error;
+mod events;
 mod worker;
 
 use pyo3::prelude::*;
@@ -16,6 +17,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::WorkerSettings>()?;
     m.add_function(wrap_pyfunction!(client::load_config, m)?)?;
     m.add_class::<worker::NativeCancelSignal>()?;
+    m.add_class::<events::NativeEventSubscription>()?;
+    m.add_class::<events::NativeFastSubscription>()?;
+    m.add_function(wrap_pyfunction!(events::catalog, m)?)?;
+    m.add_function(wrap_pyfunction!(events::event_info, m)?)?;
+    m.add_function(wrap_pyfunction!(events::envelope_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(events::pattern_matches, m)?)?;
     m.add("MAX_JSON_BYTES", tasker_core::limits::MAX_JSON_BYTES)?;
     m.add("MAX_JSON_DEPTH", tasker_core::limits::MAX_JSON_DEPTH)?;
     Ok(())

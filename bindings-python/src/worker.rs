@@ -15,7 +15,7 @@ fn invalid(msg: String) -> PyErr {
     to_py(TaskerError::InvalidArgument(msg))
 }
 
-fn seconds(field: &str, value: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(field: &str, value: f64) -> PyResult<Duration> {
     if !value.is_finite() || value < 0.0 {
         return Err(invalid(format!(
             "{field} must be a non-negative number of seconds, got {value}"

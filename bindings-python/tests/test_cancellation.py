@@ -58,14 +58,14 @@ def test_cancelled_turns_true_when_the_attempt_times_out(client, namespace, regi
     worker = start_worker(handlers={"cancel.loops": getattr(probe, style)})
     done = client.create_task(namespace, "cancel_on_timeout").wait(timeout=30)
     step = done.step("loops")
-    assert step.state == "error" and step.attempts == 1, step.error
-    assert step.error["error_type"] == "timeout" and step.error["retryable"] is True
+    assert step.state == "error" and step.attempts == 1, step.last_error
+    assert step.last_error["error_type"] == "timeout" and step.last_error["retryable"] is True
     assert probe.became_true.wait(GIVE_UP_AFTER), "context.cancelled never became true"
     assert probe.before is False
     assert isinstance(probe.raised, StepCancelled) and "cancelled" in str(probe.raised)
     # The handler's own (late) failure is ignored: the recorded error stays the timeout.
     time.sleep(0.2)
-    assert client.get_task(done.task_uuid).step("loops").error["error_type"] == "timeout"
+    assert client.get_task(done.task_uuid).step("loops").last_error["error_type"] == "timeout"
     assert worker.running
 
 

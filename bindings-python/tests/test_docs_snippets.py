@@ -68,3 +68,56 @@ def test_batch_snippet_splits_checkpoints_and_aggregates():
 
     workers = {f"process_batch_00{i}": {"sum": i} for i in (1, 2, 3)}
     assert_success(run_handler(snippet.Aggregate, build_step_context(dependency_results=workers)), {"sum": 6})
+
+
+def test_events_snippet_publishes_and_books_once():
+    import uuid
+    from datetime import datetime, timezone
+
+    from tasker_core.events import Event
+    from tasker_core.testing import read_events
+
+    snippet = load("events")
+    result = run_handler(snippet.ChargeCard, build_step_context(input={"amount": 12.5}))
+    assert_success(result)
+    assert read_events(result) == [("payment.charged", {"amount": 12.5})]
+
+    ledger = snippet.Ledger()
+    assert ledger.group_name() == "ledger"
+    charged = Event(uuid.uuid4(), "payment.charged", "domain", datetime.now(timezone.utc), {"amount": 12.5})
+    ledger.handle(charged)
+    ledger.handle(charged)  # delivered again: booked once
+    assert ledger.booked == {charged.event_id: 12.5}
+    task = uuid.uuid4()
+    ledger.handle(Event(uuid.uuid4(), "task.failed", "task", datetime.now(timezone.utc), {}, task_uuid=task))
+    assert ledger.failed_tasks == {task}
+
+
+def test_getting_started_runs_as_the_guide_says(tmp_path: Path):
+    # docs/getting-started-python.md, end to end: the shared template, these handlers, a worker.
+    import tasker_core
+
+    load("getting_started")  # registers the two handlers (@step_handler)
+    client = tasker_core.connect("sqlite://" + str(tmp_path / "tasker.db"))
+    client.register_templates(SNIPPETS.parent / "getting_started.yaml")
+    with tasker_core.Worker(client, ["getting_started"]):
+        task = client.create_task(
+            "getting_started", "order_total", context={"order_id": 7, "items": [{"price": 10.0, "quantity": 3}]}
+        )
+        done = task.wait(timeout=30)
+    assert done.state == "complete", [(s.name, s.last_error) for s in done.steps]
+    assert done.step("compute_total").results == {"order_id": 7, "total": 36.0}
+    client.close()
+
+
+def test_getting_started_handlers_without_a_database():
+    snippet = load("getting_started")
+    too_many = build_step_context(input={"order_id": 1, "items": [{"price": 1, "quantity": 101}]})
+    refused = run_handler(snippet.validate_order, too_many)
+    assert (refused.error_type, refused.retryable) == ("quantity_too_large", False)
+    context = build_step_context(
+        input={"order_id": 7, "items": [{"price": 10.0, "quantity": 3}]},
+        dependency_results={"validate_order": {"order_id": 7, "lines": 1}},
+        config={"tax_rate": 0.2},
+    )
+    assert_success(run_handler(snippet.compute_total, context), {"order_id": 7, "total": 36.0})

@@ -1,6 +1,8 @@
 """The FastAPI example app, through FastAPI's TestClient, against a real database."""
 
+import logging
 import sys
+import time
 import uuid
 
 import pytest
@@ -32,10 +34,13 @@ def app(db_url, namespace, tmp_path):
     return create_app(database_url=db_url, templates=str(templates), namespace=namespace)
 
 
-def test_create_and_report_an_order(app):
+def test_create_and_report_an_order(app, caplog):
+    caplog.set_level(logging.INFO, logger="tasker.events")
     with TestClient(app) as http:
         worker = app.state.tasker_worker
         assert worker.running
+        (bridge,) = app.state.tasker_subscribers
+        assert bridge.running and bridge.delivery == "fast"
         created = http.post("/orders", json=ORDER)
         assert created.status_code == 202, created.text
         body = created.json()
@@ -55,6 +60,15 @@ def test_create_and_report_an_order(app):
         # Same order again: the idempotency key returns the first task.
         again = http.post("/orders", json=ORDER).json()
         assert again["task_uuid"] == body["task_uuid"] and again["created"] is False
+        # The logging bridge put the order's task events in the app's logs.
+        deadline = time.monotonic() + 10
+        while not any(
+            getattr(r, "tasker_event", {}).get("task_uuid") == body["task_uuid"]
+            and r.tasker_event["name"] == "task.completed"
+            for r in caplog.records
+        ):
+            assert time.monotonic() < deadline, "task.completed was not logged"
+            time.sleep(0.02)
     # Leaving the TestClient ran the lifespan's shutdown: the worker stopped gracefully.
     assert not worker.running
 

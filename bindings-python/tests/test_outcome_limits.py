@@ -17,8 +17,8 @@ LIMIT_DEPTH = _native.MAX_JSON_DEPTH
 
 def run_linear(client, namespace, value=2):
     done = client.create_task(namespace, "linear_math", context={"value": value}).wait(timeout=30)
-    assert done.state == "complete", [(s.name, s.error) for s in done.steps]
-    return done.step("step_d").result["value"]
+    assert done.state == "complete", [(s.name, s.last_error) for s in done.steps]
+    return done.step("step_d").results["value"]
 
 
 def nested(depth: int):
@@ -37,9 +37,9 @@ def run_single(client, namespace, register, start_worker, handler):
 
 
 def assert_failed_permanently(step, error_type):
-    assert step.state == "error" and step.attempts == 1, step.error
-    assert step.error["error_type"] == error_type, step.error
-    assert step.error["retryable"] is False
+    assert step.state == "error" and step.attempts == 1, step.last_error
+    assert step.last_error["error_type"] == error_type, step.last_error
+    assert step.last_error["retryable"] is False
 
 
 def test_limits_are_the_cores():
@@ -51,8 +51,8 @@ def test_nul_in_a_result_becomes_the_replacement_character(client, namespace, re
         return StepResult.success({"a\x00b": "x\x00y", "list": ["\x00", {"k\x00": 1}]}, metadata={"m": "\x00"})
 
     worker, step = run_single(client, namespace, register, start_worker, handler)
-    assert step.state == "complete", step.error
-    assert step.result == {"a\ufffdb": "x\ufffdy", "list": ["\ufffd", {"k\ufffd": 1}]}
+    assert step.state == "complete", step.last_error
+    assert step.results == {"a\ufffdb": "x\ufffdy", "list": ["\ufffd", {"k\ufffd": 1}]}
     assert run_linear(client, namespace) == 25 and worker.running
 
 
@@ -62,7 +62,7 @@ def test_nul_in_an_error_message_becomes_the_replacement_character(client, names
 
     _, step = run_single(client, namespace, register, start_worker, handler)
     assert step.state == "error"
-    assert step.error["message"] == "bad\ufffdinput" and step.error["error_type"] == "bad\ufffdkind"
+    assert step.last_error["message"] == "bad\ufffdinput" and step.last_error["error_type"] == "bad\ufffdkind"
 
 
 def test_an_oversize_result_fails_with_result_too_large(client, namespace, register, start_worker):
@@ -71,8 +71,8 @@ def test_an_oversize_result_fails_with_result_too_large(client, namespace, regis
 
     worker, step = run_single(client, namespace, register, start_worker, handler)
     assert_failed_permanently(step, "result_too_large")
-    assert str(LIMIT_BYTES) in step.error["message"]
-    assert step.result is None
+    assert str(LIMIT_BYTES) in step.last_error["message"]
+    assert step.results is None
     assert run_linear(client, namespace) == 25 and worker.running
 
 
@@ -81,7 +81,7 @@ def test_a_huge_error_message_is_cut_to_64_kib(client, namespace, register, star
         raise PermanentError("e" * 200_000)
 
     _, step = run_single(client, namespace, register, start_worker, handler)
-    message = step.error["message"]
+    message = step.last_error["message"]
     assert step.state == "error" and message.startswith("eeee") and "[cut: 200000 bytes" in message
     assert len(message.encode()) < 64 * 1024 + 100
 
@@ -90,14 +90,14 @@ def test_a_huge_error_message_is_cut_to_64_kib(client, namespace, register, star
 def test_a_result_deeper_than_the_limit_fails_with_result_too_deep(client, namespace, register, start_worker, depth):
     worker, step = run_single(client, namespace, register, start_worker, lambda context: nested(depth))
     assert_failed_permanently(step, "result_too_deep")
-    assert str(LIMIT_DEPTH) in step.error["message"]
+    assert str(LIMIT_DEPTH) in step.last_error["message"]
     assert run_linear(client, namespace) == 25 and worker.running
 
 
 def test_a_result_at_the_depth_limit_is_stored(client, namespace, register, start_worker):
     _, step = run_single(client, namespace, register, start_worker, lambda context: nested(LIMIT_DEPTH))
-    assert step.state == "complete", step.error
-    assert step.result == nested(LIMIT_DEPTH)
+    assert step.state == "complete", step.last_error
+    assert step.results == nested(LIMIT_DEPTH)
 
 
 def test_a_200_level_result_fails_the_step_clearly(client, namespace, register, start_worker):
@@ -105,9 +105,9 @@ def test_a_200_level_result_fails_the_step_clearly(client, namespace, register, 
     # `result_too_deep` is the aim; today the core's StepOutcome::from_json refuses outcome
     # documents nested beyond serde_json's recursion limit (128) as an invalid argument before
     # its limits apply, and the worker then reports `invalid_outcome` naming the reason.
-    assert step.state == "error" and step.attempts == 1 and step.error["retryable"] is False, step.error
-    assert step.error["error_type"] in ("result_too_deep", "invalid_outcome"), step.error
-    assert "recursion limit" in step.error["message"] or str(LIMIT_DEPTH) in step.error["message"]
+    assert step.state == "error" and step.attempts == 1 and step.last_error["retryable"] is False, step.last_error
+    assert step.last_error["error_type"] in ("result_too_deep", "invalid_outcome"), step.last_error
+    assert "recursion limit" in step.last_error["message"] or str(LIMIT_DEPTH) in step.last_error["message"]
     assert run_linear(client, namespace) == 25 and worker.running
 
 
@@ -115,7 +115,7 @@ def test_a_result_too_deep_for_pythons_serialiser_fails_with_result_too_deep(cli
     # json.dumps raises RecursionError here; the worker thread must survive it.
     worker, step = run_single(client, namespace, register, start_worker, lambda context: nested(100_000))
     assert_failed_permanently(step, "result_too_deep")
-    assert "nested too deeply" in step.error["message"]
+    assert "nested too deeply" in step.last_error["message"]
     assert run_linear(client, namespace) == 25 and worker.running
 
 
@@ -123,7 +123,7 @@ def test_a_result_too_deep_for_pythons_serialiser_fails_with_result_too_deep(cli
 def test_non_finite_floats_fail_with_result_not_serializable(client, namespace, register, start_worker, value):
     worker, step = run_single(client, namespace, register, start_worker, lambda context: {"ratio": value})
     assert_failed_permanently(step, "result_not_serializable")
-    assert "float" in step.error["message"]
+    assert "float" in step.last_error["message"]
     assert run_linear(client, namespace) == 25 and worker.running
 
 

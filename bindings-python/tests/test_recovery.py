@@ -85,7 +85,7 @@ def test_completing_a_failed_step_by_hand_finishes_the_task_and_closes_its_dlq_e
         task, "b", {"manual": 42}, {"ticket": "OPS-1"}, by="alice", reason="fixed upstream"
     )
     assert isinstance(step, StepDetail) and isinstance(step, tasker_core.Step)
-    assert (step.name, step.state, step.result) == ("b", "complete", {"manual": 42})
+    assert (step.name, step.state, step.results) == ("b", "complete", {"manual": 42})
     manual = step.transitions[-1]
     assert manual.event == "complete_manually" and (manual.from_state, manual.to_state) == ("error", "complete")
     assert manual.metadata["by"] == "alice" and manual.metadata["reason"] == "fixed upstream"
@@ -93,7 +93,7 @@ def test_completing_a_failed_step_by_hand_finishes_the_task_and_closes_its_dlq_e
 
     done = client.wait_for_task(task, timeout=30)
     assert done.state == "complete"
-    assert done.step("c").result == {"received": {"b": {"manual": 42}}}
+    assert done.step("c").results == {"received": {"b": {"manual": 42}}}
     # Re-opened on the way: error -> enqueuing_steps -> steps_in_process -> ... -> complete.
     states = [t.to_state for t in done.transitions]
     assert states.index("error") < states.index("complete")
@@ -118,7 +118,7 @@ def test_resetting_a_fixed_step_runs_it_again(client, namespace, register, start
     assert (b.state, b.attempts, b.max_attempts) == ("error", 2, 2)
     assert [e["message"] for e in b.errors] == ["b failed on attempt 1", "b failed on attempt 2"]
     assert all(e["error_type"] == "flaky" and e["retryable"] is True for e in b.errors)
-    assert b.error == b.errors[-1]
+    assert b.last_error == b.errors[-1]
     assert "RetryableError" in b.errors[0]["backtrace"]
     assert b.dependencies_satisfied and not b.retry_possible
     assert b.dependencies == ["a"]
@@ -137,8 +137,8 @@ def test_resetting_a_fixed_step_runs_it_again(client, namespace, register, start
     assert done.state == "complete"
     b = done.step("b")
     assert b.attempts == 3, "attempt numbers keep growing across a reset"
-    assert b.result == {"fixed": True, "attempt": 3}
-    assert done.step("c").result == {"received": {"b": {"fixed": True, "attempt": 3}}}
+    assert b.results == {"fixed": True, "attempt": 3}
+    assert done.step("c").results == {"received": {"b": {"fixed": True, "attempt": 3}}}
     entry = only_entry(client, task)
     assert (entry.status, entry.resolved_by) == ("manually_resolved", "bob")
 
@@ -153,7 +153,7 @@ def test_resolving_a_step_by_hand_releases_its_dependents(client, namespace, reg
     assert done.state == "complete"
     assert [(s.name, s.state) for s in done.steps] == [("a", "complete"), ("b", "resolved_manually"), ("c", "complete")]
     # A step resolved by hand has no result to hand down.
-    assert done.step("c").result == {"received": {"b": None}}
+    assert done.step("c").results == {"received": {"b": None}}
     assert only_entry(client, task).status == "manually_resolved"
 
 
@@ -174,7 +174,7 @@ def test_retry_task_resets_every_failed_step(client, namespace, register, start_
     done = client.wait_for_task(task, timeout=30)
     assert done.state == "complete" and done.failed_steps == 0
     fixed = {"fixed": True, "attempt": 2}
-    assert done.step("d").result == {"received": {"b1": fixed, "b2": fixed}}
+    assert done.step("d").results == {"received": {"b1": fixed, "b2": fixed}}
     with pytest.raises(InvalidState) as e:
         client.retry_task(task, by="dave", reason="again")
     assert e.value.code == "invalid_state"
@@ -215,7 +215,7 @@ def test_cancelling_a_running_step_cancels_what_depends_on_it(client, namespace,
     until(lambda: recorder.seen(task.task_uuid) == ["finished"], "the handler to return")
     time.sleep(0.3)
     s = client.get_step(task, "s")
-    assert s.state == "cancelled" and s.result is None
+    assert s.state == "cancelled" and s.results is None
 
 
 def test_illegal_actions_raise_invalid_state_with_the_cores_message(client, namespace, register, start_worker):

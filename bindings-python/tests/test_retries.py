@@ -11,7 +11,7 @@ def test_retryable_failure_then_success(client, namespace, register, start_worke
     assert done.state == "complete"
     step = done.step("flaky")
     assert step.state == "complete" and step.attempts == 3
-    assert step.result == {"attempt": 3, "max_attempts": 3}
+    assert step.results == {"attempt": 3, "max_attempts": 3}
     # (attempt, is_retry, is_last_retry) as the handler saw them.
     assert recorder.seen(step.step_uuid) == [(1, False, False), (2, True, False), (3, True, True)]
     retries = [t for t in done.step_transitions if t.step_name == "flaky" and t.to_state == "waiting_for_retry"]
@@ -26,11 +26,11 @@ def test_permanent_error_is_not_retried(client, namespace, register, start_worke
     step = done.step("refuse")
     assert step.state == "error" and step.attempts == 1 and step.max_attempts == 5
     assert recorder.seen(step.step_uuid) == [1]
-    assert step.error["error_type"] == "card_declined"
-    assert step.error["message"] == "card declined"
-    assert step.error["retryable"] is False
-    assert step.error["metadata"] == {"decline_code": 51}
-    assert "PermanentError" in step.error["backtrace"]
+    assert step.last_error["error_type"] == "card_declined"
+    assert step.last_error["message"] == "card declined"
+    assert step.last_error["retryable"] is False
+    assert step.last_error["metadata"] == {"decline_code": 51}
+    assert "PermanentError" in step.last_error["backtrace"]
     assert done.step("never_runs").state == "pending"
 
 
@@ -42,10 +42,10 @@ def test_retry_exhaustion(client, namespace, register, start_worker):
     step = done.step("always_broken")
     assert step.state == "error" and step.attempts == 3
     assert recorder.seen(step.step_uuid) == [1, 2, 3]
-    assert step.error["error_type"] == "ValueError"
-    assert step.error["message"] == "broken on attempt 3"
-    assert step.error["retryable"] is True
-    assert 'raise ValueError(f"broken on attempt {context.attempt}")' in step.error["backtrace"]
+    assert step.last_error["error_type"] == "ValueError"
+    assert step.last_error["message"] == "broken on attempt 3"
+    assert step.last_error["retryable"] is True
+    assert 'raise ValueError(f"broken on attempt {context.attempt}")' in step.last_error["backtrace"]
 
 
 def test_retry_after_is_honoured(client, namespace, register, start_worker):
@@ -54,7 +54,7 @@ def test_retry_after_is_honoured(client, namespace, register, start_worker):
     done = client.create_task(namespace, "retry_after").wait(timeout=30)
     assert done.state == "complete"
     step = done.step("rate_limited")
-    assert step.attempts == 2 and step.result == {"attempt": 2}
+    assert step.attempts == 2 and step.results == {"attempt": 2}
     (first, t1), (second, t2) = recorder.seen(step.step_uuid)
     assert (first, second) == (1, 2)
     # The template's backoff is 10 ms; the handler asked for 1.5 s. The gap is a lower bound

@@ -13,7 +13,7 @@ STATIC_APPROVAL_STEPS = {"validate_request", "routing_decision"}
 
 
 def assert_complete(task):
-    assert task.state == "complete", [(s.name, s.state, s.error) for s in task.steps]
+    assert task.state == "complete", [(s.name, s.state, s.last_error) for s in task.steps]
     assert all(s.state == "complete" for s in task.steps), [(s.name, s.state) for s in task.steps]
     assert task.completed_steps == task.total_steps == len(task.steps)
 
@@ -33,7 +33,7 @@ def test_approval_routing_creates_only_the_chosen_branches(client, namespace, re
     done = client.create_task(namespace, "approval_routing", context={"amount": amount}).wait(timeout=60)
     assert_complete(done)
     assert {s.name for s in done.steps} == STATIC_APPROVAL_STEPS | set(chosen) | {"finalize_approval"}
-    decision = done.step("routing_decision").result
+    decision = done.step("routing_decision").results
     assert sorted(decision["decision_point_outcome"]["step_names"]) == chosen
     for name in [*chosen, "finalize_approval"]:
         assert done.step(name).created_by == "routing_decision"
@@ -41,10 +41,10 @@ def test_approval_routing_creates_only_the_chosen_branches(client, namespace, re
         step = done.step(name)
         assert step.batch is None and step.checkpoint is None
         # A created step receives its parent decision's result, other keys included.
-        assert step.result["route"] == decision["route"]
+        assert step.results["route"] == decision["route"]
     for name in STATIC_APPROVAL_STEPS:
         assert done.step(name).created_by is None
-    final = done.step("finalize_approval").result
+    final = done.step("finalize_approval").results
     assert final["branches"] == chosen and final["approved"] is True
     # Each chosen branch ran once, and no other.
     assert sorted(recorder.seen(done.task_uuid)) == chosen
@@ -60,8 +60,8 @@ def test_no_branches_still_runs_the_convergence(client, namespace, register, sta
     assert_complete(done)
     assert {s.name for s in done.steps} == STATIC_APPROVAL_STEPS | {"finalize_approval"}
     assert done.step("finalize_approval").created_by == "routing_decision"
-    assert done.step("routing_decision").result == {"route": "none", "decision_point_outcome": {"type": "no_branches"}}
-    assert done.step("finalize_approval").result == {"branches": [], "approvers": [], "approved": True}
+    assert done.step("routing_decision").results == {"route": "none", "decision_point_outcome": {"type": "no_branches"}}
+    assert done.step("finalize_approval").results == {"branches": [], "approvers": [], "approved": True}
     assert recorder.seen(done.task_uuid) == []
 
 
@@ -73,8 +73,8 @@ def test_an_unknown_branch_fails_the_decision_permanently(client, namespace, reg
     assert done.state == "error"
     decision = done.step("routing_decision")
     assert decision.state == "error" and decision.attempts == 1
-    assert decision.error is not None and decision.error["error_type"] == "invalid_decision"
-    assert "ceo_signoff" in decision.error["message"]
+    assert decision.last_error is not None and decision.last_error["error_type"] == "invalid_decision"
+    assert "ceo_signoff" in decision.last_error["message"]
     assert {s.name for s in done.steps} == STATIC_APPROVAL_STEPS, "nothing was created"
 
 
@@ -98,8 +98,8 @@ def test_batches_fan_out_to_workers_and_converge(client, namespace, register, st
         "process_batch_002": ("002", 1000, 2000, 1000),
         "process_batch_003": ("003", 2000, 2500, 500),
     }
-    assert done.step("analyze").result["batch_processing_outcome"]["worker_count"] == 3
-    assert done.step("aggregate").result == {"workers": workers, "count": 2500, "sum": sum(range(2500))}
+    assert done.step("analyze").results["batch_processing_outcome"]["worker_count"] == 3
+    assert done.step("aggregate").results == {"workers": workers, "count": 2500, "sum": sum(range(2500))}
     ledger = Counter(i for _, _, i in recorder.seen(done.task_uuid))
     assert sorted(ledger) == list(range(2500)) and set(ledger.values()) == {1}
 
@@ -113,8 +113,8 @@ def test_no_batches_runs_one_no_op_worker(client, namespace, register, start_wor
     worker = done.step("process_batch_000")
     assert worker.created_by == "analyze" and worker.batch is not None and worker.batch.is_no_op
     assert (worker.batch.batch_id, worker.batch.start_cursor, worker.batch.end_cursor) == ("000", 0, 0)
-    assert worker.result == {"count": 0, "sum": 0, "no_op": True} and worker.checkpoint is None
-    assert done.step("aggregate").result == {"workers": [worker.name], "count": 0, "sum": 0}
+    assert worker.results == {"count": 0, "sum": 0, "no_op": True} and worker.checkpoint is None
+    assert done.step("aggregate").results == {"workers": [worker.name], "count": 0, "sum": 0}
 
 
 def test_a_worker_that_is_not_a_batch_worker_fails_the_batchable_step(client, namespace, register, start_worker):
@@ -124,8 +124,8 @@ def test_a_worker_that_is_not_a_batch_worker_fails_the_batchable_step(client, na
     done = client.create_task(namespace, "batch_sum", context=context).wait(timeout=60)
     assert done.state == "error"
     analyze = done.step("analyze")
-    assert analyze.error is not None and analyze.error["error_type"] == "invalid_batch_outcome"
-    assert "aggregate" in analyze.error["message"] and analyze.attempts == 1
+    assert analyze.last_error is not None and analyze.last_error["error_type"] == "invalid_batch_outcome"
+    assert "aggregate" in analyze.last_error["message"] and analyze.attempts == 1
     assert {s.name for s in done.steps} == {"analyze"}
 
 
@@ -137,14 +137,14 @@ def test_a_retried_worker_resumes_from_its_checkpoint(client, namespace, registe
     assert_complete(done)
     worker = done.step("process_batch_001")
     assert worker.attempts == 2
-    assert worker.result == {"count": 1000, "sum": sum(range(1000)), "resumed_from": 600, "resumed_items": 600}
+    assert worker.results == {"count": 1000, "sum": sum(range(1000)), "resumed_from": 600, "resumed_items": 600}
     assert worker.checkpoint is not None and worker.checkpoint.attempt == 2 and worker.checkpoint.cursor == 1000
     ledger = recorder.seen(done.task_uuid)
     by_attempt = Counter(attempt for _, attempt, _ in ledger)
     assert by_attempt == {1: 600, 2: 400}
     items = Counter(i for _, _, i in ledger)
     assert sorted(items) == list(range(1000)) and set(items.values()) == {1}, "an item was processed twice"
-    assert done.step("aggregate").result["sum"] == sum(range(1000))
+    assert done.step("aggregate").results["sum"] == sum(range(1000))
 
 
 def test_a_timed_out_attempt_cannot_checkpoint(client, namespace, register, start_worker):
@@ -153,7 +153,7 @@ def test_a_timed_out_attempt_cannot_checkpoint(client, namespace, register, star
     done = client.create_task(namespace, "batch_fenced", context={"total": 10, "batch_size": 10}).wait(timeout=60)
     assert_complete(done)
     worker = done.step("process_batch_001")
-    assert worker.attempts == 2 and worker.result == {"count": 0, "sum": 0}
+    assert worker.attempts == 2 and worker.results == {"count": 0, "sum": 0}
     # The retry may finish the task before the overrunning attempt notices its cancellation.
     assert recorder.event(done.task_uuid + ":late").wait(15)
     seen = recorder.seen(done.task_uuid)

@@ -3,12 +3,15 @@
 import pytest
 
 from tasker_core import StepContext, StepResult
+from tasker_core.events import Subscriber, event_info
 from tasker_core.testing import (
     assert_failure,
     assert_success,
+    build_event,
     build_step_context,
     run_handler,
     run_handler_async,
+    run_subscriber,
 )
 
 from sample_handlers.dag import Arith, AsyncAnalyze, DagTransform, dag_triple_async
@@ -95,3 +98,39 @@ def test_run_handler_async_inside_a_loop():
     ctx = build_step_context(dependency_results={"dag_process_right": {"value": 5}})
     result = asyncio.run(run_handler_async(AsyncAnalyze, ctx))
     assert_success(result, {"value": 25})
+
+
+def test_build_event_and_run_subscriber_need_no_database():
+    seen = []
+
+    class Audit(Subscriber):
+        subscribe_to = ["task.completed", "payment.*"]
+
+        def handle_task_completed(self, event):
+            seen.append(("completed", event.name, event.category, event.step_uuid))
+
+    class AsyncAudit(Subscriber):
+        subscribe_to = ["payment.*"]
+
+        async def handle(self, event):
+            seen.append(("async", event.name, event.payload))
+
+    completed = build_event("task.completed")
+    assert completed.payload == event_info("task.completed").example
+    assert (completed.delivery, completed.attempt, completed.position) == ("durable", 1, 1)
+    run_subscriber(Audit, completed)
+    run_subscriber(AsyncAudit(), build_event("payment.charged", {"amount": 5}, attempt=2))
+    assert seen == [("completed", "task.completed", "task", None), ("async", "payment.charged", {"amount": 5})]
+
+    step = build_event("step.failed", namespace="billing", delivery="fast")
+    assert (step.category, step.namespace, step.is_durable, step.position) == ("step", "billing", False, None)
+    assert step.step_uuid is not None
+    # What the handler raises reaches the test, as a runner would fail the delivery with it.
+    with pytest.raises(NotImplementedError, match="payment.refunded"):
+        run_subscriber(Audit, build_event("payment.refunded"))
+    with pytest.raises(ValueError, match="payload"):
+        build_event("payment.charged", {"amount": float("nan")})
+    with pytest.raises(TypeError, match="colour"):
+        build_event("task.completed", colour="red")
+    with pytest.raises(TypeError, match="Subscriber"):
+        run_subscriber(object(), completed)

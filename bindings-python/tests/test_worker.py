@@ -18,8 +18,8 @@ from sample_handlers import recorder
 
 def run_linear(client, namespace, value=2):
     done = client.create_task(namespace, "linear_math", context={"value": value}).wait(timeout=30)
-    assert done.state == "complete", [(s.name, s.error) for s in done.steps]
-    return done.step("step_d").result["value"]
+    assert done.state == "complete", [(s.name, s.last_error) for s in done.steps]
+    return done.step("step_d").results["value"]
 
 
 # --- GIL ---------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_stop_finishes_in_flight_handlers(client, namespace, register, start_wor
     assert not worker.running
     # The handler's result was recorded before stop returned.
     done = client.get_task(task.task_uuid)
-    assert done.state == "complete" and done.step("sleepy").result == {"slept": 1.0}
+    assert done.state == "complete" and done.step("sleepy").results == {"slept": 1.0}
 
 
 def test_stop_returns_within_its_timeout_and_hands_the_step_over(client, namespace, register, start_worker):
@@ -92,7 +92,7 @@ def test_stop_returns_within_its_timeout_and_hands_the_step_over(client, namespa
     done = task.wait(timeout=60)
     assert done.state == "complete"
     step = done.step("sleepy")
-    assert step.attempts == 2 and step.result == {"slept": 3.0}
+    assert step.attempts == 2 and step.results == {"slept": 3.0}
 
 
 def test_context_manager_starts_and_stops(client, namespace, register):
@@ -175,7 +175,7 @@ def test_explicit_registration(client, namespace, register, start_worker, handle
     register("single")
     worker = start_worker(handlers=handlers)
     done = client.create_task(namespace, "single").wait(timeout=30)
-    assert done.state == "complete" and done.step("only").result == expected
+    assert done.state == "complete" and done.step("only").results == expected
     assert worker.completed == 1 and worker.failed == 0
 
 
@@ -184,7 +184,7 @@ def test_plain_return_values_are_results(client, namespace, register, start_work
     register("single")
     start_worker(handlers={"single.only": lambda ctx: value})
     done = client.create_task(namespace, "single").wait(timeout=30)
-    assert done.state == "complete" and done.step("only").result == value
+    assert done.state == "complete" and done.step("only").results == value
 
 
 # --- bad input ---------------------------------------------------------------------------
@@ -197,9 +197,9 @@ def test_unknown_callable_fails_permanently_and_worker_keeps_serving(client, nam
     assert done.state == "error"
     step = done.step("ghost")
     assert step.state == "error" and step.attempts == 1
-    assert step.error["error_type"] == "handler_not_found"
-    assert step.error["retryable"] is False
-    assert "sample_handlers.nowhere.GhostHandler" in step.error["message"]
+    assert step.last_error["error_type"] == "handler_not_found"
+    assert step.last_error["retryable"] is False
+    assert "sample_handlers.nowhere.GhostHandler" in step.last_error["message"]
     assert run_linear(client, namespace) == 25
     assert worker.running
 
@@ -209,7 +209,7 @@ def test_unregistered_name_without_module_fails_with_handler_not_found(client, n
     start_worker()  # nothing registered for "single.only" and no module "single"
     done = client.create_task(namespace, "single").wait(timeout=30)
     step = done.step("only")
-    assert step.error["error_type"] == "handler_not_found" and "single.only" in step.error["message"]
+    assert step.last_error["error_type"] == "handler_not_found" and "single.only" in step.last_error["message"]
     assert run_linear(client, namespace) == 25
 
 
@@ -220,9 +220,9 @@ def test_unserialisable_result_fails_clearly_and_worker_keeps_serving(client, na
     assert done.state == "error"
     for name, detail in [("returns_a_set", "set"), ("returns_nan", "float")]:
         step = done.step(name)
-        assert step.state == "error" and step.attempts == 1, (name, step.error)
-        assert step.error["error_type"] == "result_not_serializable"
-        assert f"step '{name}'" in step.error["message"] and detail in step.error["message"]
+        assert step.state == "error" and step.attempts == 1, (name, step.last_error)
+        assert step.last_error["error_type"] == "result_not_serializable"
+        assert f"step '{name}'" in step.last_error["message"] and detail in step.last_error["message"]
         assert recorder.seen(step.step_uuid) == [1]
     assert run_linear(client, namespace) == 25
     assert worker.failed == 2 and worker.running
@@ -242,7 +242,7 @@ def test_schema_violation_names_the_property_and_worker_keeps_serving(client, na
     assert too_small.value.path == "/order_id"
     assert client.list_tasks(namespace=namespace, name="bad_input") == []
     done = client.create_task(namespace, "bad_input", context={"order_id": 3}).wait(timeout=30)
-    assert done.step("lookup").result == {"input": {"order_id": 3}}
+    assert done.step("lookup").results == {"input": {"order_id": 3}}
     assert run_linear(client, namespace) == 25
 
 
@@ -287,7 +287,7 @@ def test_outcome_rejected_by_the_engine_fails_the_step_cleanly(client, namespace
     done = client.create_task(namespace, "single").wait(timeout=30)
     step = done.step("only")
     assert step.state == "error" and step.attempts == 1
-    assert step.error["error_type"] == "invalid_outcome" and "retry_after" in step.error["message"]
+    assert step.last_error["error_type"] == "invalid_outcome" and "retry_after" in step.last_error["message"]
     assert run_linear(client, namespace) == 25
 
 
@@ -297,13 +297,13 @@ def test_overrunning_handler_times_out_and_its_late_result_is_ignored(client, na
     done = client.create_task(namespace, "overrun").wait(timeout=30)
     step = done.step("slow_first")
     assert done.state == "complete" and step.attempts == 2
-    assert step.result == {"attempt": 2, "had_deadline": True}
+    assert step.results == {"attempt": 2, "had_deadline": True}
     assert recorder.seen(step.step_uuid) == [1, 2]
     # The first attempt returns after the engine failed it; its result must not land.
     assert recorder.event(step.step_uuid + ":late").wait(10)
     time.sleep(0.3)
     again = client.get_task(done.task_uuid).step("slow_first")
-    assert again.result == {"attempt": 2, "had_deadline": True} and again.attempts == 2
+    assert again.results == {"attempt": 2, "had_deadline": True} and again.attempts == 2
     assert worker.stats()["events"] == 2
     failed = [t for t in done.step_transitions if t.step_name == "slow_first" and t.to_state == "waiting_for_retry"]
     assert len(failed) == 1

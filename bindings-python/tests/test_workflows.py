@@ -9,11 +9,11 @@ import tasker_core
 
 
 def step_results(task):
-    return {s.name: s.result for s in task.steps}
+    return {s.name: s.results for s in task.steps}
 
 
 def assert_all_complete(task):
-    assert task.state == "complete", [(s.name, s.state, s.error) for s in task.steps]
+    assert task.state == "complete", [(s.name, s.state, s.last_error) for s in task.steps]
     assert all(s.state == "complete" and s.attempts == 1 for s in task.steps)
     assert task.completed_steps == task.total_steps == len(task.steps)
 
@@ -99,7 +99,7 @@ def test_many_tasks_concurrently(client, namespace, register, start_worker):
     for n, t in enumerate(tasks):
         done = t.wait(timeout=60)
         assert_all_complete(done)
-        assert done.step("diamond_end").result["sum"] == n * n + n + 10
+        assert done.step("diamond_end").results["sum"] == n * n + n + 10
 
 
 def test_async_client_api(client, namespace, register, start_worker):
@@ -114,7 +114,7 @@ def test_async_client_api(client, namespace, register, start_worker):
         return done, again, listed
 
     done, again, listed = asyncio.run(main())
-    assert done.state == "complete" and done.step("step_d").result["value"] == 4  # ((1+1)*3-4)^2
+    assert done.state == "complete" and done.step("step_d").results["value"] == 4  # ((1+1)*3-4)^2
     assert again.task_uuid == done.task_uuid and again.state == "complete"
     assert [t.task_uuid for t in listed] == [done.task_uuid]
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from tasker_core import errors
 from tasker_core.contrib.fastapi import TaskerClient, tasker_lifespan
+from tasker_core.events import LoggingSubscriber
 
 try:
     from .handlers import HANDLERS
@@ -59,6 +60,9 @@ def create_app(
             handlers=HANDLERS,
             concurrency=4,
             shutdown_timeout=10,
+            # The logging bridge: this process's task events in the app's logs (logger
+            # "tasker.events", fields in record.tasker_event; through structlog when configured).
+            subscribers=[LoggingSubscriber(["task.*"])],
         ),
     )
 
@@ -94,7 +98,7 @@ def create_app(
             "task_uuid": task.task_uuid,
             "state": task.state,
             "steps": {
-                s.name: {"state": s.state, "attempts": s.attempts, "result": s.result, "error": s.error}
+                s.name: {"state": s.state, "attempts": s.attempts, "result": s.result, "error": s.last_error}
                 for s in task.steps
             },
         }

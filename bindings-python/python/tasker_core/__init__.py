@@ -20,7 +20,7 @@ step handlers in a :class:`Worker`.
         print(task.wait(timeout=30).state)
 """
 
-from . import errors
+from . import errors, events
 from ._native import __version__
 from .batch import BatchContext, BatchCursor, Checkpoint, StepBatch, batch_cursors
 from .client import (
@@ -30,6 +30,7 @@ from .client import (
     Step,
     StepDetail,
     Task,
+    TemplateInfo,
     Transition,
     connect,
     connect_async,
@@ -80,6 +81,7 @@ __all__ = [
     "StepDetail",
     "Transition",
     "RegisteredTemplate",
+    "TemplateInfo",
     "TERMINAL_STATES",
     "Worker",
     "ShutdownReport",
@@ -100,6 +102,7 @@ __all__ = [
     "TaskHealth",
     "WorkerInfo",
     "errors",
+    "events",
     "TaskerError",
     "TemplateError",
     "ConfigurationError",

@@ -8,7 +8,7 @@
     client.register_templates("templates/")
     task = client.create_task("orders", "process_order", context={"order_id": 7})
     done = task.wait(timeout=60)
-    print(done.state, done.step("ship_order").result)
+    print(done.state, done.step("ship_order").results)
 
 Every blocking method has an ``*_async`` twin for asyncio code; it runs the call in a
 thread (the native call releases the GIL), so the event loop is never blocked.
@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import uuid as _uuid
+import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -28,6 +29,8 @@ from . import _native
 from ._time import parse_time as _parse_time
 from .batch import Checkpoint, StepBatch
 from .errors import InvalidArgument
+from .events.records import EventDeadLetter, EventGroupStatus
+from .events.subscription import EventSubscription, FastSubscription, check_patterns
 from .recovery import DlqEntry, DlqReason, DlqStats, DlqStatus, QueuedDlqEntry, TaskHealth, WorkerInfo
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "StepDetail",
     "Transition",
     "RegisteredTemplate",
+    "TemplateInfo",
     "TERMINAL_STATES",
 ]
 
@@ -101,6 +105,43 @@ class RegisteredTemplate:
 
 
 @dataclass(frozen=True)
+class TemplateInfo:
+    """A registered template version (:meth:`Client.list_templates`, :meth:`Client.get_template`)."""
+
+    namespace: str
+    name: str
+    version: str
+    description: Optional[str]
+    steps: List[str]
+    """Step names, in template order."""
+    queues: List[str]
+    """The queues its steps are dispatched to."""
+    source_path: Optional[str]
+    """The file it was registered from, when it came from one."""
+    registered_at: datetime
+    definition: Dict[str, Any]
+    """The whole template (after the environment merge), as stored."""
+
+    @classmethod
+    def _from_json(cls, d: Mapping[str, Any]) -> TemplateInfo:
+        return cls(
+            namespace=d["namespace"],
+            name=d["name"],
+            version=d["version"],
+            description=d.get("description"),
+            steps=list(d["steps"]),
+            queues=list(d["queues"]),
+            source_path=d.get("source_path"),
+            registered_at=_parse_time(d["registered_at"]),
+            definition=d["definition"],
+        )
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated, use {new} (the name every language uses)", DeprecationWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
 class Transition:
     """One audited state change of a task (``step_name is None``) or of a step."""
 
@@ -141,8 +182,10 @@ class Step:
     attempts: int
     max_attempts: int
     retryable: bool
-    result: Any
-    error: Optional[Dict[str, Any]]
+    results: Any
+    """What the step's handler returned (``None`` until it completes)."""
+    last_error: Optional[Dict[str, Any]]
+    """The newest failed attempt's error: ``error_type``, ``message``, ``retryable``, …"""
     queue: str
     dependencies: List[str]
     next_retry_at: Optional[datetime]
@@ -161,6 +204,18 @@ class Step:
     def is_complete(self) -> bool:
         return self.state == "complete"
 
+    @property
+    def result(self) -> Any:
+        """Deprecated alias of :attr:`results` (removed in the next release)."""
+        _deprecated("Step.result", "Step.results")
+        return self.results
+
+    @property
+    def error(self) -> Optional[Dict[str, Any]]:
+        """Deprecated alias of :attr:`last_error` (removed in the next release)."""
+        _deprecated("Step.error", "Step.last_error")
+        return self.last_error
+
     @classmethod
     def _from_json(cls, d: Mapping[str, Any]) -> Step:
         return cls(**Step._fields(d))
@@ -174,8 +229,8 @@ class Step:
             attempts=d["attempts"],
             max_attempts=d["max_attempts"],
             retryable=d["retryable"],
-            result=d.get("results"),
-            error=d.get("last_error"),
+            results=d.get("results"),
+            last_error=d.get("last_error"),
             queue=d["queue"],
             dependencies=list(d.get("dependencies") or ()),
             next_retry_at=_opt_time(d.get("next_retry_at")),
@@ -197,8 +252,8 @@ class StepDetail(Step):
     whether its dependencies are satisfied, whether the engine will still run it by itself,
     and its audit trail.
 
-    ``error`` is the newest error; ``errors`` holds one per failed attempt, oldest first, each
-    ``{"error_type", "message", "retryable", "backtrace", "metadata"}`` like ``error``.
+    ``last_error`` is the newest error; ``errors`` holds one per failed attempt, oldest first, each
+    ``{"error_type", "message", "retryable", "backtrace", "metadata"}`` like ``last_error``.
     """
 
     errors: List[Dict[str, Any]] = field(default_factory=list)
@@ -285,7 +340,7 @@ class Task:
     @property
     def results(self) -> Dict[str, Any]:
         """Each step's result, by step name."""
-        return {s.name: s.result for s in self.steps}
+        return {s.name: s.results for s in self.steps}
 
     def wait(self, timeout: float = 60.0) -> Task:
         """Waits until the task is terminal and returns it with every step.
@@ -387,6 +442,22 @@ class Client:
         raw = self._native.register_templates(os.fspath(path))
         return [RegisteredTemplate(**d) for d in json.loads(raw)]
 
+    def list_templates(self) -> List[TemplateInfo]:
+        """Every registered template version."""
+        return [TemplateInfo._from_json(d) for d in json.loads(self._native.list_templates())]
+
+    def get_template(self, namespace: str, name: str, version: Optional[str] = None) -> TemplateInfo:
+        """One registered template version; the highest one unless ``version``.
+
+        Raises:
+            TemplateNotFound: no such template (version).
+        """
+        _check_str("namespace", namespace)
+        _check_str("name", name)
+        if version is not None and not isinstance(version, str):
+            raise TypeError(f"version must be a str or None, got {type(version).__name__} {version!r}")
+        return TemplateInfo._from_json(json.loads(self._native.get_template(namespace, name, version)))
+
     def create_task(
         self,
         namespace: str,
@@ -400,6 +471,8 @@ class Client:
         tags: Sequence[str] = (),
         priority: int = 0,
         idempotency_key: Optional[str] = None,
+        strict_identity: bool = False,
+        traceparent: Optional[str] = None,
     ) -> Task:
         """Creates a task from template ``namespace/name`` (highest version unless ``version``)
         and enqueues its root steps.
@@ -411,6 +484,11 @@ class Client:
                 queue, so a low priority is never starved.
             idempotency_key: creating twice with the same key returns the first task
                 (``task.created`` is then ``False``).
+            strict_identity: identify the task by a hash of namespace, name, version and
+                context instead: creating the same request twice returns the first task. Not
+                combinable with ``idempotency_key``.
+            traceparent: a W3C ``traceparent`` (e.g. from your OpenTelemetry SDK's
+                propagator): the task joins that trace, its span a child of the caller's.
 
         Raises:
             TemplateNotFound: no such template (version).
@@ -424,6 +502,7 @@ class Client:
             ("source_system", source_system),
             ("reason", reason),
             ("idempotency_key", idempotency_key),
+            ("traceparent", traceparent),
         ):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{field_name} must be a str or None, got {type(value).__name__} {value!r}")
@@ -456,9 +535,26 @@ class Client:
             tag_list,
             priority,
             idempotency_key,
+            bool(strict_identity),
+            traceparent,
         )
         doc = json.loads(raw)
         return Task._from_summary(doc["task"], self, created=doc["created"])
+
+    def prometheus_metrics(self) -> str:
+        """The engine's metrics in the Prometheus text format (serve it at ``/metrics``); the
+        metric names are listed in docs/operations.md."""
+        return self._native.prometheus_metrics()
+
+    def metrics(self) -> Dict[str, Any]:
+        """The engine's metrics: ``{"samples": [{"name", "labels", "value"}, ...], ...}``."""
+        return json.loads(self._native.metrics())
+
+    def health(self) -> Dict[str, Any]:
+        """Liveness and readiness: ``{"live": bool, "ready": bool, "checks": [{"name", "ok",
+        "detail"}]}`` (the database answers within 2 s, the migrations ran, the circuit breaker
+        around PostgreSQL is closed)."""
+        return json.loads(self._native.health())
 
     def get_task(self, task_uuid: UuidLike) -> Task:
         """The task with its steps (state, attempts, result, error) and transitions.
@@ -717,14 +813,119 @@ class Client:
         language, queues, concurrency, steps in flight, heartbeats, and whether each is live."""
         return [WorkerInfo._from_json(d) for d in json.loads(self._native.list_workers())]
 
+    # events ------------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        group: str,
+        patterns: Union[str, Sequence[str]],
+        *,
+        member_id: Optional[str] = None,
+        from_start: bool = False,
+        max_attempts: int = 5,
+        backoff: float = 0.2,
+        max_backoff: float = 30.0,
+        lease: float = 15.0,
+        poll_interval: float = 0.05,
+        batch_size: int = 500,
+    ) -> EventSubscription:
+        """Joins the durable subscriber group ``group`` (creating it) as a new member that
+        handles the events matching ``patterns``; see
+        :class:`~tasker_core.events.EventSubscription`. A
+        :class:`~tasker_core.events.SubscriberRunner` does the polling for a
+        :class:`~tasker_core.events.Subscriber`.
+
+        Args:
+            member_id: this member's name in the group (default ``host:pid:n``).
+            from_start: a group created by this call starts at the log's beginning, not its end.
+            max_attempts: deliveries of one event before it goes to the group's dead letters.
+            backoff, max_backoff: seconds before a failed event's next delivery, doubling.
+            lease: seconds this member's hold on its partitions outlives its last renewal.
+            poll_interval: seconds between looks for new events while idle.
+            batch_size: events read at once per partition (1 to 10000).
+
+        Raises:
+            InvalidArgument: an empty group or pattern list, an option out of range.
+        """
+        _check_str("group", group)
+        pattern_list = check_patterns(patterns)
+        if member_id is not None and not isinstance(member_id, str):
+            raise TypeError(f"member_id must be a str or None, got {type(member_id).__name__}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise TypeError(f"max_attempts must be an int, got {max_attempts!r}")
+        if not 1 <= max_attempts <= 2**32 - 1:
+            raise InvalidArgument(f"max_attempts must be at least 1, got {max_attempts}")
+        durations = {}
+        for name, value in (
+            ("backoff", backoff),
+            ("max_backoff", max_backoff),
+            ("lease", lease),
+            ("poll_interval", poll_interval),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+            durations[name] = float(value)
+        native = self._native.subscribe(
+            group,
+            pattern_list,
+            member_id,
+            bool(from_start),
+            max_attempts,
+            durations["backoff"],
+            durations["max_backoff"],
+            durations["lease"],
+            durations["poll_interval"],
+            _int("batch_size", batch_size, 1),
+        )
+        return EventSubscription(native)
+
+    def subscribe_fast(self, patterns: Union[str, Sequence[str]]) -> FastSubscription:
+        """Reads this process's fast events matching ``patterns``: the lifecycle events of the
+        changes it commits and the ``delivery: fast`` domain events of the steps it completes
+        (see :class:`~tasker_core.events.FastSubscription`)."""
+        pattern_list = check_patterns(patterns)
+        return FastSubscription(self._native.subscribe_fast(pattern_list), pattern_list)
+
+    def event_groups(self) -> List[EventGroupStatus]:
+        """Every subscriber group: its patterns, live members, lag (events not acknowledged
+        yet), the oldest pending event's time and its dead letters."""
+        return [EventGroupStatus._from_json(d) for d in json.loads(self._native.event_groups())]
+
+    def event_dead_letters(self, group: Optional[str] = None, limit: int = 100) -> List[EventDeadLetter]:
+        """Events subscribers gave up on after ``max_attempts``, newest first: ``group``'s,
+        or every group's."""
+        if group is not None and not isinstance(group, str):
+            raise TypeError(f"group must be a str or None, got {type(group).__name__}")
+        raw = self._native.event_dead_letters(group, _int("limit", limit, 1))
+        return [EventDeadLetter._from_json(d) for d in json.loads(raw)]
+
+    def delete_event_group(self, group: str) -> bool:
+        """Deletes a subscriber group with its positions and members (its dead letters stay);
+        whether it existed. Lifecycle events stop being written once no group is left."""
+        _check_str("group", group)
+        return self._native.delete_event_group(group)
+
+    def sequence_events(self) -> int:
+        """Stamps positions on the events committed so far (PostgreSQL; SQLite stamps them at
+        commit and returns 0). Subscribers do it as they read; tools call it to see the log
+        up to now. Returns how many were stamped."""
+        return self._native.sequence_events()
+
     def close(self) -> None:
-        """Closes the connection pool. Workers using this client must be stopped first."""
+        """Closes the connection pool. Workers and subscriber runners using this client must be
+        stopped first."""
         self._native.close()
 
     # asyncio twins -----------------------------------------------------------------------
 
     async def register_templates_async(self, path: Union[str, os.PathLike[str]]) -> List[RegisteredTemplate]:
         return await asyncio.to_thread(self.register_templates, path)
+
+    async def list_templates_async(self) -> List[TemplateInfo]:
+        return await asyncio.to_thread(self.list_templates)
+
+    async def get_template_async(self, namespace: str, name: str, version: Optional[str] = None) -> TemplateInfo:
+        return await asyncio.to_thread(self.get_template, namespace, name, version)
 
     async def create_task_async(
         self,
@@ -818,6 +1019,21 @@ class Client:
 
     async def list_workers_async(self) -> List[WorkerInfo]:
         return await asyncio.to_thread(self.list_workers)
+
+    async def subscribe_async(
+        self, group: str, patterns: Union[str, Sequence[str]], **options: Any
+    ) -> EventSubscription:
+        """:meth:`subscribe` for asyncio code (same keyword arguments)."""
+        return await asyncio.to_thread(lambda: self.subscribe(group, patterns, **options))
+
+    async def event_groups_async(self) -> List[EventGroupStatus]:
+        return await asyncio.to_thread(self.event_groups)
+
+    async def event_dead_letters_async(self, group: Optional[str] = None, limit: int = 100) -> List[EventDeadLetter]:
+        return await asyncio.to_thread(self.event_dead_letters, group, limit)
+
+    async def delete_event_group_async(self, group: str) -> bool:
+        return await asyncio.to_thread(self.delete_event_group, group)
 
 
 def _uuid_str(value: UuidLike) -> str:

@@ -42,6 +42,8 @@ __all__ = [
     "WorkerFailed",
     "UnknownEvent",
     "Fenced",
+    "Unavailable",
+    "Backpressure",
     "StepCancelled",
     "HandlerNotFound",
     "PermanentError",
@@ -276,6 +278,40 @@ class WorkerFailed(TaskerError):
     let the process exit and be restarted)."""
 
     default_code = "worker_failed"
+
+
+class Unavailable(TaskerError):
+    """The database is unreachable and the circuit breaker around it is open: the call was
+    refused at once instead of waiting on it. Nothing was written; retry after
+    :attr:`retry_after` seconds.
+
+    Attributes:
+        resource: what is unavailable (``"database"``).
+        retry_after: seconds until the breaker lets the next probe through.
+    """
+
+    default_code = "unavailable"
+    resource: str
+    retry_after: float
+
+
+class Backpressure(TaskerError):
+    """Creating the task would put more waiting steps on a queue than
+    ``backpressure.max_queue_depth`` allows: workers are not keeping up. Nothing was written;
+    retry after :attr:`retry_after` seconds, or add workers.
+
+    Attributes:
+        queue: the queue at its limit.
+        depth: steps waiting on it.
+        limit: the configured limit.
+        retry_after: seconds until the depths are read again.
+    """
+
+    default_code = "backpressure"
+    queue: str
+    depth: int
+    limit: int
+    retry_after: float
 
 
 class StepCancelled(TaskerError):

@@ -74,6 +74,11 @@ class StepContext:
             ``batch_config`` and ``checkpoint(...)`` to record progress; ``None`` otherwise.
         checkpoint: the last checkpoint an earlier attempt of this step recorded (where to
             resume), or ``None``.
+        trace_context: the attempt's W3C ``traceparent`` when traces are exported
+            (``telemetry.enabled``): extract it with your OpenTelemetry SDK's propagator and
+            the spans you start nest under the attempt's span; ``None`` otherwise.
+
+    :meth:`publish` adds a domain event to the attempt's outcome.
     """
 
     task_uuid: str
@@ -94,7 +99,9 @@ class StepContext:
     event_id: int = 0
     batch: Optional[BatchContext] = None
     checkpoint: Optional[Checkpoint] = None
+    trace_context: Optional[str] = None
     _cancelled: Optional[Callable[[], bool]] = field(default=None, repr=False, compare=False)
+    _events: List[Dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def cancelled(self) -> bool:
@@ -110,6 +117,38 @@ class StepContext:
         """Raises :class:`~tasker_core.errors.StepCancelled` if :attr:`cancelled` is true."""
         if self.cancelled:
             raise StepCancelled(f"step '{self.step_name}' attempt {self.attempt} was cancelled by the engine")
+
+    def publish(self, name: str, payload: Optional[Mapping[str, Any]] = None) -> None:
+        """Publishes the domain event ``name`` with this attempt's outcome: it travels in the
+        outcome's ``metadata["events"]`` (next to any other metadata) and the engine publishes
+        it when the outcome is recorded — durably in the same transaction, or on the fast
+        broadcast, as the step's ``publishes_events`` says, and only if its ``condition``
+        (``success``, ``failure``, ``always``) holds for the outcome (an event published
+        before raising counts for a failure).
+
+        The template must declare it (``domain_events:``, and the step's
+        ``publishes_events:``) and ``payload`` must satisfy its schema, or the step fails
+        permanently with ``event_not_declared`` / ``event_payload_invalid``.
+
+        ::
+
+            context.publish("payment.charged", {"amount": 10.5, "currency": "EUR"})
+
+        Raises:
+            TypeError: ``name`` is not a non-empty str, or ``payload`` not a mapping.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"an event name must be a non-empty str like 'payment.charged', got {name!r}")
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, Mapping):
+            raise TypeError(f"an event payload must be a mapping (a JSON object), got {type(payload).__name__}")
+        self._events.append({"name": name, "payload": dict(payload)})
+
+    @property
+    def published_events(self) -> List[Dict[str, Any]]:
+        """The events :meth:`publish` added so far, as ``{"name", "payload"}`` dicts."""
+        return [dict(e) for e in self._events]
 
     @property
     def is_retry(self) -> bool:
@@ -163,6 +202,7 @@ class StepContext:
             event_id=event["event_id"],
             batch=batch,
             checkpoint=checkpoint,
+            trace_context=event.get("trace_context"),
             _cancelled=cancelled,
         )
 

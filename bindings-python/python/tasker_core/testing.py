@@ -12,6 +12,11 @@
 :func:`run_handler` treats return values and exceptions exactly like a worker does
 (including ``async`` handlers, which it runs to completion), and reports a result that JSON
 cannot carry as the same ``result_not_serializable`` failure.
+
+Subscribers get their events from :func:`build_event` and run with :func:`run_subscriber`::
+
+    def test_audit_handles_task_completed():
+        run_subscriber(Audit, build_event("task.completed"))
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import outcome
 from .batch import BatchContext, BatchCursor, Checkpoint
+from .events import DeliveryMode, Event, Subscriber, event_info
 from .handler import HandlerLike, HandlerRegistry, Resolver, StepContext, StepResult
 
 __all__ = [
@@ -35,11 +41,14 @@ __all__ = [
     "recorded_checkpoints",
     "read_decision",
     "read_batches",
+    "read_events",
     "BatchOutcome",
     "run_handler",
     "run_handler_async",
     "assert_success",
     "assert_failure",
+    "build_event",
+    "run_subscriber",
 ]
 
 
@@ -254,6 +263,24 @@ def read_batches(result: StepResult) -> BatchOutcome:
     return BatchOutcome(worker=doc["worker_template_name"], total_items=doc["total_items"], cursors=cursors)
 
 
+def read_events(result: StepResult) -> List[Tuple[str, Any]]:
+    """The domain events a handler published (``context.publish``) with ``result``, as
+    ``(name, payload)`` pairs in order. Works for failures too (an event whose ``condition``
+    is ``failure`` or ``always``).
+
+    ::
+
+        result = run_handler(ChargeCard, build_step_context(input={"amount": 10}))
+        assert read_events(result) == [("payment.charged", {"amount": 10})]
+    """
+    if not isinstance(result, StepResult):
+        raise AssertionError(f"expected a StepResult, got {type(result).__name__}: {result!r}")
+    listed = (result.metadata or {}).get("events") or []
+    if not isinstance(listed, list):
+        raise AssertionError(f"metadata['events'] must be a list, got {listed!r}")
+    return [(e["name"], e.get("payload")) for e in listed]
+
+
 def _outcome_of(result: StepResult, key: str) -> Dict[str, Any]:
     if not isinstance(result, StepResult):
         raise AssertionError(f"expected a StepResult, got {type(result).__name__}: {result!r}")
@@ -301,7 +328,7 @@ def run_handler(handler: HandlerRef, context: Optional[StepContext] = None, *, m
         result = outcome.from_return(value)
     except Exception as e:
         result = outcome.from_exception(e)
-    return _as_recorded(result, context.step_name)
+    return _as_recorded(outcome.with_events(result, context._events), context.step_name)
 
 
 async def run_handler_async(
@@ -317,7 +344,7 @@ async def run_handler_async(
         result = outcome.from_return(value)
     except Exception as e:
         result = outcome.from_exception(e)
-    return _as_recorded(result, context.step_name)
+    return _as_recorded(outcome.with_events(result, context._events), context.step_name)
 
 
 async def _await(value: Any) -> Any:
@@ -381,3 +408,64 @@ def assert_failure(
         raise AssertionError(f"message {result.error_message!r} does not contain {message_contains!r}")
     if retry_after is not None and result.retry_after != retry_after:
         raise AssertionError(f"retry_after is {result.retry_after!r}, expected {retry_after!r}")
+
+
+def build_event(
+    name: str,
+    payload: Optional[Mapping[str, Any]] = None,
+    *,
+    attempt: int = 1,
+    delivery: DeliveryMode = "durable",
+    **fields: Any,
+) -> Event:
+    """An :class:`~tasker_core.events.Event` as a subscriber receives it, without a database.
+
+    The payload defaults to the catalog's example for a system event and to ``{}`` for a domain
+    event; it goes through the JSON conversion a real event goes through. ``fields`` sets other
+    envelope fields (``task_uuid=``, ``step_uuid=``, ``namespace=``, …; uuids as ``uuid.UUID``
+    or text). Raises ``ValueError`` for a payload JSON cannot carry and ``TypeError`` for an
+    unknown field.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"build_event: name must be a non-empty str, got {name!r}")
+    if delivery not in ("durable", "fast"):
+        raise ValueError(f"build_event: delivery must be 'durable' or 'fast', got {delivery!r}")
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(Event)} - {"payload", "attempt", "delivery"})
+    if unknown:
+        raise TypeError(f"build_event: unknown field(s) {', '.join(unknown)}")
+    info = event_info(name)
+    if payload is None:
+        payload = info.example if info is not None else {}
+    # A step's system events and a domain event (published by a step) carry a step.
+    with_step = info is None or info.category == "step"
+    envelope: Dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "name": name,
+        "category": info.category if info is not None else "domain",
+        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "task_uuid": str(uuid.uuid4()),
+        "step_uuid": str(uuid.uuid4()) if with_step else None,
+        "correlation_id": str(uuid.uuid4()),
+        "namespace": "test",
+        "task_name": "test_task",
+        "task_version": "1.0.0",
+        "payload": _roundtrip("build_event: payload", dict(payload)),
+        "delivery": delivery,
+        "position": 1 if delivery == "durable" else None,
+    }
+    for key, value in fields.items():
+        envelope[key] = str(value) if isinstance(value, uuid.UUID) else value
+    return Event.from_dict(envelope, attempt=attempt)
+
+
+def run_subscriber(subscriber: Union[Subscriber, type], event: Event) -> None:
+    """Hands ``event`` to ``subscriber`` (a :class:`~tasker_core.events.Subscriber` class,
+    instantiated here, or an instance) as a runner would, running an ``async def handle`` to
+    completion. What the handler raises is raised here: a runner would fail the delivery with
+    it (and retry it)."""
+    instance = subscriber() if inspect.isclass(subscriber) else subscriber
+    if not isinstance(instance, Subscriber):
+        raise TypeError(f"run_subscriber: expected a Subscriber class or instance, got {subscriber!r}")
+    value = instance.handle(event)
+    if inspect.isawaitable(value):
+        asyncio.run(_await(value))

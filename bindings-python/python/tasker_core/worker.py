@@ -379,6 +379,7 @@ class Worker:
         event = json.loads(raw)
         event_id = event["event_id"]
         step_name = event.get("step_name", "")
+        context: Optional[StepContext] = None
         try:
             native = self._native
             assert native is not None
@@ -388,14 +389,14 @@ class Worker:
             fn = self._resolver.resolve(context.handler_callable, context.handler_method)
             value = fn(context)
         except BaseException as e:  # even SystemExit: the step fails, the worker keeps serving
-            self._finish(event_id, step_name, outcome.from_exception(e))
+            self._finish(event_id, step_name, outcome.from_exception(e), context)
             return
         if inspect.isawaitable(value):
-            self._submit_async(event_id, step_name, value)
+            self._submit_async(event_id, step_name, value, context)
             return
-        self._finish(event_id, step_name, outcome.from_return(value))
+        self._finish(event_id, step_name, outcome.from_return(value), context)
 
-    def _submit_async(self, event_id: int, step_name: str, awaitable: Any) -> None:
+    def _submit_async(self, event_id: int, step_name: str, awaitable: Any, context: StepContext) -> None:
         loop = self._loop
         assert loop is not None
 
@@ -409,14 +410,17 @@ class Worker:
                 result = outcome.from_exception(e)
             else:
                 result = outcome.from_return(value)
-            self._finish(event_id, step_name, result)
+            self._finish(event_id, step_name, result, context)
 
         try:
             asyncio.run_coroutine_threadsafe(run(), loop).add_done_callback(done)
         except RuntimeError as e:  # loop already closed: the worker is stopping
-            self._finish(event_id, step_name, outcome.from_exception(e))
+            self._finish(event_id, step_name, outcome.from_exception(e), context)
 
-    def _finish(self, event_id: int, step_name: str, result: StepResult) -> None:
+    def _finish(self, event_id: int, step_name: str, result: StepResult, context: Optional[StepContext] = None) -> None:
+        if context is not None and context._events:
+            # What the handler published with context.publish travels in the outcome's metadata.
+            result = outcome.with_events(result, context._events)
         text = outcome.encode(result, step_name)
         ok = result.is_success and text.startswith('{"status":"success"')
         with self._counts_lock:
