@@ -60,6 +60,8 @@ log "rubocop"
 log "rake compile"
 rake compile
 log "rspec"
+# The Rails generator runs the tasker CLI (it writes the files): the spec uses this debug build.
+cargo build -q -p tasker-cli
 (cd "$ruby_dir" && rspec)
 
 # --- gem build + offline install ----------------------------------------------------------------

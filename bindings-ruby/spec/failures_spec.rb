@@ -22,7 +22,7 @@ RSpec.describe "handler failures, retries and bad input" do
       expect(task).to be_complete
       step = task.step("flaky")
       expect(step.attempts).to eq(3)
-      expect(step.result).to eq("attempt" => 3, "was_retry" => true, "last_retry" => true)
+      expect(step.results).to eq("attempt" => 3, "was_retry" => true, "last_retry" => true)
       retries = task.transitions.select { |t| t.step_name == "flaky" && t.to_state == "waiting_for_retry" }
       expect(retries.size).to eq(2)
       expect(step.last_error).to include("error_type" => "IOError", "message" => "flaky failure on attempt 2",
@@ -57,7 +57,7 @@ RSpec.describe "handler failures, retries and bad input" do
       expect(task).to be_complete
       step = task.step("rate_limited")
       expect(step.attempts).to eq(2)
-      expect(step.result).to eq("attempt" => 2)
+      expect(step.results).to eq("attempt" => 2)
       waiting = task.transitions.find { |t| t.step_name == "rate_limited" && t.to_state == "waiting_for_retry" }
       expect(waiting).not_to be_nil
       # Database timestamps: the second attempt cannot start before retry_after has passed.
@@ -155,7 +155,7 @@ RSpec.describe "handler failures, retries and bad input" do
           good.wait(timeout: 60)
           expect(bad.state).to eq("error")
           expect(good).to be_complete
-          expect(good.step("linear_step_4").result["value"]).to eq(4**16)
+          expect(good.step("linear_step_4").results["value"]).to eq(4**16)
         end
       end
     end

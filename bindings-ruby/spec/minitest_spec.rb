@@ -10,6 +10,6 @@ RSpec.describe "TaskerCore::Testing::Assertions (Minitest)" do
       Open3.capture3(ruby_subprocess_env, RbConfig.ruby, test_file)
     end
     expect(status).to be_success, "#{out}\n#{err}"
-    expect(out).to match(/5 runs, \d+ assertions, 0 failures, 0 errors/)
+    expect(out).to match(/6 runs, \d+ assertions, 0 failures, 0 errors/)
   end
 end

@@ -47,7 +47,7 @@ RSpec.describe "outcome limits" do
                                             metadata: { "m" => "\u0000" })
       })
       expect(step.state).to eq("complete")
-      expect(step.result).to eq("a\u{FFFD}b" => "x\u{FFFD}y", "list" => ["\u{FFFD}", { "k\u{FFFD}" => 1 }])
+      expect(step.results).to eq("a\u{FFFD}b" => "x\u{FFFD}y", "list" => ["\u{FFFD}", { "k\u{FFFD}" => 1 }])
     end
 
     it "stores NUL in an error message and type as U+FFFD" do
@@ -60,7 +60,7 @@ RSpec.describe "outcome limits" do
       step = run_single(->(_c) { { "blob" => "x" * (limit_bytes + 1) } })
       expect_permanent_failure(step, "result_too_large")
       expect(step.last_error["message"]).to include(limit_bytes.to_s)
-      expect(step.result).to be_nil
+      expect(step.results).to be_nil
     end
 
     it "cuts a huge error message to 64 KiB" do
@@ -73,7 +73,7 @@ RSpec.describe "outcome limits" do
     it "stores a result exactly at the depth limit" do
       step = run_single(->(_c) { nested(limit_depth) })
       expect(step.state).to eq("complete")
-      expect(step.result).to eq(nested(limit_depth))
+      expect(step.results).to eq(nested(limit_depth))
     end
 
     [limit_depth + 1, 100, 200, 100_000].each do |depth|

@@ -62,13 +62,13 @@ RSpec.describe "recovering failed work (operator actions, the DLQ, workers)" do
 
         done = task.wait(timeout: 60)
         expect(done).to be_complete
-        expect(done.step("c").result["received"]).to eq("b" => { "manual" => 42 })
+        expect(done.step("c").results["received"]).to eq("b" => { "manual" => 42 })
         # Re-opened on the way, audited with who and why.
         reopen = done.transitions.find { |t| t.step_name.nil? && t.event == "reopen" }
         expect(reopen).to have_attributes(from_state: "error", to_state: "enqueuing_steps")
         expect(reopen.metadata).to include("by" => "alice", "reason" => "fixed upstream")
 
-        closed = client.dlq_entry(entry.entry_uuid)
+        closed = client.get_dlq_entry(entry.entry_uuid)
         expect(closed).not_to be_open
         expect(closed).to have_attributes(status: "manually_resolved", resolved_by: "alice")
         expect(closed.resolved_at).to be_a(Time)
@@ -135,7 +135,7 @@ RSpec.describe "recovering failed work (operator actions, the DLQ, workers)" do
         done = retried.wait(timeout: 60)
         expect(done).to be_complete
         expect(done.failed_steps).to eq(0)
-        expect(done.step("d").result["received"].keys).to contain_exactly("b1", "b2")
+        expect(done.step("d").results["received"].keys).to contain_exactly("b1", "b2")
 
         expect { client.retry_task(task.uuid, by: "dave", reason: "again") }
           .to raise_error(TaskerCore::InvalidStateError, /is complete; only a task in error can be retried/) { |e|
@@ -272,7 +272,7 @@ RSpec.describe "recovering failed work (operator actions, the DLQ, workers)" do
       expect { client.update_dlq_entry(entry.entry_uuid, status: "pending", note: "reopen", by: "ivy") }
         .to raise_error(TaskerCore::InvalidStateError, /already has an open DLQ entry/)
 
-      expect { client.dlq_entry("0190a5c0-0000-7000-8000-000000000000") }
+      expect { client.get_dlq_entry("0190a5c0-0000-7000-8000-000000000000") }
         .to raise_error(TaskerCore::DlqEntryNotFound) { |e|
           expect(e).to have_attributes(code: "dlq_entry_not_found", entry_uuid: "0190a5c0-0000-7000-8000-000000000000")
         }
@@ -285,7 +285,7 @@ RSpec.describe "recovering failed work (operator actions, the DLQ, workers)" do
 
       # Cancelling a task closes its entry; the others are closed by hand.
       client.cancel_task(waiting.uuid)
-      expect(client.dlq_entry(manual.entry_uuid).status).to eq("cancelled")
+      expect(client.get_dlq_entry(manual.entry_uuid).status).to eq("cancelled")
       client.update_dlq_entry(again.entry_uuid, status: "cancelled", note: "spec done", by: "ivy")
       client.resolve_task(retryable.uuid, by: "ivy", reason: "spec done")
       expect(client.list_dlq(open_only: true, limit: 10_000).map(&:task_uuid) & mine).to eq([])

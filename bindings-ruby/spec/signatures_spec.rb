@@ -4,6 +4,7 @@ require "spec_helper"
 require "rbs"
 require "rbs/cli"
 require "stringio"
+require "tasker_core/notifications_bridge"
 
 RSpec.describe "RBS signatures (sig/)" do
   sig_dir = File.expand_path("../sig", __dir__)
@@ -47,7 +48,10 @@ RSpec.describe "RBS signatures (sig/)" do
     TaskerCore::Worker::Checkpointer, TaskerCore::Testing::CheckpointRecorder, TaskerCore::StepNotFound,
     TaskerCore::DlqEntryNotFound, TaskerCore::StepDetail, TaskerCore::StepError, TaskerCore::DlqEntry,
     TaskerCore::DlqNote, TaskerCore::QueuedDlqEntry, TaskerCore::DlqCount, TaskerCore::DlqStats, TaskerCore::TaskHealth,
-    TaskerCore::WorkerInfo, TaskerCore::ConfigurationError, TaskerCore::ConfigValue
+    TaskerCore::WorkerInfo, TaskerCore::ConfigurationError, TaskerCore::ConfigValue, TaskerCore::EventInfo,
+    TaskerCore::Event, TaskerCore::EventGroupStatus, TaskerCore::EventDeadLetter, TaskerCore::EventSubscription,
+    TaskerCore::FastSubscription, TaskerCore::Subscriber, TaskerCore::NotificationsBridge, TaskerCore::SubscriberRunner,
+    TaskerCore::Native::EventSubscription, TaskerCore::Native::FastSubscription, TaskerCore::TemplateInfo
   ]
   classes.each do |klass|
     it "declare every public instance method of #{klass}" do
@@ -61,7 +65,9 @@ RSpec.describe "RBS signatures (sig/)" do
              TaskerCore::Checkpoint, TaskerCore::BatchContext, TaskerCore::StepResult::Decision,
              TaskerCore::StepResult::Batches, TaskerCore::StepError, TaskerCore::DlqEntry, TaskerCore::DlqNote,
              TaskerCore::QueuedDlqEntry, TaskerCore::DlqCount, TaskerCore::DlqStats, TaskerCore::TaskHealth,
-             TaskerCore::WorkerInfo, TaskerCore::ConfigValue]
+             TaskerCore::WorkerInfo, TaskerCore::ConfigValue, TaskerCore::Events, TaskerCore::EventInfo, TaskerCore::Event,
+             TaskerCore::EventGroupStatus, TaskerCore::EventDeadLetter, TaskerCore::Subscriber,
+             TaskerCore::NotificationsBridge, TaskerCore::SubscriberRunner, TaskerCore::Execution]
   modules.each do |mod|
     it "declare every singleton method of #{mod}" do
       declared = builder.build_singleton(type_name(mod)).methods.keys

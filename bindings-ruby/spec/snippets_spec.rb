@@ -11,6 +11,42 @@ RSpec.describe "docs/snippets/ruby" do
     skip "not in a checkout (no #{dir})" unless File.directory?(dir)
     load File.join(dir, "conditional.rb")
     load File.join(dir, "batch.rb")
+    load File.join(dir, "events.rb")
+    load File.join(dir, "getting_started.rb")
+  end
+
+  it "getting_started.rb runs as docs/getting-started-ruby.md says" do
+    client = TaskerCore.connect(database_url: SpecSupport.sqlite_url)
+    client.register_templates(File.join(dir, "..", "getting_started.yaml"))
+    worker = TaskerCore::Worker.new(client, queues: ["getting_started"]).start
+    task = client.create_task(namespace: "getting_started", name: "order_total",
+                              context: { "order_id" => 7, "items" => [{ "price" => 10.0, "quantity" => 3 }] })
+    done = task.wait(timeout: 30)
+    expect(done.state).to eq("complete")
+    expect(done.step("compute_total").results).to eq("order_id" => 7, "total" => 36.0)
+  ensure
+    worker&.stop(timeout: 10)
+    client&.close
+  end
+
+  it "getting_started.rb handlers run without a database" do
+    refused = run_handler(GettingStarted::ValidateOrder,
+                          build_step_context(input: { order_id: 1, items: [{ price: 1, quantity: 101 }] }))
+    expect(refused).to have_attributes(error_type: "quantity_too_large", retryable?: false)
+    context = build_step_context(input: { order_id: 7, items: [{ price: 10.0, quantity: 3 }] },
+                                 dependency_results: { validate_order: { order_id: 7, lines: 1 } },
+                                 config: { tax_rate: 0.2 })
+    expect(run_handler(GettingStarted::ComputeTotal, context).result).to eq("order_id" => 7, "total" => 36.0)
+  end
+
+  it "events.rb publishes payment.charged and books each charge once" do
+    expect(run_handler(Payments::Charge, build_step_context(input: { amount: 5 })))
+      .to have_published_event("payment.charged", "amount" => 5)
+    event = build_event("payment.charged", payload: { amount: 5 })
+    2.times { run_subscriber(Payments::Ledger, event) }
+    run_subscriber(Payments::Ledger, build_event("task.failed"))
+    expect(Payments::Ledger.entries).to eq(event.event_id => 5)
+    expect(Payments::Ledger.group).to eq("ledger")
   end
 
   it "conditional.rb routes by amount and converges on the branches taken" do

@@ -32,9 +32,9 @@ RSpec.describe "decision points, deferred convergence and batches run by Ruby ha
           expect(task.total_steps).to eq(task.steps.size)
           static.each { |name| expect(task.step(name).created_by).to be_nil }
           (chosen + ["finalize_approval"]).each { |name| expect(task.step(name).created_by).to eq("routing_decision") }
-          expect(task.step("finalize_approval").result).to eq("branches" => chosen)
-          expect(TaskerCore::StepResult::Decision.from(task.step("routing_decision").result).steps.sort).to eq(chosen)
-          expect(task.step(chosen.first).result["seen"]).to eq(["routing_decision"])
+          expect(task.step("finalize_approval").results).to eq("branches" => chosen)
+          expect(TaskerCore::StepResult::Decision.from(task.step("routing_decision").results).steps.sort).to eq(chosen)
+          expect(task.step(chosen.first).results["seen"]).to eq(["routing_decision"])
         end
       end
 
@@ -42,8 +42,8 @@ RSpec.describe "decision points, deferred convergence and batches run by Ruby ha
         task = run_task("approval.yaml", { "amount" => 10, "withdrawn" => true })
         expect(task).to be_complete
         expect(task.steps.map(&:name)).to match_array(static + ["finalize_approval"])
-        expect(task.step("routing_decision").result).to include("route" => "withdrawn")
-        expect(TaskerCore::StepResult::Decision.from(task.step("routing_decision").result)).to be_no_branches
+        expect(task.step("routing_decision").results).to include("route" => "withdrawn")
+        expect(TaskerCore::StepResult::Decision.from(task.step("routing_decision").results)).to be_no_branches
         expect(task.step("finalize_approval")).to have_attributes(state: "complete", created_by: "routing_decision",
                                                                   result: { "branches" => [] })
       end
@@ -74,15 +74,15 @@ RSpec.describe "decision points, deferred convergence and batches run by Ruby ha
           .to eq([[0, 1000, 1000], [1000, 2000, 1000], [2000, 2500, 500]])
         expect(workers.map { |w| w.batch.batch_id }).to eq(%w[001 002 003])
         expect(workers.map { |w| w.batch.no_op? }.uniq).to eq([false])
-        expect(workers.map { |w| w.result["sum"] }).to eq([(0...1000).sum, (1000...2000).sum, (2000...2500).sum])
+        expect(workers.map { |w| w.results["sum"] }).to eq([(0...1000).sum, (1000...2000).sum, (2000...2500).sum])
         # every checkpoint_interval (100) items: the last one is the end of the range
         expect(workers.map { |w| [w.checkpoint.cursor, w.checkpoint.items_done, w.checkpoint.attempt] })
           .to eq([[1000, 1000, 1], [2000, 1000, 1], [2500, 500, 1]])
         expect(workers.first.checkpoint.recorded_at).to be_a(Time)
         aggregate = task.step("aggregate")
-        expect(aggregate.result).to eq("sum" => (0...2500).sum, "count" => 2500, "workers" => workers.map(&:name))
-        expect(task.step("analyze").result["batch_processing_outcome"]).to include("worker_count" => 3,
-                                                                                   "total_items" => 2500)
+        expect(aggregate.results).to eq("sum" => (0...2500).sum, "count" => 2500, "workers" => workers.map(&:name))
+        expect(task.step("analyze").results["batch_processing_outcome"]).to include("worker_count" => 3,
+                                                                                    "total_items" => 2500)
         expect(task.step("analyze").created_by).to be_nil
         expect(task.step("analyze").batch).to be_nil
         expect(RbSpec::Batches.ledger(task.uuid).map(&:last).sort).to eq((0...2500).to_a)
@@ -97,7 +97,7 @@ RSpec.describe "decision points, deferred convergence and batches run by Ruby ha
         expect(workers.first.batch).to have_attributes(batch_id: "000", start_cursor: 0, end_cursor: 0)
         expect(workers.first.batch).to be_no_op
         expect(workers.first.result).to include("no_op" => true)
-        expect(task.step("aggregate").result).to eq("sum" => 0, "count" => 0, "workers" => workers.map(&:name))
+        expect(task.step("aggregate").results).to eq("sum" => 0, "count" => 0, "workers" => workers.map(&:name))
       end
 
       it "resumes a retried worker from its last checkpoint, processing no item twice" do
@@ -117,7 +117,7 @@ RSpec.describe "decision points, deferred convergence and batches run by Ruby ha
         second = ledger.select { |(_, attempt, _)| attempt == 2 }.group_by(&:first)
         resumed_at = second.transform_values { |rows| rows.map(&:last).min }
         expect(resumed_at).to eq(workers.to_h { |w| [w.name, w.batch.start_cursor + 200] })
-        expect(task.step("aggregate").result).to include("sum" => (0...1000).sum, "count" => 1000)
+        expect(task.step("aggregate").results).to include("sum" => (0...1000).sum, "count" => 1000)
       end
 
       it "raises FencedError for a checkpoint from an attempt that timed out, and the retry finishes" do

@@ -17,7 +17,7 @@ RSpec.describe "TaskerCore::Worker options and edge cases" do
         expect(task).to be_complete
         step = task.step("sleepy")
         expect(step.attempts).to eq(2)
-        expect(step.result).to eq("attempt" => 2)
+        expect(step.results).to eq("attempt" => 2)
         expect(step.last_error).to include("error_type" => "timeout", "retryable" => true)
         # The first attempt's handler finishes later; its result must not change the step.
         within(30, "the overrunning handler to finish") { RbSpec::Sleepy::LATE.pop }
@@ -56,7 +56,7 @@ RSpec.describe "TaskerCore::Worker options and edge cases" do
       with_worker(client, queues: [ns], handlers: handlers, concurrency: 8, threads: 1) do |worker|
         expect(worker.thread_count).to eq(1)
         task = client.create_task(namespace: ns, name: "tree_workflow", context: { "n" => 1 }).wait(timeout: 60)
-        expect(task.step("tree_final_convergence").result["value"]).to eq(2 + 1 + 2 + 2 + 3 + 3 + 3 + 4)
+        expect(task.step("tree_final_convergence").results["value"]).to eq(2 + 1 + 2 + 2 + 3 + 3 + 3 + 4)
         expect(worker.stats["dispatched"]).to eq(8)
       end
       expect { TaskerCore::Worker.new(client, queues: ["q"], threads: 0) }

@@ -97,7 +97,7 @@ RSpec.describe TaskerCore::Worker do
         expect(worker).not_to be_running
         task.reload
         expect(task).to be_complete
-        expect(task.step("slow").result).to eq("released" => true)
+        expect(task.step("slow").results).to eq("released" => true)
       end
 
       it "abandons handlers still running at the deadline and returns" do

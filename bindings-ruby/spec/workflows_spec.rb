@@ -19,11 +19,11 @@ RSpec.describe "workflows run end to end by Ruby handlers" do
     end
 
     def values(task)
-      task.steps.to_h { |s| [s.name, s.result["value"]] }
+      task.steps.to_h { |s| [s.name, s.results["value"]] }
     end
 
     def seen(task)
-      task.steps.to_h { |s| [s.name, s.result["seen"]] }
+      task.steps.to_h { |s| [s.name, s.results["seen"]] }
     end
 
     it "runs a linear workflow with class handlers resolved by constant name" do
@@ -80,7 +80,7 @@ RSpec.describe "workflows run end to end by Ruby handlers" do
       expect(task).to have_attributes(state: "steps_in_process", initiator: "me", source_system: "spec",
                                       reason: "because", tags: %w[a b], priority: 7, context: { "even_number" => 6 })
       with_worker(client, queues: [ns]) { task.wait(timeout: 60) }
-      expect(task.step("linear_step_4").result["value"]).to eq(6**16)
+      expect(task.step("linear_step_4").results["value"]).to eq(6**16)
       expect(task.transitions.map(&:to_state)).to include("complete")
       expect(task.completed_at).to be_a(Time)
     end
@@ -91,7 +91,7 @@ RSpec.describe "workflows run end to end by Ruby handlers" do
         tasks = (1..10).map { |n| client.create_task(namespace: ns, name: "diamond_workflow", context: { "n" => n }) }
         tasks.each { |t| t.wait(timeout: 60) }
         expect(tasks.map(&:state).uniq).to eq(["complete"])
-        expect(tasks.map { |t| t.step("diamond_end").result["value"] }).to eq((1..10).map { |n| ((n * n) + 10) + (n * n * 3) })
+        expect(tasks.map { |t| t.step("diamond_end").results["value"] }).to eq((1..10).map { |n| ((n * n) + 10) + (n * n * 3) })
       end
     end
   end

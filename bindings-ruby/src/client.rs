@@ -100,6 +100,8 @@ impl Client {
         tags: Vec<String>,
         priority: i32,
         idempotency_key: Option<String>,
+        strict_identity: bool,
+        traceparent: Option<String>,
     ) -> Result<Value, Error> {
         let context = convert::to_json(context, "context").map_err(|e| raise(ruby, e))?;
         let request = TaskRequest {
@@ -113,12 +115,32 @@ impl Client {
             tags,
             priority,
             idempotency_key,
+            strict_identity,
+            traceparent,
         };
         let created = gvl::block_on(ruby, rb_self.tasker.create_task(request), || None)?.map_err(|e| raise(ruby, e))?;
         let h = ruby.hash_new();
         h.aset("task", ser(ruby, &created.task)?)?;
         h.aset("created", created.created)?;
         Ok(h.as_value())
+    }
+
+    /// Every registered template version, as Hashes (`tasker_core::TemplateInfo`).
+    fn list_templates(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        let templates = wait(ruby, rb_self.tasker.list_templates())?;
+        ser(ruby, &templates)
+    }
+
+    /// One registered template version (the highest without a version), as a Hash.
+    fn get_template(
+        ruby: &Ruby,
+        rb_self: &Self,
+        namespace: String,
+        name: String,
+        version: Option<String>,
+    ) -> Result<Value, Error> {
+        let info = wait(ruby, rb_self.tasker.get_template(&namespace, &name, version.as_deref()))?;
+        ser(ruby, &info)
     }
 
     fn get_task(ruby: &Ruby, rb_self: &Self, task_uuid: String) -> Result<Value, Error> {
@@ -155,6 +177,7 @@ impl Client {
             name,
             state,
             limit,
+            ..TaskFilter::default()
         };
         let tasks = gvl::block_on(ruby, rb_self.tasker.list_tasks(&filter), || None)?.map_err(|e| raise(ruby, e))?;
         ser(ruby, &tasks)
@@ -174,6 +197,20 @@ impl Client {
         ser(ruby, &detail)
     }
 
+    fn prometheus_metrics(ruby: &Ruby, rb_self: &Self) -> Result<String, Error> {
+        gvl::block_on(ruby, rb_self.tasker.prometheus_metrics(), || None)
+    }
+
+    fn metrics(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        let snapshot = gvl::block_on(ruby, rb_self.tasker.metrics(), || None)?;
+        ser(ruby, &snapshot)
+    }
+
+    fn health(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        let report = gvl::block_on(ruby, rb_self.tasker.health(&[]), || None)?;
+        ser(ruby, &report)
+    }
+
     fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
         gvl::block_on(ruby, rb_self.tasker.close(), || None)
     }
@@ -186,7 +223,12 @@ pub fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {
     class.define_method("database", method!(Client::database, 0))?;
     class.define_method("backend", method!(Client::backend, 0))?;
     class.define_method("register_templates", method!(Client::register_templates, 1))?;
-    class.define_method("create_task", method!(Client::create_task, 10))?;
+    class.define_method("create_task", method!(Client::create_task, 12))?;
+    class.define_method("list_templates", method!(Client::list_templates, 0))?;
+    class.define_method("get_template", method!(Client::get_template, 3))?;
+    class.define_method("prometheus_metrics", method!(Client::prometheus_metrics, 0))?;
+    class.define_method("metrics", method!(Client::metrics, 0))?;
+    class.define_method("health", method!(Client::health, 0))?;
     class.define_method("get_task", method!(Client::get_task, 1))?;
     class.define_method("list_tasks", method!(Client::list_tasks, 4))?;
     class.define_method("cancel_task", method!(Client::cancel_task, 1))?;
@@ -194,5 +236,6 @@ pub fn define(ruby: &Ruby, native: magnus::RModule) -> Result<(), Error> {
     class.define_method("close", method!(Client::close, 0))?;
     crate::recovery::define(class)?;
     crate::dlq::define(class)?;
+    crate::events::define(ruby, native, class)?;
     Ok(())
 }

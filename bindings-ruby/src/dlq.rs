@@ -63,7 +63,7 @@ impl Client {
 
     fn dlq_entry(ruby: &Ruby, rb_self: &Self, entry: String) -> Result<Value, Error> {
         let entry = parse_uuid(ruby, "entry_uuid", &entry)?;
-        let found = wait(ruby, rb_self.tasker.dlq_entry(entry))?;
+        let found = wait(ruby, rb_self.tasker.get_dlq_entry(entry))?;
         ser(ruby, &found)
     }
 

@@ -53,6 +53,8 @@ fn class_for(code: &str) -> &'static str {
         "fenced" => "FencedError",
         "shut_down" => "ShutDownError",
         "worker_failed" => "WorkerFailedError",
+        "unavailable" => "UnavailableError",
+        "backpressure" => "BackpressureError",
         "invalid_argument" => "InvalidArgumentError",
         "not_serializable" | "result_too_deep" => "SerializationError",
         _ => "Error",
@@ -132,6 +134,29 @@ pub fn raise(ruby: &Ruby, e: impl Into<BindError>) -> Error {
         }
         BindError::Core(TaskerError::DlqEntryNotFound(uuid)) => {
             set("@entry_uuid", ruby.str_new(&uuid.to_string()).as_value())
+        }
+        BindError::Core(TaskerError::Unavailable {
+            resource, retry_after, ..
+        }) => {
+            set("@resource", ruby.str_new(resource).as_value());
+            set(
+                "@retry_after",
+                ruby.float_from_f64(retry_after.as_secs_f64()).as_value(),
+            );
+        }
+        BindError::Core(TaskerError::Backpressure {
+            queue,
+            depth,
+            limit,
+            retry_after,
+        }) => {
+            set("@queue", ruby.str_new(queue).as_value());
+            set("@depth", ruby.integer_from_u64(*depth).as_value());
+            set("@limit", ruby.integer_from_u64(*limit).as_value());
+            set(
+                "@retry_after",
+                ruby.float_from_f64(retry_after.as_secs_f64()).as_value(),
+            );
         }
         BindError::Json(json) => set("@path", ruby.str_new(&json.path).as_value()),
         _ => {}

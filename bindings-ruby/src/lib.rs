@@ -3,13 +3,15 @@
 //! Only conversion and error mapping live here; the Ruby API (keyword arguments, handler
 //! classes, threads, Rails) is in `lib/tasker_core/`. Modules: [`client`] (the `Tasker` handle),
 //! [`recovery`] (operator actions and step reads) and [`dlq`] (the dead-letter queue, staleness,
-//! workers) on the same class, [`worker`] (poll/complete), [`convert`] (JSON <-> Ruby), [`error`]
+//! workers) on the same class, [`events`] (the catalog, subscriber group members, fast readers,
+//! the event operator calls), [`worker`] (poll/complete), [`convert`] (JSON <-> Ruby), [`error`]
 //! (the one error mapping), [`gvl`] (waiting without the GVL).
 
 mod client;
 mod convert;
 mod dlq;
 mod error;
+mod events;
 mod gvl;
 mod recovery;
 mod worker;

@@ -185,7 +185,18 @@ impl Worker {
         metadata: Value,
     ) -> Result<(), Error> {
         let retry_after = retry_after.map(|s| duration(ruby, "retry_after", s)).transpose()?;
-        let metadata = convert::to_json(metadata, "metadata").map_err(|e| raise(ruby, e))?;
+        // Metadata with no JSON form never changes the failure (as in every language): it is
+        // replaced by a note naming the bad value, and the error type, message and retryability
+        // stay as the handler reported them.
+        let metadata = convert::to_json(metadata, "metadata").unwrap_or_else(|e| {
+            use tasker_core::outcome::error_types::{METADATA_NOT_SERIALIZABLE, METADATA_TOO_DEEP};
+            let code = if e.too_deep {
+                METADATA_TOO_DEEP
+            } else {
+                METADATA_NOT_SERIALIZABLE
+            };
+            tasker_core::outcome::dropped_metadata(code, &e.path, &e.message)
+        });
         let failure = StepFailure {
             message: lossy(message),
             error_type: lossy(error_type),
@@ -277,6 +288,7 @@ fn event_hash(ruby: &Ruby, e: &StepEvent) -> Result<RHash, Error> {
     h.aset("deadline", e.deadline.map(|d| d.to_rfc3339()))?;
     h.aset("batch", e.batch.as_ref().map(|b| convert::to_ruby(ruby, b)))?;
     h.aset("checkpoint", e.checkpoint.as_ref().map(|c| convert::to_ruby(ruby, c)))?;
+    h.aset("trace_context", e.trace_context.as_deref())?;
     Ok(h)
 }
 

@@ -3,7 +3,8 @@
 module TaskerCore
   # A connection to Tasker's database: register templates, create, read, cancel and wait for
   # tasks; recover failed work (operator actions on steps and tasks, the dead-letter queue,
-  # staleness, live workers). Thread-safe; share one per process. Made by {TaskerCore.connect}.
+  # staleness, live workers); subscribe to events and watch subscriber groups. Thread-safe; share
+  # one per process. Made by {TaskerCore.connect}.
   class Client
     # @api private
     # @return [Native::Client]
@@ -34,6 +35,25 @@ module TaskerCore
       native.register_templates(path.to_s).map { |h| h.transform_keys(&:to_sym) }
     end
 
+    # Every registered template version.
+    # @return [Array<TemplateInfo>]
+    def list_templates
+      native.list_templates.map { |h| TemplateInfo.new(h) }
+    end
+
+    # One registered template version; the highest one unless `version`.
+    # @param namespace [String]
+    # @param name [String]
+    # @param version [String, nil]
+    # @return [TemplateInfo]
+    # @raise [TemplateNotFound]
+    def get_template(namespace, name, version = nil)
+      check_string!(:namespace, namespace)
+      check_string!(:name, name)
+      check_string!(:version, version, optional: true)
+      TemplateInfo.new(native.get_template(namespace.to_s, name.to_s, version&.to_s))
+    end
+
     # Creates a task from a registered template and enqueues its first steps.
     # @param namespace [String]
     # @param name [String]
@@ -46,27 +66,46 @@ module TaskerCore
     # @param priority [Integer] higher runs first; each point is worth a second of waiting on the
     #   queue, so a low priority is never starved
     # @param idempotency_key [String, nil] creating again with the same key returns the first task
+    # @param strict_identity [Boolean] identify the task by a hash of namespace, name, version and
+    #   context instead: creating the same request again returns the first task (not combinable
+    #   with `idempotency_key`)
+    # @param traceparent [String, nil] a W3C traceparent: the task joins that trace
     # @return [Task]
     # @raise [ValidationError] naming the failing property when the context violates the schema
     # @raise [TemplateNotFound]
     def create_task(namespace:, name:, context:, version: nil, initiator: nil, source_system: nil, reason: nil,
-                    tags: [], priority: 0, idempotency_key: nil)
+                    tags: [], priority: 0, idempotency_key: nil, strict_identity: false, traceparent: nil)
       check_string!(:namespace, namespace)
       check_string!(:name, name)
-      %i[version initiator source_system reason idempotency_key].zip(
-        [version, initiator, source_system, reason, idempotency_key]
+      %i[version initiator source_system reason idempotency_key traceparent].zip(
+        [version, initiator, source_system, reason, idempotency_key, traceparent]
       ).each { |field, value| check_string!(field, value, optional: true) }
-      unless tags.is_a?(Array) && tags.all? { |t| t.is_a?(String) || t.is_a?(Symbol) }
-        raise InvalidArgumentError, "tags must be an Array of Strings, got #{tags.inspect}"
-      end
-      unless priority.is_a?(Integer) && priority.bit_length < 32
-        raise InvalidArgumentError, "priority must be a 32-bit Integer, got #{priority.inspect}"
-      end
+      check_tags_and_priority!(tags, priority)
 
       created = native.create_task(namespace.to_s, name.to_s, version&.to_s, context, initiator&.to_s,
                                    source_system&.to_s, reason&.to_s, tags.map(&:to_s), priority,
-                                   idempotency_key&.to_s)
+                                   idempotency_key&.to_s, strict_identity ? true : false, traceparent&.to_s)
       Task.new(self, created["task"], created: created["created"])
+    end
+
+    # The engine's metrics in the Prometheus text format (serve it at `/metrics`); the names are
+    # listed in docs/operations.md.
+    # @return [String]
+    def prometheus_metrics
+      native.prometheus_metrics
+    end
+
+    # The engine's metrics: `{"samples" => [{"name", "labels", "value"}, ...], ...}`.
+    # @return [Hash]
+    def metrics
+      native.metrics
+    end
+
+    # Liveness and readiness: `{"live" => true, "ready" => Boolean, "checks" => [{"name", "ok",
+    # "detail"}]}` (the database answers within 2 s, the migrations ran).
+    # @return [Hash]
+    def health
+      native.health
     end
 
     # A task with its steps and transitions.
@@ -235,8 +274,15 @@ module TaskerCore
     # @param entry_uuid [String]
     # @return [DlqEntry]
     # @raise [DlqEntryNotFound]
-    def dlq_entry(entry_uuid)
+    def get_dlq_entry(entry_uuid)
       DlqEntry.from_h(native.dlq_entry(entry_uuid.to_s))
+    end
+
+    # @deprecated Use {#get_dlq_entry} (the name every language uses); removed in the next release.
+    # @return [DlqEntry]
+    def dlq_entry(entry_uuid)
+      warn("TaskerCore::Client#dlq_entry is deprecated, use #get_dlq_entry", uplevel: 1, category: :deprecated)
+      get_dlq_entry(entry_uuid)
     end
 
     # Records a step of an investigation: a note, and with `status` the entry's new status
@@ -305,6 +351,84 @@ module TaskerCore
     end
 
     # @!endgroup
+    # @!group Events (see {Events}, {Subscriber}, {SubscriberRunner})
+
+    # Joins (creating it if needed) a durable subscriber group: the low-level API under
+    # {SubscriberRunner}. Options left nil keep the engine's defaults.
+    # @param group [String, Symbol] members of one group share its events; every group gets all
+    # @param patterns [Array<String>, String] event names to take (`task.completed`, `payment.*`, `*`)
+    # @param member_id [String, nil] this member's name (default host:pid:n)
+    # @param from_start [Boolean, nil] a group created by this join starts at the log's start
+    # @param max_attempts [Integer, nil] deliveries before an event goes to the dead letters (5)
+    # @param backoff [Numeric, nil] seconds before the second delivery, doubling after (0.2)
+    # @param max_backoff [Numeric, nil] (30)
+    # @param lease [Numeric, nil] seconds a dead member's partitions stay held (15, at least 0.3)
+    # @param poll_interval [Numeric, nil] seconds between looks for new events when idle (0.05)
+    # @param batch_size [Integer, nil] events read per partition at once (500, 1..10000)
+    # @return [EventSubscription]
+    # @raise [InvalidArgumentError] for a bad option
+    def subscribe(group:, patterns:, member_id: nil, from_start: nil, max_attempts: nil, backoff: nil, max_backoff: nil,
+                  lease: nil, poll_interval: nil, batch_size: nil)
+      check_string!(:group, group)
+      check_string!(:member_id, member_id, optional: true)
+      { max_attempts: max_attempts, batch_size: batch_size }.each do |field, value|
+        next if value.nil? || (value.is_a?(Integer) && value.positive? && value.bit_length < 32)
+
+        raise InvalidArgumentError, "#{field} must be a positive Integer, got #{value.inspect}"
+      end
+      seconds = { backoff: backoff, max_backoff: max_backoff, lease: lease, poll_interval: poll_interval }
+      seconds.each do |field, value|
+        next if value.nil? || value.is_a?(Numeric)
+
+        raise InvalidArgumentError, "#{field} must be a number of seconds, got #{value.inspect}"
+      end
+      native_sub = native.subscribe(group.to_s, Events.patterns(patterns), member_id&.to_s, from_start ? true : false,
+                                    max_attempts, *seconds.values.map { |v| v&.to_f }, batch_size)
+      EventSubscription.new(native_sub)
+    end
+
+    # Reads this process's fast events matching `patterns`: lifecycle events of the changes this
+    # process commits, and the `delivery: fast` domain events of the steps it completes. Nothing
+    # is stored; see {FastSubscription}.
+    # @param patterns [Array<String>] e.g. `"step.*"`, `"metrics.*"`
+    # @return [FastSubscription]
+    def subscribe_fast(*patterns)
+      FastSubscription.new(native.subscribe_fast(Events.patterns(*patterns)))
+    end
+
+    # Every subscriber group, with its lag and dead letters.
+    # @return [Array<EventGroupStatus>]
+    def event_groups
+      native.event_groups.map { |g| EventGroupStatus.from_h(g) }
+    end
+
+    # Events subscriber groups gave up on, newest first.
+    # @param group [String, nil] one group's (default: every group's)
+    # @param limit [Integer] at most this many (>= 1)
+    # @return [Array<EventDeadLetter>]
+    def event_dead_letters(group: nil, limit: 100)
+      check_string!(:group, group, optional: true)
+      check_integer!(:limit, limit)
+      native.event_dead_letters(group&.to_s, limit).map { |d| EventDeadLetter.from_h(d) }
+    end
+
+    # Deletes a subscriber group with its positions and members (its dead letters stay). Once no
+    # group exists, lifecycle events are no longer written (configuration `events.lifecycle`).
+    # @param group [String]
+    # @return [Boolean] whether it existed
+    def delete_event_group(group)
+      check_string!(:group, group)
+      native.delete_event_group(group.to_s)
+    end
+
+    # Stamps positions on committed events (PostgreSQL; nothing to do on SQLite), so that tools
+    # reading {#event_groups} see the log up to now. Subscribers do it as they read.
+    # @return [Integer] events stamped
+    def sequence_events
+      native.sequence_events
+    end
+
+    # @!endgroup
 
     # Closes the connection pool.
     def close
@@ -327,6 +451,15 @@ module TaskerCore
       return if value.is_a?(Integer) && value.bit_length < 64
 
       raise InvalidArgumentError, "#{field} must be a 64-bit Integer, got #{value.inspect}"
+    end
+
+    def check_tags_and_priority!(tags, priority)
+      unless tags.is_a?(Array) && tags.all? { |t| t.is_a?(String) || t.is_a?(Symbol) }
+        raise InvalidArgumentError, "tags must be an Array of Strings, got #{tags.inspect}"
+      end
+      return if priority.is_a?(Integer) && priority.bit_length < 32
+
+      raise InvalidArgumentError, "priority must be a 32-bit Integer, got #{priority.inspect}"
     end
 
     def check_string!(field, value, optional: false)

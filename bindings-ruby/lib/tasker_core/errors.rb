@@ -92,6 +92,30 @@ module TaskerCore
   # A background task of the worker died; it claims nothing more (see the message).
   class WorkerFailedError < Error; end
 
+  # The database is unreachable and the circuit breaker around it is open: the call was refused
+  # at once instead of waiting on it ({#code} "unavailable"). Nothing was written; retry after
+  # {#retry_after} seconds.
+  class UnavailableError < Error
+    # @return [String] what is unavailable ("database")
+    attr_reader :resource
+    # @return [Float] seconds until the breaker lets the next probe through
+    attr_reader :retry_after
+  end
+
+  # Creating the task would put more waiting steps on a queue than
+  # `backpressure.max_queue_depth` allows: workers are not keeping up ({#code} "backpressure").
+  # Nothing was written; retry after {#retry_after} seconds, or add workers.
+  class BackpressureError < Error
+    # @return [String] the queue at its limit
+    attr_reader :queue
+    # @return [Integer] steps waiting on it
+    attr_reader :depth
+    # @return [Integer] the configured limit
+    attr_reader :limit
+    # @return [Float] seconds until the depths are read again
+    attr_reader :retry_after
+  end
+
   # A checkpoint (or completion) came from an attempt that no longer holds its step: it timed
   # out, was re-claimed by another worker or cancelled. Nothing was stored; the handler should
   # stop, since nobody will use its result.

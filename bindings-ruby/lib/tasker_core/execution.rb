@@ -15,17 +15,54 @@ module TaskerCore
     # @param context [StepContext]
     # @return [StepResult::Success, StepResult::Failure]
     def run(entry, context)
-      StepResult.from(entry.invoke(context, context.handler_method))
+      result = StepResult.from(entry.invoke(context, context.handler_method))
+      with_events(result, context.published_events)
     rescue HandlerNotFound => e
       handler_not_found(e)
     rescue StandardError, ScriptError => e
-      StepResult.from_exception(e)
+      with_events(StepResult.from_exception(e), context.published_events)
+    end
+
+    # `result` with the events the handler published added to its metadata's "events" list
+    # (after any the metadata already lists); the rest of the metadata is kept.
+    # @param result [StepResult::Success, StepResult::Failure]
+    # @param events [Array<Hash{String => Object}>]
+    # @return [StepResult::Success, StepResult::Failure]
+    def with_events(result, events)
+      return result if events.empty?
+
+      metadata = result.metadata
+      metadata = metadata.nil? ? {} : metadata.dup
+      metadata = { "value" => result.metadata } unless metadata.is_a?(Hash)
+      listed = metadata.delete(:events) || metadata.delete("events")
+      metadata["events"] = (listed.is_a?(Array) ? listed : []) + events
+      result.with_metadata(metadata)
     end
 
     # The permanent failure recorded when no handler matches.
     def handler_not_found(error)
       StepResult::Failure.new(message: error.message, error_type: HANDLER_NOT_FOUND, retryable: false,
                               metadata: { "callable" => error.callable })
+    end
+
+    # Codes of the note that replaces a failure's metadata the engine cannot store (the same in
+    # every language; the native worker writes it through tasker_core::outcome::dropped_metadata).
+    METADATA_NOT_SERIALIZABLE = "metadata_not_serializable"
+    METADATA_TOO_DEEP = "metadata_too_deep"
+
+    # `failure` as the worker records it: metadata without a JSON form is replaced by the
+    # `{"metadata_dropped" => {"code", "path", "reason"}}` note; message, error type and
+    # retryability are kept.
+    # @param failure [StepResult::Failure]
+    # @return [StepResult::Failure]
+    def storable_failure(failure)
+      Native.json_roundtrip(failure.metadata, "metadata")
+      failure
+    rescue SerializationError => e
+      path = e.respond_to?(:path) && e.path ? e.path : "metadata"
+      code = e.respond_to?(:code) && e.code == RESULT_TOO_DEEP ? METADATA_TOO_DEEP : METADATA_NOT_SERIALIZABLE
+      reason = e.message.delete_suffix(" at #{path}")
+      failure.with_metadata({ "metadata_dropped" => { "code" => code, "path" => path, "reason" => reason } })
     end
 
     # The permanent failure recorded when a result has no JSON form (`result_not_serializable`),

@@ -22,6 +22,21 @@ module TaskerCore
   #
   # Settings left nil come from the configuration the `tasker` CLI reads (`config/tasker/base/*.toml`
   # of the app, `TASKER_<SECTION>__<KEY>` variables; see docs/configuration.md).
+  #
+  # Events:
+  #
+  #   config.tasker.subscribers << "AuditSubscriber"          # rails generate tasker:subscriber audit ...
+  #   config.tasker.events_bridge = true                      # or { group:, patterns:, delivery:, concurrency: }
+  #
+  # Each subscriber (a {Subscriber} class, or its name: then it is looked up again for every
+  # event, so it reloads in development) runs in a {SubscriberRunner} of its group, inside the
+  # Rails reloader. `events_bridge` re-publishes events on `ActiveSupport::Notifications` as
+  # `tasker.<event name>` ({NotificationsBridge}): `group` (default "<app>.notifications", e.g.
+  # "shop.notifications"; the processes of the app share its events, so each notification fires
+  # in one of them), `patterns` (default `["*"]`), `delivery` (`:durable`, the default, or
+  # `:fast` for the events of this process only, nothing stored). Both run in the processes that
+  # run the worker, unless `config.tasker.start_subscribers` says otherwise, and start before
+  # it: lifecycle events are written once a group exists.
   class Railtie < ::Rails::Railtie
     config.tasker = ActiveSupport::OrderedOptions.new
     config.tasker.database_url = nil
@@ -32,9 +47,16 @@ module TaskerCore
     config.tasker.handlers = nil
     config.tasker.start_worker = nil
     config.tasker.shutdown_timeout = Worker::DEFAULT_SHUTDOWN_TIMEOUT
+    # Subscriber classes (or class names) to run; see the class docs.
+    config.tasker.subscribers = []
+    # nil (off), true, or a Hash: group, patterns, delivery (:durable or :fast), concurrency.
+    config.tasker.events_bridge = nil
+    # nil: wherever the worker runs (start_worker?).
+    config.tasker.start_subscribers = nil
 
     generators do
       require_relative "../generators/tasker/step_handler/step_handler_generator"
+      require_relative "../generators/tasker/subscriber/subscriber_generator"
     end
 
     initializer "tasker.logger" do
@@ -49,6 +71,12 @@ module TaskerCore
       # The worker this process runs, if any.
       # @return [Worker, nil]
       attr_reader :worker
+
+      # The subscriber runners this process runs (the events bridge's first, when configured).
+      # @return [Array<SubscriberRunner>]
+      def subscriber_runners
+        @subscriber_runners || []
+      end
 
       # A client for the configured database (connected on first use), to create tasks from
       # controllers and jobs.
@@ -69,9 +97,20 @@ module TaskerCore
         ::Rails.const_defined?(:Server, false)
       end
 
+      # Whether this process should run the subscribers and the events bridge: the
+      # `start_subscribers` setting, else like {start_worker?}.
+      # @return [Boolean]
+      def start_subscribers?(opts = options)
+        explicit = opts&.start_subscribers
+        return explicit ? true : false unless explicit.nil?
+
+        start_worker?(opts)
+      end
+
       # @api private
       def boot(app)
         @app = app
+        boot_subscribers(app) if start_subscribers?
         return unless start_worker?
 
         paths = Array(options.template_paths || default_template_paths(app))
@@ -92,6 +131,48 @@ module TaskerCore
       end
 
       private
+
+      def boot_subscribers(app)
+        reloader = app.reloader
+        common = { shutdown_timeout: options.shutdown_timeout, logger: TaskerCore.logger,
+                   around: ->(_event, &run) { reloader.wrap(&run) } }
+        runners = []
+        bridge = bridge_options(app)
+        if bridge
+          require_relative "notifications_bridge"
+          runners << SubscriberRunner.new(client, NotificationsBridge, **common, **bridge)
+        end
+        Array(options.subscribers).each { |s| runners << subscriber_runner(s, common) }
+        @subscriber_runners = runners.each(&:start)
+        runners.each { |r| TaskerCore.logger.info("tasker: subscriber #{r.group || 'fast'} on #{r.patterns.join(', ')}") }
+      end
+
+      def subscriber_runner(subscriber, common)
+        return SubscriberRunner.new(client, subscriber, **common) unless subscriber.is_a?(String) || subscriber.is_a?(Symbol)
+
+        klass = subscriber.to_s.constantize
+        SubscriberRunner.new(client, ->(event) { subscriber.to_s.constantize.new.call(event) },
+                             group: klass.group, patterns: klass.patterns, **klass.subscription_options, **common)
+      end
+
+      def bridge_options(app)
+        given = options.events_bridge
+        return nil unless given
+
+        given = given == true ? {} : given.to_h.transform_keys(&:to_sym)
+        unknown = given.keys - %i[group patterns delivery concurrency max_attempts]
+        raise InvalidArgumentError, "config.tasker.events_bridge: unknown key(s) #{unknown.join(', ')}" unless unknown.empty?
+
+        delivery = (given[:delivery] || :durable).to_s
+        unless %w[durable fast].include?(delivery)
+          raise InvalidArgumentError, "config.tasker.events_bridge delivery must be :durable or :fast, got #{delivery}"
+        end
+
+        app_name = app.class.name.to_s.split("::").first.to_s.underscore
+        { group: given[:group] || "#{app_name.empty? ? 'rails' : app_name}.notifications",
+          patterns: given[:patterns] || ["*"], fast: delivery == "fast", concurrency: given[:concurrency],
+          max_attempts: given[:max_attempts] }
+      end
 
       def options
         @app&.config&.tasker || ::Rails.application&.config&.tasker

@@ -28,6 +28,10 @@ module TaskerCore
     attr_reader :checkpoint
     # @api private
     attr_reader :event_id, :handler_method
+    # The attempt's W3C traceparent when traces are exported (`telemetry.enabled`): extract it
+    # with your OpenTelemetry SDK's propagator and your spans nest under the attempt's; nil
+    # otherwise.
+    attr_reader :trace_context
 
     alias task_context input
     alias initialization config
@@ -39,7 +43,7 @@ module TaskerCore
     def initialize(task_uuid:, step_uuid:, step_name:, input: {}, config: {}, dependency_results: {},
                    attempt: 1, max_attempts: 1, namespace: nil, task_name: nil, task_version: nil,
                    correlation_id: nil, handler_name: nil, handler_method: "call", deadline: nil, event_id: nil,
-                   cancelled: false, batch: nil, checkpoint: nil)
+                   cancelled: false, batch: nil, checkpoint: nil, trace_context: nil)
       @task_uuid = task_uuid
       @step_uuid = step_uuid
       @step_name = step_name
@@ -59,6 +63,8 @@ module TaskerCore
       @cancelled = cancelled
       @batch = batch
       @checkpoint = checkpoint
+      @trace_context = trace_context
+      @published = nil
     end
 
     # @api private
@@ -75,7 +81,7 @@ module TaskerCore
         task_name: event["task_name"], task_version: event["task_version"],
         correlation_id: event["correlation_id"], handler_name: event["callable"],
         handler_method: event["method"], deadline: deadline && Time.iso8601(deadline), event_id: event["event_id"],
-        cancelled: cancelled, batch: batch, checkpoint: checkpoint
+        cancelled: cancelled, batch: batch, checkpoint: checkpoint, trace_context: event["trace_context"]
       )
     end
 
@@ -87,6 +93,36 @@ module TaskerCore
       c = @cancelled
       c = c.call if c.respond_to?(:call)
       c ? true : false
+    end
+
+    # Publishes a domain event with this attempt's outcome. The template must declare it
+    # (`domain_events:`) and list it in this step's `publishes_events:`; the engine checks the
+    # payload against the declared schema and publishes the event when the step's `condition`
+    # (success, failure or always) holds for the attempt's outcome: durable events in the
+    # transaction that records it, fast ones after. An undeclared event fails the step for good
+    # (`event_not_declared`), and so does a payload that breaks its schema (`event_payload_invalid`).
+    #
+    #   context.publish("payment.charged", { "amount" => 42, "currency" => "EUR" })
+    #
+    # The events go into the outcome's metadata (`"events" => [{"name", "payload"}]`, beside the
+    # handler's own metadata) whatever the handler returns or raises.
+    # @param name [String, Symbol] a dotted lowercase name, like "payment.charged"
+    # @param payload [Hash] JSON data (Symbol keys become Strings)
+    # @return [nil]
+    # @raise [InvalidArgumentError] for a name that is not a non-empty String or Symbol
+    def publish(name, payload = {})
+      unless (name.is_a?(String) || name.is_a?(Symbol)) && !name.to_s.empty?
+        raise InvalidArgumentError, "event name must be a non-empty String, got #{name.inspect}"
+      end
+
+      (@published ||= []) << { "name" => name.to_s, "payload" => payload.nil? ? {} : payload }
+      nil
+    end
+
+    # The events {#publish}ed in this attempt so far, oldest first.
+    # @return [Array<Hash{String => Object}>] `{"name" => ..., "payload" => ...}`
+    def published_events
+      (@published || []).dup
     end
 
     # The result of the dependency called `name`, or nil when there is none.

@@ -23,6 +23,13 @@ module TaskerCore
         { status: "success", result: result, metadata: metadata }
       end
 
+      # The same result with other metadata.
+      # @param metadata [Hash]
+      # @return [Success]
+      def with_metadata(metadata)
+        Success.new(result: result, metadata: metadata)
+      end
+
       # The decision this result carries (`decision_point_outcome`), or nil.
       # @return [Decision, nil]
       def decision
@@ -33,6 +40,12 @@ module TaskerCore
       # @return [Batches, nil]
       def batches
         Batches.from(result)
+      end
+
+      # The domain events published with this attempt (metadata "events"), as `{"name", "payload"}`.
+      # @return [Array<Hash>]
+      def published_events
+        StepResult.published_events(metadata)
       end
 
       def inspect
@@ -73,9 +86,30 @@ module TaskerCore
           retry_after: retry_after, backtrace: backtrace, metadata: metadata }
       end
 
+      # The same failure with other metadata.
+      # @param metadata [Hash]
+      # @return [Failure]
+      def with_metadata(metadata)
+        Failure.new(message: message, error_type: error_type, retryable: retryable?, retry_after: retry_after,
+                    backtrace: backtrace, metadata: metadata)
+      end
+
+      # The domain events published with this attempt (metadata "events"), as `{"name", "payload"}`.
+      # @return [Array<Hash>]
+      def published_events
+        StepResult.published_events(metadata)
+      end
+
       def inspect
         "#<TaskerCore::StepResult::Failure #{error_type}: #{message} retryable=#{retryable?}>"
       end
+    end
+
+    # @api private
+    # The "events" list of a result's metadata.
+    def self.published_events(metadata)
+      list = metadata.is_a?(Hash) ? (metadata["events"] || metadata[:events]) : nil
+      list.is_a?(Array) ? list : []
     end
 
     # Turns what a handler returned into a result: a {Success} or {Failure} as is, anything

@@ -169,7 +169,7 @@ module TaskerCore
     #   lost leases, and every attempt before an operator's {Client#reset_step}
     attr_reader :free_attempts
     # @return [Object, nil] the handler's result once complete
-    attr_reader :result
+    attr_reader :results
     # @return [Hash, nil] the last failure: "message", "error_type", "retryable", "attempt",
     #   and "retry_after_seconds" / "backtrace" / "metadata" when set
     attr_reader :last_error
@@ -187,7 +187,13 @@ module TaskerCore
     attr_reader :next_retry_at, :created_at, :first_attempted_at, :last_attempted_at, :completed_at
 
     alias step_uuid uuid
-    alias results result
+
+    # @deprecated Use {#results} (the name every language uses); removed in the next release.
+    # @return [Object, nil]
+    def result
+      warn("TaskerCore::Step#result is deprecated, use #results", uplevel: 1, category: :deprecated)
+      results
+    end
 
     # @api private
     def initialize(s)
@@ -199,7 +205,7 @@ module TaskerCore
       @max_attempts = s["max_attempts"]
       @free_attempts = s["free_attempts"] || 0
       @retryable = s["retryable"]
-      @result = s["results"]
+      @results = s["results"]
       @last_error = s["last_error"]
       @dependencies = s["dependencies"]
       @created_by = s["created_by"]
@@ -259,6 +265,53 @@ module TaskerCore
 
     def inspect
       "#<TaskerCore::Transition #{step_name || 'task'} #{from_state.inspect} -> #{to_state} (#{event})>"
+    end
+  end
+end
+
+module TaskerCore
+  # A registered template version ({Client#list_templates}, {Client#get_template}).
+  class TemplateInfo
+    # @return [String]
+    attr_reader :namespace, :name, :version
+    # @return [String, nil]
+    attr_reader :description
+    # @return [Array<String>] step names, in template order
+    attr_reader :steps
+    # @return [Array<String>] the queues its steps are dispatched to
+    attr_reader :queues
+    # @return [String, nil] the file it was registered from, when it came from one
+    attr_reader :source_path
+    # @return [Time]
+    attr_reader :registered_at
+    # @return [Hash{String => Object}] the whole template (after the environment merge), as stored
+    attr_reader :definition
+
+    # @api private
+    def initialize(info)
+      @namespace = info["namespace"]
+      @name = info["name"]
+      @version = info["version"]
+      @description = info["description"]
+      @steps = info["steps"]
+      @queues = info["queues"]
+      @source_path = info["source_path"]
+      @registered_at = TaskerCore.parse_time(info["registered_at"])
+      @definition = info["definition"]
+    end
+
+    # @return [Hash{Symbol => Object}]
+    def to_h
+      { namespace: namespace, name: name, version: version, description: description, steps: steps,
+        queues: queues, source_path: source_path, registered_at: registered_at, definition: definition }
+    end
+
+    def ==(other)
+      other.is_a?(TemplateInfo) && other.to_h == to_h
+    end
+
+    def inspect
+      "#<TaskerCore::TemplateInfo #{namespace}/#{name}@#{version}>"
     end
   end
 end

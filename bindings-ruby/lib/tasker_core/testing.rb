@@ -125,7 +125,8 @@ module TaskerCore
 
     # Runs a handler the way a worker does and returns what the worker would record: exceptions
     # become failures, a result without a JSON form becomes a `result_not_serializable` failure,
-    # and a successful result is normalised (String keys).
+    # a failure's metadata without one is replaced by the `metadata_dropped` note (the failure
+    # itself is kept), and a successful result is normalised (String keys).
     # @param handler [Class, #call, String] a handler class, callable, or registered name
     # @param context [StepContext]
     # @return [StepResult::Success, StepResult::Failure]
@@ -136,7 +137,7 @@ module TaskerCore
                 HandlerRegistry::Entry.new(handler.respond_to?(:name) ? handler.name.to_s : "handler", handler)
               end
       result = Execution.run(entry, context)
-      return result unless result.success?
+      return Execution.storable_failure(result) unless result.success?
 
       begin
         StepResult::Success.new(result: Native.json_roundtrip(result.result),
@@ -146,6 +147,43 @@ module TaskerCore
       end
     rescue HandlerNotFound => e
       Execution.handler_not_found(e)
+    end
+
+    # Builds an {Event} as a subscriber would receive it. The payload defaults to the catalog's
+    # example for a system event, and to `{}` for a domain event; data goes through the JSON
+    # conversion a real event went through (String keys).
+    #
+    #   event = build_event("task.completed", task_uuid: task.uuid)
+    #   run_subscriber(Audit, event)
+    #
+    # @param name [String] e.g. "task.completed" or "payment.charged"
+    # @param payload [Hash, nil]
+    # @param attempt [Integer] the delivery attempt (1 is the first)
+    # @param delivery [String] "durable" or "fast"
+    # @param fields further envelope fields (`task_uuid:`, `step_uuid:`, `namespace:`, ...)
+    # @return [Event]
+    def build_event(name, payload: nil, attempt: 1, delivery: "durable", **fields)
+      info = Events.event_info(name)
+      payload = info&.example || {} if payload.nil?
+      step = info.nil? || info.category == "step"
+      envelope = {
+        "event_id" => SecureRandom.uuid, "name" => name.to_s, "category" => info&.category || "domain",
+        "occurred_at" => Time.now.utc.iso8601(6), "task_uuid" => SecureRandom.uuid,
+        "step_uuid" => step ? SecureRandom.uuid : nil, "correlation_id" => SecureRandom.uuid,
+        "namespace" => "test", "task_name" => "test_task", "task_version" => "1.0.0",
+        "payload" => payload, "delivery" => delivery.to_s, "position" => delivery.to_s == "durable" ? 1 : nil
+      }
+      Event.from_h(Native.json_roundtrip(envelope.merge(fields.transform_keys(&:to_s)), "event"),
+                   attempt: delivery.to_s == "durable" ? attempt : nil)
+    end
+
+    # Calls a subscriber with `event` as a {SubscriberRunner} would (a class is instantiated);
+    # what the handler raises is raised here (a runner would fail the delivery with it).
+    # @param subscriber [Class<Subscriber>, Subscriber, #call]
+    # @param event [Event]
+    # @return [Object] what the handler method returned
+    def run_subscriber(subscriber, event)
+      (subscriber.is_a?(Class) ? subscriber.new : subscriber).call(event)
     end
 
     # Include in a test class or RSpec example group.
@@ -164,6 +202,14 @@ module TaskerCore
 
       def recorded_checkpoints(context)
         Testing.recorded_checkpoints(context)
+      end
+
+      def build_event(name, **kwargs)
+        Testing.build_event(name, **kwargs)
+      end
+
+      def run_subscriber(subscriber, event)
+        Testing.run_subscriber(subscriber, event)
       end
     end
   end

@@ -6,7 +6,7 @@ require "tasker_core"
 module TaskerCore
   module Testing
     # Minitest assertions for handler results (`assert_step_decision`, `assert_step_batches` for
-    # decision and batchable steps), included into `Minitest::Test` together with
+    # decision and batchable steps, `assert_event_published` for domain events), included into `Minitest::Test` together with
     # {Helpers} (`build_step_context`, `run_handler`). `actual` may be a {StepResult} or a
     # handler's raw return value (a Hash counts as a success).
     #
@@ -72,6 +72,16 @@ module TaskerCore
         r = StepResult.from(actual)
         assert(r.failure? && r.error_type == expected.to_s,
                message(msg) { "Expected a failure of type #{expected.inspect}, got #{r.inspect}" })
+      end
+
+      # The handler published the domain event `name` (with exactly `payload`, when given,
+      # Symbol and String keys alike). Returns the published payload.
+      def assert_event_published(name, actual, payload = nil, msg = nil)
+        events = StepResult.from(actual).published_events.map { |e| Native.json_roundtrip(e) }
+        found = events.find { |e| e["name"] == name.to_s }
+        assert(found, message(msg) { "Expected #{name} to be published, got #{events.inspect}" })
+        assert_equal(Native.json_roundtrip(payload), found["payload"], msg) unless payload.nil?
+        found["payload"]
       end
     end
   end

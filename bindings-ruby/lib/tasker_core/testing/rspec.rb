@@ -14,6 +14,7 @@ module TaskerCore
     #   expect(result).to be_retryable
     #   expect(result).to choose_steps("auto_approve")     # or choose_no_branches
     #   expect(result).to have_batches(worker: "process_batch", count: 3)   # or have_no_batches
+    #   expect(result).to have_published_event("payment.charged", "amount" => 5)
     module Matchers
       extend RSpec::Matchers::DSL
 
@@ -128,6 +129,23 @@ module TaskerCore
           @result.success? && @result.batches&.no_batches?
         end
         failure_message { |_| "expected no_batches, got #{Matchers.describe_outcome(@result)}" }
+      end
+
+      # A result (success or failure) whose handler published the domain event `name`, optionally
+      # with a payload matching `payload` (a Hash, or a matcher like `include("amount" => 5)`).
+      #   expect(run_handler(ChargeCard, context)).to have_published_event("payment.charged", include("amount" => 5))
+      matcher :have_published_event do |name, payload = nil|
+        match do |actual|
+          @events = Matchers.result_of(actual).published_events.map { |e| Matchers.normalize(e) }
+          @events.any? do |e|
+            e["name"] == name.to_s && (payload.nil? || values_match?(Matchers.normalize(payload), e["payload"]))
+          end
+        end
+        failure_message do |_|
+          wanted = payload.nil? ? name.to_s : "#{name} with #{RSpec::Support::ObjectFormatter.format(payload)}"
+          "expected the handler to publish #{wanted}, it published #{RSpec::Support::ObjectFormatter.format(@events)}"
+        end
+        failure_message_when_negated { |_| "expected the handler not to publish #{name}" }
       end
 
       matcher :have_error_type do |expected|

@@ -1,71 +1,64 @@
 # frozen_string_literal: true
 
+require "open3"
 require "rails/generators"
 require "rails/generators/named_base"
 
 module Tasker
   module Generators
-    # `rails generate tasker:step_handler payments/charge_card` creates
-    # app/step_handlers/payments/charge_card_handler.rb (Payments::ChargeCardHandler) and its spec.
-    # Reference it from a template as `handler: { callable: Payments::ChargeCardHandler }`.
+    # `rails generate tasker:step_handler payments/charge_card [--type decision]` creates
+    # app/step_handlers/payments/charge_card_handler.rb (Payments::ChargeCardHandler) and
+    # spec/step_handlers/payments/charge_card_handler_spec.rb. Reference it from a template as
+    # `handler: { callable: Payments::ChargeCardHandler }`.
+    #
+    # The files are written by `tasker generate handler --language ruby`, the tasker CLI (found
+    # as $TASKER_CLI, else `tasker` on PATH): its templates are the only ones, so a handler is
+    # the same whichever entry point wrote it.
     class StepHandlerGenerator < ::Rails::Generators::NamedBase
-      source_root File.expand_path("templates", __dir__)
-      desc "Creates a Tasker step handler class and its RSpec spec."
+      TYPES = %w[standard decision batchable batch_worker].freeze
 
-      def create_handler
-        template "handler.rb.tt", File.join("app/step_handlers", class_path, "#{file_name}_handler.rb")
+      desc "Creates a Tasker step handler class and its RSpec spec (through `tasker generate handler`)."
+      class_option :type, type: :string, default: "standard", enum: TYPES,
+                          desc: "The step type the handler serves: #{TYPES.join(', ')}"
+
+      # A failure of the CLI is an error (exit status 1), not a warning.
+      def self.exit_on_failure?
+        true
       end
 
-      def create_spec
-        template "handler_spec.rb.tt", File.join("spec/step_handlers", class_path, "#{file_name}_handler_spec.rb")
-      end
+      def create_handler_and_spec
+        if behavior == :revoke
+          revoke_files
+          return
+        end
+        out, err, status = run_cli
+        raise Thor::Error, "#{tasker_cli} generate handler failed: #{err.strip}" unless status.success?
 
-      def explain
-        say "Use it in a task template as:  handler: { callable: #{handler_class_name} }"
+        say out
       end
 
       private
 
-      def handler_class_name
-        "#{class_name}Handler"
+      def tasker_cli
+        ENV.fetch("TASKER_CLI", "tasker")
       end
 
-      def modules
-        class_path.map(&:camelize)
+      def cli_arguments
+        ["generate", "handler", file_path, "--language", "ruby", "--type", options[:type],
+         "--dir", destination_root, "--handlers-dir", "app/step_handlers", "--tests-dir", "spec/step_handlers"]
       end
 
-      def handler_path
-        File.join("app/step_handlers", class_path, "#{file_name}_handler")
+      def run_cli
+        Open3.capture3(tasker_cli, *cli_arguments)
+      rescue SystemCallError => e
+        raise Thor::Error, "cannot run the tasker CLI (#{tasker_cli}): #{e.message}; put `tasker` on PATH " \
+                           "or set TASKER_CLI to its path (cargo build -p tasker-cli builds it)"
       end
 
-      def rails_helper?
-        File.exist?(File.join(destination_root, "spec", "rails_helper.rb"))
-      end
-
-      def handler_class_body
-        <<~RUBY
-          # Step handler #{handler_class_name}.
-          #
-          # context.input                     the task's context (a Hash with String keys)
-          # context.dependency_result(name)   the result of an earlier step
-          # config                            the step's handler.initialization from the template
-          #
-          # Return success(result: {...}) or a Hash. Raise TaskerCore::PermanentError to fail
-          # without retrying, or TaskerCore::RetryableError.new(msg, retry_after: seconds) to retry
-          # later; any other exception is retried per the template's retry policy.
-          class #{file_name.camelize}Handler < TaskerCore::StepHandler::Base
-            def call(context)
-              success(result: { "step" => context.step_name })
-            end
-          end
-        RUBY
-      end
-
-      # Nested `module ... end` lines around `body`, indented.
-      def wrap_in_modules(body)
-        modules.reverse.inject(body) do |inner, mod|
-          "module #{mod}\n#{inner.gsub(/^(?=.)/, '  ')}end\n"
-        end
+      # `rails destroy tasker:step_handler NAME`: the two files the generator wrote.
+      def revoke_files
+        remove_file File.join("app/step_handlers", class_path, "#{file_name}_handler.rb")
+        remove_file File.join("spec/step_handlers", class_path, "#{file_name}_handler_spec.rb")
       end
     end
   end

@@ -1,0 +1,145 @@
+# frozen_string_literal: true
+
+require "socket"
+require "uri"
+require "spec_helper"
+
+# Backpressure on task creation and the circuit breaker around PostgreSQL, from Ruby
+# (docs/operations.md). The breaker example puts a TCP proxy between the client and the server and
+# cuts it, as when the server goes away.
+
+# A TCP proxy to host:port that can be cut (its connections closed, new ones dropped at once).
+class CuttableProxy
+  attr_reader :port
+
+  def initialize(host, port)
+    @server = TCPServer.new("127.0.0.1", 0)
+    @port = @server.addr[1]
+    @up = true
+    @sockets = Queue.new
+    @acceptor = Thread.new { accept_loop(host, port) }
+  end
+
+  def cut
+    @up = false
+    @sockets.pop.close until @sockets.empty?
+  end
+
+  def restore
+    @up = true
+  end
+
+  def close
+    cut
+    @acceptor.kill
+    @server.close
+  end
+
+  private
+
+  def accept_loop(host, port)
+    loop do
+      client = @server.accept
+      next client.close unless @up
+
+      upstream = TCPSocket.new(host, port)
+      [client, upstream].each { |s| @sockets << s }
+      pipe(client, upstream)
+      pipe(upstream, client)
+    end
+  rescue IOError, SystemCallError
+    nil
+  end
+
+  def pipe(source, target)
+    Thread.new do
+      IO.copy_stream(source, target)
+    rescue IOError, SystemCallError
+      nil
+    ensure
+      [source, target].each { |s| s.close unless s.closed? }
+    end
+  end
+end
+
+RSpec.describe "resilience" do
+  # Runs the block until it returns something truthy, for at most `seconds`.
+  def eventually(seconds, what)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
+    loop do
+      result = yield
+      return result if result
+      raise RSpec::Expectations::ExpectationNotMetError, "#{what}: not within #{seconds}s" if
+        Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.02
+    end
+  end
+
+  def with_env(vars)
+    vars.each { |k, v| ENV[k] = v }
+    yield
+  ensure
+    vars.each_key { |k| ENV.delete(k) }
+  end
+
+  each_backend do
+    it "refuses creation beyond the queue limit with BackpressureError" do
+      limited = with_env("TASKER_BACKPRESSURE__MAX_QUEUE_DEPTH" => "2", "TASKER_BACKPRESSURE__REFRESH_MS" => "10") do
+        TaskerCore.connect(database_url: database_url)
+      end
+      ns = register_fixture(limited, "single.yaml")
+      2.times { limited.create_task(namespace: ns, name: "single_workflow", context: {}) }
+      sleep 0.02
+      expect { limited.create_task(namespace: ns, name: "single_workflow", context: {}) }
+        .to raise_error(TaskerCore::BackpressureError) { |e|
+          expect([e.code, e.queue, e.depth, e.limit]).to eq(["backpressure", ns, 2, 2])
+          expect(e.retry_after).to be_between(0.0, 1.0).exclusive
+        }
+      expect(limited.list_tasks(namespace: ns).size).to eq(2)
+    ensure
+      limited&.close
+    end
+
+    it "fails fast with UnavailableError while PostgreSQL is away, and recovers" do
+      skip "SQLite has no breaker" unless backend == "postgres"
+
+      server = URI(database_url)
+      proxy = CuttableProxy.new(server.host, server.port || 5432)
+      via = URI(database_url)
+      via.host = "127.0.0.1"
+      via.port = proxy.port
+      client = with_env(
+        "TASKER_DATABASE__LISTEN" => "false", "TASKER_DATABASE__ACQUIRE_TIMEOUT_MS" => "500",
+        "TASKER_CIRCUIT_BREAKER__FAILURE_THRESHOLD" => "2", "TASKER_CIRCUIT_BREAKER__COOL_DOWN_MS" => "300"
+      ) { TaskerCore.connect(database_url: via.to_s) }
+      ns = register_fixture(client, "single.yaml")
+      task = client.create_task(namespace: ns, name: "single_workflow", context: {})
+      proxy.cut
+      refused = eventually(20, "the breaker opens") do
+        client.get_task(task.task_uuid)
+        nil
+      rescue TaskerCore::UnavailableError => e
+        e
+      rescue TaskerCore::Error
+        nil
+      end
+      expect([refused.code, refused.resource]).to eq(%w[unavailable database])
+      expect(refused.retry_after).to be <= 0.3
+      health = client.health
+      expect(health["ready"]).to be(false)
+      expect(health["checks"].find { |c| c["name"] == "circuit_breaker" }).to include("ok" => false)
+
+      proxy.restore
+      eventually(20, "the breaker closes") do
+        client.get_task(task.task_uuid)
+      rescue TaskerCore::Error
+        nil
+      end
+      expect(client.health["ready"]).to be(true)
+    ensure
+      client&.close
+      proxy&.close
+    end
+  end
+end
