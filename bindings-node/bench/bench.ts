@@ -80,7 +80,7 @@ async function w2(databaseUrl: string): Promise<W2> {
     reason: 'benchmark',
   };
   // Warm-up.
-  await Promise.all(Array.from({ length: 20 }, async () => (await client.createTask(request)).wait({ timeoutMs: 60_000 })));
+  await Promise.all(Array.from({ length: 20 }, async () => (await client.createTask(request)).wait({ timeout: 60 })));
 
   finalSteps = 0;
   target = TASKS;
@@ -104,7 +104,7 @@ async function w2(databaseUrl: string): Promise<W2> {
   }
   const wallS = Number(process.hrtime.bigint() - start) / 1e9;
   if (process.env.BENCH_VERBOSE) console.log(`  handlers done after ${handlersDoneS.toFixed(2)} s, all complete after ${wallS.toFixed(2)} s`);
-  await worker.stop({ timeoutMs: 5_000 });
+  await worker.stop({ timeout: 5 });
   await client.close();
   rmSync(dir, { recursive: true, force: true });
   return { wallS, stepsPerS: (TASKS * 4) / wallS };

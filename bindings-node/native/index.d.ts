@@ -32,6 +32,12 @@ export declare class NativeClient {
   static connect(databaseUrl?: string | undefined | null, maxConnections?: number | undefined | null): Promise<NativeClient>
   /** The database, without credentials. */
   get database(): string
+  /** `"sqlite"` or `"postgres"`. */
+  get backend(): string
+  /** Every registered template version; resolves to a JSON list of template infos. */
+  listTemplates(): Promise<string>
+  /** One registered template version (the highest without `version`); resolves to JSON. */
+  getTemplate(namespace: string, name: string, version?: string | undefined | null): Promise<string>
   /** Registers every template in a file or directory; resolves to JSON of what was registered. */
   registerTemplates(path: string): Promise<string>
   /** Creates a task from JSON arguments; resolves to `{"task": TaskSummary, "created": bool}`. */
@@ -44,8 +50,35 @@ export declare class NativeClient {
   cancelTask(taskUuid: string): Promise<string>
   /** Waits for a terminal state; resolves to JSON of the `TaskDetail`. */
   waitForTask(taskUuid: string, timeoutMs: number): Promise<string>
+  /** The engine's metrics in the Prometheus text format. */
+  prometheusMetrics(): Promise<string>
+  /** Resolves to JSON of the engine's metrics snapshot. */
+  metrics(): Promise<string>
+  /** Resolves to JSON of the health report (liveness, readiness, checks). */
+  health(): Promise<string>
   /** Closes the connection pool. */
   close(): Promise<void>
+  /** Joins (creating if needed) a durable subscriber group, from JSON options. */
+  subscribe(optionsJson: string): Promise<NativeSubscription>
+  /** Reads this process's fast events matching `patterns`. */
+  subscribeFast(patterns: Array<string>): NativeFastSubscription
+  /** Every subscriber group with its lag; resolves to JSON of `EventGroupStatus[]`. */
+  eventGroups(): Promise<string>
+  /**
+   * Events subscribers gave up on (one group's, or every group's); resolves to JSON of
+   * `EventDeadLetter[]`.
+   */
+  eventDeadLetters(group: string | undefined | null, limit: number): Promise<string>
+  /**
+   * Deletes a subscriber group with its cursors and members (its dead letters stay);
+   * resolves to whether it existed.
+   */
+  deleteEventGroup(group: string): Promise<boolean>
+  /**
+   * Stamps positions on committed events (PostgreSQL; nothing on SQLite); resolves to how
+   * many.
+   */
+  sequenceEvents(): Promise<number>
   /**
    * Sends an `error` (or stuck `waiting_for_retry` / `enqueued`) step back to `pending`;
    * resolves to JSON of its `StepDetail`.
@@ -95,6 +128,47 @@ export declare class NativeClient {
   listWorkers(): Promise<string>
 }
 
+/**
+ * A reader of this process's fast broadcast (lifecycle events of the changes it commits, the
+ * fast domain events of its completions). Nothing is stored or retried.
+ */
+export declare class NativeFastSubscription {
+  /**
+   * Waits up to `timeoutMs` for the next matching event; resolves to its JSON, or `null`
+   * when none came (or the reader is closed).
+   */
+  next(timeoutMs: number): Promise<string | null>
+  /** Events skipped because this reader fell more than the broadcast's buffer behind. */
+  get missed(): number
+  /** Stops receiving (a `next` already waiting returns when its timeout ends). */
+  close(): void
+}
+
+/**
+ * A member of a durable subscriber group. Every delivery handed out by `poll` must be
+ * acknowledged (`ack`) or failed (`fail`): the next event of its partition waits for that.
+ */
+export declare class NativeSubscription {
+  /**
+   * Waits up to `timeoutMs` for deliveries; resolves to a JSON array of at most `max` of
+   * them (`[]` when none came). Rejects once the subscription is closed or stopped.
+   */
+  poll(max: number, timeoutMs: number): Promise<string>
+  /** The delivery was handled. Never waits for the database. */
+  ack(deliveryId: number): void
+  /**
+   * The handler failed with `error`: retried after a backoff, or moved to the group's dead
+   * letters after `maxAttempts`. Never waits for the database.
+   */
+  fail(deliveryId: number, error: string): void
+  /** Records acknowledged positions, gives the partitions back and leaves the group. */
+  close(): Promise<void>
+  /** The group's name. */
+  get group(): string
+  /** This member's name in the group. */
+  get memberId(): string
+}
+
 /** A running worker of the core. Every event handed out by `poll` must be completed once. */
 export declare class NativeWorker {
   /**
@@ -137,6 +211,24 @@ export declare class NativeWorker {
    */
   shutdown(timeoutMs: number): Promise<string>
 }
+
+/**
+ * The catalog of system events: JSON of `EventInfo[]` (name, category, description,
+ * payload_schema, example).
+ */
+export declare function eventCatalog(): string
+
+/** JSON Schema of the envelope every event travels in. */
+export declare function eventEnvelopeSchema(): string
+
+/** JSON of the catalog entry of `name`, or `null` for a name outside the catalog. */
+export declare function eventInfo(name: string): string | null
+
+/**
+ * Whether `name` matches `pattern` (exact, `*` for any run of characters), as the core
+ * routes events.
+ */
+export declare function eventPatternMatches(pattern: string, name: string): boolean
 
 /**
  * Diagnostics for the benchmark: the binding hop of one step without the queue and the

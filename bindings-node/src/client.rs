@@ -37,6 +37,9 @@ struct CreateTaskArgs {
     #[serde(default)]
     priority: i32,
     idempotency_key: Option<String>,
+    #[serde(default)]
+    strict_identity: bool,
+    traceparent: Option<String>,
 }
 
 /// `listTasks` filter.
@@ -98,6 +101,40 @@ impl NativeClient {
         self.tasker.database().to_owned()
     }
 
+    /// `"sqlite"` or `"postgres"`.
+    #[napi(getter)]
+    pub fn backend(&self) -> String {
+        self.tasker.backend().as_str().to_owned()
+    }
+
+    /// Every registered template version; resolves to a JSON list of template infos.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn list_templates<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let tasker = self.tasker.clone();
+        spawn(env, async move {
+            to_json(&tasker.list_templates().await.map_err(from_core)?)
+        })
+    }
+
+    /// One registered template version (the highest without `version`); resolves to JSON.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn get_template<'e>(
+        &self,
+        env: &'e Env,
+        namespace: String,
+        name: String,
+        version: Option<String>,
+    ) -> napi::Result<Object<'e>> {
+        let tasker = self.tasker.clone();
+        spawn(env, async move {
+            let info = tasker
+                .get_template(&namespace, &name, version.as_deref())
+                .await
+                .map_err(from_core)?;
+            to_json(&info)
+        })
+    }
+
     /// Registers every template in a file or directory; resolves to JSON of what was registered.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn register_templates<'e>(&self, env: &'e Env, path: String) -> napi::Result<Object<'e>> {
@@ -125,6 +162,8 @@ impl NativeClient {
                 tags: args.tags,
                 priority: args.priority,
                 idempotency_key: args.idempotency_key,
+                strict_identity: args.strict_identity,
+                traceparent: args.traceparent,
             };
             let created = tasker.create_task(request).await.map_err(from_core)?;
             to_json(&created)
@@ -163,6 +202,7 @@ impl NativeClient {
             name: args.name,
             state,
             limit: args.limit,
+            ..TaskFilter::default()
         };
         let tasker = self.tasker.clone();
         spawn(env, async move {
@@ -189,6 +229,27 @@ impl NativeClient {
         spawn(env, async move {
             to_json(&tasker.wait_for_task(uuid, timeout).await.map_err(from_core)?)
         })
+    }
+
+    /// The engine's metrics in the Prometheus text format.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn prometheus_metrics<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let tasker = self.tasker.clone();
+        spawn(env, async move { Ok(tasker.prometheus_metrics().await) })
+    }
+
+    /// Resolves to JSON of the engine's metrics snapshot.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn metrics<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let tasker = self.tasker.clone();
+        spawn(env, async move { to_json(&tasker.metrics().await) })
+    }
+
+    /// Resolves to JSON of the health report (liveness, readiness, checks).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn health<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let tasker = self.tasker.clone();
+        spawn(env, async move { to_json(&tasker.health(&[]).await) })
     }
 
     /// Closes the connection pool.

@@ -56,6 +56,7 @@ pub(crate) fn from_core(e: TaskerError) -> napi::Error {
             namespace,
             name,
             version,
+            ..
         } => {
             details["namespace"] = json!(namespace);
             details["name"] = json!(name);
@@ -69,6 +70,23 @@ pub(crate) fn from_core(e: TaskerError) -> napi::Error {
         TaskerError::DlqEntryNotFound(uuid) => details["entryUuid"] = json!(uuid),
         TaskerError::Timeout(d) => details["timeoutMs"] = json!(d.as_millis()),
         TaskerError::UnknownEvent(id) => details["eventId"] = json!(id),
+        TaskerError::Unavailable {
+            resource, retry_after, ..
+        } => {
+            details["resource"] = json!(resource);
+            details["retryAfterMs"] = json!(retry_after.as_millis());
+        }
+        TaskerError::Backpressure {
+            queue,
+            depth,
+            limit,
+            retry_after,
+        } => {
+            details["queue"] = json!(queue);
+            details["depth"] = json!(depth);
+            details["limit"] = json!(limit);
+            details["retryAfterMs"] = json!(retry_after.as_millis());
+        }
         _ => {}
     }
     native_error(details)

@@ -13,9 +13,11 @@
 mod client;
 mod config;
 mod error;
+mod events;
 mod promise;
 mod recovery;
 mod worker;
 
 pub use client::NativeClient;
+pub use events::{NativeFastSubscription, NativeSubscription};
 pub use worker::NativeWorker;

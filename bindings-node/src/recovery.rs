@@ -268,7 +268,7 @@ impl NativeClient {
         let uuid = parse_uuid("entryUuid", &entry_uuid)?;
         let tasker = self.tasker.clone();
         spawn(env, async move {
-            to_json(&tasker.dlq_entry(uuid).await.map_err(from_core)?)
+            to_json(&tasker.get_dlq_entry(uuid).await.map_err(from_core)?)
         })
     }
 

@@ -124,13 +124,13 @@ for (const backend of backends()) {
     });
 
     after(async () => {
-      await worker?.stop({ timeoutMs: 5_000 });
+      await worker?.stop({ timeout: 5 });
       await h?.close();
     });
 
     test('2,500 items in batches of 1,000: three workers, and the convergence sums them all', async () => {
       const task = await h.createTask('nd_batch', 'batch_sum', { total: 2500, batch_size: 1000 });
-      const done = await task.wait({ timeoutMs: 60_000 });
+      const done = await task.wait({ timeout: 60 });
       assert.equal(done.state, 'complete', explain(done));
       const instances = ['process_batch_001', 'process_batch_002', 'process_batch_003'];
       assert.deepEqual(done.result('aggregate'), { instances, count: 2500, sum: sumBelow(2500) });
@@ -161,7 +161,7 @@ for (const backend of backends()) {
 
     test('no items: no_batches gives one no-op worker, and the convergence still runs', async () => {
       const task = await h.createTask('nd_batch', 'batch_sum', { total: 0, batch_size: 1000 });
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('analyze'), { total: 0, batch_processing_outcome: { type: 'no_batches' } });
       const workers = done.steps.filter((s) => s.batch !== null);
@@ -181,7 +181,7 @@ for (const backend of backends()) {
         batch_size: 1000,
         fail: { instance: 'process_batch_002', at: 1500 },
       } satisfies Input);
-      const done = await task.wait({ timeoutMs: 60_000 });
+      const done = await task.wait({ timeout: 60 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('aggregate'), {
         instances: ['process_batch_001', 'process_batch_002', 'process_batch_003'],
@@ -209,7 +209,7 @@ for (const backend of backends()) {
 
     test('a worker that is no batch_worker of the template fails the batchable step, creating nothing', async () => {
       const task = await h.createTask('nd_batch', 'batch_sum', { total: 10, batch_size: 5, worker: 'aggregate' } satisfies Input);
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'error', explain(done));
       const analyzeStep = done.step('analyze');
       assert.equal(analyzeStep?.lastError?.errorType, 'invalid_batch_outcome');
@@ -225,7 +225,7 @@ for (const backend of backends()) {
     test('a checkpoint from an attempt that timed out is refused as fenced', async () => {
       fencedSeen = deferred<unknown>();
       const task = await h.createTask('nd_batch', 'batch_fenced', { total: 10, batch_size: 10 });
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'error', explain(done));
       assert.equal(done.step('slow_batch_001')?.lastError?.errorType, 'timeout');
       const seen = await fencedSeen.promise;

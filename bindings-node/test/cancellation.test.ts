@@ -41,7 +41,7 @@ for (const backend of backends()) {
     });
 
     afterEach(async () => {
-      await Promise.all(workers.splice(0).map((w) => w.stop({ timeoutMs: 1_000 })));
+      await Promise.all(workers.splice(0).map((w) => w.stop({ timeout: 1 })));
     });
 
     after(async () => {
@@ -54,7 +54,7 @@ for (const backend of backends()) {
       const worker = new Worker(h.client, { queues: [h.ns('nd_hard')], handlers: { 'NodeHard.Loops': looper(seen) } });
       workers.push(worker);
       await worker.start();
-      const done = await (await h.createTask('nd_hard', 'cancel_on_timeout', {})).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_hard', 'cancel_on_timeout', {})).wait({ timeout: 30 });
       assert.equal(done.state, 'error', explain(done));
       const step = done.step('loops');
       assert.equal(step?.attempts, 1);
@@ -78,7 +78,7 @@ for (const backend of backends()) {
       const started = Date.now();
       while (seen.before === undefined && Date.now() - started < 30_000) await sleep(10);
       assert.equal(seen.before, false);
-      const report = await worker.stop({ timeoutMs: 300 });
+      const report = await worker.stop({ timeout: 0.3 });
       assert.deepEqual(report, { released: 0, abandoned: 1 });
       await Promise.race([became.promise, sleep(GIVE_UP_AFTER_MS).then(() => assert.fail('ctx.signal never aborted'))]);
       assert.ok(seen.reason instanceof ShutDownError);

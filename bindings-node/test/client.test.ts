@@ -157,14 +157,14 @@ for (const backend of backends()) {
       const cancelled = await task.cancel();
       assert.equal(cancelled.state, 'cancelled');
       assert.equal(cancelled.isTerminal, true);
-      const detail = await task.wait({ timeoutMs: 5_000 });
+      const detail = await task.wait({ timeout: 5 });
       assert.ok(detail.steps.every((s) => s.state === 'cancelled'));
       await assert.rejects(h.client.cancelTask(task.uuid), IllegalTransitionError);
     });
 
     test('waiting without a worker times out with a TimeoutError', async () => {
       const task = await h.createTask('nd_life', 'gated', {});
-      await assert.rejects(task.wait({ timeoutMs: 100 }), (e: unknown) => e instanceof TimeoutError && e.code === 'timeout');
+      await assert.rejects(task.wait({ timeout: 0.1 }), (e: unknown) => e instanceof TimeoutError && e.code === 'timeout');
       await task.cancel();
     });
 
@@ -186,7 +186,7 @@ for (const backend of backends()) {
       const cases: Array<[Record<string, unknown>, string]> = [
         [{ namespace: '' }, 'namespace'],
         [{ initiator: 7 }, 'initiator'],
-        [{ sourceSystem: undefined }, 'sourceSystem'],
+        [{ sourceSystem: 42 }, 'sourceSystem'],
         [{ priority: 1.5 }, 'priority'],
         [{ tags: ['ok', 3] }, 'tags[1]'],
         [{ context: undefined }, 'context'],

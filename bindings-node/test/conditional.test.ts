@@ -53,14 +53,14 @@ for (const backend of backends()) {
     });
 
     after(async () => {
-      await worker?.stop({ timeoutMs: 5_000 });
+      await worker?.stop({ timeout: 5 });
       await h?.close();
     });
 
     /** Runs one request and checks what every routing must satisfy. */
     async function route(context: Request, chosen: string[]): Promise<TaskDetail> {
       const task = await h.createTask('nd_approval', 'approval_routing', context);
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       const names = done.steps.map((s) => s.name);
       assert.deepEqual(
@@ -122,7 +122,7 @@ for (const backend of backends()) {
 
     test('a name that is no branch of the decision fails it permanently, naming the name', async () => {
       const task = await h.createTask('nd_approval', 'approval_routing', { amount: 1, requester: 'x', route_to: ['auto_approve', 'ceo_signoff'] });
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'error', explain(done));
       const decision = done.step('routing_decision');
       assert.equal(decision?.state, 'error');

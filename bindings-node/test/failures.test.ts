@@ -90,12 +90,12 @@ for (const backend of backends()) {
     });
 
     after(async () => {
-      await worker?.stop({ timeoutMs: 5_000 });
+      await worker?.stop({ timeout: 5 });
       await h?.close();
     });
 
     test('a retryable failure is retried until it succeeds', async () => {
-      const done = await (await h.createTask('nd_fail', 'flaky', {})).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_fail', 'flaky', {})).wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       const step = done.step('flaky_step');
       assert.equal(step?.attempts, 3);
@@ -104,7 +104,7 @@ for (const backend of backends()) {
     });
 
     test('a PermanentError fails the step at once', async () => {
-      const done = await (await h.createTask('nd_fail', 'permanent', {})).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_fail', 'permanent', {})).wait({ timeout: 30 });
       assert.equal(done.state, 'error');
       const step = done.step('permanent_step');
       assert.equal(step?.state, 'error');
@@ -116,7 +116,7 @@ for (const backend of backends()) {
     });
 
     test('retries run out: the step and the task end in error', async () => {
-      const done = await (await h.createTask('nd_fail', 'exhaust', {})).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_fail', 'exhaust', {})).wait({ timeout: 30 });
       assert.equal(done.state, 'error');
       const step = done.step('exhaust_step');
       assert.equal(step?.state, 'error');
@@ -128,7 +128,7 @@ for (const backend of backends()) {
 
     test('retryAfter overrides the template backoff (60 s) and is honoured', async () => {
       const task = await h.createTask('nd_fail', 'retry_after', {});
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.equal(done.step('retry_after_step')?.attempts, 2);
       const log = retryAfterLog.get(task.uuid);
@@ -140,7 +140,7 @@ for (const backend of backends()) {
     test('a rejected promise and thrown non-Error values become failures, never a crash', async () => {
       const modes = ['reject', 'string', 'object', 'null', 'undefined'];
       const tasks = await Promise.all(modes.map((mode) => h.createTask('nd_fail', 'thrown', { mode })));
-      const done = await Promise.all(tasks.map((t) => t.wait({ timeoutMs: 30_000 })));
+      const done = await Promise.all(tasks.map((t) => t.wait({ timeout: 30 })));
       const errors = done.map((d) => {
         assert.equal(d.state, 'error');
         return d.step('thrown_step')?.lastError;
@@ -156,13 +156,13 @@ for (const backend of backends()) {
       assert.equal(errors[4]?.message, 'handler threw a non-Error value: undefined');
       for (const e of errors) assert.equal(e?.retryable, true);
       // The worker still serves.
-      const ok = await (await h.createTask('nd_fail', 'thrown', { mode: 'fine' })).wait({ timeoutMs: 30_000 });
+      const ok = await (await h.createTask('nd_fail', 'thrown', { mode: 'fine' })).wait({ timeout: 30 });
       assert.equal(ok.state, 'complete');
       assert.deepEqual(ok.result('thrown_step'), { mode: 'fine' });
     });
 
     test('bad handlers fail their own steps clearly; the others complete', async () => {
-      const done = await (await h.createTask('nd_bad', 'bad_input', {})).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_bad', 'bad_input', {})).wait({ timeout: 30 });
       assert.equal(done.state, 'error');
       const missing = done.step('missing_handler');
       assert.equal(missing?.state, 'error');
@@ -186,7 +186,7 @@ for (const backend of backends()) {
       // And the worker keeps serving other tasks.
       const next = await (
         await h.createTask('nd_bad', 'process_order', { order_id: 7, customer: { email: 'a@b.c' } })
-      ).wait({ timeoutMs: 30_000 });
+      ).wait({ timeout: 30 });
       assert.equal(next.state, 'complete');
     });
 

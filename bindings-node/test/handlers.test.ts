@@ -203,9 +203,12 @@ describe('results that are not JSON', () => {
     assertFailure(await runHandler(() => () => 1), { errorType: 'result_not_serializable', message: /function is not a JSON value/ });
   });
 
-  test('failure metadata that is not JSON does not crash either', async () => {
+  test('failure metadata that is not JSON does not crash either: the failure stands, the metadata becomes a note', async () => {
     const r = await runHandler(() => StepResult.failure({ message: 'x', metadata: { big: 1n } }));
-    assertFailure(r, { errorType: 'result_not_serializable', message: /metadata\.big is a BigInt/ });
+    assertFailure(r, { errorType: 'StepFailure', message: 'x' });
+    const note = (r.error?.metadata as { metadata_dropped: { code: string; path: string; reason: string } }).metadata_dropped;
+    assert.deepEqual([note.code, note.path], ['metadata_not_serializable', 'metadata.big']);
+    assert.match(note.reason, /a BigInt/);
   });
 
   test('toJSON is honoured (Dates become strings)', async () => {

@@ -32,7 +32,7 @@ for (const backend of backends()) {
     });
 
     afterEach(async () => {
-      await Promise.all(workers.splice(0).map((w) => w.stop({ timeoutMs: 1_000 })));
+      await Promise.all(workers.splice(0).map((w) => w.stop({ timeout: 1 })));
     });
 
     after(async () => {
@@ -74,7 +74,7 @@ for (const backend of backends()) {
         2,
       );
       await worker.start();
-      const done = await (await h.createTask('nd_life', 'fan', {})).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_life', 'fan', {})).wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.equal(peak, 2);
       assert.equal(worker.stats.started, 4);
@@ -96,7 +96,7 @@ for (const backend of backends()) {
       const task = await h.createTask('nd_life', 'gated', {});
       await started.promise;
       assert.equal(worker.inFlight, 1);
-      const stopping = worker.stop({ timeoutMs: 10_000 });
+      const stopping = worker.stop({ timeout: 10 });
       await sleep(100);
       released = true;
       gate.resolve();
@@ -104,7 +104,7 @@ for (const backend of backends()) {
       assert.ok(released, 'stop() resolved only after the handler finished');
       assert.deepEqual(report, { released: 0, abandoned: 0 });
       assert.equal(worker.isRunning, false);
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('gated_step'), { drained: true });
     });
@@ -124,7 +124,7 @@ for (const backend of backends()) {
       await stuck.start();
       const task = await h.createTask('nd_life', 'gated', {});
       await started.promise;
-      const report = await stuck.stop({ timeoutMs: 200 });
+      const report = await stuck.stop({ timeout: 0.2 });
       assert.deepEqual(report, { released: 0, abandoned: 1 });
       assert.ok(aborted instanceof Error, 'ctx.signal aborted for the abandoned handler');
       gate.resolve(); // its late completion is ignored, not a crash
@@ -132,7 +132,7 @@ for (const backend of backends()) {
 
       const rescuer = newWorker({ 'NodeLife.Gated': (ctx) => ({ rescuedOnAttempt: ctx.attempt }) });
       await rescuer.start();
-      const done = await task.wait({ timeoutMs: 60_000 });
+      const done = await task.wait({ timeout: 60 });
       assert.equal(done.state, 'complete', explain(done));
       const step = done.step('gated_step');
       assert.ok((step?.attempts ?? 0) >= 2, 'the abandoned attempt counts');
@@ -151,7 +151,7 @@ for (const backend of backends()) {
         },
       });
       await worker.start();
-      const done = await (await h.createTask('nd_life', 'deadline', {})).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_life', 'deadline', {})).wait({ timeout: 30 });
       assert.equal(done.state, 'error', explain(done));
       const step = done.step('deadline_step');
       assert.equal(step?.lastError?.errorType, 'timeout');
@@ -179,7 +179,7 @@ for (const backend of backends()) {
         child.kill('SIGTERM');
         const [code, signal] = await exited;
         assert.deepEqual([code, signal], [null, 'SIGTERM'], `the signal is re-raised after the stop; output:\n${out}`);
-        const done = await task.wait({ timeoutMs: 30_000 });
+        const done = await task.wait({ timeout: 30 });
         assert.equal(done.state, 'complete', explain(done));
         assert.deepEqual(done.result('gated_step'), { finishedAfterSigterm: true });
         assert.equal(done.step('gated_step')?.attempts, 1, 'drained, not abandoned and retried');
@@ -194,7 +194,7 @@ for (const backend of backends()) {
       await assert.rejects(w.start(), /stopped/);
       const w2 = newWorker({ 'NodeLife.Gated': () => ({}) });
       await w2.start();
-      const [a, b] = await Promise.all([w2.stop({ timeoutMs: 100 }), w2.stop({ timeoutMs: 100 })]);
+      const [a, b] = await Promise.all([w2.stop({ timeout: 0.1 }), w2.stop({ timeout: 0.1 })]);
       assert.deepEqual(a, b);
     });
   });

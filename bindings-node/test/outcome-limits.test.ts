@@ -52,8 +52,8 @@ for (const backend of backends()) {
       });
       await worker.start();
       try {
-        const done = await (await h.createTask('nd_hard', 'single', {})).wait({ timeoutMs: 30_000 });
-        const good = await (await h.createTask('nd_hard', 'single', { good: true })).wait({ timeoutMs: 30_000 });
+        const done = await (await h.createTask('nd_hard', 'single', {})).wait({ timeout: 30 });
+        const good = await (await h.createTask('nd_hard', 'single', { good: true })).wait({ timeout: 30 });
         assert.equal(good.state, 'complete', explain(good));
         assert.deepEqual(good.result('only'), { good: true });
         assert.ok(worker.isRunning);
@@ -61,7 +61,7 @@ for (const backend of backends()) {
         assert.ok(step !== undefined);
         return step;
       } finally {
-        await worker.stop({ timeoutMs: 5_000 });
+        await worker.stop({ timeout: 5 });
       }
     }
 

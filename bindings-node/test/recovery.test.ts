@@ -90,13 +90,13 @@ for (const backend of backends()) {
 
     after(async () => {
       for (const letGo of holds.values()) letGo();
-      await worker?.stop({ timeoutMs: 5_000 });
+      await worker?.stop({ timeout: 5 });
       await h?.close();
     });
 
     /** A task of `name` that ended in `error`. */
     async function failedTask(name: string, context: Record<string, unknown> = {}): Promise<TaskDetail> {
-      const done = await (await h.createTask('nd_recovery', name, context)).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_recovery', name, context)).wait({ timeout: 30 });
       assert.equal(done.state, 'error', explain(done));
       return done;
     }
@@ -147,7 +147,7 @@ for (const backend of backends()) {
       const audit = step.transitions.find((t) => t.event === 'complete_manually');
       assert.deepEqual(audit?.metadata, { by: 'alice', reason: 'fixed upstream', metadata: { ticket: 'OPS-1' } });
 
-      const done = await h.client.waitForTask(failed.uuid, { timeoutMs: 30_000 });
+      const done = await h.client.waitForTask(failed.uuid, { timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('c'), { received: { b: { manual: 42 } } });
       // Re-opened on the way, audited with who and why.
@@ -209,7 +209,7 @@ for (const backend of backends()) {
       const audit = reset.transitions.find((t) => t.event === 'reset');
       assert.deepEqual(audit?.metadata, { by: 'bob', reason: 'deployed the fix' });
 
-      const done = await h.client.waitForTask(failed.uuid, { timeoutMs: 30_000 });
+      const done = await h.client.waitForTask(failed.uuid, { timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.equal(done.step('b')?.attempts, 3, 'attempt numbers keep growing across a reset');
       assert.deepEqual(done.result('b'), { fixed: true, attempt: 3 });
@@ -223,7 +223,7 @@ for (const backend of backends()) {
       const failed = await failedTask('chain');
       const step = await h.client.resolveStepManually(failed.uuid, 'b', { by: 'carol', reason: 'not needed this time' });
       assert.equal(step.state, 'resolved_manually');
-      const done = await h.client.waitForTask(failed.uuid, { timeoutMs: 30_000 });
+      const done = await h.client.waitForTask(failed.uuid, { timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.equal(done.step('b')?.state, 'resolved_manually');
       assert.equal(done.step('c')?.state, 'complete');
@@ -240,7 +240,7 @@ for (const backend of backends()) {
       const task = await h.client.retryTask(failed.uuid, { by: 'dave', reason: 'both fixed' });
       assert.equal(task.uuid, failed.uuid);
       assert.ok(!task.isTerminal || task.state === 'complete', task.state);
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.equal(done.failedSteps, 0);
       assert.deepEqual(done.result('d'), {
@@ -278,7 +278,7 @@ for (const backend of backends()) {
       await until('s runs', async () => running.has(task.uuid) && (await h.client.getStep(task.uuid, 's')).state === 'in_progress');
       const s = await h.client.cancelStep(task.uuid, 's', { by: 'frank', reason: 'no longer wanted' });
       assert.equal(s.state, 'cancelled');
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'complete', `cancelled steps count as done: ${explain(done)}`);
       assert.equal(done.step('t')?.state, 'cancelled');
       // The running attempt finishes now: fenced off, nothing changes.
@@ -450,7 +450,7 @@ for (const backend of backends()) {
       );
       // Resolving the step lets the task complete, which closes the open entry.
       await h.client.resolveStepManually(permanent.uuid, 'b', { by: 'ivy', reason: 'skip it' });
-      assert.equal((await h.client.waitForTask(permanent.uuid, { timeoutMs: 30_000 })).state, 'complete');
+      assert.equal((await h.client.waitForTask(permanent.uuid, { timeout: 30 })).state, 'complete');
       const closedAgain = await h.client.getDlqEntry(again.entryUuid);
       assert.equal(closedAgain.status, 'manually_resolved');
       assert.equal(closedAgain.resolvedBy, 'ivy');
@@ -529,7 +529,7 @@ for (const backend of backends()) {
       await other.start();
       const listed = (await h.client.listWorkers()).find((w) => w.workerId === `${workerId}-other`);
       assert.equal(listed?.live, true);
-      await other.stop({ timeoutMs: 1_000 });
+      await other.stop({ timeout: 1 });
       const stopped = (await h.client.listWorkers()).find((w) => w.registrationUuid === listed?.registrationUuid);
       assert.equal(stopped?.live, false);
       assert.ok(stopped?.stoppedAt instanceof Date);

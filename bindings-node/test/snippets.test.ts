@@ -5,11 +5,17 @@
  */
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 
 import { aggregate, analyze, processBatch } from '../../docs/snippets/typescript/batch.js';
 import { finalizeApproval, routingDecision } from '../../docs/snippets/typescript/conditional.js';
-import { assertSuccess, batchesOf, buildStepContext, checkpointsOf, chosenSteps, runHandler } from '../ts/testing.js';
+import { chargeCard, Ledger } from '../../docs/snippets/typescript/events.js';
+import { computeTotal, validateOrder } from '../../docs/snippets/typescript/getting_started.js';
+import { connect, type Event, Worker } from '../ts/index.js';
+import { routeMethod } from '../ts/subscriber.js';
+import { assertFailure, assertSuccess, batchesOf, buildStepContext, checkpointsOf, chosenSteps, runHandler } from '../ts/testing.js';
+import { sqliteUrl } from './helpers.js';
 
 describe('docs snippets: conditional workflows', () => {
   test('routingDecision chooses by amount, or nothing', async () => {
@@ -55,5 +61,76 @@ describe('docs snippets: batches', () => {
   test('aggregate sums the instances', async () => {
     const ctx = { dependencyResults: { process_batch_001: { count: 2, sum: 1 }, process_batch_002: { count: 1, sum: 2 } } };
     assertSuccess(await runHandler(aggregate, ctx), { count: 3, sum: 3 });
+  });
+});
+
+describe('docs snippets: events', () => {
+  test('chargeCard publishes payment.charged with its result', async () => {
+    const ctx = buildStepContext({ input: { amount: 12.5 } });
+    const result = await runHandler(chargeCard, ctx);
+    assert.deepEqual(result.metadata?.events, [{ name: 'payment.charged', payload: { amount: 12.5 } }]);
+    assert.deepEqual(ctx.publishedEvents.map((e) => e.name), ['payment.charged']);
+  });
+
+  test('Ledger books a charge once and notes failed tasks', () => {
+    const event = (name: string, eventId: string, payload: Record<string, unknown>): Event => ({
+      eventId,
+      name,
+      category: name.startsWith('task.') ? 'task' : 'domain',
+      occurredAt: new Date(),
+      taskUuid: 't1',
+      stepUuid: null,
+      correlationId: null,
+      namespace: 'payments',
+      taskName: 'checkout',
+      taskVersion: '1.0.0',
+      payload,
+      delivery: 'durable',
+      position: 1,
+    });
+    const ledger = new Ledger();
+    const charged = event('payment.charged', 'e1', { amount: 5 });
+    ledger.handlePaymentCharged(charged);
+    ledger.handlePaymentCharged(charged); // redelivered
+    ledger.handleTaskFailed(event('task.failed', 'e2', {}));
+    assert.deepEqual([...ledger.booked], [['e1', 5]]);
+    assert.deepEqual([...ledger.failedTasks], ['t1']);
+    assert.equal(routeMethod('payment.charged'), 'handlePaymentCharged');
+    assert.equal(routeMethod('step.retry_scheduled'), 'handleStepRetryScheduled');
+  });
+});
+
+describe('docs snippets: getting started', () => {
+  test('getting_started.ts runs as docs/getting-started-typescript.md says', async () => {
+    const client = connect({ databaseUrl: sqliteUrl() });
+    await client.registerTemplates(join(__dirname, '..', '..', 'docs', 'snippets', 'getting_started.yaml'));
+    const worker = new Worker(client, { queues: ['getting_started'], handlers: [validateOrder, computeTotal] });
+    await worker.start();
+    try {
+      const task = await client.createTask({
+        namespace: 'getting_started',
+        name: 'order_total',
+        context: { order_id: 7, items: [{ price: 10, quantity: 3 }] },
+      });
+      const done = await task.wait({ timeout: 30 });
+      assert.equal(done.state, 'complete');
+      assert.deepEqual(done.result('compute_total'), { order_id: 7, total: 36 });
+    } finally {
+      await worker.stop({ timeout: 5 });
+      await client.close();
+    }
+  });
+
+  test('getting_started.ts handlers run without a database', async () => {
+    assertFailure(await runHandler(validateOrder, { input: { order_id: 1, items: [{ price: 1, quantity: 101 }] } }), {
+      errorType: 'quantity_too_large',
+      retryable: false,
+    });
+    const ctx = {
+      input: { order_id: 7, items: [{ price: 10, quantity: 3 }] },
+      dependencyResults: { validate_order: { order_id: 7, lines: 1 } },
+      config: { tax_rate: 0.2 },
+    };
+    assertSuccess(await runHandler(computeTotal, ctx), { order_id: 7, total: 36 });
   });
 });

@@ -143,7 +143,7 @@ for (const backend of backends()) {
     });
 
     after(async () => {
-      await worker?.stop({ timeoutMs: 5_000 });
+      await worker?.stop({ timeout: 5 });
       await h?.close();
     });
 
@@ -151,7 +151,7 @@ for (const backend of backends()) {
       const task = await h.createTask('nd_linear', 'linear_math', { even_number: 6 });
       assert.equal(task.created, true);
       assert.equal(task.totalSteps, 4);
-      const done = await task.wait({ timeoutMs: 30_000 });
+      const done = await task.wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('linear_step_1'), { value: 36 });
       assert.deepEqual(done.result('linear_step_2'), { value: 1296 });
@@ -163,7 +163,7 @@ for (const backend of backends()) {
     });
 
     test('diamond: both branches see the start, the end sees both branches', async () => {
-      const done = await (await h.createTask('nd_diamond', 'diamond_math', { n: 5 })).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_diamond', 'diamond_math', { n: 5 })).wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('diamond_branch_b'), { value: 10 });
       assert.deepEqual(done.result('diamond_branch_c'), { value: 15 });
@@ -171,7 +171,7 @@ for (const backend of backends()) {
     });
 
     test('tree: leaves derive from their parent, finalize sums all four', async () => {
-      const done = await (await h.createTask('nd_tree', 'tree_math', { n: 2 })).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_tree', 'tree_math', { n: 2 })).wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('tree_left'), { value: 3 });
       assert.deepEqual(done.result('tree_right'), { value: 6 });
@@ -182,7 +182,7 @@ for (const backend of backends()) {
     });
 
     test('mixed DAG: seven steps converge with the right values', async () => {
-      const done = await (await h.createTask('nd_mixed', 'mixed_dag_math', { n: 4 })).wait({ timeoutMs: 30_000 });
+      const done = await (await h.createTask('nd_mixed', 'mixed_dag_math', { n: 4 })).wait({ timeout: 30 });
       assert.equal(done.state, 'complete', explain(done));
       assert.deepEqual(done.result('dag_validate'), { valid: true, value: 15 });
       assert.deepEqual(done.result('dag_transform'), { value: 80 });
@@ -195,7 +195,7 @@ for (const backend of backends()) {
       const tasks = await Promise.all(
         Array.from({ length: 10 }, (_, i) => h.createTask('nd_diamond', 'diamond_math', { n: i })),
       );
-      const done = await Promise.all(tasks.map((t) => t.wait({ timeoutMs: 60_000 })));
+      const done = await Promise.all(tasks.map((t) => t.wait({ timeout: 60 })));
       done.forEach((d, i) => {
         assert.equal(d.state, 'complete', explain(d));
         assert.deepEqual(d.result('diamond_end'), { value: i * 2 + i + 10, inputs: { b: i * 2, c: i + 10 } });

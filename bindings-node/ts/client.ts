@@ -10,6 +10,17 @@ import { NativeClient } from '../native/index.js';
 import { InvalidArgumentError, native, nativeSync } from './errors.js';
 import { describe, findUnserializable, stringifyStrict } from './util.js';
 import {
+  checkPatterns,
+  type EventDeadLetter,
+  type EventGroupStatus,
+  EventSubscription,
+  FastSubscription,
+  subscriptionJson,
+  type SubscriptionOptions,
+  toEventDeadLetter,
+  toEventGroupStatus,
+} from './events.js';
+import {
   DLQ_REASONS,
   DLQ_STATUSES,
   type DlqEntry,
@@ -24,6 +35,7 @@ import {
   type TaskHealth,
   type TaskState,
   type TaskSummary,
+  type TemplateInfo,
   type Transition,
   TERMINAL_TASK_STATES,
   toDlqEntry,
@@ -33,6 +45,7 @@ import {
   toStepDetail,
   toTaskHealth,
   toTaskSummary,
+  toTemplateInfo,
   toTransition,
   toWorkerInfo,
   type WorkerInfo,
@@ -63,12 +76,12 @@ export interface CreateTaskRequest {
   version?: string;
   /** The task's input, validated against the template's `input_schema`. */
   context: unknown;
-  /** Who asked for the task (a user, a service). */
-  initiator: string;
+  /** Who asked for the task (a user, a service). Optional, as in every language. */
+  initiator?: string;
   /** The system the request came from. */
-  sourceSystem: string;
+  sourceSystem?: string;
   /** Why the task exists. */
-  reason: string;
+  reason?: string;
   tags?: string[];
   /**
    * Higher runs first: each point is worth a second of waiting on the queue (so a low priority
@@ -77,6 +90,27 @@ export interface CreateTaskRequest {
   priority?: number;
   /** Creating twice with the same key returns the first task (`created === false`). */
   idempotencyKey?: string;
+  /**
+   * Identify the task by a hash of namespace, name, version and context instead: creating the
+   * same request twice returns the first task. Not combinable with `idempotencyKey`.
+   */
+  strictIdentity?: boolean;
+  /** A W3C `traceparent` (e.g. from `propagation.inject`): the task joins that trace. */
+  traceparent?: string;
+}
+
+/** What {@link Client.metrics} returns: every series of the engine's metrics. */
+export interface MetricsSnapshot {
+  samples: { name: string; labels: [string, string][]; value: Record<string, unknown> }[];
+  start: { secs_since_epoch: number; nanos_since_epoch: number };
+  taken: { secs_since_epoch: number; nanos_since_epoch: number };
+}
+
+/** What {@link Client.health} returns. */
+export interface HealthReport {
+  live: boolean;
+  ready: boolean;
+  checks: { name: string; ok: boolean; detail: string }[];
 }
 
 /** Filter of {@link Client.listTasks}. */
@@ -90,7 +124,13 @@ export interface ListTasksFilter {
 
 /** Options of {@link Task.wait}. */
 export interface WaitOptions {
-  /** Give up after this long (default 60 000 ms) with a `TimeoutError`. */
+  /** Give up after this many seconds (default 60) with a `TimeoutError`; seconds, as in every language. */
+  timeout?: number;
+  /**
+   * Give up after this many milliseconds.
+   *
+   * @deprecated Use `timeout` (seconds, the unit every language uses); removed in the next release.
+   */
   timeoutMs?: number;
 }
 
@@ -147,6 +187,14 @@ export interface AddToDlqOptions {
   note: string;
 }
 
+/** Options of {@link Client.eventDeadLetters}. */
+export interface EventDeadLettersOptions {
+  /** Only this subscriber group's (default: every group's). */
+  group?: string;
+  /** At most this many, newest first (default 100). */
+  limit?: number;
+}
+
 /** Options of {@link Client.stalenessReport}. */
 export interface StalenessReportOptions {
   /**
@@ -158,7 +206,7 @@ export interface StalenessReportOptions {
   limit?: number;
 }
 
-const DEFAULT_WAIT_MS = 60_000;
+const DEFAULT_WAIT_SECONDS = 60;
 const DEFAULT_DLQ_QUEUE_LIMIT = 20;
 const DEFAULT_STALENESS_LIMIT = 100;
 const MAX_COUNT = 2 ** 32 - 1;
@@ -204,7 +252,7 @@ export class Task implements TaskSummary {
   /**
    * Waits until the task reaches a terminal state and returns it with its steps.
    *
-   * @throws TimeoutError when `timeoutMs` passes first
+   * @throws TimeoutError when `timeout` (seconds) passes first
    */
   wait(options: WaitOptions = {}): Promise<TaskDetail> {
     return this.#client.waitForTask(this.uuid, options);
@@ -247,6 +295,29 @@ export class TaskDetail extends Task {
   result<T = JsonValue>(name: string): T | null {
     return (this.step(name)?.results ?? null) as T | null;
   }
+}
+
+let warnedTimeoutMs = false;
+
+/** The wait's timeout in milliseconds (what the native layer takes), from `timeout` in seconds or the deprecated `timeoutMs`. */
+function waitTimeoutMs(options: WaitOptions): number {
+  requireOptions('options', options);
+  if (options.timeout !== undefined && options.timeoutMs !== undefined) {
+    throw new InvalidArgumentError('timeout', 'give either timeout (seconds) or the deprecated timeoutMs, not both');
+  }
+  if (options.timeoutMs !== undefined) {
+    if (!warnedTimeoutMs) {
+      warnedTimeoutMs = true;
+      process.emitWarning('WaitOptions.timeoutMs is deprecated; use timeout (seconds, the unit every language uses)', 'DeprecationWarning');
+    }
+    requireNumber('timeoutMs', options.timeoutMs, false, false);
+    if (options.timeoutMs < 0) throw new InvalidArgumentError('timeoutMs', `must not be negative, got ${options.timeoutMs}`);
+    return options.timeoutMs;
+  }
+  const seconds = options.timeout ?? DEFAULT_WAIT_SECONDS;
+  requireNumber('timeout', seconds, false, false);
+  if (seconds < 0) throw new InvalidArgumentError('timeout', `must not be negative, got ${seconds}`);
+  return seconds * 1000;
 }
 
 function requireString(path: string, value: unknown, optional = false): void {
@@ -336,9 +407,52 @@ export class Client {
     return (await this.nativeClient()).database;
   }
 
+  /** The engine's metrics in the Prometheus text format (serve it at `/metrics`). */
+  async prometheusMetrics(): Promise<string> {
+    const c = await this.nativeClient();
+    return native(() => c.prometheusMetrics());
+  }
+
+  /** The engine's metrics: `{ samples: [{ name, labels, value }], start, taken }`. */
+  async metrics(): Promise<MetricsSnapshot> {
+    const c = await this.nativeClient();
+    return JSON.parse(await native(() => c.metrics())) as MetricsSnapshot;
+  }
+
+  /** Liveness and readiness: the database answers within 2 s and the migrations ran. */
+  async health(): Promise<HealthReport> {
+    const c = await this.nativeClient();
+    return JSON.parse(await native(() => c.health())) as HealthReport;
+  }
+
+  /** `"sqlite"` or `"postgres"`. */
+  async backend(): Promise<'sqlite' | 'postgres'> {
+    return (await this.nativeClient()).backend as 'sqlite' | 'postgres';
+  }
+
+  /** Every registered template version. */
+  async listTemplates(): Promise<TemplateInfo[]> {
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.listTemplates())) as Record<string, unknown>[]).map(toTemplateInfo);
+  }
+
   /**
-   * Loads, validates and registers every template in a YAML file or a directory. Nothing is
-   * stored unless every file is valid.
+   * One registered template version; the highest one unless `version`.
+   *
+   * @throws TemplateNotFoundError when there is no such template (version)
+   */
+  async getTemplate(namespace: string, name: string, version?: string): Promise<TemplateInfo> {
+    requireString('namespace', namespace);
+    requireString('name', name);
+    requireString('version', version, true);
+    const c = await this.nativeClient();
+    return toTemplateInfo(JSON.parse(await native(() => c.getTemplate(namespace, name, version))) as Record<string, unknown>);
+  }
+
+  /**
+   * Loads, validates and registers every template in a YAML file or a directory. All or
+   * nothing: unless every file is valid and none clashes with a version registered with other
+   * content, nothing is stored.
    *
    * @throws TemplateError naming the file, step and field of each problem
    */
@@ -363,10 +477,14 @@ export class Client {
     requireString('namespace', request.namespace);
     requireString('name', request.name);
     requireString('version', request.version, true);
-    requireString('initiator', request.initiator);
-    requireString('sourceSystem', request.sourceSystem);
-    requireString('reason', request.reason);
+    requireString('initiator', request.initiator, true);
+    requireString('sourceSystem', request.sourceSystem, true);
+    requireString('reason', request.reason, true);
     requireString('idempotencyKey', request.idempotencyKey, true);
+    if (request.strictIdentity !== undefined && typeof request.strictIdentity !== 'boolean') {
+      throw new InvalidArgumentError('strictIdentity', `expected a boolean, got ${describe(request.strictIdentity)}`);
+    }
+    requireString('traceparent', request.traceparent, true);
     requireNumber('priority', request.priority, true);
     if (request.priority !== undefined && Math.abs(request.priority) > 2 ** 31 - 1) {
       throw new InvalidArgumentError('priority', `must fit in 32 bits, got ${request.priority}`);
@@ -389,6 +507,8 @@ export class Client {
       tags: request.tags,
       priority: request.priority,
       idempotency_key: request.idempotencyKey,
+      strict_identity: request.strictIdentity,
+      traceparent: request.traceparent,
     };
     let json: string;
     try {
@@ -439,12 +559,11 @@ export class Client {
   /**
    * Waits until a task reaches a terminal state, without blocking the event loop.
    *
-   * @throws TimeoutError when `timeoutMs` passes first
+   * @throws TimeoutError when `timeout` (seconds) passes first
    */
   async waitForTask(taskUuid: string, options: WaitOptions = {}): Promise<TaskDetail> {
     requireString('taskUuid', taskUuid);
-    const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_MS;
-    requireNumber('timeoutMs', timeoutMs, false, false);
+    const timeoutMs = waitTimeoutMs(options);
     const c = await this.nativeClient();
     const raw = JSON.parse(await native(() => c.waitForTask(taskUuid, timeoutMs))) as Record<string, unknown>;
     return new TaskDetail(this, raw);
@@ -678,6 +797,74 @@ export class Client {
   async listWorkers(): Promise<WorkerInfo[]> {
     const c = await this.nativeClient();
     return (JSON.parse(await native(() => c.listWorkers())) as Record<string, unknown>[]).map(toWorkerInfo);
+  }
+
+  // --- events ---------------------------------------------------------------------------------
+  //
+  // Durable subscribers run with a SubscriberRunner (subscriber.ts); these are the fast reader
+  // and the operator's view of subscriber groups.
+
+  /**
+   * Joins (creating it if needed) the durable subscriber group `group` as a new member that
+   * receives the events matching `patterns`, to poll by hand (see {@link EventSubscription});
+   * a `SubscriberRunner` does the polling for a `Subscriber`.
+   *
+   * @throws InvalidArgumentError for a bad group name, pattern or option
+   */
+  async subscribe(group: string, patterns: readonly string[], options: SubscriptionOptions = {}): Promise<EventSubscription> {
+    requireOptions('options', options);
+    const json = subscriptionJson(group, patterns, options);
+    const c = await this.nativeClient();
+    return new EventSubscription(await native(() => c.subscribe(json)));
+  }
+
+  /**
+   * Reads this process's fast event broadcast (see {@link FastSubscription}): lifecycle events
+   * of the changes this process commits and the `delivery: fast` domain events of its
+   * completions, matching `patterns` (`*` wildcards). Nothing is stored: for metrics and logs.
+   *
+   * @throws InvalidArgumentError for an empty pattern list or an empty pattern
+   */
+  async subscribeFast(patterns: readonly string[]): Promise<FastSubscription> {
+    const list = checkPatterns('patterns', patterns);
+    const c = await this.nativeClient();
+    return new FastSubscription(nativeSync(() => c.subscribeFast(list)), Object.freeze(list));
+  }
+
+  /** Every subscriber group, with its live members, its lag and its dead letters. */
+  async eventGroups(): Promise<EventGroupStatus[]> {
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.eventGroups())) as Record<string, unknown>[]).map(toEventGroupStatus);
+  }
+
+  /** Events subscribers gave up on (after `maxAttempts` failures), newest first. */
+  async eventDeadLetters(options: EventDeadLettersOptions = {}): Promise<EventDeadLetter[]> {
+    requireOptions('options', options);
+    requireString('group', options.group, true);
+    const limit = requireCount('limit', options.limit ?? 100);
+    const c = await this.nativeClient();
+    return (JSON.parse(await native(() => c.eventDeadLetters(options.group, limit))) as Record<string, unknown>[]).map(
+      toEventDeadLetter,
+    );
+  }
+
+  /**
+   * Deletes a subscriber group with its positions and members (its dead letters stay). Resolves
+   * to whether it existed. Members still running re-create it when they next join.
+   */
+  async deleteEventGroup(group: string): Promise<boolean> {
+    requireString('group', group);
+    const c = await this.nativeClient();
+    return native(() => c.deleteEventGroup(group));
+  }
+
+  /**
+   * Stamps log positions on committed events (PostgreSQL; nothing to do on SQLite) and resolves
+   * to how many. Subscribers do this as they read; tools call it to see the log up to now.
+   */
+  async sequenceEvents(): Promise<number> {
+    const c = await this.nativeClient();
+    return native(() => c.sequenceEvents());
   }
 
   #checkStepAction(taskUuid: string, step: string, options: OperatorAction): void {

@@ -117,6 +117,12 @@ export function checkpointJson(cursor: unknown, itemsDone: unknown, accumulated:
   return json;
 }
 
+/** A domain event a handler published with {@link StepContext.publish}. */
+export interface PublishedEvent {
+  readonly name: string;
+  readonly payload: Record<string, JsonValue>;
+}
+
 /** The data a {@link StepContext} is built from (a step event of the engine, in camelCase). */
 export interface StepContextData<I = Record<string, unknown>, C = Record<string, unknown>, B = Record<string, unknown>> {
   taskUuid: string;
@@ -141,6 +147,8 @@ export interface StepContextData<I = Record<string, unknown>, C = Record<string,
   checkpoint?: Checkpoint | null;
   /** Where `ctx.batch.checkpoint(…)` records checkpoints. */
   checkpointSink?: CheckpointSink;
+  /** The attempt's W3C `traceparent` (see {@link StepContext.traceContext}). */
+  traceContext?: string | null;
 }
 
 /**
@@ -190,7 +198,14 @@ export class StepContext<I = Record<string, unknown>, C = Record<string, unknown
    * none recorded). `ctx.batch.resumeCursor` is its cursor, else the batch's start.
    */
   readonly checkpoint: Checkpoint | null;
+  /**
+   * The attempt's W3C `traceparent` when traces are exported (`telemetry.enabled`): extract it
+   * with your OpenTelemetry SDK's W3C propagator and the spans you start nest under the
+   * attempt's span. `null` otherwise.
+   */
+  readonly traceContext: string | null;
   #signal: AbortSignal | (() => AbortSignal) | undefined;
+  readonly #published: PublishedEvent[] = [];
 
   /** Builds a context. Workers do this; tests use `buildStepContext` from `tasker-core/testing`. */
   constructor(data: StepContextData<I, C, B>) {
@@ -201,6 +216,7 @@ export class StepContext<I = Record<string, unknown>, C = Record<string, unknown
     this.taskName = data.taskName;
     this.taskVersion = data.taskVersion;
     this.correlationId = data.correlationId;
+    this.traceContext = data.traceContext ?? null;
     this.handler = data.handler;
     this.input = data.input;
     this.config = data.config;
@@ -233,6 +249,49 @@ export class StepContext<I = Record<string, unknown>, C = Record<string, unknown
   /** Whether a failure of this attempt will not be retried. */
   get isLastRetry(): boolean {
     return this.attempt >= this.maxAttempts;
+  }
+
+  /**
+   * Publishes a domain event with this attempt's outcome. The template must declare it
+   * (`domain_events:`) and this step must list it (`publishes_events:`, with a `condition` —
+   * `success` by default, `failure` or `always` — and a `delivery`, `durable` or `fast`). The
+   * engine validates the payload against the declared schema when the attempt completes and
+   * publishes the event in the same transaction as the step's new state, if the condition
+   * holds for the outcome (a thrown error counts as a failure). An undeclared event fails the
+   * step permanently (`event_not_declared`), and so does a payload breaking its schema
+   * (`event_payload_invalid`).
+   *
+   * The event goes into the outcome's `metadata.events` list, beside any other metadata the
+   * handler returns.
+   *
+   * @example
+   * ctx.publish('payment.charged', { orderId: ctx.input.orderId, amount: 42.5 });
+   *
+   * @param name a dotted lowercase name, like `payment.charged`
+   * @param payload a JSON object (copied now: later changes to it are not published)
+   * @throws InvalidArgumentError when `name` is not a non-empty string or `payload` not a JSON object
+   */
+  publish<P extends Record<string, unknown> = Record<string, unknown>>(name: string, payload: P = {} as P): void {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new InvalidArgumentError('name', `expected an event name like 'payment.charged', got ${describe(name)}`);
+    }
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+      throw new InvalidArgumentError('payload', `expected a JSON object, got ${describe(payload)}`);
+    }
+    let json: string | undefined;
+    try {
+      json = stringifyStrict(payload);
+    } catch (e) {
+      const bad = findUnserializable(payload, 'payload');
+      throw new InvalidArgumentError(bad?.path ?? 'payload', `cannot be serialized to JSON: ${bad?.reason ?? String(e)}`);
+    }
+    if (json === undefined) throw new InvalidArgumentError('payload', `expected a JSON object, got ${describe(payload)}`);
+    this.#published.push({ name, payload: JSON.parse(json) as Record<string, JsonValue> });
+  }
+
+  /** The events {@link publish} recorded in this attempt, in order. */
+  get publishedEvents(): readonly PublishedEvent[] {
+    return this.#published;
   }
 
   /**
@@ -270,6 +329,7 @@ export interface RawStepEvent {
   batch?: (Record<string, unknown> & { batch_config?: unknown }) | null;
   /** `{ cursor, items_done, accumulated, attempt, recorded_at }` of an earlier attempt. */
   checkpoint?: Record<string, unknown> | null;
+  trace_context?: string | null;
 }
 
 /** @internal Builds the context of a step event. */
@@ -299,5 +359,6 @@ export function contextFromEvent(e: RawStepEvent, signal: () => AbortSignal, che
         : { ...batch, config: (batchConfig !== null && typeof batchConfig === 'object' ? batchConfig : {}) as Record<string, unknown> },
     checkpoint: toCheckpoint(e.checkpoint),
     checkpointSink,
+    traceContext: e.trace_context ?? null,
   });
 }

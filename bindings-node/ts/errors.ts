@@ -196,6 +196,58 @@ export class ShutDownError extends TaskerError {}
 export class WorkerFailedError extends TaskerError {}
 
 /**
+ * The database is unreachable and the circuit breaker around it is open: the call was refused
+ * at once instead of waiting on it (`code` `unavailable`). Retry after {@link retryAfter}
+ * seconds; nothing was written.
+ */
+export class UnavailableError extends TaskerError {
+  /** What is unavailable (`database`). */
+  readonly resource: string;
+  /** Seconds until the breaker lets the next probe through. */
+  readonly retryAfter: number;
+
+  /**
+   * @param message what was refused, and the failure that opened the breaker
+   * @param code `unavailable`
+   * @param details structured details (`resource`, `retryAfterMs`)
+   */
+  constructor(message: string, code = 'unavailable', details: TaskerErrorDetails = {}) {
+    super(message, code, details);
+    this.resource = typeof details.resource === 'string' ? details.resource : 'database';
+    this.retryAfter = typeof details.retryAfterMs === 'number' ? details.retryAfterMs / 1000 : 0;
+  }
+}
+
+/**
+ * Creating the task would put more waiting steps on a queue than `backpressure.max_queue_depth`
+ * allows: workers are not keeping up (`code` `backpressure`). Nothing was written; retry after
+ * {@link retryAfter} seconds, or add workers.
+ */
+export class BackpressureError extends TaskerError {
+  /** The queue at its limit. */
+  readonly queue: string;
+  /** Steps waiting on it. */
+  readonly depth: number;
+  /** The configured limit. */
+  readonly limit: number;
+  /** Seconds until the depths are read again. */
+  readonly retryAfter: number;
+
+  /**
+   * @param message the queue, its depth and the limit
+   * @param code `backpressure`
+   * @param details structured details (`queue`, `depth`, `limit`, `retryAfterMs`)
+   */
+  constructor(message: string, code = 'backpressure', details: TaskerErrorDetails = {}) {
+    super(message, code, details);
+    this.queue = typeof details.queue === 'string' ? details.queue : '';
+    this.depth = typeof details.depth === 'number' ? details.depth : 0;
+    this.limit = typeof details.limit === 'number' ? details.limit : 0;
+    this.retryAfter = typeof details.retryAfterMs === 'number' ? details.retryAfterMs / 1000 : 0;
+  }
+}
+
+/**
  * A checkpoint came from an attempt that no longer holds its step: it timed out, was
  * re-claimed by another worker or cancelled. Nothing was stored; stop working, nobody will use
  * the attempt's result.
@@ -407,6 +459,12 @@ export function fromNative(error: unknown): unknown {
       break;
     case 'fenced':
       mapped = new FencedError(message, code, details);
+      break;
+    case 'unavailable':
+      mapped = new UnavailableError(message, code, details);
+      break;
+    case 'backpressure':
+      mapped = new BackpressureError(message, code, details);
       break;
     default:
       mapped = new TaskerError(message, code, details);

@@ -1,7 +1,7 @@
 /**
- * Express integration: {@link taskerMiddleware} puts the client on `req.tasker`, and
- * {@link serveWithWorker} runs an app's HTTP server and a worker together, stopping both
- * gracefully on SIGTERM/SIGINT.
+ * Express integration: {@link taskerMiddleware} puts the client on `req.tasker` (and an
+ * {@link EventBridge} on `req.taskerEvents`), and {@link serveWithWorker} runs an app's HTTP
+ * server, a worker and event subscribers together, stopping them gracefully on SIGTERM/SIGINT.
  *
  * Express is a peer dependency: only its types are used here, so this module works with any
  * Express 4 or 5 app (or any `(req, res) => void` request listener).
@@ -15,6 +15,18 @@
  * });
  * await serveWithWorker(app, { worker, client, port: 3000 });
  *
+ * @example
+ * // Events: `tasker:<event name>` on an EventEmitter, here streamed to a browser.
+ * const events = new EventBridge(client, { patterns: ['task.*'], delivery: 'fast' });
+ * app.use(taskerMiddleware(client, { events }));
+ * app.get('/tasks/:uuid/events', (req, res) => {
+ *   res.writeHead(200, { 'content-type': 'text/event-stream' });
+ *   const send = (e: Event) => { if (e.taskUuid === req.params.uuid) res.write(`data: ${JSON.stringify(e)}\n\n`); };
+ *   req.taskerEvents.on('tasker:event', send);
+ *   req.on('close', () => req.taskerEvents.off('tasker:event', send));
+ * });
+ * await serveWithWorker(app, { worker, client, subscribers: [events] });
+ *
  * @module
  */
 
@@ -23,6 +35,7 @@ import type { AddressInfo } from 'node:net';
 
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 
+import type { EventBridge } from './bridge.js';
 import type { Client } from './client.js';
 import { InvalidArgumentError } from './errors.js';
 import type { ShutdownReport } from './records.js';
@@ -34,29 +47,54 @@ declare global {
     interface Request {
       /** The Tasker client, put here by `taskerMiddleware(client)`. */
       tasker: Client;
+      /** The event bridge, put here by `taskerMiddleware(client, { events })`. */
+      taskerEvents: EventBridge;
     }
   }
 }
 
+/** Options of {@link taskerMiddleware}. */
+export interface TaskerMiddlewareOptions {
+  /** Put on `req.taskerEvents` (start it, or pass it to {@link serveWithWorker}'s `subscribers`). */
+  events?: EventBridge;
+}
+
 /**
- * A middleware that makes `client` available as `req.tasker` in every later handler.
+ * A middleware that makes `client` available as `req.tasker` in every later handler (and
+ * `options.events` as `req.taskerEvents`).
  */
-export function taskerMiddleware(client: Client): RequestHandler {
+export function taskerMiddleware(client: Client, options: TaskerMiddlewareOptions = {}): RequestHandler {
   if (client === null || typeof client !== 'object' || typeof client.createTask !== 'function') {
     throw new InvalidArgumentError('client', `expected a Client from connect(), got ${describe(client)}`);
   }
+  const events = options.events;
+  if (events !== undefined && (events === null || typeof events !== 'object' || typeof events.eventName !== 'function')) {
+    throw new InvalidArgumentError('events', `expected an EventBridge, got ${describe(events)}`);
+  }
   return (req: Request, _res: Response, next: NextFunction): void => {
     req.tasker = client;
+    if (events !== undefined) req.taskerEvents = events;
     next();
   };
+}
+
+/** Something {@link serveWithWorker} starts and stops with the server: a `SubscriberRunner` or an `EventBridge`. */
+export interface Subscribing {
+  start(): Promise<unknown>;
+  stop(options?: { timeout?: number }): Promise<unknown>;
 }
 
 /** Options of {@link serveWithWorker}. */
 export interface ServeOptions {
   /** The worker to run alongside the server (not started yet, or already started). */
   worker: Worker;
-  /** Closed after the worker stopped, when given. */
+  /** Closed after the worker (and the subscribers) stopped, when given. */
   client?: Client;
+  /**
+   * Event subscribers to run with the server (`SubscriberRunner`s, `EventBridge`s): started
+   * before the worker, so they hear of the tasks its first requests create; stopped after it.
+   */
+  subscribers?: Subscribing[];
   /** Port to listen on (default `PORT` from the environment, else 3000; `0` picks a free one). */
   port?: number;
   /** Interface to listen on (default: all). */
@@ -85,8 +123,9 @@ export interface RunningServer {
 }
 
 /**
- * Starts the worker, then the HTTP server; on SIGTERM/SIGINT (or `shutdown()`) closes the
- * server, stops the worker gracefully and closes the client, after which the process can exit.
+ * Starts the subscribers, the worker, then the HTTP server; on SIGTERM/SIGINT (or
+ * `shutdown()`) closes the server, stops the worker and then the subscribers gracefully and
+ * closes the client, after which the process can exit.
  *
  * @param app an Express app (or any request listener), or an `http.Server` not yet listening
  */
@@ -103,7 +142,27 @@ export async function serveWithWorker(app: RequestListener | Server, options: Se
   const { worker, client } = options;
   const timeoutMs = options.shutdownTimeoutMs ?? 30_000;
 
-  await worker.start();
+  const subscribers = options.subscribers ?? [];
+  subscribers.forEach((sub, i) => {
+    if (sub === null || typeof sub !== 'object' || typeof sub.start !== 'function' || typeof sub.stop !== 'function') {
+      throw new InvalidArgumentError(`subscribers[${i}]`, `expected a SubscriberRunner or an EventBridge, got ${describe(sub)}`);
+    }
+  });
+  const stopSubscribers = async (ms: number): Promise<void> => {
+    await Promise.all(subscribers.map((sub) => sub.stop({ timeout: ms / 1000 })));
+  };
+  try {
+    for (const sub of subscribers) await sub.start();
+  } catch (e) {
+    await stopSubscribers(0);
+    throw e;
+  }
+  try {
+    await worker.start();
+  } catch (e) {
+    await stopSubscribers(0);
+    throw e;
+  }
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -113,7 +172,8 @@ export async function serveWithWorker(app: RequestListener | Server, options: Se
       });
     });
   } catch (e) {
-    await worker.stop({ timeoutMs: 0 });
+    await worker.stop({ timeout: 0 });
+    await stopSubscribers(0);
     throw e;
   }
 
@@ -126,7 +186,7 @@ export async function serveWithWorker(app: RequestListener | Server, options: Se
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const started = Date.now();
-      const report = await worker.stop({ timeoutMs });
+      const report = await worker.stop({ timeout: timeoutMs / 1000 });
       // Requests still running get what is left of the shutdown timeout, then are cut.
       let timer: NodeJS.Timeout | undefined;
       const left = Math.max(0, timeoutMs - (Date.now() - started));
@@ -134,6 +194,7 @@ export async function serveWithWorker(app: RequestListener | Server, options: Se
       clearTimeout(timer);
       server.closeAllConnections();
       await closed;
+      await stopSubscribers(Math.max(0, timeoutMs - (Date.now() - started)));
       await client?.close();
       options.onShutdown?.(report);
       return report;

@@ -5,10 +5,13 @@
  * @module
  */
 
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
 import { describe, findUnserializable, MAX_JSON_DEPTH, nestedDeeperThan } from './util.js';
 import type { StepContext } from './context.js';
 import { HandlerNotFoundError, InvalidArgumentError, PermanentError, RetryableError } from './errors.js';
-import { StepResult } from './result.js';
+import { type StepFailure, StepResult } from './result.js';
 
 /**
  * A handler function: returns a {@link StepResult}, or any JSON value meaning success with that
@@ -137,14 +140,68 @@ function classCallable(cls: { handlerName?: unknown; name: string }, path: strin
   return name;
 }
 
+/**
+ * A callable naming a module and one of its exports: `"<module>#<export>"`, e.g.
+ * `"./handlers/payments.js#ChargeHandler"` (a path relative to the worker's `handlerRoot`, an
+ * absolute path, or a package name such as `"@acme/handlers#Charge"`); `#default` names the default
+ * export. The export may be a {@link StepHandler} class (constructed once, without arguments) or
+ * instance, a {@link defineHandler} result, or a function. The TypeScript counterpart of Python's
+ * `module.Class` and Ruby's `Module::Class` callables. `undefined` when `callable` is not one.
+ */
+export function parseModulePath(callable: string): { module: string; exportName: string } | undefined {
+  const hash = callable.lastIndexOf('#');
+  if (hash <= 0 || hash === callable.length - 1) return undefined;
+  return { module: callable.slice(0, hash), exportName: callable.slice(hash + 1) };
+}
+
+/** The handler a module-path callable names, imported; a handler that throws `HandlerNotFoundError` when it cannot be. */
+async function fromModulePath(callable: string, root: string): Promise<Resolved> {
+  const missing = (why: string): Resolved => ({
+    callable,
+    invoke() {
+      throw new HandlerNotFoundError(callable, `no handler for callable '${callable}': ${why}`);
+    },
+  });
+  const parsed = parseModulePath(callable);
+  if (parsed === undefined) return missing('not registered, and not a "<module>#<export>" path');
+  const { module, exportName } = parsed;
+  const relative = module.startsWith('./') || module.startsWith('../');
+  const specifier = relative || isAbsolute(module) ? pathToFileURL(resolvePath(root, module)).href : module;
+  let loaded: Record<string, unknown>;
+  try {
+    loaded = (await import(specifier)) as Record<string, unknown>;
+  } catch (e) {
+    return missing(`module '${module}' (from ${relative ? root : 'the module resolver'}) cannot be imported: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const exported = loaded[exportName];
+  try {
+    if (isHandlerClass(exported)) return fromClass(callable, exported, callable);
+    if (exported instanceof StepHandler) return fromInstance(callable, exported);
+    if (isDefinition(exported)) return fromFunction(callable, exported.fn);
+    if (typeof exported === 'function') return fromFunction(callable, exported as HandlerFunction<any, any, any>);
+  } catch (e) {
+    return missing(e instanceof Error ? e.message : String(e));
+  }
+  const names = Object.keys(loaded).slice(0, 20).join(', ') || '(none)';
+  return missing(
+    exported === undefined
+      ? `module '${module}' has no export '${exportName}' (its exports: ${names})`
+      : `export '${exportName}' of module '${module}' is ${describe(exported)}, not a StepHandler class or instance, a defineHandler(...) result or a function`,
+  );
+}
+
 /** Handlers by callable. */
 export class HandlerRegistry {
   readonly #handlers = new Map<string, Resolved>();
+  readonly #fromModules = new Map<string, Promise<Resolved>>();
+  readonly #handlerRoot: string;
 
   /**
+   * @param handlerRoot where relative module-path callables resolve from (default the current directory)
    * @throws InvalidArgumentError naming the entry at fault (wrong kind, duplicate callable)
    */
-  constructor(handlers: Handlers) {
+  constructor(handlers: Handlers, handlerRoot: string = process.cwd()) {
+    this.#handlerRoot = handlerRoot;
     const add = (r: Resolved, path: string): void => {
       if (this.#handlers.has(r.callable)) {
         throw new InvalidArgumentError(path, `a second handler for callable '${r.callable}'`);
@@ -184,6 +241,21 @@ export class HandlerRegistry {
   /** @internal */
   get(callable: string): Resolved | undefined {
     return this.#handlers.get(callable);
+  }
+
+  /**
+   * @internal The handler of `callable`: a registered one, else the export a module-path callable
+   * names (see {@link parseModulePath}), imported once; `undefined` for another unregistered callable.
+   */
+  async resolve(callable: string): Promise<Resolved | undefined> {
+    const registered = this.#handlers.get(callable);
+    if (registered !== undefined || parseModulePath(callable) === undefined) return registered;
+    let pending = this.#fromModules.get(callable);
+    if (pending === undefined) {
+      pending = fromModulePath(callable, this.#handlerRoot);
+      this.#fromModules.set(callable, pending);
+    }
+    return pending;
   }
 }
 
@@ -270,6 +342,8 @@ export async function runAttempt(handler: Resolved | undefined, callable: string
     } catch (e) {
       result = failureFromThrown(e);
     }
+    // Published events travel with either outcome: `publishes_events` conditions decide.
+    result = result.withEvents(ctx.publishedEvents);
   }
   return serialize(result);
 }
@@ -285,6 +359,12 @@ export function serialize(result: StepResult): Settled {
   try {
     return { result, json: result.toOutcomeJson() };
   } catch (e) {
+    if (result.isFailure && result.error !== undefined) {
+      // The failure stands as the handler reported it (type, message, retryability); only the
+      // metadata that cannot be stored is replaced by a note saying why, as in every language.
+      const kept = withoutBadMetadata(result.error, e);
+      return { result: kept, json: kept.toOutcomeJson() };
+    }
     const what = result.isSuccess ? 'result' : 'failure metadata';
     const values: Array<[unknown, string]> = result.isSuccess
       ? [
@@ -318,4 +398,38 @@ export function serialize(result: StepResult): Settled {
     }
     return { result: failure, json: failure.toOutcomeJson() };
   }
+}
+
+/** Code of the note that replaces a failure's metadata JSON cannot hold (the same in every language). */
+export const METADATA_NOT_SERIALIZABLE = 'metadata_not_serializable';
+/** Code of the note that replaces a failure's metadata nested too deep to serialize. */
+export const METADATA_TOO_DEEP = 'metadata_too_deep';
+
+/** The note that replaces a failure's metadata the engine cannot store: `{metadata_dropped: {code, path, reason}}`. */
+export function droppedMetadata(code: string, path: string, reason: string): Record<string, unknown> {
+  return { metadata_dropped: { code, path, reason } };
+}
+
+function withoutBadMetadata(error: StepFailure, thrown: unknown): StepResult {
+  let note: Record<string, unknown>;
+  if (thrown instanceof RangeError && nestedDeeperThan(error.metadata, MAX_JSON_DEPTH)) {
+    note = droppedMetadata(METADATA_TOO_DEEP, 'metadata', `nested too deeply to serialize (the engine stores at most ${MAX_JSON_DEPTH} levels)`);
+  } else {
+    let bad: ReturnType<typeof findUnserializable>;
+    try {
+      bad = findUnserializable(error.metadata, 'metadata');
+    } catch {
+      bad = undefined; // the search itself ran out of stack
+    }
+    const reason = bad?.reason ?? (thrown instanceof Error ? thrown.message : String(thrown));
+    note = droppedMetadata(METADATA_NOT_SERIALIZABLE, bad?.path ?? 'metadata', reason);
+  }
+  return StepResult.failure({
+    message: error.message,
+    errorType: error.errorType,
+    retryable: error.retryable,
+    retryAfter: error.retryAfter,
+    backtrace: error.backtrace,
+    metadata: note,
+  });
 }

@@ -25,8 +25,11 @@ export {
   connect,
   type ConnectOptions,
   type CreateTaskRequest,
+  type EventDeadLettersOptions,
+  type HealthReport,
   type ListDlqFilter,
   type ListTasksFilter,
+  type MetricsSnapshot,
   type OperatorAction,
   type StalenessReportOptions,
   Task,
@@ -35,11 +38,46 @@ export {
   type WaitOptions,
 } from './client.js';
 export { type ConfigOrigin, type ConfigValue, loadConfig } from './config.js';
+export { EventBridge, type EventBridgeListener, type EventBridgeOptions } from './bridge.js';
+export {
+  catalog,
+  type Delivery,
+  envelopeSchema,
+  type Event,
+  type EventCategory,
+  type EventDeadLetter,
+  type EventDelivery,
+  type EventGroupStatus,
+  eventInfo,
+  type EventInfo,
+  EventSubscription,
+  FastSubscription,
+  type NextOptions,
+  patternMatches,
+  type PollOptions,
+  type SubscriptionOptions,
+} from './events.js';
+export {
+  type DeliveryInfo,
+  type EventHandler,
+  routeMethod,
+  type RunnerStopOptions,
+  Subscriber,
+  type SubscriberClass,
+  subscriber,
+  type SubscriberDefinition,
+  type SubscriberDefinitionOptions,
+  SubscriberRunner,
+  type SubscriberRunnerOptions,
+  type SubscriberRunnerStats,
+  type SubscriberSource,
+} from './subscriber.js';
 export {
   BatchContext,
   type BatchData,
   type CheckpointSink,
   type HandlerSpec,
+  type PublishedEvent,
   StepContext,
   type StepContextData,
 } from './context.js';
@@ -49,6 +87,8 @@ export {
   DatabaseError,
   DlqEntryNotFoundError,
   FencedError,
+  UnavailableError,
+  BackpressureError,
   type HandlerErrorOptions,
   HandlerNotFoundError,
   IllegalTransitionError,
@@ -72,6 +112,7 @@ export {
 } from './errors.js';
 export {
   defineHandler,
+  parseModulePath,
   type HandlerDefinition,
   type HandlerFunction,
   HandlerRegistry,
@@ -106,6 +147,7 @@ export {
   type JsonValue,
   type QueuedDlqEntry,
   type RegisteredTemplate,
+  type TemplateInfo,
   type ShutdownReport,
   type Step,
   type StepBatch,

@@ -179,6 +179,23 @@ export interface RegisteredTemplate {
   readonly warnings: readonly string[];
 }
 
+/** A registered template version ({@link Client.listTemplates}, {@link Client.getTemplate}). */
+export interface TemplateInfo {
+  readonly namespace: string;
+  readonly name: string;
+  readonly version: string;
+  readonly description: string | null;
+  /** Step names, in template order. */
+  readonly steps: readonly string[];
+  /** The queues its steps are dispatched to. */
+  readonly queues: readonly string[];
+  /** The file it was registered from, when it came from one. */
+  readonly sourcePath: string | null;
+  readonly registeredAt: Date;
+  /** The whole template (after the environment merge), as stored; its keys are not renamed. */
+  readonly definition: JsonValue;
+}
+
 /** What {@link Worker.stop} reports. */
 export interface ShutdownReport {
   /** Claimed but never started: given back to their queue. */
@@ -603,5 +620,20 @@ export function toWorkerInfo(r: Raw): WorkerInfo {
     lastHeartbeatAt: date(r.last_heartbeat_at),
     stoppedAt: optDate(r.stopped_at),
     live: Boolean(r.live),
+  };
+}
+
+/** @internal */
+export function toTemplateInfo(r: Raw): TemplateInfo {
+  return {
+    namespace: String(r.namespace),
+    name: String(r.name),
+    version: String(r.version),
+    description: r.description == null ? null : String(r.description),
+    steps: list(r.steps).map(String),
+    queues: list(r.queues).map(String),
+    sourcePath: r.source_path == null ? null : String(r.source_path),
+    registeredAt: date(r.registered_at),
+    definition: (r.definition ?? null) as JsonValue,
   };
 }

@@ -160,6 +160,21 @@ export class StepResult {
     return this.status === 'failure';
   }
 
+  /**
+   * @internal This result with `events` appended to its metadata's `events` list (the other
+   * metadata kept), where the engine reads published domain events.
+   */
+  withEvents(events: readonly { name: string; payload: unknown }[]): StepResult {
+    if (events.length === 0) return this;
+    const add = (metadata: Record<string, unknown> | undefined): Record<string, unknown> => {
+      const listed = metadata?.events;
+      return { ...metadata, events: [...(Array.isArray(listed) ? listed : []), ...events] };
+    };
+    if (this.status === 'success') return new StepResult('success', this.result, add(this.metadata), undefined);
+    const e = this.error as StepFailure;
+    return new StepResult('failure', undefined, undefined, { ...e, metadata: add(e.metadata) });
+  }
+
   /** @internal The core's `StepOutcome` JSON. Throws when the result cannot be serialized. */
   toOutcomeJson(): string {
     if (this.status === 'success') {

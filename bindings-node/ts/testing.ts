@@ -8,6 +8,12 @@
  * const result = await runHandler(Double, buildStepContext({ input: { n: 2 } }));
  * assertSuccess(result, { value: 4 });
  *
+ * Subscribers get their events from {@link buildEvent} and run with {@link runSubscriber}:
+ *
+ * @example
+ * import { buildEvent, runSubscriber } from 'tasker-core/testing';
+ * await runSubscriber(Audit, buildEvent('task.completed'));
+ *
  * @module
  */
 
@@ -16,6 +22,7 @@ import { randomUUID } from 'node:crypto';
 
 import { type BatchData, type HandlerSpec, StepContext } from './context.js';
 import { InvalidArgumentError } from './errors.js';
+import { type Event, type EventDelivery, eventInfo } from './events.js';
 import {
   defineHandler,
   type HandlerFunction,
@@ -27,6 +34,7 @@ import {
 import { type BatchOutcome, type DecisionOutcome, parseBatches, parseDecision } from './outcomes.js';
 import type { Checkpoint, JsonValue } from './records.js';
 import type { StepFailure, StepResult } from './result.js';
+import { type DeliveryInfo, resolveSubscriber, type SubscriberSource } from './subscriber.js';
 import { describe } from './util.js';
 
 /** The batch of a test context (see {@link BuildStepContextOptions.batch}). */
@@ -221,14 +229,20 @@ export function checkpointsOf(ctx: StepContext<any, any, any>): readonly Recorde
  * and thrown values all become a {@link StepResult}; a result that cannot be serialized becomes
  * a `result_not_serializable` failure. Never throws for handler errors.
  *
- * @param handler a StepHandler class or instance, a `defineHandler` result, or a plain function
+ * @param handler a StepHandler class or instance, a `defineHandler` result, a plain function, or
+ *   a module-path callable (`"./handlers/payments.js#ChargeHandler"`, relative to the current
+ *   directory) resolved as a worker resolves it
  * @param ctx a context, or options for {@link buildStepContext}
  */
 export async function runHandler(
-  handler: HandlerSource | HandlerFunction<any, any, any>,
+  handler: HandlerSource | HandlerFunction<any, any, any> | string,
   ctx: StepContext<any, any, any> | BuildStepContextOptions<any, any, any> = {},
 ): Promise<StepResult> {
   const context = ctx instanceof StepContext ? ctx : buildStepContext(ctx);
+  if (typeof handler === 'string') {
+    const modules = new HandlerRegistry([]);
+    return (await runAttempt(await modules.resolve(handler), handler, context, () => [])).result;
+  }
   const source: HandlerSource =
     typeof handler === 'function' && !(handler.prototype instanceof StepHandler)
       ? defineHandler(context.handler.callable, handler as HandlerFunction<any, any, any>)
@@ -354,6 +368,93 @@ export function chosenSteps(result: StepResult): string[] {
  */
 export function batchesOf(result: StepResult): BatchOutcome {
   return outcome(result, 'a batch outcome (batch_processing_outcome)', 'batchesOf', parseBatches);
+}
+
+/** Options of {@link buildEvent}: envelope fields to set; the others get test values. */
+export interface BuildEventOptions<P = Record<string, unknown>> {
+  /** Default: the catalog's example for a system event, `{}` for a domain event. */
+  payload?: P;
+  /** Default `durable`. */
+  delivery?: EventDelivery;
+  eventId?: string;
+  occurredAt?: Date;
+  taskUuid?: string | null;
+  stepUuid?: string | null;
+  correlationId?: string | null;
+  namespace?: string | null;
+  taskName?: string | null;
+  taskVersion?: string | null;
+  position?: number | null;
+}
+
+/**
+ * An event as a subscriber receives it, without a database: fresh ids, the template
+ * `test/test_task@1.0.0`, and the payload through the JSON conversion a real one goes through.
+ *
+ * @example
+ * const charged = buildEvent('payment.charged', { payload: { amount: 5 } });
+ * @throws InvalidArgumentError for an empty name or a payload JSON cannot carry
+ */
+export function buildEvent<P = Record<string, unknown>>(name: string, options: BuildEventOptions<P> = {}): Event<P> {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new InvalidArgumentError('name', `expected an event name such as 'task.completed', got ${describe(name)}`);
+  }
+  const info = eventInfo(name);
+  const delivery = options.delivery ?? 'durable';
+  if (delivery !== 'durable' && delivery !== 'fast') {
+    throw new InvalidArgumentError('delivery', `expected 'durable' or 'fast', got ${describe(delivery)}`);
+  }
+  const payload: unknown = options.payload ?? info?.example ?? {};
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(payload, (_key, v: unknown) => {
+      // JSON.stringify would write NaN and Infinity as null: the engine refuses them instead.
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`${v} is not a JSON number`);
+      return v;
+    });
+  } catch (e) {
+    throw new InvalidArgumentError('payload', `the payload has no JSON form: ${String(e)}`);
+  }
+  if (text === undefined) throw new InvalidArgumentError('payload', `the payload has no JSON form: ${describe(payload)}`);
+  // A step's system events and domain events (which steps publish) carry a step.
+  const withStep = info === undefined || info.category === 'step';
+  return {
+    eventId: options.eventId ?? randomUUID(),
+    name,
+    category: info?.category ?? 'domain',
+    occurredAt: options.occurredAt ?? new Date(),
+    taskUuid: options.taskUuid === undefined ? randomUUID() : options.taskUuid,
+    stepUuid: options.stepUuid === undefined ? (withStep ? randomUUID() : null) : options.stepUuid,
+    correlationId: options.correlationId === undefined ? randomUUID() : options.correlationId,
+    namespace: options.namespace === undefined ? 'test' : options.namespace,
+    taskName: options.taskName === undefined ? 'test_task' : options.taskName,
+    taskVersion: options.taskVersion === undefined ? '1.0.0' : options.taskVersion,
+    payload: JSON.parse(text) as P,
+    delivery,
+    position: options.position === undefined ? (delivery === 'durable' ? 1 : null) : options.position,
+  };
+}
+
+/**
+ * Hands `event` to a subscriber (a {@link Subscriber} class, an instance, or a `subscriber(...)`
+ * definition) as a {@link SubscriberRunner} would: to its routed method (`handleTaskCompleted`
+ * for `task.completed`), else to `handle`. Resolves to what the handler returned; rejects with
+ * what it threw (a runner would fail the delivery with it, and retry it).
+ *
+ * @param info the delivery (default: attempt 1 of group `test`, member `test-member`)
+ */
+export async function runSubscriber(
+  source: SubscriberSource,
+  event: Event<any>,
+  info: Partial<DeliveryInfo> = {},
+): Promise<unknown> {
+  const resolved = resolveSubscriber(source);
+  const delivery: DeliveryInfo = {
+    attempt: info.attempt ?? 1,
+    group: info.group ?? resolved.group ?? 'test',
+    memberId: info.memberId ?? 'test-member',
+  };
+  return await resolved.handle(event, delivery);
 }
 
 export { StepContext } from './context.js';

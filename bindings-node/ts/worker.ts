@@ -52,8 +52,14 @@ export interface ErrorStep {
 export interface WorkerOptions {
   /** Queues to claim steps from: template namespaces (or per-step queue overrides). */
   queues: string[];
-  /** The handlers, by callable (see {@link Handlers}). */
+  /**
+   * The handlers, by callable (see {@link Handlers}). A step whose callable is not registered but
+   * reads `"<module>#<export>"` (e.g. `"./handlers/payments.js#ChargeHandler"`) runs that module's
+   * export, imported once (see {@link parseModulePath}); so `handlers` may be `[]`.
+   */
   handlers: Handlers;
+  /** Where relative module-path callables resolve from (default `process.cwd()`). */
+  handlerRoot?: string;
   /**
    * Handlers running at once, at most (default `worker.concurrency` of the configuration, 8).
    * The engine claims no more steps than this.
@@ -96,7 +102,13 @@ export interface WorkerOptions {
 
 /** Options of {@link Worker.stop}. */
 export interface StopOptions {
-  /** How long to wait for running handlers before giving their steps back (default 30 000 ms). */
+  /** How many seconds to wait for running handlers before giving their steps back (default 30); seconds, as in every language. */
+  timeout?: number;
+  /**
+   * The same in milliseconds.
+   *
+   * @deprecated Use `timeout` (seconds, the unit every language uses); removed in the next release.
+   */
   timeoutMs?: number;
 }
 
@@ -147,7 +159,7 @@ function defaultOnError(error: unknown, step?: ErrorStep): void {
  * const worker = new Worker(client, { queues: ['orders'], handlers: [ValidateOrder, charge], concurrency: 16 });
  * await worker.start();
  * // …
- * await worker.stop({ timeoutMs: 10_000 });
+ * await worker.stop({ timeout: 10 });
  */
 export class Worker {
   readonly #client: Client;
@@ -195,7 +207,10 @@ export class Worker {
       throw new InvalidArgumentError('onError', `expected a function, got ${describe(options.onError)}`);
     }
     this.#client = client;
-    this.#registry = new HandlerRegistry(options.handlers);
+    if (options.handlerRoot !== undefined && (typeof options.handlerRoot !== 'string' || options.handlerRoot.length === 0)) {
+      throw new InvalidArgumentError('handlerRoot', `expected a directory path, got ${describe(options.handlerRoot)}`);
+    }
+    this.#registry = new HandlerRegistry(options.handlers, options.handlerRoot);
     this.#options = options;
     this.#concurrency = concurrency;
     this.#pollTimeoutMs = pollTimeoutMs;
@@ -275,15 +290,20 @@ export class Worker {
 
   /**
    * Stops gracefully: no new steps are claimed, steps claimed but not started go back to their
-   * queue, and running handlers get up to `timeoutMs` to finish. Steps still running then are
+   * queue, and running handlers get up to `timeout` seconds to finish. Steps still running then are
    * given back to other workers (their late results are ignored) and their `ctx.signal` aborts.
    * Idempotent.
    */
   stop(options: StopOptions = {}): Promise<ShutdownReport> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_SHUTDOWN_MS;
-    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-      return Promise.reject(new InvalidArgumentError('timeoutMs', `expected a non-negative number, got ${describe(timeoutMs)}`));
+    const field = options.timeout !== undefined ? 'timeout' : 'timeoutMs';
+    if (options.timeout !== undefined && options.timeoutMs !== undefined) {
+      return Promise.reject(new InvalidArgumentError('timeout', 'give either timeout (seconds) or the deprecated timeoutMs, not both'));
     }
+    const given = options.timeout ?? options.timeoutMs;
+    if (given !== undefined && (typeof given !== 'number' || !Number.isFinite(given) || given < 0)) {
+      return Promise.reject(new InvalidArgumentError(field, `expected a non-negative number, got ${describe(given)}`));
+    }
+    const timeoutMs = options.timeout !== undefined ? options.timeout * 1000 : (options.timeoutMs ?? DEFAULT_SHUTDOWN_MS);
     this.#stopping ??= this.#stop(timeoutMs);
     return this.#stopping;
   }
@@ -356,7 +376,9 @@ export class Worker {
     // Used only by a batch worker instance's `ctx.batch.checkpoint(…)`.
     const sink = (json: string): Promise<void> => native(() => nw.checkpoint(event.event_id, json));
     const ctx = contextFromEvent(event, () => this.#signalFor(nw, entry, event), sink);
-    runAttempt(this.#registry.get(callable), callable, ctx, () => this.#registry.callables)
+    this.#registry
+      .resolve(callable)
+      .then((handler) => runAttempt(handler, callable, ctx, () => this.#registry.callables))
       .then((settled) => {
         // Returned: nothing to cancel any more (and a finished event counts as cancelled).
         stopTimers(entry);
@@ -427,7 +449,7 @@ export class Worker {
     this.#failure = error;
     this.#onError(error);
     const timeoutMs = this.#options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_MS;
-    this.stop({ timeoutMs }).catch((e: unknown) => this.#onError(e));
+    this.stop({ timeout: timeoutMs / 1000 }).catch((e: unknown) => this.#onError(e));
   }
 
   #signalFor(nw: NativeWorker, entry: Inflight, event: RawStepEvent): AbortSignal {
@@ -474,7 +496,7 @@ export class Worker {
     const timeoutMs = this.#options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_MS;
     for (const signal of signals) {
       const handler = (): void => {
-        this.stop({ timeoutMs })
+        this.stop({ timeout: timeoutMs / 1000 })
           .catch((e: unknown) => this.#onError(e))
           .finally(() => {
             if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);

@@ -55,7 +55,7 @@ export function createApp(client: Client, namespace: string): express.Express {
 
   app.get('/orders/:uuid/wait', async (req: Request<{ uuid: string }>, res: Response) => {
     const timeoutMs = Math.min(Number(req.query.timeoutMs ?? 10_000) || 10_000, 60_000);
-    res.json(report(await req.tasker.waitForTask(req.params.uuid, { timeoutMs })));
+    res.json(report(await req.tasker.waitForTask(req.params.uuid, { timeout: timeoutMs / 1000 })));
   });
 
   // Tasker errors become HTTP errors naming what was wrong.
