@@ -76,7 +76,7 @@ def main() -> int:
             print(f"  {r['ship_order']['tracking_number']:<14} (python)      \"{r['notify_customer']['message']}\" (ruby)")
         for step in task.steps:
             if step.attempts > 1:
-                print(f"  {step.name} needed {step.attempts} attempts (first failure: {step.error['message']})")
+                print(f"  {step.name} needed {step.attempts} attempts (first failure: {step.last_error['message']})")
     return 0 if ok else 1
 
 

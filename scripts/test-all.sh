@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 use_postgres
 
+echo "==> API parity: docs/parity.md against the typed surfaces of every language"
+python3 scripts/check-parity.py --self-test && python3 scripts/check-parity.py
+
 echo "==> Rust: format, lint, tests (engine + CLI)"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
@@ -22,9 +25,19 @@ for lang in python ruby node; do
   fi
 done
 
+echo "==> REST API: schemathesis against /openapi.json (server/scripts/schemathesis.sh)"
+server/scripts/schemathesis.sh
+
+echo "==> dashboard: headless Chromium end to end (server/dashboard/scripts/test.sh)"
+server/dashboard/scripts/test.sh
+
 if [ -x tests/run.sh ]; then
   echo "==> cross-language end-to-end tests"
   tests/run.sh
+fi
+if [ -x scripts/first-hour.sh ]; then
+  echo "==> first hour: tasker init in each language, its tests, its worker and a task (scripts/first-hour.sh)"
+  scripts/first-hour.sh
 fi
 if [ -x tests/faults/run.sh ]; then
   echo "==> fault-injection suite (reduced sizes; TASKER_FAULTS_FULL=1 tests/faults/run.sh for the full ones)"

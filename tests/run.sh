@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-packages.sh
+# The handlers of test_telemetry.py use the OpenTelemetry SDK (its OTLP exporter brings the
+# protobuf classes the test's receiver decodes with).
+bindings-python/.venv/bin/python -m pip install -q --disable-pip-version-check \
+  "opentelemetry-sdk>=1.25" "opentelemetry-exporter-otlp-proto-http>=1.25"
 node_modules/.bin/tsc --noEmit --strict -p tests/tsconfig.json
 if [ -z "${DATABASE_URL:-}" ]; then
   source scripts/lib/postgres.sh

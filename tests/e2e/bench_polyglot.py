@@ -46,7 +46,9 @@ def bench(backend: str, runs: int, tasks: int, concurrency: int) -> dict:
             if i >= 20:
                 latencies.append(elapsed)
         start = time.perf_counter()
-        created = [client.create_task("polyglot", "order_fulfillment", context=order_context(10_000 + i)) for i in range(tasks)]
+        created = [
+            client.create_task("polyglot", "order_fulfillment", context=order_context(10_000 + i)) for i in range(tasks)
+        ]
         for t in created:
             assert t.wait(timeout=300).state == "complete"
         wall = time.perf_counter() - start

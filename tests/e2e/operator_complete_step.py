@@ -56,7 +56,7 @@ def main() -> int:
                 "task_uuid": args.task,
                 "step": step.name,
                 "state": step.state,
-                "result": step.result,
+                "result": step.results,
                 "attempts": step.attempts,
                 "dlq_entry": entry.entry_uuid if entry else None,
                 "dlq_reason": entry.reason if entry else None,

@@ -31,7 +31,7 @@ class ScratchDb:
     _pg: Optional[tuple] = None
 
     @classmethod
-    def create(cls, backend: str) -> "ScratchDb":
+    def create(cls, backend: str) -> ScratchDb:
         if backend == "sqlite":
             d = tempfile.mkdtemp(prefix="tasker-e2e-")
             return cls(url=f"sqlite://{d}/tasker.db", backend=backend, _dir=d)
@@ -97,6 +97,28 @@ class WorkerProcess:
         self.process.wait()
 
 
+def subscriber_command(
+    language: str, url: str, group: str, patterns: List[str], out: Path, extra: Optional[List[str]] = None
+) -> List[str]:
+    """A subscriber process of tests/subscribers/ in `language`."""
+    common = ["--database-url", url, "--group", group, "--out", str(out), *(extra or [])]
+    for p in patterns:
+        common += ["--pattern", p]
+    if language == "python":
+        return [python_bin(), str(ROOT / "tests/subscribers/python_subscriber.py"), *common]
+    if language == "ruby":
+        return [
+            "ruby",
+            "-I",
+            str(ROOT / "bindings-ruby/lib"),
+            str(ROOT / "tests/subscribers/ruby_subscriber.rb"),
+            *common,
+        ]
+    if language == "typescript":
+        return ["node", "--import", "tsx", str(ROOT / "tests/subscribers/node_subscriber.ts"), *common]
+    raise ValueError(language)
+
+
 @dataclass
 class WorkerGroup:
     """Worker processes started together and stopped together."""
@@ -117,6 +139,20 @@ class WorkerGroup:
         log: Optional[Path] = None,
     ) -> WorkerProcess:
         """Starts a worker and waits until it is claiming. `log`: append its stderr to this file."""
+        command = worker_command(language, url, queues, concurrency, lease, handlers)
+        return self._spawn(language, command, env=env, quiet=quiet, log=log)
+
+    def start_subscriber(
+        self, language: str, url: str, group: str, patterns: List[str], out: Path, *, log: Optional[Path] = None
+    ) -> WorkerProcess:
+        """Starts a subscriber process (tests/subscribers/) and waits until it has joined `group`;
+        it appends each event matching `patterns` to `out` as a JSON line."""
+        command = subscriber_command(language, url, group, patterns, out)
+        return self._spawn(f"{language} subscriber", command, env=None, quiet=True, log=log)
+
+    def _spawn(
+        self, label: str, command: List[str], *, env: Optional[Dict[str, str]], quiet: bool, log: Optional[Path]
+    ) -> WorkerProcess:
         environment = dict(os.environ)
         environment.update(env or {})
         if quiet:
@@ -124,22 +160,17 @@ class WorkerGroup:
         stderr = open(log, "a") if log is not None else None
         try:
             process = subprocess.Popen(
-                worker_command(language, url, queues, concurrency, lease, handlers),
-                cwd=ROOT,
-                env=environment,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
+                command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=stderr, text=True
             )
         finally:
             if stderr is not None:
                 stderr.close()
-        # Each worker prints one line once it is connected and claiming.
+        # Each process prints one line once it is connected and working.
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError(f"{language} worker exited before starting (status {process.wait()})")
-        w = WorkerProcess(language, process)
+            raise RuntimeError(f"{label} exited before starting (status {process.wait()})")
+        w = WorkerProcess(label, process)
         self.workers.append(w)
         return w
 

@@ -71,7 +71,7 @@ def test_retryable_failure_in_each_language_then_success(
     for name in ("validate_order", "reserve_inventory", "charge_payment"):
         step = done.step(name)
         assert step.attempts == 2, step
-        assert step.error is not None and step.error["error_type"] == "TemporaryOutage"
+        assert step.last_error is not None and step.last_error["error_type"] == "TemporaryOutage"
     assert done.step("ship_order").attempts == 1
     # The payment id carries the attempt that succeeded.
     assert done.results["charge_payment"]["payment_id"] == "PAY-200-2"
@@ -85,7 +85,7 @@ def test_permanent_failure_blocks_only_downstream_steps(client: tasker_core.Clie
     assert done.state == "error"
     charge = done.step("charge_payment")
     assert (charge.state, charge.attempts) == ("error", 1)
-    assert charge.error is not None and charge.error["error_type"] == "OrderRejected"
+    assert charge.last_error is not None and charge.last_error["error_type"] == "OrderRejected"
     assert done.step("reserve_inventory").state == "complete"
     assert done.step("validate_order").state == "complete"
     assert done.step("ship_order").state == "pending"
@@ -116,7 +116,7 @@ def test_cancelling_mid_flight_stops_the_task_in_every_language(
         "ship_order": "cancelled",
         "notify_customer": "cancelled",
     }
-    assert final.step("validate_order").result is None
+    assert final.step("validate_order").results is None
     time.sleep(0.5)
     ran = {e["step"] for e in read_ledger(ledger) if e["task_uuid"] == task.uuid}
     assert ran == {"validate_order"}

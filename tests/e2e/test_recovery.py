@@ -69,17 +69,17 @@ def test_a_ruby_failure_completed_by_a_python_operator_reaches_the_typescript_st
 
     # The Ruby charge fails for good on its first attempt; nothing below it runs.
     failed = task.wait(timeout=30)
-    assert failed.state == "error", [(s.name, s.state, s.error) for s in failed.steps]
+    assert failed.state == "error", [(s.name, s.state, s.last_error) for s in failed.steps]
     prepare = failed.step("prepare")
-    assert prepare.state == "complete" and prepare.result["by"] == "python", prepare
-    assert prepare.result["pid"] == pids["python"]
+    assert prepare.state == "complete" and prepare.results["by"] == "python", prepare
+    assert prepare.results["pid"] == pids["python"]
     charge = client.get_step(task.uuid, "charge")
     assert (charge.state, charge.attempts, charge.max_attempts) == ("error", 1, 3), charge
-    assert charge.retry_possible is False and charge.result is None
-    assert charge.error is not None and charge.error["error_type"] == "CardDeclined", charge.error
-    assert charge.error["retryable"] is False
-    assert charge.error["message"] == "card declined for order 42"
-    assert charge.error["metadata"] == {"amount_cents": 1999, "gateway": "demo-pay", "by": "ruby", "pid": pids["ruby"]}
+    assert charge.retry_possible is False and charge.results is None
+    assert charge.last_error is not None and charge.last_error["error_type"] == "CardDeclined", charge.last_error
+    assert charge.last_error["retryable"] is False
+    assert charge.last_error["message"] == "card declined for order 42"
+    assert charge.last_error["metadata"] == {"amount_cents": 1999, "gateway": "demo-pay", "by": "ruby", "pid": pids["ruby"]}
     assert [e["error_type"] for e in charge.errors] == ["CardDeclined"]
     ship = failed.step("ship")
     assert (ship.state, ship.attempts) == ("pending", 0), ship
@@ -114,21 +114,21 @@ def test_a_ruby_failure_completed_by_a_python_operator_reaches_the_typescript_st
 
     # The TypeScript ship runs once, with the operator's result as charge's, and the task completes.
     done = task.wait(timeout=30)
-    assert done.state == "complete", [(s.name, s.state, s.error) for s in done.steps]
+    assert done.state == "complete", [(s.name, s.state, s.last_error) for s in done.steps]
     ship = done.step("ship")
     assert ship.attempts == 1, ship
-    assert ship.result == {
+    assert ship.results == {
         "received": MANUAL_RESULT,
         "dependencies": ["charge"],
         "tracking": "TRK-42",
         "attempt": 1,
         "by": "typescript",
         "pid": pids["typescript"],
-    }, ship.result
+    }, ship.results
     assert done.results["charge"] == MANUAL_RESULT
     # The Ruby handler did not run again: charge kept its one attempt and its error history.
     charge = client.get_step(task.uuid, "charge")
-    assert (charge.state, charge.attempts, charge.result) == ("complete", 1, MANUAL_RESULT), charge
+    assert (charge.state, charge.attempts, charge.results) == ("complete", 1, MANUAL_RESULT), charge
     assert [e["error_type"] for e in charge.errors] == ["CardDeclined"]
     manual = [t for t in charge.transitions if t.event == "complete_manually"]
     assert len(manual) == 1, events(charge.transitions)

@@ -70,13 +70,13 @@ def test_500_tasks_across_seven_processes_with_a_worker_killed(pg: ScratchDb, tm
     for uuid in rerun:
         # Only a step whose attempt was lost with the killed worker may have run twice.
         step = steps[uuid]
-        assert step.attempts >= 2 and step.error is not None and step.error["error_type"] == "worker_lost", step
+        assert step.attempts >= 2 and step.last_error is not None and step.last_error["error_type"] == "worker_lost", step
         assert any(e["pid"] == victim.pid for e in runs if e["step_uuid"] == uuid)
     for uuid, step in steps.items():
         if uuid not in rerun:
             assert per_step[uuid] == 1
-    lost = [s for s in steps.values() if s.error is not None]
-    assert all(s.error["error_type"] == "worker_lost" for s in lost)
+    lost = [s for s in steps.values() if s.last_error is not None]
+    assert all(s.last_error["error_type"] == "worker_lost" for s in lost)
     # Every language and all five worker processes did work.
     assert {e["language"] for e in runs} == {"python", "ruby", "typescript"}
     assert len({e["pid"] for e in runs}) == 5

@@ -66,7 +66,7 @@ def test_decision_branches_batches_and_convergence_across_languages(
     for case, task in tasks.items():
         context, chosen = CASES[case]
         done = task.wait(timeout=60)
-        assert done.state == "complete", (case, [(s.name, s.state, s.error) for s in done.steps])
+        assert done.state == "complete", (case, [(s.name, s.state, s.last_error) for s in done.steps])
         workers = instances(context["items"], context["batch_size"])
         items = context["items"]
 
@@ -84,11 +84,11 @@ def test_decision_branches_batches_and_convergence_across_languages(
                 assert steps[name].result["by"] == language, (case, name, steps[name].result)
 
         # The decision's and the batchable step's outcomes, from Python and Ruby.
-        route = done.step("route").result
+        route = done.step("route").results
         assert route["decision_point_outcome"] == {"type": "create_steps", "step_names": chosen}, case
-        collect = done.step("collect_approvals").result
+        collect = done.step("collect_approvals").results
         assert collect["approvals"] == sorted(chosen), case
-        plan = done.step("plan_items").result
+        plan = done.step("plan_items").results
         outcome = plan["batch_processing_outcome"]
         if items == 0:
             assert outcome == {"type": "no_batches"}, case
@@ -105,26 +105,26 @@ def test_decision_branches_batches_and_convergence_across_languages(
         for name in workers:
             s = done.step(name)
             assert s.created_by == "plan_items", (case, name)
-            assert s.batch is not None and s.result["by"] == "typescript", (case, name, s.result)
+            assert s.batch is not None and s.results["by"] == "typescript", (case, name, s.results)
             if items == 0:
-                assert s.batch.is_no_op and s.result["noOp"] is True and s.checkpoint is None
+                assert s.batch.is_no_op and s.results["noOp"] is True and s.checkpoint is None
                 continue
             start, end = int(s.batch.start_cursor), int(s.batch.end_cursor)
-            assert s.result["sum"] == sum(2 * i + 1 for i in range(start, end)), (case, name)
-            assert s.result["items"] == end - start
+            assert s.results["sum"] == sum(2 * i + 1 for i in range(start, end)), (case, name)
+            assert s.results["items"] == end - start
             checkpoints = list(range(start + INTERVAL, end, INTERVAL))
             retried = name in context.get("fail_after_checkpoint", [])
             if retried:
                 # Attempt 1 failed after its first checkpoint; attempt 2 resumed from it.
-                assert s.attempts == 2 and s.error is not None and s.error["error_type"] == "AfterCheckpoint", s
-                assert s.result["attempt"] == 2
-                assert s.result["receivedCheckpoint"] == {"cursor": checkpoints[0], "attempt": 1}, s.result
-                assert s.result["resumedFrom"] == checkpoints[0]
-                assert s.result["checkpoints"] == len(checkpoints) - 1
+                assert s.attempts == 2 and s.last_error is not None and s.last_error["error_type"] == "AfterCheckpoint", s
+                assert s.results["attempt"] == 2
+                assert s.results["receivedCheckpoint"] == {"cursor": checkpoints[0], "attempt": 1}, s.results
+                assert s.results["resumedFrom"] == checkpoints[0]
+                assert s.results["checkpoints"] == len(checkpoints) - 1
             else:
                 assert s.attempts == 1, (case, name, s.attempts)
-                assert s.result["resumedFrom"] == start and s.result["receivedCheckpoint"] is None
-                assert s.result["checkpoints"] == len(checkpoints)
+                assert s.results["resumedFrom"] == start and s.results["receivedCheckpoint"] is None
+                assert s.results["checkpoints"] == len(checkpoints)
             if checkpoints:
                 assert s.checkpoint is not None, (case, name)
                 assert (s.checkpoint.cursor, s.checkpoint.items_done, s.checkpoint.attempt) == (
@@ -149,7 +149,7 @@ def test_decision_branches_batches_and_convergence_across_languages(
     pids: Dict[str, set] = {"python": set(), "ruby": set(), "typescript": set()}
     for task in tasks.values():
         for s in task.refresh().steps:
-            if isinstance(s.result, dict) and "pid" in s.result:
-                pids[s.result["by"]].add(s.result["pid"])
+            if isinstance(s.results, dict) and "pid" in s.results:
+                pids[s.results["by"]].add(s.results["pid"])
     by_language = {w.language: w.pid for w in step_type_workers.workers}
     assert pids == {language: {pid} for language, pid in by_language.items()}, (pids, by_language)

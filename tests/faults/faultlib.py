@@ -101,12 +101,22 @@ class PgCluster:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        options = (
+        self._pg_ctl("-l", str(self.log), "-w", "-o", self._options(), "start")
+        return self
+
+    def _options(self) -> str:
+        return (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
             "-c fsync=off -c log_line_prefix='%m [%p] %d '"
         )
-        self._pg_ctl("-l", str(self.log), "-w", "-o", options, "start")
-        return self
+
+    def pause(self) -> None:
+        """`pg_ctl stop -m fast`, keeping the data: the server is gone until :meth:`resume`."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Starts the server stopped by :meth:`pause` again, on the same port."""
+        self._pg_ctl("-l", str(self.log), "-w", "-o", self._options(), "start")
 
     def restart(self) -> float:
         """`pg_ctl restart -m fast`: every connection is terminated. Returns the seconds it took."""
