@@ -6,6 +6,7 @@ OpenTelemetry SDK (Ruby: by hand, see tests/handlers/ruby/telemetry_handlers.rb)
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -20,11 +21,6 @@ import tasker_core
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-# Handlers whose own SDK span is checked at the receiver. The TypeScript handler
-# (tests/handlers/node/telemetry_handlers.ts, @opentelemetry/sdk-trace 3 with the OTLP-proto
-# exporter) gets its attempt's trace context (checked below through its result), but the span it
-# exports never reaches this receiver: not yet understood, tracked in issue 12's notes.
-SDK_EXPORTED = ("python", "ruby")
 
 
 class Receiver:
@@ -37,7 +33,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                body = self._body()
                 if self.path == "/v1/traces":
                     if self.headers.get("content-type", "").startswith("application/json"):
                         receiver._add_json(json.loads(body))
@@ -47,6 +43,24 @@ class Receiver:
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()
+
+            def _body(self) -> bytes:
+                # The JavaScript OTLP exporter streams its request (Transfer-Encoding: chunked,
+                # no Content-Length); the Python and Rust ones send a length.
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    body = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            break
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                else:
+                    body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("content-encoding", "").lower() == "gzip":
+                    body = gzip.decompress(body)
+                return body
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
@@ -115,7 +129,7 @@ def test_a_polyglot_task_is_one_trace_with_every_handlers_span(
         assert task.wait(timeout=60).state == "complete"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            handlers = [receiver.named(f"{lang}.handler") for lang in SDK_EXPORTED]
+            handlers = [receiver.named(f"{lang}.handler") for lang in ("python", "ruby", "typescript")]
             if receiver.named("task polyglot_telemetry/traced_chain") and all(handlers):
                 break
             time.sleep(0.1)
@@ -133,8 +147,6 @@ def test_a_polyglot_task_is_one_trace_with_every_handlers_span(
         assert attempt["parent"] == task_span["span_id"], f"{step}'s attempt nests under the task"
         assert attempt["attributes"]["tasker.step.outcome"] == "success"
         assert attempt["attributes"]["tasker.task.uuid"] == str(task.uuid)
-        if language not in SDK_EXPORTED:
-            continue
         [own] = receiver.named(f"{language}.handler")
         assert own["trace_id"] == CALLER_TRACE
         assert own["parent"] == attempt["span_id"], f"the {language} handler's span nests under its attempt"
