@@ -1,6 +1,7 @@
 """The worker: GIL release, graceful stop, signals, handler registration, and bad input that
 must fail a step cleanly while the worker keeps serving."""
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -111,7 +112,8 @@ def test_run_stops_on_sigint(db_url, namespace, register, tmp_path):
     script.write_text(
         textwrap.dedent(
             f"""
-            import signal, sys, threading, time, tasker_core
+            import faulthandler, signal, sys, threading, time, tasker_core
+            faulthandler.register(signal.SIGUSR1)  # the test asks for stacks if stopping hangs
             client = tasker_core.connect({db_url!r})
             worker = tasker_core.Worker(client, [{namespace!r}], concurrency=2)
             worker.start()
@@ -132,7 +134,14 @@ def test_run_stops_on_sigint(db_url, namespace, register, tmp_path):
     try:
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(2)  # SIGINT, as Ctrl-C
-        out, err = proc.communicate(timeout=15)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the worker did not stop within 60 s of SIGINT; its threads:\n{err}")
     finally:
         if proc.poll() is None:
             proc.kill()
