@@ -105,4 +105,4 @@ def test_logging_level_filters_at_the_source(tmp_path):
     env.pop("TASKER_LOG", None)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "error"
+    assert done.stdout.strip() == "error,sqlx=warn"

@@ -163,7 +163,14 @@ pub fn forward(level: &str, buffer: usize) -> Result<&'static LogForwarder> {
     }
     let (filter, text) = match std::env::var("TASKER_LOG") {
         Ok(spec) if !spec.trim().is_empty() => (parse_filter("TASKER_LOG", &spec)?, spec),
-        _ => (parse_filter("logging.level", level)?, level.to_owned()),
+        // sqlx reports PostgreSQL's notices at info ("schema \"pgmq\" already exists,
+        // skipping" on every connect): only its warnings (slow statements) are worth the host's
+        // log at a plain level. `TASKER_LOG=sqlx=info` still shows them.
+        _ => {
+            parse_filter("logging.level", level)?;
+            let spec = format!("{level},sqlx=warn");
+            (parse_filter("logging.level", &spec)?, spec)
+        }
     };
     let (tx, rx) = flume::bounded(buffer.max(1));
     let dropped = Arc::new(AtomicU64::new(0));
