@@ -420,7 +420,12 @@ export class Client {
     return JSON.parse(await native(() => c.metrics())) as MetricsSnapshot;
   }
 
-  /** Liveness and readiness: the database answers within 2 s and the migrations ran. */
+  /**
+   * Liveness and readiness: the database answers within `telemetry.health_probe_timeout_ms`
+   * (2 s by default), the migrations ran, the circuit breaker around PostgreSQL is closed, and
+   * each worker this process started on this client is alive (a `worker <id>` check each,
+   * failed with the reason when one of its loops died).
+   */
   async health(): Promise<HealthReport> {
     const c = await this.nativeClient();
     return JSON.parse(await native(() => c.health())) as HealthReport;

@@ -558,8 +558,10 @@ class Client:
 
     def health(self) -> Dict[str, Any]:
         """Liveness and readiness: ``{"live": bool, "ready": bool, "checks": [{"name", "ok",
-        "detail"}]}`` (the database answers within 2 s, the migrations ran, the circuit breaker
-        around PostgreSQL is closed)."""
+        "detail"}]}`` (the database answers within ``telemetry.health_probe_timeout_ms``, 2 s by
+        default; the migrations ran; the circuit breaker around PostgreSQL is closed; and each
+        worker this process started on this client is alive: a ``worker <id>`` check each,
+        failed with the reason when one of its loops died)."""
         return json.loads(self._native.health())
 
     def get_task(self, task_uuid: UuidLike) -> Task:
