@@ -106,3 +106,18 @@ def test_logging_level_filters_at_the_source(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "error,sqlx=warn"
+
+
+def test_a_bad_tasker_log_is_a_warning_and_the_client_still_connects(tmp_path):
+    script = (
+        "import logging, tasker_core\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        f"c = tasker_core.connect('sqlite://{tmp_path}/t.db')\n"
+        "print(c.backend)\n"
+    )
+    env = dict(os.environ, TASKER_LOG="tasker_core=[")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "sqlite"
+    assert "the engine's log records are not forwarded" in done.stderr
+    assert "TASKER_LOG" in done.stderr

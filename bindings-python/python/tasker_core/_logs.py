@@ -22,6 +22,7 @@ import threading
 from typing import Dict, List, Optional, Tuple
 
 from . import _native
+from .errors import TaskerError
 
 _LEVELS = {
     "error": logging.ERROR,
@@ -44,7 +45,12 @@ def start() -> None:
     with _lock:
         if _started_in == os.getpid():
             return
-        _native.forward_logs()
+        try:
+            _native.forward_logs()
+        except TaskerError as e:
+            # A TASKER_LOG that is not a filter must not stop the client from connecting.
+            logging.getLogger("tasker_core").warning("the engine's log records are not forwarded: %s", e)
+            return
         _started_in = os.getpid()
         threading.Thread(target=_run, name="tasker-core-logs", daemon=True).start()
 
