@@ -213,6 +213,12 @@ export declare class NativeWorker {
 }
 
 /**
+ * JSON of at most `max` records waiting now (`[{level, target, message, fields, timestamp}]`),
+ * without blocking; `[]` before `forwardLogs` was called.
+ */
+export declare function drainLogs(max: number): string
+
+/**
  * The catalog of system events: JSON of `EventInfo[]` (name, category, description,
  * payload_schema, example).
  */
@@ -229,6 +235,13 @@ export declare function eventInfo(name: string): string | null
  * routes events.
  */
 export declare function eventPatternMatches(pattern: string, name: string): boolean
+
+/**
+ * Starts forwarding the core's log records at the configured `logging.level` (`TASKER_LOG`
+ * wins): once per process, later calls return at once. Returns the filter in force. Throws
+ * when the level is not a valid filter or the process already has a `tracing` subscriber.
+ */
+export declare function forwardLogs(): string
 
 /**
  * Diagnostics for the benchmark: the binding hop of one step without the queue and the

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { BackpressureError, connect, UnavailableError } from '../ts/index.js';
+import { BackpressureError, connect, UnavailableError, Worker } from '../ts/index.js';
 import { backends, type Harness, harness } from './helpers.js';
 
 /** Runs `body` with these configuration variables set, for clients connected inside it. */
@@ -82,6 +82,22 @@ for (const backend of backends()) {
 
     after(async () => {
       await h?.close();
+    });
+
+    test('health reports the workers of this process', async () => {
+      const workerId = `nd-health-${h.ns('w')}`;
+      const worker = new Worker(h.client, { queues: [h.ns('nd_tel')], handlers: {}, workerId });
+      await worker.start();
+      try {
+        const check = (await h.client.health()).checks.find((c) => c.name === `worker ${workerId}`);
+        assert.ok(check, 'a check for the worker');
+        assert.equal(check.ok, true);
+        assert.equal(check.detail, 'ok');
+      } finally {
+        await worker.stop({ timeout: 10 });
+      }
+      const names = (await h.client.health()).checks.map((c) => c.name);
+      assert.ok(!names.includes(`worker ${workerId}`), 'a worker stopped on purpose is not a failed one');
     });
 
     test('creation beyond the queue limit is refused with BackpressureError', async () => {

@@ -9,6 +9,7 @@
 import { NativeClient } from '../native/index.js';
 import { InvalidArgumentError, native, nativeSync } from './errors.js';
 import { describe, findUnserializable, stringifyStrict } from './util.js';
+import { flushLogs, startLogForwarding } from './logging.js';
 import {
   checkPatterns,
   type EventDeadLetter,
@@ -419,7 +420,12 @@ export class Client {
     return JSON.parse(await native(() => c.metrics())) as MetricsSnapshot;
   }
 
-  /** Liveness and readiness: the database answers within 2 s and the migrations ran. */
+  /**
+   * Liveness and readiness: the database answers within `telemetry.health_probe_timeout_ms`
+   * (2 s by default), the migrations ran, the circuit breaker around PostgreSQL is closed, and
+   * each worker this process started on this client is alive (a `worker <id>` check each,
+   * failed with the reason when one of its loops died).
+   */
   async health(): Promise<HealthReport> {
     const c = await this.nativeClient();
     return JSON.parse(await native(() => c.health())) as HealthReport;
@@ -873,15 +879,24 @@ export class Client {
     requireOperator(options);
   }
 
-  /** Closes the connection pool. Stop workers first. */
+  /**
+   * Closes the connection pool. Stop workers first. The engine's log records still waiting are
+   * handed to the logger (see {@link setLogger}) before this resolves.
+   */
   async close(): Promise<void> {
     let c: NativeClient;
     try {
       c = await this.#native;
     } catch {
+      flushLogs(); // the connection attempt's records (database retries)
       return; // never connected: nothing to close
     }
-    await native(() => c.close());
+    try {
+      await native(() => c.close());
+    } finally {
+      // Synchronously, so that records logged just before a process exits are not lost.
+      flushLogs();
+    }
   }
 }
 
@@ -895,6 +910,9 @@ export class Client {
  * @example
  * const client = connect({ databaseUrl: 'sqlite://./tasker.db' });
  * await client.registerTemplates('./templates');
+ *
+ * The first successful call starts forwarding the engine's log records to the logger
+ * {@link setLogger} set (`console` by default), once per process.
  *
  * @throws InvalidArgumentError for a malformed option
  * @throws ConfigurationError when the configuration is invalid (every problem, with its file or
@@ -912,5 +930,8 @@ export function connect(options: ConnectOptions = {}): Client {
   // The native call reads the configuration synchronously (throwing ConfigurationError here)
   // and returns the pending connection.
   const connecting = nativeSync(() => NativeClient.connect(options.databaseUrl, maxConnections));
+  // The configuration is valid: from now on the engine's log records go to the logger
+  // (ts/logging.ts), including those of the connection attempt (database retries).
+  startLogForwarding();
   return new Client(native(() => connecting));
 }

@@ -56,9 +56,11 @@ export PATH="$VENV/bin:$PATH"
 export RUFF_CACHE_DIR="$HERE/.ruff_cache"
 log "installing build and test tools"
 python -m pip install -q --disable-pip-version-check --upgrade pip
+# structlog: the events logging bridge's structlog path is tested, not skipped;
+# prometheus-client: test_telemetry.py parses the /metrics text with its parser.
 python -m pip install -q --disable-pip-version-check \
   "maturin>=1.16,<2" "pytest>=7" "fastapi>=0.100" "httpx>=0.24" "mypy>=1.10" "ruff>=0.5" \
-  "structlog>=23"  # the events logging bridge's structlog path is tested, not skipped
+  "structlog>=23" "prometheus-client>=0.17"
 
 log "building the extension (maturin develop)"
 maturin develop --quiet ${MATURIN_ARGS:-}

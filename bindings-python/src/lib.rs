@@ -5,6 +5,7 @@
 mod client;
 mod error;
 mod events;
+mod logs;
 mod worker;
 
 use pyo3::prelude::*;
@@ -23,6 +24,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(events::event_info, m)?)?;
     m.add_function(wrap_pyfunction!(events::envelope_schema, m)?)?;
     m.add_function(wrap_pyfunction!(events::pattern_matches, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::forward_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::next_log, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::drain_logs, m)?)?;
     m.add("MAX_JSON_BYTES", tasker_core::limits::MAX_JSON_BYTES)?;
     m.add("MAX_JSON_DEPTH", tasker_core::limits::MAX_JSON_DEPTH)?;
     Ok(())

@@ -37,3 +37,14 @@ def test_the_breaker_error_is_a_tasker_error_with_its_retry_hint():
     e = Unavailable("database unavailable: …", code="unavailable", resource="database", retry_after=1.5)
     assert isinstance(e, TaskerError)
     assert (e.code, e.resource, e.retry_after) == ("unavailable", "database", 1.5)
+
+
+def test_health_reports_the_workers_of_this_process(client, namespace, start_worker):
+    worker = start_worker()
+    checks = {c["name"]: c for c in client.health()["checks"]}
+    check = checks.get(f"worker {worker.worker_id}")
+    assert check is not None, checks
+    assert check["ok"] and check["detail"] == "ok"
+    worker.stop(10)
+    names = [c["name"] for c in client.health()["checks"]]
+    assert f"worker {worker.worker_id}" not in names, "a worker stopped on purpose is not a failed one"

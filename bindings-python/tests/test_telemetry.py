@@ -68,3 +68,21 @@ def test_metrics_and_health(client, namespace, register, start_worker):
     health = client.health()
     assert health["live"] and health["ready"]
     assert {c["name"] for c in health["checks"]} >= {"database", "migrations"}
+
+
+def test_the_prometheus_text_parses_with_prometheus_client(client, namespace, register, start_worker):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    register("single")
+    start_worker(handlers={"single.only": lambda ctx: {}})
+    for _ in range(3):
+        assert client.create_task(namespace, "single").wait(timeout=30).state == "complete"
+    families = {f.name: f for f in text_string_to_metric_families(client.prometheus_metrics())}
+    claimed = [s for s in families["tasker_steps_claimed"].samples if s.labels.get("queue") == namespace]
+    assert [s.value for s in claimed if s.name == "tasker_steps_claimed_total"] == [3.0]
+    assert families["tasker_steps_claimed"].type == "counter"
+    histograms = [f for f in families.values() if f.type == "histogram"]
+    assert histograms, "step duration and claim latency are histograms"
+    for family in histograms:
+        buckets = [s for s in family.samples if s.name.endswith("_bucket")]
+        assert buckets and all("le" in s.labels for s in buckets), family.name

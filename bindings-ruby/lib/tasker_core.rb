@@ -7,6 +7,7 @@ require_relative "tasker_core/version"
 require_relative "tasker_core/errors"
 require_relative "tasker_core/config"
 require_relative "tasker_core/native"
+require_relative "tasker_core/logging"
 require_relative "tasker_core/step_result"
 require_relative "tasker_core/outcomes"
 require_relative "tasker_core/batch"
@@ -41,11 +42,15 @@ module TaskerCore
     # @return [HandlerRegistry]
     attr_reader :handlers
 
+    # Where the gem logs, and where the engine's own log records go (see {Logging}): by default
+    # `$stderr` at WARN; under Rails, `Rails.logger`.
     # @return [Logger]
     def logger
       @logger ||= Logger.new($stderr, level: Logger::WARN, progname: "tasker")
     end
 
+    # Takes effect at once, for the engine's records too (the forwarding thread reads it for
+    # every record).
     # @param logger [Logger]
     attr_writer :logger
 
@@ -55,6 +60,10 @@ module TaskerCore
     # under `TASKER_CONFIG_ROOT` (else `./config/tasker`), then `TASKER_<SECTION>__<KEY>`
     # variables; the arguments given here win over both. The URL: `database_url`, else
     # `TASKER_DATABASE_URL`, else `DATABASE_URL`, else `database.url`, else `sqlite://./tasker.db`.
+    #
+    # The first connect of a process also starts writing the engine's log records to {logger}
+    # ({Logging.start}). Should that fail (`TASKER_LOG` is not a filter), a warning says so and the
+    # connection is returned all the same.
     # @param database_url [String, nil] `sqlite://PATH`, a file path, or `postgres://...`
     # @param max_connections [Integer, nil] PostgreSQL pool size (default `database.max_connections`, 10)
     # @return [Client]
@@ -68,7 +77,9 @@ module TaskerCore
         raise InvalidArgumentError, "max_connections must be a positive Integer, got #{max_connections.inspect}"
       end
 
-      Client.new(Native::Client.connect(database_url, max_connections))
+      client = Client.new(Native::Client.connect(database_url, max_connections))
+      forward_logs
+      client
     end
 
     # The configuration this process connects and starts workers with, read now: every key with
@@ -98,6 +109,14 @@ module TaskerCore
     # @api private
     def parse_time(value)
       value && Time.iso8601(value)
+    end
+
+    private
+
+    def forward_logs
+      Logging.start
+    rescue Error => e
+      logger.warn("tasker: the engine's log records are not forwarded: #{e.message}")
     end
   end
 end

@@ -84,6 +84,19 @@ RSpec.describe "resilience" do
   end
 
   each_backend do
+    it "reports the workers of this process in health" do
+      client = TaskerCore.connect(database_url: database_url)
+      worker_id = "rb-health-#{Process.pid}-#{rand(1 << 30)}"
+      worker = TaskerCore::Worker.new(client, queues: ["rb_health"], worker_id: worker_id).start
+      check = client.health["checks"].find { |c| c["name"] == "worker #{worker_id}" }
+      expect(check).to include("ok" => true, "detail" => "ok")
+      worker.stop(timeout: 10)
+      names = client.health["checks"].map { |c| c["name"] }
+      expect(names).not_to include("worker #{worker_id}")
+    ensure
+      client&.close
+    end
+
     it "refuses creation beyond the queue limit with BackpressureError" do
       limited = with_env("TASKER_BACKPRESSURE__MAX_QUEUE_DEPTH" => "2", "TASKER_BACKPRESSURE__REFRESH_MS" => "10") do
         TaskerCore.connect(database_url: database_url)

@@ -67,7 +67,8 @@ RSpec.describe "RBS signatures (sig/)" do
              TaskerCore::QueuedDlqEntry, TaskerCore::DlqCount, TaskerCore::DlqStats, TaskerCore::TaskHealth,
              TaskerCore::WorkerInfo, TaskerCore::ConfigValue, TaskerCore::Events, TaskerCore::EventInfo, TaskerCore::Event,
              TaskerCore::EventGroupStatus, TaskerCore::EventDeadLetter, TaskerCore::Subscriber,
-             TaskerCore::NotificationsBridge, TaskerCore::SubscriberRunner, TaskerCore::Execution]
+             TaskerCore::NotificationsBridge, TaskerCore::SubscriberRunner, TaskerCore::Execution,
+             TaskerCore::Logging]
   modules.each do |mod|
     it "declare every singleton method of #{mod}" do
       declared = builder.build_singleton(type_name(mod)).methods.keys

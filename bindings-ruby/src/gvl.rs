@@ -9,25 +9,47 @@
 //! function (called by Ruby for Thread#raise, Thread#kill, signals and VM shutdown) only cancels
 //! the future we wait on; pending interrupts are then processed by `thread_check_ints`, which
 //! turns a raised exception into an `Err` that unwinds normally.
+//!
+//! [`block_on`] waits on a future; [`blocking`] runs a synchronous wait (the log forwarder's
+//! channel) in short slices, looking at the cancellation flag between them.
 
 use std::ffi::c_void;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use magnus::{Error, Ruby};
 use tokio::sync::Notify;
 
 use crate::error::{self, BindError};
 
-/// Fired by the unblocking function; the waiting future selects on it.
-struct Cancel {
+/// Fired by the unblocking function: the waiting future selects on `notify`, a synchronous wait
+/// looks at `cancelled` between its slices.
+pub struct Cancel {
     notify: Notify,
+    cancelled: AtomicBool,
+}
+
+impl Cancel {
+    fn new() -> Self {
+        Cancel {
+            notify: Notify::new(),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether Ruby asked the blocking region to return (an interrupt is pending).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
 }
 
 unsafe extern "C" fn unblock(data: *mut c_void) {
     // SAFETY: `data` points at the `Cancel` on the stack of `call_without_gvl`, which outlives the
     // blocking region (Ruby stops calling the UBF before rb_thread_call_without_gvl2 returns).
     let cancel = unsafe { &*(data as *const Cancel) };
+    // Sticky, unlike a permit: a synchronous wait may look at it several times.
+    cancel.cancelled.store(true, Ordering::Release);
     // `notify_one` keeps a permit when nobody waits yet, so an early interrupt is not lost.
     cancel.notify.notify_one();
 }
@@ -83,7 +105,7 @@ where
     let runtime = tasker_core::runtime::runtime().map_err(|e| error::raise(ruby, BindError::Core(e)))?;
     let mut future = Box::pin(future);
     loop {
-        let cancel = Cancel { notify: Notify::new() };
+        let cancel = Cancel::new();
         let outcome = call_without_gvl(
             |cancel| {
                 runtime.block_on(async {
@@ -100,6 +122,34 @@ where
             Some(Ok(Some(value))) => return Ok(value),
             Some(Err(panic)) => return Err(error::panic(ruby, panic)),
             // Cancelled by the UBF, or not started because an interrupt was already pending.
+            Some(Ok(None)) | None => {
+                ruby.thread_check_ints()?;
+                if let Some(value) = interrupted() {
+                    return Ok(value);
+                }
+            }
+        }
+    }
+}
+
+/// Runs the synchronous wait `f` without the GVL until it returns `Some`.
+///
+/// `f` must return `None` soon after [`Cancel::is_cancelled`] turns true (wait in slices of a few
+/// tens of milliseconds and look in between): Ruby then runs the pending interrupt with the GVL
+/// and, if it raised (`Thread#kill`, `Thread#raise`, VM shutdown), returns the exception. If it
+/// did not raise, `interrupted` decides as for [`block_on`]: `Some(value)` returns it at once,
+/// `None` calls `f` again.
+pub fn blocking<R>(
+    ruby: &Ruby,
+    mut f: impl FnMut(&Cancel) -> Option<R>,
+    mut interrupted: impl FnMut() -> Option<R>,
+) -> Result<R, Error> {
+    loop {
+        let cancel = Cancel::new();
+        match call_without_gvl(&mut f, &cancel) {
+            Some(Ok(Some(value))) => return Ok(value),
+            Some(Err(panic)) => return Err(error::panic(ruby, panic)),
+            // Cancelled, or not started because an interrupt was already pending.
             Some(Ok(None)) | None => {
                 ruby.thread_check_ints()?;
                 if let Some(value) = interrupted() {

@@ -4,8 +4,9 @@
 //! classes, threads, Rails) is in `lib/tasker_core/`. Modules: [`client`] (the `Tasker` handle),
 //! [`recovery`] (operator actions and step reads) and [`dlq`] (the dead-letter queue, staleness,
 //! workers) on the same class, [`events`] (the catalog, subscriber group members, fast readers,
-//! the event operator calls), [`worker`] (poll/complete), [`convert`] (JSON <-> Ruby), [`error`]
-//! (the one error mapping), [`gvl`] (waiting without the GVL).
+//! the event operator calls), [`worker`] (poll/complete), [`logs`] (the core's log records),
+//! [`convert`] (JSON <-> Ruby), [`error`] (the one error mapping), [`gvl`] (waiting without the
+//! GVL).
 
 mod client;
 mod convert;
@@ -13,6 +14,7 @@ mod dlq;
 mod error;
 mod events;
 mod gvl;
+mod logs;
 mod recovery;
 mod worker;
 
@@ -56,5 +58,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.const_set("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     client::define(ruby, native)?;
     worker::define(ruby, native)?;
+    logs::define(native)?;
     Ok(())
 }

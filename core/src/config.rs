@@ -25,6 +25,7 @@ use crate::engine::BackpressureOptions;
 use crate::engine::{RecoveryOptions, StalenessThresholds, StepTypeLimits, TaskerOptions};
 use crate::error::{Result, TaskerError};
 use crate::events::{EventOptions, LifecycleEvents};
+use crate::store::SqliteSettings;
 use crate::telemetry::TelemetryOptions;
 use crate::worker::{DispatchMode, WorkerConfig};
 
@@ -165,6 +166,30 @@ pub const KEYS: &[KeySpec] = &[
         "PostgreSQL idle_in_transaction_session_timeout: a stalled process's transaction is ended and its locks freed",
     ),
     key(
+        "database",
+        "sqlite_readers",
+        Kind::Int { min: 1, max: 64 },
+        Some("4"),
+        "SQLite: read-only connections beside the one writer",
+    ),
+    key(
+        "database",
+        "sqlite_writer_wait_ms",
+        Kind::Int {
+            min: 100,
+            max: DAY_MS,
+        },
+        Some("60000"),
+        "SQLite: how long a transaction waits for this process's writer connection before it fails (transiently)",
+    ),
+    key(
+        "database",
+        "sqlite_busy_timeout_ms",
+        Kind::Int { min: 0, max: DAY_MS },
+        Some("30000"),
+        "SQLite busy_timeout: how long a statement waits for another process's write lock",
+    ),
+    key(
         "step_types",
         "max_batch_workers",
         Kind::Int { min: 1, max: 100_000 },
@@ -204,6 +229,16 @@ pub const KEYS: &[KeySpec] = &[
         },
         Some("1000"),
         "how often a process re-checks whether subscriber groups exist",
+    ),
+    key(
+        "events",
+        "fast_buffer",
+        Kind::Int {
+            min: 16,
+            max: 1_000_000,
+        },
+        Some("8192"),
+        "fast (in-process) events a reader may fall behind before it skips the oldest",
     ),
     key(
         "staleness",
@@ -260,6 +295,16 @@ pub const KEYS: &[KeySpec] = &[
         "log format",
     ),
     key(
+        "logging",
+        "buffer",
+        Kind::Int {
+            min: 100,
+            max: 10_000_000,
+        },
+        Some("10000"),
+        "Python, Ruby, TypeScript: records waiting for the host logger before new ones are dropped (and counted)",
+    ),
+    key(
         "telemetry",
         "enabled",
         Kind::Bool,
@@ -313,6 +358,16 @@ pub const KEYS: &[KeySpec] = &[
         },
         Some("8192"),
         "finished spans buffered for export; beyond it they are dropped and counted",
+    ),
+    key(
+        "telemetry",
+        "health_probe_timeout_ms",
+        Kind::Int {
+            min: 10,
+            max: 600_000,
+        },
+        Some("2000"),
+        "readiness: how long the database has to answer before it is reported down",
     ),
     key(
         "circuit_breaker",
@@ -379,6 +434,16 @@ pub const KEYS: &[KeySpec] = &[
         Kind::Int { min: 10, max: DAY_MS },
         Some("30000"),
         "how often the staleness and unserved-queue detectors run",
+    ),
+    key(
+        "orchestration",
+        "batch_size",
+        Kind::Int {
+            min: 1,
+            max: 100_000,
+        },
+        Some("500"),
+        "rows one maintenance statement handles (due retries, overdue attempts, timers); a full batch runs again at once",
     ),
     key(
         "orchestration",
@@ -507,14 +572,17 @@ pub struct TaskerConfig {
     pub staleness_minutes: [f64; 4],
     pub log_level: String,
     pub log_format: String,
+    pub log_buffer: usize,
     pub telemetry: TelemetryOptions,
     pub acquire_timeout: Duration,
     pub statement_timeout: Duration,
     pub lock_timeout: Duration,
     pub idle_in_transaction_timeout: Duration,
+    pub sqlite: SqliteSettings,
     pub circuit_breaker: BreakerOptions,
     pub backpressure: BackpressureOptions,
     pub detector_interval: Duration,
+    pub maintenance_batch: i64,
     pub worker_unavailable_after: Duration,
     pub worker_queues: Vec<String>,
     pub worker_concurrency: usize,
@@ -1010,6 +1078,14 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
         lock_timeout: ms("database.lock_timeout_ms").ok_or_else(|| missing("database.lock_timeout_ms"))?,
         idle_in_transaction_timeout: ms("database.idle_in_transaction_timeout_ms")
             .ok_or_else(|| missing("database.idle_in_transaction_timeout_ms"))?,
+        sqlite: SqliteSettings {
+            readers: int("database.sqlite_readers")
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| missing("database.sqlite_readers"))?,
+            writer_wait: ms("database.sqlite_writer_wait_ms").ok_or_else(|| missing("database.sqlite_writer_wait_ms"))?,
+            busy_timeout: ms("database.sqlite_busy_timeout_ms")
+                .ok_or_else(|| missing("database.sqlite_busy_timeout_ms"))?,
+        },
         step_types: StepTypeLimitsConfig {
             max_batch_workers: int("step_types.max_batch_workers")
                 .and_then(|v| usize::try_from(v).ok())
@@ -1028,6 +1104,9 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
                 float("events.retention_hours").ok_or_else(|| missing("events.retention_hours"))? * 3600.0,
             ),
             group_check: ms("events.group_check_ms").ok_or_else(|| missing("events.group_check_ms"))?,
+            fast_buffer: int("events.fast_buffer")
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| missing("events.fast_buffer"))?,
         },
         staleness_minutes: [
             float("staleness.steps_in_process_minutes").ok_or_else(|| missing("staleness.steps_in_process_minutes"))?,
@@ -1039,6 +1118,9 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
         ],
         log_level: string("logging.level").ok_or_else(|| missing("logging.level"))?,
         log_format: string("logging.format").ok_or_else(|| missing("logging.format"))?,
+        log_buffer: int("logging.buffer")
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| missing("logging.buffer"))?,
         telemetry: TelemetryOptions {
             enabled: boolean("telemetry.enabled").ok_or_else(|| missing("telemetry.enabled"))?,
             otlp_endpoint: string("telemetry.otlp_endpoint").ok_or_else(|| missing("telemetry.otlp_endpoint"))?,
@@ -1050,6 +1132,8 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
             max_queued_spans: int("telemetry.max_queued_spans")
                 .and_then(|v| usize::try_from(v).ok())
                 .ok_or_else(|| missing("telemetry.max_queued_spans"))?,
+            health_probe_timeout: ms("telemetry.health_probe_timeout_ms")
+                .ok_or_else(|| missing("telemetry.health_probe_timeout_ms"))?,
         },
         circuit_breaker: BreakerOptions {
             enabled: boolean("circuit_breaker.enabled").ok_or_else(|| missing("circuit_breaker.enabled"))?,
@@ -1072,6 +1156,7 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
         },
         detector_interval: ms("orchestration.detector_interval_ms")
             .ok_or_else(|| missing("orchestration.detector_interval_ms"))?,
+        maintenance_batch: int("orchestration.batch_size").ok_or_else(|| missing("orchestration.batch_size"))?,
         worker_unavailable_after: ms("orchestration.worker_unavailable_after_ms")
             .ok_or_else(|| missing("orchestration.worker_unavailable_after_ms"))?,
         worker_queues: get("worker.queues")
@@ -1110,6 +1195,7 @@ impl TaskerConfig {
             statement_timeout: self.statement_timeout,
             lock_timeout: self.lock_timeout,
             idle_in_transaction_timeout: self.idle_in_transaction_timeout,
+            sqlite: self.sqlite.clone(),
             step_type_limits: StepTypeLimits {
                 max_batch_workers: self.step_types.max_batch_workers,
                 max_decision_depth: self.step_types.max_decision_depth,
@@ -1124,6 +1210,7 @@ impl TaskerConfig {
                 detector_interval: self.detector_interval,
                 worker_unavailable_after: self.worker_unavailable_after,
                 heartbeat_interval: self.heartbeat_interval,
+                maintenance_batch: self.maintenance_batch,
             },
             events: self.events.clone(),
             telemetry: self.telemetry.clone(),
@@ -1238,6 +1325,44 @@ mod tests {
         let w = loaded.config.worker_config(&["q".into()]);
         assert_eq!((w.concurrency, w.lease), (8, Duration::from_secs(30)));
         assert!(loaded.values.values().all(|(_, o)| *o == Origin::Default));
+        assert_eq!(o.sqlite, crate::store::SqliteSettings::default());
+        assert_eq!(o.events, EventOptions::default());
+        assert_eq!(o.telemetry, TelemetryOptions::default());
+        assert_eq!(loaded.config.log_buffer, crate::logging::DEFAULT_BUFFER);
+    }
+
+    #[test]
+    fn the_tunables_that_were_constants_reach_the_engine() {
+        let loaded = load_with(
+            "development",
+            None,
+            &vars(&[
+                ("TASKER_DATABASE__SQLITE_READERS", "2"),
+                ("TASKER_DATABASE__SQLITE_WRITER_WAIT_MS", "1500"),
+                ("TASKER_DATABASE__SQLITE_BUSY_TIMEOUT_MS", "250"),
+                ("TASKER_EVENTS__FAST_BUFFER", "64"),
+                ("TASKER_TELEMETRY__HEALTH_PROBE_TIMEOUT_MS", "300"),
+                ("TASKER_ORCHESTRATION__BATCH_SIZE", "50"),
+                ("TASKER_LOGGING__BUFFER", "500"),
+            ]),
+        )
+        .expect("load");
+        let o = loaded.config.tasker_options();
+        assert_eq!(
+            o.sqlite,
+            crate::store::SqliteSettings {
+                readers: 2,
+                writer_wait: Duration::from_millis(1500),
+                busy_timeout: Duration::from_millis(250),
+            }
+        );
+        assert_eq!(o.events.fast_buffer, 64);
+        assert_eq!(o.telemetry.health_probe_timeout, Duration::from_millis(300));
+        assert_eq!(o.recovery.maintenance_batch, 50);
+        assert_eq!(loaded.config.log_buffer, 500);
+        let too_many = load_with("development", None, &vars(&[("TASKER_DATABASE__SQLITE_READERS", "65")]));
+        let p = problems(too_many.expect_err("65 readers"));
+        assert!(p[0].to_string().contains("database.sqlite_readers"), "{}", p[0]);
     }
 
     #[test]

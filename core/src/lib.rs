@@ -14,6 +14,7 @@
 //! * [`diagram`]: Mermaid flowcharts of templates and tasks.
 //! * [`orchestrator`]: retries and timeouts that no completion triggers.
 //! * [`config`]: the layered configuration the CLI and every binding read.
+//! * [`logging`]: the core's log records, handed to the host language's logger.
 //!
 //! The guide for Rust users is `docs/rust.md` in the repository; `docs/parity.md` maps every API
 //! to its name in the other languages.
@@ -104,6 +105,7 @@ pub mod error;
 pub mod events;
 pub mod handler;
 pub mod limits;
+pub mod logging;
 pub mod orchestrator;
 pub mod outcome;
 pub mod runtime;

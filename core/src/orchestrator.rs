@@ -13,9 +13,6 @@ use tokio::sync::{broadcast, watch};
 use crate::engine::Tasker;
 use crate::store::{Backend, RemoteSignal};
 
-/// Rows handled per pass; a full pass loops again at once.
-const BATCH: i64 = 500;
-
 /// Runs until `stop` becomes true.
 pub async fn run(tasker: Tasker, mut stop: watch::Receiver<bool>) {
     let mut signals = tasker.subscribe_signals();
@@ -26,6 +23,8 @@ pub async fn run(tasker: Tasker, mut stop: watch::Receiver<bool>) {
         Backend::Postgres => Duration::from_secs(1),
     };
     let detector_every = tasker.recovery_options().detector_interval;
+    // Rows handled per pass (`orchestration.batch_size`); a full pass loops again at once.
+    let batch = tasker.recovery_options().maintenance_batch;
     let mut next_detection = tokio::time::Instant::now() + detector_every;
     loop {
         if *stop.borrow() {
@@ -36,12 +35,12 @@ pub async fn run(tasker: Tasker, mut stop: watch::Receiver<bool>) {
             detect(&tasker).await;
         }
         let mut busy = false;
-        match tasker.enqueue_due_retries(BATCH).await {
-            Ok(n) => busy |= n as i64 >= BATCH,
+        match tasker.enqueue_due_retries(batch).await {
+            Ok(n) => busy |= n as i64 >= batch,
             Err(e) => tracing::warn!(error = %e, "re-enqueueing due retries failed"),
         }
-        match tasker.fail_overdue_attempts(BATCH).await {
-            Ok(n) => busy |= n as i64 >= BATCH,
+        match tasker.fail_overdue_attempts(batch).await {
+            Ok(n) => busy |= n as i64 >= batch,
             Err(e) => tracing::warn!(error = %e, "failing overdue attempts failed"),
         }
         if busy {

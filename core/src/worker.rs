@@ -73,6 +73,7 @@ use uuid::Uuid;
 
 use crate::engine::{ClaimBatch, ClaimedStep, Completion, EagerClaim, Tasker};
 use crate::error::{Result, TaskerError};
+use crate::logging::step_log;
 use crate::orchestrator;
 use crate::outcome::{error_types, StepFailure, StepOutcome};
 use crate::store::{Backend, MessageRef, RemoteSignal, WorkerRecord};
@@ -448,6 +449,11 @@ enum Phase {
 struct Inflight {
     step_uuid: Uuid,
     attempt: i32,
+    /// With `step_uuid` and `attempt`, the fields of every log record about the attempt
+    /// (`logging::STEP_FIELDS`).
+    task_uuid: Uuid,
+    step_name: String,
+    correlation_id: Uuid,
     message: MessageRef,
     /// The attempt's slot. Freed when the handler returns (its outcome then carries it to the
     /// applier), when a dead event is discarded at poll, or when the handler is given up.
@@ -721,6 +727,17 @@ impl Worker {
                 orchestrator::run(tasker.clone(), stop),
             ));
         }
+        // Readiness (`Tasker::health`) reports this worker while it runs: failed when one of
+        // its loops died; not at all once it stopped on purpose or was dropped.
+        let probe = Arc::downgrade(&shared);
+        tasker.add_local_worker(Box::new(move || {
+            let shared = probe.upgrade()?;
+            let failure = shared.fatal_error().map(|e| e.to_string());
+            if failure.is_none() && shared.state.load(Ordering::SeqCst) == STOPPED {
+                return None;
+            }
+            Some((shared.config.worker_id.clone(), failure))
+        }));
         Ok(Worker {
             shared,
             tasks: Arc::new(Mutex::new(tasks)),
@@ -881,14 +898,16 @@ impl Worker {
                     StepOutcome::Failure(_) => "failure",
                 };
                 entry.trace.finish(&self.shared.tasker, &outcome, label);
+                log_outcome(entry, &outcome);
                 let completion = completion_of(&self.shared, entry, outcome);
                 send_job(&self.shared, completion, Some(event_id), permit)
             }
             Phase::TimedOut => {
                 // The handler returned after its timeout: its slot is free now; the result is
                 // ignored (the attempt already failed with `timeout`).
-                inflight.remove(&event_id);
-                tracing::warn!(event_id, "late completion after timeout ignored");
+                if let Some(entry) = inflight.remove(&event_id) {
+                    step_log!(warn, entry, event_id, "late completion after timeout ignored");
+                }
                 Ok(())
             }
             Phase::Queued | Phase::Applying => Err(TaskerError::UnknownEvent(event_id)),
@@ -1197,6 +1216,9 @@ fn hand_out(
             Inflight {
                 step_uuid: step.step_uuid,
                 attempt: step.attempt,
+                task_uuid: step.task_uuid,
+                step_name: step.step_name.clone(),
+                correlation_id: step.correlation_id,
                 message: step.message.clone(),
                 permit: Some(permit),
                 claimed_at: now,
@@ -1253,14 +1275,17 @@ async fn give_back(shared: &Shared, refused: Vec<(ClaimedStep, Option<StepFailur
     for (step, why) in refused {
         match why {
             None => release.push((step.step_uuid, step.attempt, step.message)),
-            Some(failure) => fail.push(Completion {
+            Some(failure) => {
+                step_log!(warn, step, error_type = %failure.error_type, error = %failure.message, "step cannot be handed to a handler; failing the attempt");
+                fail.push(Completion {
                 step_uuid: step.step_uuid,
                 attempt: step.attempt,
                 message: Some(step.message),
                 outcome: StepOutcome::Failure(failure),
                 worker: Some(shared.config.worker_id.clone()),
                 lost_lease: false,
-            }),
+                });
+            }
         }
     }
     if let Err(e) = shared.tasker.release_claims(&release).await {
@@ -1435,6 +1460,28 @@ async fn apply_loop(shared: Arc<Shared>, rx: flume::Receiver<CompletionJob>) {
     }
 }
 
+/// One record per attempt's outcome: a failure at `warn` (permanent) or `info` (retryable), a
+/// success at `debug`.
+fn log_outcome(entry: &Inflight, outcome: &StepOutcome) {
+    match outcome {
+        StepOutcome::Success { .. } => step_log!(debug, entry, "step attempt succeeded"),
+        StepOutcome::Failure(f) if f.retryable => step_log!(
+            info,
+            entry,
+            error_type = %f.error_type,
+            error = %f.message,
+            "step attempt failed; it may be retried"
+        ),
+        StepOutcome::Failure(f) => step_log!(
+            warn,
+            entry,
+            error_type = %f.error_type,
+            error = %f.message,
+            "step attempt failed permanently"
+        ),
+    }
+}
+
 /// The failure of an attempt that overran its `timeout_seconds`.
 fn timeout_failure(attempt: i32) -> StepFailure {
     StepFailure::retryable(
@@ -1496,7 +1543,7 @@ async fn lease_loop(shared: Arc<Shared>) {
                         // returns, and its late completion is accepted and ignored.
                         entry.phase = Phase::TimedOut;
                         entry.cancel.cancel();
-                        tracing::warn!(event_id, step = %entry.step_uuid, "attempt timed out");
+                        step_log!(warn, entry, event_id, "attempt timed out");
                         let outcome = StepOutcome::Failure(timeout_failure(entry.attempt));
                         entry.trace.finish(&shared.tasker, &outcome, "timeout");
                         timed_out.push(completion_of(&shared, entry, outcome));
@@ -1506,11 +1553,14 @@ async fn lease_loop(shared: Arc<Shared>) {
                 }
             }
             for id in given_up {
-                tracing::warn!(
-                    event_id = id,
-                    "handler still running a lease length after its timeout; freeing its slot"
-                );
-                inflight.remove(&id);
+                if let Some(entry) = inflight.remove(&id) {
+                    step_log!(
+                        warn,
+                        entry,
+                        event_id = id,
+                        "handler still running a lease length after its timeout; freeing its slot"
+                    );
+                }
             }
         }
         for completion in timed_out {

@@ -343,3 +343,36 @@ async fn creation_is_refused_beyond_the_queue_limit(kind: Db) {
 }
 
 on_both_backends!(creation_is_refused_beyond_the_queue_limit);
+
+/// Readiness names every worker this process started on the engine, without the caller listing
+/// them (the packages' `health()` passes none), and forgets a worker stopped on purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_this_processs_workers() {
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let db = TestDb::new(kind).await;
+        let tasker = db.connect().await;
+        let worker = RunningWorker::start(&tasker, &["engine_tests"], 2, math_registry()).await;
+        let id = worker.worker.config().worker_id.clone();
+        let report = tasker.health(&[]).await;
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.name == format!("worker {id}"))
+            .unwrap_or_else(|| panic!("{kind:?}: no check for the worker in {report:?}"));
+        assert!(check.ok && report.ready, "{kind:?}: {report:?}");
+        let listed = tasker.health(&[(id.clone(), None)]).await;
+        assert_eq!(
+            listed.checks.iter().filter(|c| c.name.starts_with("worker ")).count(),
+            1,
+            "{kind:?}: a worker the caller lists too is reported once"
+        );
+        worker.stop().await;
+        let after = tasker.health(&[]).await;
+        assert!(
+            after.checks.iter().all(|c| !c.name.starts_with("worker ")),
+            "{kind:?}: a stopped worker is not a failed one: {after:?}"
+        );
+        tasker.close().await;
+        db.cleanup().await;
+    }
+}

@@ -20,6 +20,9 @@ __all__ = [
     "event_info",
     "envelope_schema",
     "pattern_matches",
+    "forward_logs",
+    "next_log",
+    "drain_logs",
 ]
 __version__: str
 MAX_JSON_BYTES: int
@@ -35,6 +38,15 @@ def catalog() -> str: ...
 def event_info(name: str) -> Optional[str]: ...
 def envelope_schema() -> str: ...
 def pattern_matches(pattern: str, name: str) -> bool: ...
+
+# The core's log records as (level, target, message, fields, unix seconds): forwarding starts once
+# per process at the configured logging.level (returns the filter in force); next_log waits up to
+# timeout_ms with the GIL released; drain_logs takes what is waiting without blocking.
+_LogRecord = Tuple[str, str, str, List[Tuple[str, str]], float]
+
+def forward_logs() -> str: ...
+def next_log(timeout_ms: int) -> Optional[_LogRecord]: ...
+def drain_logs() -> List[_LogRecord]: ...
 
 @final
 class NativeClient:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from . import _native
+from . import _logs, _native
 from ._time import parse_time as _parse_time
 from .batch import Checkpoint, StepBatch
 from .errors import InvalidArgument
@@ -71,6 +71,9 @@ def connect(database_url: Optional[str] = None, *, max_connections: Optional[int
         max_connections: PostgreSQL pool size (``None``: ``database.max_connections``,
             default 10).
 
+    From then on the engine's log records go to :mod:`logging`, under ``tasker_core.engine``
+    (see ``tasker_core._logs``).
+
     Raises:
         ConfigurationError: the configuration is invalid.
         InvalidDatabaseUrl: the URL is malformed or its scheme unsupported.
@@ -84,7 +87,10 @@ def connect(database_url: Optional[str] = None, *, max_connections: Optional[int
         isinstance(max_connections, bool) or not isinstance(max_connections, int) or not 1 <= max_connections <= 10_000
     ):
         raise InvalidArgument(f"max_connections must be an int between 1 and 10000, got {max_connections!r}")
-    return Client(_native.NativeClient.connect(database_url, max_connections))
+    native = _native.NativeClient.connect(database_url, max_connections)
+    # The engine's log records go to `logging` from now on (tasker_core/_logs.py).
+    _logs.start()
+    return Client(native)
 
 
 async def connect_async(database_url: Optional[str] = None, *, max_connections: Optional[int] = None) -> Client:
@@ -552,8 +558,10 @@ class Client:
 
     def health(self) -> Dict[str, Any]:
         """Liveness and readiness: ``{"live": bool, "ready": bool, "checks": [{"name", "ok",
-        "detail"}]}`` (the database answers within 2 s, the migrations ran, the circuit breaker
-        around PostgreSQL is closed)."""
+        "detail"}]}`` (the database answers within ``telemetry.health_probe_timeout_ms``, 2 s by
+        default; the migrations ran; the circuit breaker around PostgreSQL is closed; and each
+        worker this process started on this client is alive: a ``worker <id>`` check each,
+        failed with the reason when one of its loops died)."""
         return json.loads(self._native.health())
 
     def get_task(self, task_uuid: UuidLike) -> Task:

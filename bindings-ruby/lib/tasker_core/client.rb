@@ -102,7 +102,9 @@ module TaskerCore
     end
 
     # Liveness and readiness: `{"live" => true, "ready" => Boolean, "checks" => [{"name", "ok",
-    # "detail"}]}` (the database answers within 2 s, the migrations ran).
+    # "detail"}]}`: the database answers within `telemetry.health_probe_timeout_ms` (2 s by
+    # default), the migrations ran, the circuit breaker around PostgreSQL is closed, and each
+    # worker this process started on this client is alive (a `worker <id>` check each).
     # @return [Hash]
     def health
       native.health

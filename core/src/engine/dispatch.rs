@@ -428,7 +428,14 @@ impl Tasker {
         let mut locks = HashMap::new();
         let mut batch = Vec::with_capacity(poisoned.len());
         for (lock, message, why) in poisoned {
-            tracing::error!(step = %lock.step_uuid, task = %lock.task_uuid, reason = %why, "step cannot run; failing it");
+            tracing::error!(
+                task_uuid = %lock.task_uuid,
+                step_uuid = %lock.step_uuid,
+                step_name = %lock.name,
+                attempt = lock.attempts,
+                reason = %why,
+                "step cannot run; failing it"
+            );
             batch.push(Completion {
                 step_uuid: lock.step_uuid,
                 attempt: lock.attempts,
@@ -496,7 +503,7 @@ impl Tasker {
                     Err(error)
                 }
                 [one] => {
-                    tracing::error!(step = %one.step_uuid, error = %error, "the database refused a step's outcome; failing the step");
+                    tracing::error!(step_uuid = %one.step_uuid, attempt = one.attempt, error = %error, "the database refused a step's outcome; failing the step");
                     let rejected = Completion {
                         outcome: StepOutcome::Failure(StepFailure::permanent(
                             error_types::OUTCOME_REJECTED,

@@ -84,6 +84,9 @@ pub struct RecoveryOptions {
     pub worker_unavailable_after: Duration,
     /// How often workers heartbeat; one missing three in a row is no longer live.
     pub heartbeat_interval: Duration,
+    /// Rows the orchestrator handles per statement (due retries, overdue attempts, timers); a
+    /// full batch loops again at once.
+    pub maintenance_batch: i64,
 }
 
 impl Default for RecoveryOptions {
@@ -93,6 +96,7 @@ impl Default for RecoveryOptions {
             detector_interval: Duration::from_secs(30),
             worker_unavailable_after: Duration::from_secs(10 * 60),
             heartbeat_interval: Duration::from_secs(10),
+            maintenance_batch: 500,
         }
     }
 }

@@ -21,8 +21,6 @@ use crate::events::{PublishedEvent, StepPublication};
 use crate::outcome::{StepFailure, StepOutcome};
 use crate::store::{EventDeadLetter, EventGroupStatus, NewEvent, StepLock, StoreTx};
 
-/// How many fast events a slow reader may fall behind before it skips ahead.
-const FAST_BUFFER: usize = 8192;
 /// Task identities kept for fast task events (cleared when full).
 const IDENTITY_CACHE: usize = 10_000;
 
@@ -48,7 +46,7 @@ pub(super) struct EventHub {
 
 impl EventHub {
     pub(super) fn new(options: EventOptions) -> Self {
-        let (fast, _) = broadcast::channel(FAST_BUFFER);
+        let (fast, _) = broadcast::channel(options.fast_buffer.max(1));
         EventHub {
             options,
             groups_exist: AtomicBool::new(false),
@@ -331,9 +329,10 @@ impl Tasker {
         self.store().events().sequence_events(10_000).await
     }
 
-    /// How many fast events a reader may fall behind before it skips ahead.
-    pub fn fast_buffer() -> usize {
-        FAST_BUFFER
+    /// How many fast events a reader may fall behind before it skips ahead
+    /// (`events.fast_buffer`).
+    pub fn fast_buffer(&self) -> usize {
+        self.event_options().fast_buffer
     }
 
     /// How this engine writes and keeps events.

@@ -81,6 +81,8 @@ pub struct TaskerOptions {
     pub statement_timeout: Duration,
     pub lock_timeout: Duration,
     pub idle_in_transaction_timeout: Duration,
+    /// The SQLite file's readers and lock waits. Ignored on PostgreSQL.
+    pub sqlite: SqliteSettings,
     /// What decisions and batches may create.
     pub step_type_limits: StepTypeLimits,
     /// Staleness thresholds, detector and heartbeat intervals.
@@ -106,6 +108,7 @@ impl Default for TaskerOptions {
             statement_timeout: PgSettings::default().statement_timeout,
             lock_timeout: PgSettings::default().lock_timeout,
             idle_in_transaction_timeout: PgSettings::default().idle_in_transaction_timeout,
+            sqlite: SqliteSettings::default(),
             step_type_limits: StepTypeLimits::default(),
             recovery: RecoveryOptions::default(),
             events: EventOptions::default(),
@@ -206,6 +209,8 @@ struct Inner {
     /// The breaker `store` is behind, when it is behind one.
     breaker: Option<Arc<CircuitBreaker>>,
     backpressure: backpressure::Backpressure,
+    /// The workers this process started on this engine, for [`Tasker::health`].
+    local_workers: telemetry::LocalWorkers,
 }
 
 /// Describes a database URL without credentials: `scheme://host:port/db`, or the SQLite file.
@@ -303,7 +308,7 @@ impl Tasker {
                 ));
             }
             let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-            Arc::new(SqliteStore::connect(opts).await.map_err(connect_error)?)
+            Arc::new(SqliteStore::connect(opts, &options.sqlite).await.map_err(connect_error)?)
         };
         // Connecting went to the database directly: an unreachable server fails here with its
         // real reason. From now on calls go through the breaker.
@@ -328,6 +333,7 @@ impl Tasker {
             telemetry: Telemetry::new(options.telemetry),
             breaker,
             backpressure: backpressure::Backpressure::new(options.backpressure),
+            local_workers: telemetry::LocalWorkers::default(),
             store,
             templates: TemplateCache::default(),
             signals,

@@ -12,8 +12,40 @@ use crate::telemetry::metrics::{self, counter, gauge, MetricsSnapshot, Sample};
 use crate::telemetry::trace::{AttributeValue, SpanKind, SpanRecord, TraceContext};
 use crate::telemetry::{finished_task, MetricsReader, TelemetryOptions};
 
-/// How long a health check waits for the database.
-const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// What a worker of this process reports to [`Tasker::health`]: its id and, if one of its loops
+/// died, why; `None` once the worker is gone or stopped on purpose.
+pub(crate) type WorkerProbe = Box<dyn Fn() -> Option<(String, Option<String>)> + Send + Sync>;
+
+/// The workers started in this process on one engine (see [`Tasker::health`]).
+#[derive(Default)]
+pub(crate) struct LocalWorkers(std::sync::Mutex<Vec<WorkerProbe>>);
+
+impl std::fmt::Debug for LocalWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|p| p.len()).unwrap_or_default();
+        write!(f, "LocalWorkers({n})")
+    }
+}
+
+impl LocalWorkers {
+    pub(crate) fn add(&self, probe: WorkerProbe) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(probe);
+    }
+
+    /// The live workers' states; forgets the ones that are gone.
+    fn read(&self) -> Vec<(String, Option<String>)> {
+        let mut probes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut states = Vec::new();
+        probes.retain(|probe| match probe() {
+            Some(state) => {
+                states.push(state);
+                true
+            }
+            None => false,
+        });
+        states
+    }
+}
 
 /// One check of a [`HealthReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -173,15 +205,23 @@ impl Tasker {
         self.inner.telemetry.flush(timeout).await;
     }
 
+    /// Adds a worker of this process to what [`Tasker::health`] reports.
+    pub(crate) fn add_local_worker(&self, probe: WorkerProbe) {
+        self.inner.local_workers.add(probe);
+    }
+
     pub(crate) fn telemetry(&self) -> &crate::telemetry::Telemetry {
         &self.inner.telemetry
     }
 
-    /// Liveness and readiness: the database answers within 2 s (the migrations ran when this
-    /// engine connected, so a connected engine has them), the circuit breaker is closed, and
-    /// `workers` (this process's, with their failure if one of their loops died) are alive.
+    /// Liveness and readiness: the database answers within `telemetry.health_probe_timeout`
+    /// (2 s by default; the migrations ran when this engine connected, so a connected engine has
+    /// them), the circuit breaker is closed, and every worker this process started on this
+    /// engine is alive (a `worker <id>` check each, failed with the reason when one of its loops
+    /// died), plus any `workers` the caller adds.
     pub async fn health(&self, workers: &[(String, Option<String>)]) -> HealthReport {
-        let database = match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, self.inner.store.ping()).await {
+        let probe_timeout = self.telemetry_options().health_probe_timeout;
+        let database = match tokio::time::timeout(probe_timeout, self.inner.store.ping()).await {
             Ok(Ok(())) => HealthCheck {
                 name: "database".into(),
                 ok: true,
@@ -195,7 +235,7 @@ impl Tasker {
             Err(_) => HealthCheck {
                 name: "database".into(),
                 ok: false,
-                detail: format!("no answer within {} s", HEALTH_PROBE_TIMEOUT.as_secs()),
+                detail: format!("no answer within {} ms", probe_timeout.as_millis()),
             },
         };
         let mut checks = vec![
@@ -221,7 +261,13 @@ impl Tasker {
                 },
             });
         }
-        for (id, failure) in workers {
+        let mut all: Vec<(String, Option<String>)> = workers.to_vec();
+        for local in self.inner.local_workers.read() {
+            if !all.iter().any(|(id, _)| *id == local.0) {
+                all.push(local);
+            }
+        }
+        for (id, failure) in &all {
             checks.push(HealthCheck {
                 name: format!("worker {id}"),
                 ok: failure.is_none(),

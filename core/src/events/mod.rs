@@ -266,6 +266,9 @@ pub struct EventOptions {
     pub group_check: Duration,
     /// Events every group has acknowledged are deleted once older than this.
     pub retention: Duration,
+    /// Fast (in-process) events buffered per reader; a reader further behind skips the oldest
+    /// (and is told how many it missed).
+    pub fast_buffer: usize,
 }
 
 impl Default for EventOptions {
@@ -274,6 +277,7 @@ impl Default for EventOptions {
             lifecycle: LifecycleEvents::WhenSubscribed,
             group_check: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
+            fast_buffer: 8192,
         }
     }
 }

@@ -27,7 +27,7 @@ pub use events::*;
 pub use guarded::GuardedStore;
 pub use postgres::{PgSettings, PostgresStore};
 pub use records::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteSettings, SqliteStore};
 
 use crate::error::{Result, TaskerError};
 

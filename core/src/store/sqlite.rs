@@ -64,6 +64,7 @@ pub struct SqliteStore {
     next_reader: AtomicUsize,
     closed: Arc<AtomicBool>,
     checkpointer: tokio::task::JoinHandle<()>,
+    writer_wait: Duration,
 }
 
 impl Drop for SqliteStore {
@@ -82,11 +83,27 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// Read-only connections (the sqlx pool had four).
-const READERS: usize = 4;
+/// How the SQLite store connects (the `[database]` keys `sqlite_*`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SqliteSettings {
+    /// Read-only connections (reads run beside the one writer under WAL).
+    pub readers: usize,
+    /// How long a transaction of this process waits for the writer connection before giving up
+    /// (a transient error).
+    pub writer_wait: Duration,
+    /// SQLite's `busy_timeout`: how long a statement waits for another process's write lock.
+    pub busy_timeout: Duration,
+}
 
-/// How long a transaction waits for the writer connection before giving up (a transient error).
-const WRITER_WAIT: Duration = Duration::from_secs(60);
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        Self {
+            readers: 4,
+            writer_wait: Duration::from_secs(60),
+            busy_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// How often the WAL is checkpointed in the background (see `checkpoint_in_background`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -222,12 +239,12 @@ impl SqliteStore {
     /// and migrating happen under an exclusive lock on a sibling `<file>.lock` (an OS file lock,
     /// released when this returns or the process dies). The database file itself is never opened
     /// outside SQLite: closing a second descriptor would drop SQLite's own POSIX locks.
-    pub async fn connect(options: SqliteConnectOptions) -> Result<Self> {
+    pub async fn connect(options: SqliteConnectOptions, settings: &SqliteSettings) -> Result<Self> {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(settings.busy_timeout)
             .foreign_keys(true);
         let lock = StartupLock::acquire(options.get_filename()).await?;
         let mut conn = options
@@ -251,7 +268,7 @@ impl SqliteStore {
         // The first reader is opened now, as the pool did: a file that cannot be read fails here.
         let mut first_reader = Some(reader_options.connect().await?);
         let closed = Arc::new(AtomicBool::new(false));
-        let readers = (0..READERS)
+        let readers = (0..settings.readers.max(1))
             .map(|_| {
                 Arc::new(Mutex::new(Slot {
                     conn: first_reader.take(),
@@ -270,13 +287,14 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             checkpointer: checkpoint_in_background(checkpoint_options, closed.clone()),
             closed,
+            writer_wait: settings.writer_wait,
         })
     }
 
     /// Opens a database from a `sqlite:` URL or a plain path.
     pub async fn open(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url).map_err(|e| TaskerError::DatabaseUrl(e.to_string()))?;
-        Self::connect(options).await
+        Self::connect(options, &SqliteSettings::default()).await
     }
 }
 
@@ -284,7 +302,7 @@ impl SqliteStore {
     /// A write transaction: the writer connection, kept until the transaction ends. Its BEGIN
     /// goes out with its first statement.
     async fn transaction(&self) -> Result<SqliteTx> {
-        let mut slot = tokio::time::timeout(WRITER_WAIT, self.writer.clone().lock_owned())
+        let mut slot = tokio::time::timeout(self.writer_wait, self.writer.clone().lock_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?;
         slot.ready(&self.writer_options, &self.closed).await?;

@@ -43,6 +43,9 @@ pub struct TelemetryOptions {
     pub metrics: bool,
     /// Finished spans buffered for export; beyond it spans are dropped (and counted).
     pub max_queued_spans: usize,
+    /// How long the readiness check waits for the database to answer before it reports it
+    /// down.
+    pub health_probe_timeout: Duration,
 }
 
 impl Default for TelemetryOptions {
@@ -55,6 +58,7 @@ impl Default for TelemetryOptions {
             traces: true,
             metrics: true,
             max_queued_spans: 8192,
+            health_probe_timeout: Duration::from_secs(2),
         }
     }
 }
