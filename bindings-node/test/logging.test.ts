@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
+  defaultLogger,
   defineHandler,
   InvalidArgumentError,
   type LogRecord,
@@ -73,6 +74,23 @@ function runChild(script: string, env: NodeJS.ProcessEnv = {}): Promise<ChildRun
   });
 }
 
+test('the default logger writes warnings and errors to console, nothing below', () => {
+  const seen: string[] = [];
+  const saved = { warn: console.warn, error: console.error, info: console.info, debug: console.debug };
+  console.warn = (m: string) => seen.push(`warn ${m}`);
+  console.error = (m: string) => seen.push(`error ${m}`);
+  console.info = (m: string) => seen.push(`info ${m}`);
+  console.debug = (m: string) => seen.push(`debug ${m}`);
+  try {
+    for (const level of ['error', 'warn', 'info', 'debug', 'trace'] as const) {
+      defaultLogger({ level, target: 'tasker_core::worker', message: level, fields: {}, timestamp: new Date() });
+    }
+  } finally {
+    Object.assign(console, saved);
+  }
+  assert.deepEqual(seen, ['error error', 'warn warn']);
+});
+
 test('setLogger refuses what is not a logger, naming what is missing', () => {
   assert.throws(() => setLogger(42 as never), (e: unknown) => e instanceof InvalidArgumentError && e.path === 'logger');
   assert.throws(() => setLogger(undefined as never), InvalidArgumentError);
@@ -116,7 +134,7 @@ for (const backend of backends()) {
     after(async () => {
       await worker?.stop({ timeout: 5 });
       await h?.close();
-      setLogger(console);
+      setLogger(defaultLogger);
       process.off('warning', onWarning);
     });
 

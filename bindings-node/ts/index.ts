@@ -161,6 +161,6 @@ export {
   type Transition,
   type WorkerInfo,
 } from './records.js';
-export { type LogFunction, type Logger, type LoggerObject, type LogLevel, type LogRecord, setLogger } from './logging.js';
+export { defaultLogger, type LogFunction, type Logger, type LoggerObject, type LogLevel, type LogRecord, setLogger } from './logging.js';
 export { type FailureOptions, type StepFailure, StepResult } from './result.js';
 export { type ErrorStep, type StopOptions, Worker, type WorkerOptions, type WorkerStats } from './worker.js';

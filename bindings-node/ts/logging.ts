@@ -72,14 +72,26 @@ const BATCH = 1000;
 const MAX_PER_TICK = 10_000;
 const DRAIN_INTERVAL_MS = 100;
 
-let current: Logger = console;
+/**
+ * The logger until {@link setLogger} is called: `console.warn` / `console.error` for warnings
+ * and errors only, as Python's `logging` (its last-resort handler) and Ruby's default
+ * `TaskerCore.logger` (level WARN) show them. `setLogger(console)` shows every level.
+ */
+export const defaultLogger: LogFunction = (record) => {
+  if (record.level !== 'error' && record.level !== 'warn') return;
+  if (Object.keys(record.fields).length === 0) console[record.level](record.message);
+  else console[record.level](record.message, record.fields);
+};
+
+let current: Logger = defaultLogger;
 /** Whether the current logger's failure was reported (once per installed logger). */
 let reportedFailure = false;
 let forwarding: 'idle' | 'started' | 'failed' = 'idle';
 
 /**
  * Sets where the engine's log records go, for the whole process (and for clients already
- * connected). The default is `console`: `error` → `console.error`, `warn` → `console.warn`,
+ * connected). The default, {@link defaultLogger}, writes warnings and errors to `console`.
+ * `setLogger(console)` writes every level: `error` → `console.error`, `warn` → `console.warn`,
  * `info` → `console.info`, `debug` and `trace` → `console.debug`.
  *
  * A logger that throws (or returns a rejected promise) does not stop forwarding: the failure is
