@@ -13,7 +13,13 @@ type PyLogRecord = (&'static str, String, String, Vec<(String, String)>, f64);
 
 fn to_tuple(r: LogRecord) -> PyLogRecord {
     let seconds = r.timestamp.timestamp_micros() as f64 / 1e6;
-    (r.level.as_str(), r.target, r.message, r.fields.into_iter().collect(), seconds)
+    (
+        r.level.as_str(),
+        r.target,
+        r.message,
+        r.fields.into_iter().collect(),
+        seconds,
+    )
 }
 
 /// Starts forwarding the core's records at the configured `logging.level` (`TASKER_LOG` wins);
@@ -30,7 +36,9 @@ pub fn next_log(py: Python<'_>, timeout_ms: u64) -> PyResult<Option<PyLogRecord>
     let Some(forwarder) = logging::installed() else {
         return Ok(None);
     };
-    Ok(py.detach(|| forwarder.poll(Duration::from_millis(timeout_ms))).map(to_tuple))
+    Ok(py
+        .detach(|| forwarder.poll(Duration::from_millis(timeout_ms)))
+        .map(to_tuple))
 }
 
 /// Every record waiting now, without blocking (to flush at exit).

@@ -1082,7 +1082,8 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
             readers: int("database.sqlite_readers")
                 .and_then(|v| usize::try_from(v).ok())
                 .ok_or_else(|| missing("database.sqlite_readers"))?,
-            writer_wait: ms("database.sqlite_writer_wait_ms").ok_or_else(|| missing("database.sqlite_writer_wait_ms"))?,
+            writer_wait: ms("database.sqlite_writer_wait_ms")
+                .ok_or_else(|| missing("database.sqlite_writer_wait_ms"))?,
             busy_timeout: ms("database.sqlite_busy_timeout_ms")
                 .ok_or_else(|| missing("database.sqlite_busy_timeout_ms"))?,
         },

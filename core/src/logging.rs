@@ -174,15 +174,18 @@ pub fn forward(level: &str, buffer: usize) -> Result<&'static LogForwarder> {
     };
     let (tx, rx) = flume::bounded(buffer.max(1));
     let dropped = Arc::new(AtomicU64::new(0));
-    let layer = ForwardLayer { tx, dropped: dropped.clone() };
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(filter).with(layer)).map_err(
-        |_| {
-            TaskerError::InvalidArgument(
-                "logs cannot be forwarded: this process already has a tracing subscriber".into(),
-            )
-        },
-    )?;
-    Ok(FORWARDER.get_or_init(|| LogForwarder { rx, dropped, filter: text }))
+    let layer = ForwardLayer {
+        tx,
+        dropped: dropped.clone(),
+    };
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(filter).with(layer)).map_err(|_| {
+        TaskerError::InvalidArgument("logs cannot be forwarded: this process already has a tracing subscriber".into())
+    })?;
+    Ok(FORWARDER.get_or_init(|| LogForwarder {
+        rx,
+        dropped,
+        filter: text,
+    }))
 }
 
 /// [`forward`] with this process's configured `logging.level` and `logging.buffer` (see
@@ -252,7 +255,10 @@ where
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
             if let Some(SpanFields(existing)) = ext.get_mut::<SpanFields>() {
-                let mut fields = Fields { fields: std::mem::take(existing), message: None };
+                let mut fields = Fields {
+                    fields: std::mem::take(existing),
+                    message: None,
+                };
                 values.record(&mut fields);
                 *existing = fields.fields;
             }
@@ -316,7 +322,10 @@ mod tests {
 
     fn collect(run: impl FnOnce()) -> Vec<LogRecord> {
         let (tx, rx) = flume::bounded(16);
-        let layer = ForwardLayer { tx, dropped: Arc::new(AtomicU64::new(0)) };
+        let layer = ForwardLayer {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
         let subscriber = tracing_subscriber::registry().with(EnvFilter::new("debug")).with(layer);
         tracing::subscriber::with_default(subscriber, run);
         rx.try_iter().collect()
@@ -340,7 +349,9 @@ mod tests {
             correlation_id: uuid::Uuid::nil(),
         };
         let records = collect(|| step_log!(warn, step, error_type = "boom", "step attempt failed"));
-        let [r] = records.as_slice() else { panic!("one record, got {records:?}") };
+        let [r] = records.as_slice() else {
+            panic!("one record, got {records:?}")
+        };
         assert_eq!(r.level, LogLevel::Warn);
         assert_eq!(r.message, "step attempt failed");
         for k in STEP_FIELDS {
@@ -359,7 +370,9 @@ mod tests {
             let _in = span.enter();
             tracing::info!(event = "e1", "delivered");
         });
-        let [r] = records.as_slice() else { panic!("one record, got {records:?}") };
+        let [r] = records.as_slice() else {
+            panic!("one record, got {records:?}")
+        };
         assert_eq!(r.fields["group"], "billing");
         assert_eq!(r.fields["member"], "m-1");
         assert_eq!(r.fields["event"], "e1");
@@ -369,13 +382,20 @@ mod tests {
     fn a_full_channel_drops_and_then_says_how_many() {
         let (tx, rx) = flume::bounded(1);
         let dropped = Arc::new(AtomicU64::new(0));
-        let layer = ForwardLayer { tx, dropped: dropped.clone() };
+        let layer = ForwardLayer {
+            tx,
+            dropped: dropped.clone(),
+        };
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             for i in 0..3 {
                 tracing::warn!(i, "many");
             }
         });
-        let forwarder = LogForwarder { rx, dropped, filter: "warn".into() };
+        let forwarder = LogForwarder {
+            rx,
+            dropped,
+            filter: "warn".into(),
+        };
         let first = forwarder.poll(Duration::ZERO).expect("the lost-records notice");
         assert_eq!(first.fields["dropped"], "2");
         assert_eq!(forwarder.drain(10).len(), 1, "the one record that fit");
@@ -384,7 +404,9 @@ mod tests {
 
     #[test]
     fn a_bad_level_is_refused_with_the_value() {
-        let Err(e) = parse_filter("logging.level", "loud[") else { panic!("accepted") };
+        let Err(e) = parse_filter("logging.level", "loud[") else {
+            panic!("accepted")
+        };
         assert!(e.to_string().contains("logging.level = \"loud[\""), "{e}");
     }
 }

@@ -1278,12 +1278,12 @@ async fn give_back(shared: &Shared, refused: Vec<(ClaimedStep, Option<StepFailur
             Some(failure) => {
                 step_log!(warn, step, error_type = %failure.error_type, error = %failure.message, "step cannot be handed to a handler; failing the attempt");
                 fail.push(Completion {
-                step_uuid: step.step_uuid,
-                attempt: step.attempt,
-                message: Some(step.message),
-                outcome: StepOutcome::Failure(failure),
-                worker: Some(shared.config.worker_id.clone()),
-                lost_lease: false,
+                    step_uuid: step.step_uuid,
+                    attempt: step.attempt,
+                    message: Some(step.message),
+                    outcome: StepOutcome::Failure(failure),
+                    worker: Some(shared.config.worker_id.clone()),
+                    lost_lease: false,
                 });
             }
         }

@@ -308,7 +308,11 @@ impl Tasker {
                 ));
             }
             let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-            Arc::new(SqliteStore::connect(opts, &options.sqlite).await.map_err(connect_error)?)
+            Arc::new(
+                SqliteStore::connect(opts, &options.sqlite)
+                    .await
+                    .map_err(connect_error)?,
+            )
         };
         // Connecting went to the database directly: an unreachable server fails here with its
         // real reason. From now on calls go through the breaker.
