@@ -258,6 +258,18 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
         None
     };
     out.say(describe_plan(&args, workloads));
+    let configured = tasker_core::config::load_current()?.config;
+    out.say(format!(
+        "  telemetry export {} (traces {}, metrics {}); circuit breaker {} (PostgreSQL)",
+        if configured.telemetry.enabled { "on" } else { "off" },
+        configured.telemetry.traces,
+        configured.telemetry.metrics,
+        if configured.circuit_breaker.enabled {
+            "on"
+        } else {
+            "off"
+        },
+    ));
     if report::build_profile() == "debug" {
         out.say("  (a debug build: figures are not comparable with release ones)");
     }
@@ -326,11 +338,15 @@ async fn bench_backend(
         load_average_start: report::load_average(),
         ..Default::default()
     };
+    // The process's configuration applies (so `TASKER_TELEMETRY__ENABLED=true` or
+    // `TASKER_CIRCUIT_BREAKER__ENABLED=false` measure their cost), with the bench's database
+    // and pool.
+    let configured = tasker_core::config::load_current()?.config.tasker_options();
     let tasker = Tasker::connect_with(TaskerOptions {
         database_url: Some(url.to_owned()),
         max_connections: 16,
         listen: true,
-        ..TaskerOptions::default()
+        ..configured
     })
     .await?;
     report.backend = tasker.backend().as_str();
