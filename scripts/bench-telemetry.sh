@@ -26,7 +26,7 @@ w2() { # label, env...
   local label="$1"; shift
   local load; load="$(cut -d' ' -f1-3 /proc/loadavg)"
   env "$@" "$tasker" bench --backend "$backend" --workloads w2 --w2-tasks "$tasks" --json 2>/dev/null \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"backends\"][0][\"w2_steps_per_s\"]:.0f}")' \
+    | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["backends"][0]["w2_steps_per_s"]))' \
     | sed "s/^/$backend $label: /; s/\$/ steps\/s (load $load)/"
 }
 
