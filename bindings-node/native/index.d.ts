@@ -214,7 +214,8 @@ export declare class NativeWorker {
 
 /**
  * JSON of at most `max` records waiting now (`[{level, target, message, fields, timestamp}]`),
- * without blocking; `[]` before `forwardLogs` was called.
+ * without blocking; `[]` before `forwardLogs` was called. Reads the installed forwarder only:
+ * a drain every 100 ms must never read the configuration files.
  */
 export declare function drainLogs(max: number): string
 
