@@ -113,6 +113,7 @@ def test_a_bad_tasker_log_is_a_warning_and_the_client_still_connects(tmp_path):
         "import logging, tasker_core\n"
         "logging.basicConfig(level=logging.WARNING)\n"
         f"c = tasker_core.connect('sqlite://{tmp_path}/t.db')\n"
+        f"tasker_core.connect('sqlite://{tmp_path}/t.db').close()\n"
         "print(c.backend)\n"
     )
     env = dict(os.environ, TASKER_LOG="tasker_core=[")
@@ -120,4 +121,5 @@ def test_a_bad_tasker_log_is_a_warning_and_the_client_still_connects(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "sqlite"
     assert "the engine's log records are not forwarded" in done.stderr
+    assert done.stderr.count("not forwarded") == 1, "said once per process, not at every connect"
     assert "TASKER_LOG" in done.stderr

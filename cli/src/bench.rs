@@ -258,7 +258,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
         None
     };
     out.say(describe_plan(&args, workloads));
-    let configured = tasker_core::config::load_current()?.config;
+    // The process's configuration applies (so `TASKER_TELEMETRY__ENABLED=true` or
+    // `TASKER_CIRCUIT_BREAKER__ENABLED=false` measure their cost), with the bench's own database
+    // and pool; read once, through the CLI's copy.
+    let configured = &crate::load_config()?.config;
+    let options = configured.tasker_options();
     out.say(format!(
         "  telemetry export {} (traces {}, metrics {}); circuit breaker {} (PostgreSQL)",
         if configured.telemetry.enabled { "on" } else { "off" },
@@ -277,7 +281,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
     let mut reports = Vec::new();
     for backend in backends {
         let scratch = ScratchDatabase::create(backend, postgres_server.as_deref()).await?;
-        let result = bench_backend(&scratch.url, &args, workloads, packages.as_ref(), out).await;
+        let result = bench_backend(&scratch.url, &options, &args, workloads, packages.as_ref(), out).await;
         if args.keep_database {
             keep(scratch, out);
         } else {
@@ -329,6 +333,7 @@ fn keep(scratch: ScratchDatabase, out: Out) {
 
 async fn bench_backend(
     url: &str,
+    configured: &TaskerOptions,
     args: &BenchArgs,
     workloads: Workloads,
     packages: Option<&polyglot::Packages>,
@@ -338,15 +343,11 @@ async fn bench_backend(
         load_average_start: report::load_average(),
         ..Default::default()
     };
-    // The process's configuration applies (so `TASKER_TELEMETRY__ENABLED=true` or
-    // `TASKER_CIRCUIT_BREAKER__ENABLED=false` measure their cost), with the bench's database
-    // and pool.
-    let configured = tasker_core::config::load_current()?.config.tasker_options();
     let tasker = Tasker::connect_with(TaskerOptions {
         database_url: Some(url.to_owned()),
         max_connections: 16,
         listen: true,
-        ..configured
+        ..configured.clone()
     })
     .await?;
     report.backend = tasker.backend().as_str();

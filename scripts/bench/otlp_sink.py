@@ -7,6 +7,7 @@ prints "requests N, bytes B" to stderr. For scripts/bench-telemetry.sh: the expo
 measured against a receiver that answers at once, as a local Collector would.
 """
 
+import gzip
 import signal
 import sys
 import threading
@@ -16,19 +17,29 @@ counts = {"requests": 0, "bytes": 0}
 lock = threading.Lock()
 
 
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """An OTLP/HTTP request's body. The JavaScript exporter streams it (Transfer-Encoding:
+    chunked, no Content-Length); the Python and Rust ones send a length. Gzip is undone.
+    (Also the body reader of tests/e2e/test_telemetry.py's receiver.)"""
+    if handler.headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                handler.rfile.readline()
+                break
+            body += handler.rfile.read(size)
+            handler.rfile.readline()
+    else:
+        body = handler.rfile.read(int(handler.headers.get("content-length", "0")))
+    if handler.headers.get("content-encoding", "").lower() == "gzip":
+        body = gzip.decompress(body)
+    return body
+
+
 class Sink(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            size = 0
-            while True:
-                n = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if n == 0:
-                    self.rfile.readline()
-                    break
-                size += len(self.rfile.read(n))
-                self.rfile.readline()
-        else:
-            size = len(self.rfile.read(int(self.headers.get("content-length", "0"))))
+        size = len(read_body(self))
         with lock:
             counts["requests"] += 1
             counts["bytes"] += size

@@ -6,11 +6,12 @@ OpenTelemetry SDK (Ruby: by hand, see tests/handlers/ruby/telemetry_handlers.rb)
 
 from __future__ import annotations
 
-import gzip
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
@@ -18,6 +19,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from polyglot import ScratchDb, WorkerGroup
 
 import tasker_core
+
+# One reader of OTLP/HTTP request bodies (chunked or not, gzip or not), shared with the
+# benchmark's receiver.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "bench"))
+from otlp_sink import read_body  # noqa: E402
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -33,7 +39,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self._body()
+                body = read_body(self)
                 if self.path == "/v1/traces":
                     if self.headers.get("content-type", "").startswith("application/json"):
                         receiver._add_json(json.loads(body))
@@ -43,24 +49,6 @@ class Receiver:
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()
-
-            def _body(self) -> bytes:
-                # The JavaScript OTLP exporter streams its request (Transfer-Encoding: chunked,
-                # no Content-Length); the Python and Rust ones send a length.
-                if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                    body = b""
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            break
-                        body += self.rfile.read(size)
-                        self.rfile.readline()
-                else:
-                    body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.headers.get("content-encoding", "").lower() == "gzip":
-                    body = gzip.decompress(body)
-                return body
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass

@@ -36,7 +36,7 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 _POLL_MS = 200
 
 _lock = threading.Lock()
-_started_in: Optional[int] = None  # the pid that started the thread (a fork starts its own)
+_started_in: Optional[int] = None  # the pid that started forwarding (a fork starts its own)
 
 
 def start() -> None:
@@ -45,13 +45,15 @@ def start() -> None:
     with _lock:
         if _started_in == os.getpid():
             return
+        # Tried once per process, like the other packages: a failure is said once, not at every
+        # connect (each retry would read the configuration again).
+        _started_in = os.getpid()
         try:
             _native.forward_logs()
         except TaskerError as e:
             # A TASKER_LOG that is not a filter must not stop the client from connecting.
             logging.getLogger("tasker_core").warning("the engine's log records are not forwarded: %s", e)
             return
-        _started_in = os.getpid()
         threading.Thread(target=_run, name="tasker-core-logs", daemon=True).start()
 
 
