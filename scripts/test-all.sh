@@ -9,10 +9,39 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 use_postgres
 
-echo "==> API parity: docs/parity.md against the typed surfaces of every language"
+# Each section's wall time, printed as it ends and again as a table at the end, so a CI log
+# shows where the time went (the whole run must stay within CI's 90 minutes on 2 cores).
+timings=()
+section_name=""
+section_start=$SECONDS
+run_start=$SECONDS
+section() {
+  end_section
+  section_name="$1"
+  section_start=$SECONDS
+  echo "==> $1"
+}
+end_section() {
+  if [ -n "$section_name" ]; then
+    local took=$((SECONDS - section_start))
+    timings+=("$(printf '%5d s  %s' "$took" "$section_name")")
+    echo "<== ${took}s: $section_name"
+  fi
+  section_name=""
+}
+print_timings() {
+  end_section
+  echo "==> time per section (total $((SECONDS - run_start)) s)"
+  printf '%s\n' "${timings[@]}"
+}
+# use_postgres may have set an EXIT trap that stops its throwaway cluster: keep it.
+pg_trap=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\\1/")
+trap "print_timings; ${pg_trap:-:}" EXIT
+
+section "API parity: docs/parity.md against the typed surfaces of every language"
 python3 scripts/check-parity.py --self-test && python3 scripts/check-parity.py
 
-echo "==> Rust: format, lint, tests (engine + CLI)"
+section "Rust: format, lint, tests (engine + CLI)"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build -p tasker-cli
@@ -20,32 +49,32 @@ cargo test
 
 for lang in python ruby node; do
   if [ -x "bindings-$lang/scripts/test.sh" ]; then
-    echo "==> $lang package"
+    section "$lang package"
     "bindings-$lang/scripts/test.sh"
   fi
 done
 
-echo "==> REST API: schemathesis against /openapi.json (server/scripts/schemathesis.sh)"
+section "REST API: schemathesis against /openapi.json (server/scripts/schemathesis.sh)"
 server/scripts/schemathesis.sh
 
-echo "==> dashboard: headless Chromium end to end (server/dashboard/scripts/test.sh)"
+section "dashboard: headless Chromium end to end (server/dashboard/scripts/test.sh)"
 server/dashboard/scripts/test.sh
 
 if [ -x tests/run.sh ]; then
-  echo "==> cross-language end-to-end tests"
+  section "cross-language end-to-end tests"
   tests/run.sh
 fi
 if [ -x scripts/first-hour.sh ]; then
-  echo "==> first hour: tasker init in each language, its tests, its worker and a task (scripts/first-hour.sh)"
+  section "first hour: tasker init in each language, its tests, its worker and a task (scripts/first-hour.sh)"
   scripts/first-hour.sh
 fi
 if [ -x tests/faults/run.sh ]; then
-  echo "==> fault-injection suite (reduced sizes; TASKER_FAULTS_FULL=1 tests/faults/run.sh for the full ones)"
+  section "fault-injection suite (reduced sizes; TASKER_FAULTS_FULL=1 tests/faults/run.sh for the full ones)"
   tests/faults/run.sh
 fi
 
 if [ -x scripts/fuzz.sh ]; then
-  echo "==> fuzzing, ${TASKER_FUZZ_SECONDS:-60} s per target (scripts/fuzz.sh 600 for a longer run)"
+  section "fuzzing, ${TASKER_FUZZ_SECONDS:-60} s per target (scripts/fuzz.sh 600 for a longer run)"
   scripts/fuzz.sh "${TASKER_FUZZ_SECONDS:-60}"
 fi
 echo "==> all test suites passed"
