@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from polyglot import ROOT, ScratchDb, subscriber_command  # noqa: E402
+from polyglot import ROOT, TARGET_DIR, ScratchDb, subscriber_command  # noqa: E402
 
 
 def tasker_bin() -> str:
-    release = ROOT / "target" / "release" / "tasker"
-    return str(release if release.exists() else ROOT / "target" / "debug" / "tasker")
+    release = TARGET_DIR / "release" / "tasker"
+    return str(release if release.exists() else TARGET_DIR / "debug" / "tasker")
 
 
 def consume(language: str, url: str, events: int, group: str) -> float:

@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where cargo put its builds: CARGO_TARGET_DIR when set (relative to the checkout, as the test
+# scripts run cargo from there), else the checkout's target/.
+TARGET_DIR = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
+# The debug `tasker` binary the test scripts build (`cargo build -p tasker-cli`).
+TASKER_BIN = TARGET_DIR / "debug" / "tasker"
 TEMPLATES = ROOT / "tests" / "fixtures" / "templates"
 ORDER_QUEUES = {"python": "polyglot_python", "ruby": "polyglot_ruby", "typescript": "polyglot_node"}
 MATH_QUEUES = {"python": "math_python", "ruby": "math_ruby", "typescript": "math_node"}
@@ -176,7 +181,7 @@ class WorkerGroup:
 
     def start_serve(self, url: str, log: Optional[Path] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
         """Starts `tasker serve`. `log`: append its stderr to this file (default: discarded)."""
-        tasker = ROOT / "target" / "debug" / "tasker"
+        tasker = TASKER_BIN
         environment = dict(os.environ)
         environment.update(env or {})
         stderr = open(log, "a") if log is not None else subprocess.DEVNULL

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from faultlib import QUEUES, ROOT, size, wait_terminal
+from faultlib import QUEUES, size, wait_terminal
+from polyglot import TASKER_BIN
 
 import tasker_core
 
@@ -86,7 +87,7 @@ def test_hostile_templates_are_refused_or_run(harness_factory, backend_db, workd
     h = harness_factory("hostile_templates", backend, url)
     for language in QUEUES:
         h.worker(language, lease=10)
-    tasker = str(ROOT / "target" / "debug" / "tasker")
+    tasker = str(TASKER_BIN)
 
     cases: List[Tuple[str, str, str]] = [(f, k, v) for f in FIELDS for k, v in VALUES.items()] + AT_MAXIMUM
     queues = list(QUEUES.values())

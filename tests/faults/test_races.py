@@ -16,7 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Set
 
-from faultlib import FULL, ROOT, size, wait_terminal
+from faultlib import FULL, size, wait_terminal
+from polyglot import TASKER_BIN
 
 from tasker_core.errors import IllegalTransition
 
@@ -46,7 +47,7 @@ def test_cancels_race_retries_fanouts_and_slow_steps(harness_factory, pg_db: str
     outcomes: Dict[str, List[str]] = {}  # task -> what each cancel call returned
     errors: List[str] = []
     lock = threading.Lock()
-    tasker = str(ROOT / "target" / "debug" / "tasker")
+    tasker = str(TASKER_BIN)
 
     def cancel_in_thread(u: str, at: float) -> None:
         time.sleep(max(0.0, at - time.monotonic()))
