@@ -13,7 +13,6 @@ use_postgres
 # shows where the time went (the whole run must stay within CI's 90 minutes on 2 cores).
 timings=()
 section_name=""
-section_start=$SECONDS
 run_start=$SECONDS
 section() {
   end_section
@@ -34,9 +33,9 @@ print_timings() {
   echo "==> time per section (total $((SECONDS - run_start)) s)"
   printf '%s\n' "${timings[@]}"
 }
-# use_postgres may have set an EXIT trap that stops its throwaway cluster: keep it.
-pg_trap=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\\1/")
-trap "print_timings; ${pg_trap:-:}" EXIT
+# This replaces use_postgres's EXIT trap, so it stops the throwaway cluster too (a no-op with
+# DATABASE_URL).
+trap 'print_timings; _tasker_pg_stop' EXIT
 
 section "API parity: docs/parity.md against the typed surfaces of every language"
 python3 scripts/check-parity.py --self-test && python3 scripts/check-parity.py

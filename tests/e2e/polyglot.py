@@ -181,13 +181,12 @@ class WorkerGroup:
 
     def start_serve(self, url: str, log: Optional[Path] = None, env: Optional[Dict[str, str]] = None) -> WorkerProcess:
         """Starts `tasker serve`. `log`: append its stderr to this file (default: discarded)."""
-        tasker = TASKER_BIN
         environment = dict(os.environ)
         environment.update(env or {})
         stderr = open(log, "a") if log is not None else subprocess.DEVNULL
         try:
             process = subprocess.Popen(
-                [str(tasker), "--database-url", url, "serve"], cwd=ROOT, stderr=stderr, env=environment
+                [str(TASKER_BIN), "--database-url", url, "serve"], cwd=ROOT, stderr=stderr, env=environment
             )
         finally:
             if log is not None:
