@@ -3,11 +3,15 @@
 #   Rust engine + CLI (cargo), Python (pytest), Ruby (RSpec), TypeScript (node --test),
 #   and the cross-language end-to-end tests.
 # PostgreSQL: DATABASE_URL if set, otherwise a throwaway cluster started and stopped here.
+# RabbitMQ (the PostgreSQL + RabbitMQ runs of the scenario suites): RABBITMQ_URL if set, else
+# the server on 127.0.0.1:5672, else one started here (scripts/lib/rabbitmq.sh).
 # Installs what it needs (apt packages, a Python venv, node_modules) on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+source scripts/lib/rabbitmq.sh
 use_postgres
+use_rabbitmq
 
 # Each section's wall time, printed as it ends and again as a table at the end, so a CI log
 # shows where the time went (the whole run must stay within CI's 90 minutes on 2 cores).
@@ -34,8 +38,8 @@ print_timings() {
   printf '%s\n' "${timings[@]}"
 }
 # This replaces use_postgres's EXIT trap, so it stops the throwaway cluster too (a no-op with
-# DATABASE_URL).
-trap 'print_timings; _tasker_pg_stop' EXIT
+# DATABASE_URL), and a RabbitMQ server started here.
+trap 'print_timings; _tasker_pg_stop; _tasker_rabbit_stop' EXIT
 
 section "API parity: docs/parity.md against the typed surfaces of every language"
 python3 scripts/check-parity.py --self-test && python3 scripts/check-parity.py

@@ -78,7 +78,9 @@ ruff check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench" "$SNIPPET
 ruff format --check "$HERE/python" "$HERE/tests" "$HERE/examples" "$HERE/bench" "$SNIPPETS"
 
 BACKENDS="sqlite"
-if [ -n "${DATABASE_URL:-}" ]; then
+if [ -n "${DATABASE_URL:-}" ] && [ -n "${RABBITMQ_URL:-}" ]; then
+  BACKENDS="sqlite,postgres,postgres_rabbitmq"
+elif [ -n "${DATABASE_URL:-}" ]; then
   BACKENDS="sqlite,postgres"
 elif [ "${CI:-}" = "true" ]; then
   echo "CI=true but DATABASE_URL is not set: the PostgreSQL tests cannot run" >&2

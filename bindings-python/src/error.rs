@@ -46,7 +46,7 @@ fn class_name(err: &TaskerError) -> &'static str {
         TaskerError::DlqEntryNotFound(_) => "DlqEntryNotFound",
         TaskerError::IllegalTaskTransition { .. } | TaskerError::IllegalStepTransition { .. } => "IllegalTransition",
         TaskerError::DatabaseUrl(_) => "InvalidDatabaseUrl",
-        TaskerError::Connect { .. } => "DatabaseConnectionError",
+        TaskerError::Connect { .. } | TaskerError::Broker(_) => "DatabaseConnectionError",
         TaskerError::Database(_) | TaskerError::Migration(_) | TaskerError::Queue(_) | TaskerError::Corrupt(_) => {
             "DatabaseError"
         }

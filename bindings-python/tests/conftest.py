@@ -1,8 +1,10 @@
 """Shared fixtures.
 
-Every test module runs once per backend: SQLite (a fresh file per module) always, and
-PostgreSQL (``DATABASE_URL``) when it is set or requested with
-``TASKER_TEST_BACKENDS=sqlite,postgres``. Each test gets its own template namespace (and so
+Every test module runs once per backend: SQLite (a fresh file per module) always,
+PostgreSQL (``DATABASE_URL``) when it is set, and PostgreSQL with RabbitMQ carrying the
+messages (``postgres_rabbitmq``: ``messaging.backend = "rabbitmq"`` through
+``TASKER_MESSAGING__BACKEND``, on ``RABBITMQ_URL``) when that is set too; or as requested with
+``TASKER_TEST_BACKENDS=sqlite,postgres,postgres_rabbitmq``. Each test gets its own template namespace (and so
 its own queue), which isolates it from other tests and other suites sharing the database.
 """
 
@@ -30,7 +32,9 @@ def _backends() -> List[str]:
         names = [b.strip() for b in requested.split(",") if b.strip()]
     else:
         names = ["sqlite"] + (["postgres"] if os.environ.get("DATABASE_URL") else [])
-    unknown = set(names) - {"sqlite", "postgres"}
+        if os.environ.get("DATABASE_URL") and os.environ.get("RABBITMQ_URL"):
+            names.append("postgres_rabbitmq")
+    unknown = set(names) - {"sqlite", "postgres", "postgres_rabbitmq"}
     if unknown:
         raise pytest.UsageError(f"TASKER_TEST_BACKENDS has unknown backends: {sorted(unknown)}")
     return names
@@ -40,7 +44,8 @@ BACKENDS = _backends()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if "postgres" in BACKENDS and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+    on_postgres = "postgres" in BACKENDS or "postgres_rabbitmq" in BACKENDS
+    if on_postgres and not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise pytest.UsageError(
             "PostgreSQL tests were requested but DATABASE_URL is not a postgres:// URL "
             f"(DATABASE_URL={os.environ.get('DATABASE_URL')!r})"
@@ -52,10 +57,27 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "sqlite":
-        return "sqlite://" + str(tmp_path_factory.mktemp("sqlite") / "tasker.db")
-    return os.environ["DATABASE_URL"]
+        yield "sqlite://" + str(tmp_path_factory.mktemp("sqlite") / "tasker.db")
+        return
+    if request.param == "postgres":
+        yield os.environ["DATABASE_URL"]
+        return
+    # Every engine the module's tests connect (worker processes they start included) sends its
+    # messages over RabbitMQ, on queues of the module's own.
+    keys = ("TASKER_MESSAGING__BACKEND", "TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["TASKER_MESSAGING__BACKEND"] = "rabbitmq"
+    os.environ["TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX"] = f"py{uuid.uuid4().hex[:12]}."
+    try:
+        yield os.environ["DATABASE_URL"]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

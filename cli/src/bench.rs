@@ -43,6 +43,11 @@ pub struct BenchArgs {
     /// sqlite, postgres or both.
     #[arg(long, default_value = "both")]
     backend: String,
+    /// What carries step messages: database (PGMQ on PostgreSQL, the queue table on SQLite),
+    /// rabbitmq (PostgreSQL + RabbitMQ at messaging.rabbitmq_url / $RABBITMQ_URL), or both
+    /// (PostgreSQL runs on each, side by side).
+    #[arg(long = "queue", default_value = "database")]
+    queue: String,
     /// PostgreSQL server to create the benchmark database on [default: $DATABASE_URL].
     #[arg(long)]
     postgres_url: Option<String>,
@@ -236,6 +241,31 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
             )))
         }
     };
+    let (on_database, on_rabbitmq) = match args.queue.as_str() {
+        "database" | "pgmq" => (true, false),
+        "rabbitmq" => (false, true),
+        "both" => (true, true),
+        other => {
+            return Err(TaskerError::InvalidArgument(format!(
+                "--queue '{other}' is not one of database, rabbitmq, both"
+            )))
+        }
+    };
+    if on_rabbitmq && !backends.contains(&Backend::Postgres) {
+        return Err(TaskerError::InvalidArgument(
+            "--queue rabbitmq needs PostgreSQL (--backend postgres or both): RabbitMQ's outbox is in PostgreSQL".into(),
+        ));
+    }
+    // (backend, over RabbitMQ)
+    let mut runs: Vec<(Backend, bool)> = Vec::new();
+    for &b in &backends {
+        if on_database {
+            runs.push((b, false));
+        }
+        if on_rabbitmq && b == Backend::Postgres {
+            runs.push((b, true));
+        }
+    }
     let workloads = Workloads::parse(&args.workloads)?;
     if args.processes.contains(&0) {
         return Err(TaskerError::InvalidArgument(
@@ -279,8 +309,22 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
     }
     let load_start = report::load_average();
     let mut reports = Vec::new();
-    for backend in backends {
+    for (backend, rabbit) in runs {
         let scratch = ScratchDatabase::create(backend, postgres_server.as_deref()).await?;
+        let mut options = options.clone();
+        if rabbit {
+            // Queues of their own, also for the worker processes --processes starts.
+            let prefix = format!("bench{}.", uuid::Uuid::now_v7().simple());
+            options.messaging.backend = tasker_core::messaging::MessagingBackend::Rabbitmq;
+            options.messaging.rabbitmq.queue_prefix = prefix.clone();
+            processes::set_child_env(vec![
+                ("TASKER_MESSAGING__BACKEND".into(), "rabbitmq".into()),
+                ("TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX".into(), prefix),
+            ]);
+        } else {
+            options.messaging.backend = tasker_core::messaging::MessagingBackend::Database;
+            processes::set_child_env(vec![("TASKER_MESSAGING__BACKEND".into(), "database".into())]);
+        }
         let result = bench_backend(&scratch.url, &options, &args, workloads, packages.as_ref(), out).await;
         if args.keep_database {
             keep(scratch, out);
@@ -297,6 +341,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, TaskerError> {
     if args.json {
         let options = json!({
             "backend": args.backend,
+            "queue": args.queue,
             "postgres_server": postgres_server.as_deref().map(tasker_core::describe_database),
             "workloads": workloads.names(),
             "w1_runs": args.w1_runs,
@@ -350,7 +395,11 @@ async fn bench_backend(
         ..configured.clone()
     })
     .await?;
-    report.backend = tasker.backend().as_str();
+    report.backend = if tasker.broker().is_some() {
+        "postgres+rabbitmq"
+    } else {
+        tasker.backend().as_str()
+    };
     workloads::register_templates(&tasker, args.w3_steps, usize::from(args.history_steps)).await?;
 
     if workloads.any() || args.history > 0 {
@@ -475,6 +524,11 @@ async fn bench_backend(
         report.polyglot = Some(figures);
     }
 
+    if let Some(broker) = tasker.broker() {
+        if let Err(e) = broker.delete_declared_queues().await {
+            out.say(format!("  could not delete the benchmark's RabbitMQ queues: {e}"));
+        }
+    }
     tasker.close().await;
     report.load_average_end = report::load_average();
     Ok(report)

@@ -25,6 +25,7 @@ use crate::engine::BackpressureOptions;
 use crate::engine::{RecoveryOptions, StalenessThresholds, StepTypeLimits, TaskerOptions};
 use crate::error::{Result, TaskerError};
 use crate::events::{EventOptions, LifecycleEvents};
+use crate::messaging::{MessagingBackend, MessagingOptions, QueueType, RabbitOptions};
 use crate::store::SqliteSettings;
 use crate::telemetry::TelemetryOptions;
 use crate::worker::{DispatchMode, WorkerConfig};
@@ -42,6 +43,7 @@ pub const ROLES: &[(&str, &[&str])] = &[
             "telemetry",
             "circuit_breaker",
             "backpressure",
+            "messaging",
         ],
     ),
     ("orchestration", &["orchestration"]),
@@ -429,6 +431,89 @@ pub const KEYS: &[KeySpec] = &[
         "how often the queue depths backpressure compares against are read",
     ),
     key(
+        "messaging",
+        "backend",
+        Kind::Choice(&["database", "rabbitmq"]),
+        Some("\"database\""),
+        "where step messages travel: the database's own queue (PGMQ on PostgreSQL, a table on SQLite), or RabbitMQ with PostgreSQL keeping every state and the outbox (not with SQLite)",
+    ),
+    KeySpec {
+        secret: true,
+        ..key(
+            "messaging",
+            "rabbitmq_url",
+            Kind::Str,
+            None,
+            "amqp://user:password@host:5672/vhost (default: RABBITMQ_URL, else amqp://guest:guest@127.0.0.1:5672/%2f)",
+        )
+    },
+    key(
+        "messaging",
+        "rabbitmq_prefetch",
+        Kind::Int { min: 0, max: 65_535 },
+        Some("0"),
+        "deliveries a consumer buffers beyond what it claimed (0: twice the concurrency of this process's workers on the queue)",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_exchange",
+        Kind::Str,
+        Some("\"tasker\""),
+        "the durable direct exchange steps are published to",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_queue_prefix",
+        Kind::Str,
+        Some("\"tasker.\""),
+        "prepended to a Tasker queue's name to name its RabbitMQ queue and routing key",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_queue_type",
+        Kind::Choice(&["classic", "quorum"]),
+        Some("\"classic\""),
+        "durable classic queues, or quorum queues (replicated; no priorities on RabbitMQ 3.x)",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_max_priority",
+        Kind::Int { min: 0, max: 255 },
+        Some("9"),
+        "x-max-priority of classic queues; task priorities map onto 0..=this around its middle (0: no priorities)",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_republish_after_ms",
+        Kind::Int {
+            min: 10_000,
+            max: 7 * DAY_MS,
+        },
+        Some("900000"),
+        "a published message stays hidden in PostgreSQL this long before it is published again (in case the broker lost it)",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_relay_batch",
+        Kind::Int { min: 1, max: 10_000 },
+        Some("256"),
+        "most messages one relay transaction publishes",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_relay_poll_ms",
+        Kind::Int { min: 10, max: 60_000 },
+        Some("1000"),
+        "the relay's fallback poll for messages whose lease expired (a dead worker's steps) or whose notification was missed",
+    ),
+    key(
+        "messaging",
+        "rabbitmq_heartbeat_s",
+        Kind::Int { min: 0, max: 600 },
+        Some("10"),
+        "AMQP heartbeat: how soon a dead connection is noticed (0: none)",
+    ),
+    key(
         "orchestration",
         "detector_interval_ms",
         Kind::Int { min: 10, max: DAY_MS },
@@ -581,6 +666,7 @@ pub struct TaskerConfig {
     pub sqlite: SqliteSettings,
     pub circuit_breaker: BreakerOptions,
     pub backpressure: BackpressureOptions,
+    pub messaging: MessagingOptions,
     pub detector_interval: Duration,
     pub maintenance_batch: i64,
     pub worker_unavailable_after: Duration,
@@ -1155,6 +1241,41 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
                 .ok_or_else(|| missing("backpressure.max_queue_depth"))?,
             refresh: ms("backpressure.refresh_ms").ok_or_else(|| missing("backpressure.refresh_ms"))?,
         },
+        messaging: MessagingOptions {
+            backend: match string("messaging.backend").as_deref() {
+                Some("rabbitmq") => MessagingBackend::Rabbitmq,
+                _ => MessagingBackend::Database,
+            },
+            rabbitmq: RabbitOptions {
+                url: string("messaging.rabbitmq_url"),
+                prefetch: int("messaging.rabbitmq_prefetch")
+                    .and_then(|v| u16::try_from(v).ok())
+                    .ok_or_else(|| missing("messaging.rabbitmq_prefetch"))?,
+                exchange: string("messaging.rabbitmq_exchange")
+                    .ok_or_else(|| missing("messaging.rabbitmq_exchange"))?,
+                queue_prefix: string("messaging.rabbitmq_queue_prefix")
+                    .ok_or_else(|| missing("messaging.rabbitmq_queue_prefix"))?,
+                queue_type: match string("messaging.rabbitmq_queue_type").as_deref() {
+                    Some("quorum") => QueueType::Quorum,
+                    _ => QueueType::Classic,
+                },
+                max_priority: int("messaging.rabbitmq_max_priority")
+                    .and_then(|v| u8::try_from(v).ok())
+                    .ok_or_else(|| missing("messaging.rabbitmq_max_priority"))?,
+                republish_after: ms("messaging.rabbitmq_republish_after_ms")
+                    .ok_or_else(|| missing("messaging.rabbitmq_republish_after_ms"))?,
+                relay_batch: int("messaging.rabbitmq_relay_batch")
+                    .and_then(|v| usize::try_from(v).ok())
+                    .ok_or_else(|| missing("messaging.rabbitmq_relay_batch"))?,
+                relay_poll: ms("messaging.rabbitmq_relay_poll_ms")
+                    .ok_or_else(|| missing("messaging.rabbitmq_relay_poll_ms"))?,
+                heartbeat: Duration::from_secs(
+                    int("messaging.rabbitmq_heartbeat_s")
+                        .and_then(|v| u64::try_from(v).ok())
+                        .ok_or_else(|| missing("messaging.rabbitmq_heartbeat_s"))?,
+                ),
+            },
+        },
         detector_interval: ms("orchestration.detector_interval_ms")
             .ok_or_else(|| missing("orchestration.detector_interval_ms"))?,
         maintenance_batch: int("orchestration.batch_size").ok_or_else(|| missing("orchestration.batch_size"))?,
@@ -1217,6 +1338,7 @@ impl TaskerConfig {
             telemetry: self.telemetry.clone(),
             circuit_breaker: self.circuit_breaker.clone(),
             backpressure: self.backpressure.clone(),
+            messaging: self.messaging.clone(),
         }
     }
 

@@ -87,6 +87,11 @@ pub enum TaskerError {
     #[error("queue error: {0}")]
     Queue(String),
 
+    /// RabbitMQ (`messaging.backend = "rabbitmq"`) could not be reached or dropped the
+    /// connection. Messages wait in PostgreSQL meanwhile; nothing is lost.
+    #[error("message broker unreachable: {0}")]
+    Broker(String),
+
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
 
@@ -224,6 +229,7 @@ impl TaskerError {
             TaskerError::Database(_) => "database_error",
             TaskerError::Migration(_) => "migration_failed",
             TaskerError::Queue(_) => "queue_error",
+            TaskerError::Broker(_) => "broker_unreachable",
             TaskerError::Timeout(_) => "timeout",
             TaskerError::UnknownEvent(_) => "unknown_event",
             TaskerError::ShutDown => "shut_down",
@@ -253,7 +259,7 @@ impl TaskerError {
     pub fn is_transient(&self) -> bool {
         match self {
             TaskerError::Database(e) => sqlx_is_transient(e),
-            TaskerError::Connect { .. } | TaskerError::Unavailable { .. } => true,
+            TaskerError::Connect { .. } | TaskerError::Unavailable { .. } | TaskerError::Broker(_) => true,
             _ => false,
         }
     }
@@ -264,7 +270,7 @@ impl TaskerError {
     /// the server answering, and do not count.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            TaskerError::Connect { .. } => true,
+            TaskerError::Connect { .. } | TaskerError::Broker(_) => true,
             TaskerError::Database(e) => match e {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
                 sqlx::Error::Database(db) => db.code().is_some_and(|code| {

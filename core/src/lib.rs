@@ -106,6 +106,7 @@ pub mod events;
 pub mod handler;
 pub mod limits;
 pub mod logging;
+pub mod messaging;
 pub mod orchestrator;
 pub mod outcome;
 pub mod runtime;

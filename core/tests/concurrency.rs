@@ -11,7 +11,7 @@ use serde_json::json;
 use tasker_core::handler::HandlerRegistry;
 use tasker_core::{Poll, TaskRequest, Worker, WorkerConfig};
 
-on_both_backends!(
+on_every_backend!(
     four_workers_run_every_step_exactly_once,
     shutdown_releases_unstarted_claims,
     poll_with_zero_timeout_returns_a_waiting_event,

@@ -239,7 +239,7 @@ async fn a_completion_whose_transaction_fails_emits_nothing(db: Db) {
             "CREATE TRIGGER refuse_poison BEFORE UPDATE OF results ON tasker_steps \
              WHEN NEW.results LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned result'); END",
         ),
-        Db::Postgres => {
+        Db::Postgres | Db::PostgresRabbitmq => {
             pg_exec(
                 &test_db.url,
                 "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \

@@ -11,7 +11,7 @@ use tasker_core::handler::HandlerRegistry;
 use tasker_core::template::parse_str;
 use tasker_core::{StepFailure, TaskDetail, TaskFilter, TaskRequest, Tasker, TaskerError};
 
-on_both_backends!(
+on_every_backend!(
     retryable_failures_then_success_with_backoff,
     permanent_error_blocks_only_downstream,
     retries_stop_at_max_attempts,

@@ -17,7 +17,7 @@ use tasker_core::store::WorkerRecord;
 use tasker_core::{DlqFilter, DlqStatus, StepFailure, Tasker, TaskerError, TaskerOptions};
 use uuid::Uuid;
 
-on_both_backends!(
+on_every_backend!(
     completing_a_failed_step_by_hand_finishes_the_task_and_closes_its_dlq_entry,
     resetting_a_fixed_step_runs_it_again,
     resolving_a_step_releases_its_dependents,

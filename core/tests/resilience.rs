@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,89 +14,10 @@ use serde_json::json;
 use tasker_core::breaker::{BreakerOptions, BreakerState};
 use tasker_core::telemetry::metrics as m;
 use tasker_core::{BackpressureOptions, TaskRequest, Tasker, TaskerError, TaskerOptions};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 const FAILURE_THRESHOLD: u32 = 3;
 const COOL_DOWN: Duration = Duration::from_millis(300);
-
-/// A TCP proxy to `upstream` that can be cut (connections closed, new ones dropped at once) and
-/// restored.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    acceptor: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let acceptor = {
-            let (up, links) = (Arc::clone(&up), Arc::clone(&links));
-            tokio::spawn(async move {
-                loop {
-                    let Ok((mut client, _)) = listener.accept().await else {
-                        return;
-                    };
-                    if !up.load(Ordering::SeqCst) {
-                        drop(client);
-                        continue;
-                    }
-                    let upstream = upstream.clone();
-                    let link = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    });
-                    links.lock().expect("links").push(link);
-                }
-            })
-        };
-        Self {
-            port,
-            up,
-            links,
-            acceptor,
-        }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().expect("links").drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.acceptor.abort();
-    }
-}
-
-/// The `host:port` of the server `url` names.
-fn server_of(url: &str) -> String {
-    let u = url::Url::parse(url).expect("database url");
-    format!("{}:{}", u.host_str().unwrap_or("127.0.0.1"), u.port().unwrap_or(5432))
-}
-
-/// `url` with its host and port replaced by the proxy's.
-fn through_proxy(url: &str, proxy: &Proxy) -> String {
-    let mut u = url::Url::parse(url).expect("database url");
-    u.set_host(Some("127.0.0.1")).expect("host");
-    u.set_port(Some(proxy.port)).expect("port");
-    u.to_string()
-}
 
 async fn until<T>(what: &str, bound: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> (T, Duration) {
     let start = Instant::now();

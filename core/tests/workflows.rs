@@ -6,7 +6,7 @@ use common::*;
 use serde_json::json;
 use tasker_core::state::{NamedState, StepState, TaskState};
 
-on_both_backends!(
+on_every_backend!(
     linear_diamond_tree_and_mixed_dags_complete,
     every_dispatch_mode_runs_workflows,
     versions_coexist_and_the_highest_is_the_default,

@@ -138,7 +138,9 @@ impl From<TaskerError> for ApiError {
             | TaskerError::IllegalTaskTransition { .. }
             | TaskerError::IllegalStepTransition { .. }
             | TaskerError::Fenced(_) => StatusCode::CONFLICT,
-            TaskerError::Backpressure { .. } | TaskerError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            TaskerError::Backpressure { .. } | TaskerError::Unavailable { .. } | TaskerError::Broker(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             TaskerError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             TaskerError::Config(_)
             | TaskerError::DatabaseUrl(_)

@@ -42,6 +42,9 @@ pub struct WorkerProcesses {
 impl WorkerProcesses {
     /// Starts `command` and waits for its ready line.
     pub async fn start(&mut self, name: &str, mut command: Command, ready_on: ReadyOn) -> Result<(), TaskerError> {
+        for (k, v) in child_env() {
+            command.env(k, v);
+        }
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -175,4 +178,16 @@ pub async fn w2(
         commits_per_step: w2.commits_per_step,
         completion,
     })
+}
+
+/// Environment variables every worker process of the current run gets (which messaging
+/// backend, and its queue prefix), so that they carry messages the way the bench process does.
+static CHILD_ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+pub fn set_child_env(vars: Vec<(String, String)>) {
+    *CHILD_ENV.lock().unwrap_or_else(|p| p.into_inner()) = vars;
+}
+
+fn child_env() -> Vec<(String, String)> {
+    CHILD_ENV.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }

@@ -96,6 +96,8 @@ pub struct TaskerOptions {
     pub circuit_breaker: BreakerOptions,
     /// The limit on waiting steps beyond which task creation is refused.
     pub backpressure: BackpressureOptions,
+    /// Where step messages travel: the database's queue, or RabbitMQ (PostgreSQL only).
+    pub messaging: crate::messaging::MessagingOptions,
 }
 
 impl Default for TaskerOptions {
@@ -115,6 +117,7 @@ impl Default for TaskerOptions {
             telemetry: TelemetryOptions::default(),
             circuit_breaker: BreakerOptions::default(),
             backpressure: BackpressureOptions::default(),
+            messaging: crate::messaging::MessagingOptions::default(),
         }
     }
 }
@@ -211,6 +214,8 @@ struct Inner {
     backpressure: backpressure::Backpressure,
     /// The workers this process started on this engine, for [`Tasker::health`].
     local_workers: telemetry::LocalWorkers,
+    /// The RabbitMQ connection, with `messaging.backend = "rabbitmq"`.
+    broker: Option<Arc<crate::messaging::broker::Broker>>,
 }
 
 /// Describes a database URL without credentials: `scheme://host:port/db`, or the SQLite file.
@@ -317,11 +322,25 @@ impl Tasker {
         // Connecting went to the database directly: an unreachable server fails here with its
         // real reason. From now on calls go through the breaker.
         let (store, breaker) = if options.circuit_breaker.enabled && store.backend() == Backend::Postgres {
-            let breaker = CircuitBreaker::new("database", options.circuit_breaker, std::time::Instant::now());
+            let breaker = CircuitBreaker::new("database", options.circuit_breaker.clone(), std::time::Instant::now());
             let guarded: Arc<dyn Store> = Arc::new(GuardedStore::new(store, Arc::clone(&breaker)));
             (guarded, Some(breaker))
         } else {
             (store, None)
+        };
+        // RabbitMQ carries the messages; PostgreSQL (behind its breaker) keeps every state and
+        // the outbox.
+        let (store, broker): (Arc<dyn Store>, _) = match options.messaging.backend {
+            crate::messaging::MessagingBackend::Database => (store, None),
+            crate::messaging::MessagingBackend::Rabbitmq => {
+                let rabbit = RabbitStore::new(
+                    store,
+                    options.messaging.rabbitmq.clone(),
+                    options.circuit_breaker.clone(),
+                )?;
+                let broker = Arc::clone(rabbit.broker());
+                (Arc::new(rabbit), Some(broker))
+            }
         };
         let signals = SignalHub::new();
         if let Some(remote) = store.subscribe_remote() {
@@ -338,6 +357,7 @@ impl Tasker {
             breaker,
             backpressure: backpressure::Backpressure::new(options.backpressure),
             local_workers: telemetry::LocalWorkers::default(),
+            broker,
             store,
             templates: TemplateCache::default(),
             signals,
@@ -353,6 +373,11 @@ impl Tasker {
     /// `circuit_breaker.enabled` is off): its state, what opened it, how often.
     pub fn breaker_status(&self) -> Option<crate::breaker::BreakerStatus> {
         self.inner.breaker.as_ref().map(|b| b.status(std::time::Instant::now()))
+    }
+
+    /// The RabbitMQ connection, when messages travel over RabbitMQ (`messaging.backend`).
+    pub fn broker(&self) -> Option<&Arc<crate::messaging::broker::Broker>> {
+        self.inner.broker.as_ref()
     }
 
     /// Which backend this engine uses.

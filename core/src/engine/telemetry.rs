@@ -109,6 +109,27 @@ async fn gauges_of(inner: &Inner) -> Vec<Sample> {
         out.push(counter(metrics::BREAKER_OPENED, &name, status.opened));
         out.push(counter(metrics::BREAKER_REJECTED, &name, status.rejected));
     }
+    if let Some(broker) = &inner.broker {
+        let status = broker.breaker().status(std::time::Instant::now());
+        let name = [("name", status.name)];
+        out.push(gauge(metrics::BREAKER_STATE, &name, status.state.gauge()));
+        out.push(counter(metrics::BREAKER_OPENED, &name, status.opened));
+        out.push(counter(metrics::BREAKER_REJECTED, &name, status.rejected));
+        let b = broker.status();
+        out.push(gauge(
+            metrics::BROKER_CONNECTED,
+            &[],
+            if b.connected { 1.0 } else { 0.0 },
+        ));
+        out.push(counter(metrics::BROKER_PUBLISHED, &[], b.published));
+        out.push(counter(
+            metrics::BROKER_DELIVERIES,
+            &[("outcome", "received")],
+            b.delivered,
+        ));
+        out.push(counter(metrics::BROKER_DELIVERIES, &[("outcome", "stale")], b.stale));
+        out.push(counter(metrics::BROKER_RECONNECTS, &[], b.reconnects));
+    }
     let (idle, used) = inner.store.connection_stats();
     out.push(gauge(metrics::DB_CONNECTIONS, &[("state", "idle")], f64::from(idle)));
     out.push(gauge(metrics::DB_CONNECTIONS, &[("state", "used")], f64::from(used)));
@@ -258,6 +279,22 @@ impl Tasker {
                         status.open_for.unwrap_or_default().as_millis(),
                         failure.as_deref().unwrap_or("unreachable")
                     ),
+                },
+            });
+        }
+        if let Some(broker) = &self.inner.broker {
+            let status = broker.status();
+            checks.push(HealthCheck {
+                name: "broker".into(),
+                ok: status.connected,
+                detail: if status.connected {
+                    format!("connected to {}", status.target)
+                } else {
+                    format!(
+                        "{}: {}",
+                        status.target,
+                        status.last_error.as_deref().unwrap_or("not connected")
+                    )
                 },
             });
         }

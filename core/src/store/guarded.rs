@@ -289,6 +289,16 @@ impl MessageQueue for GuardedTx {
         self.note(r)
     }
 
+    async fn read_delivered(
+        &mut self,
+        queue: &str,
+        lease: Duration,
+        delivered: &[(i64, i32)],
+    ) -> Result<Vec<QueueMessage>> {
+        let r = self.inner.read_delivered(queue, lease, delivered).await;
+        self.note(r)
+    }
+
     async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
         let r = self.inner.send_messages(messages).await;
         self.note(r)

@@ -9,11 +9,13 @@
 mod events;
 mod guarded;
 mod pg_connections;
+mod pg_delivered;
 mod pg_events;
 mod pg_fused;
 mod pg_notifier;
 mod pg_recovery;
 mod postgres;
+mod rabbit;
 mod records;
 mod sqlite;
 
@@ -26,6 +28,7 @@ use uuid::Uuid;
 pub use events::*;
 pub use guarded::GuardedStore;
 pub use postgres::{PgSettings, PostgresStore};
+pub use rabbit::RabbitStore;
 pub use records::*;
 pub use sqlite::{SqliteSettings, SqliteStore};
 
@@ -277,6 +280,22 @@ pub enum RemoteSignal {
 pub trait MessageQueue: Send {
     /// Claims up to `max` messages from `queue`, hiding them for `lease`.
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>>;
+
+    /// Claims the messages a broker delivered (`messaging.backend = "rabbitmq"`): each
+    /// `(msg_id, read_ct)` names a message and how many times it had been read when it was
+    /// published. Only messages still at that count are claimed (hidden for `lease`, `read_ct`
+    /// incremented), so a stale or duplicate delivery claims nothing. Backends that cannot serve
+    /// as a broker's outbox refuse.
+    async fn read_delivered(
+        &mut self,
+        queue: &str,
+        _lease: Duration,
+        _delivered: &[(i64, i32)],
+    ) -> Result<Vec<QueueMessage>> {
+        Err(TaskerError::Queue(format!(
+            "queue '{queue}': this database cannot be a message broker's outbox (messaging.backend = \"rabbitmq\" needs PostgreSQL)"
+        )))
+    }
 
     /// Sends one message per step and notifies listeners of each queue that got a visible
     /// message, at commit. Returns the messages' references in input order.

@@ -434,7 +434,7 @@ pub(super) fn queue_table(queue: &str) -> Result<String> {
 /// The claim order of a queue's messages (see [`super::order_key`]), stored in each body by
 /// `send_messages`. Messages sent before priorities existed have none and go first.
 const ORDER_KEY: &str = "COALESCE((message->>'order')::bigint, 0)";
-const ORDER_KEY_OF_Q: &str = "COALESCE((q.message->>'order')::bigint, 0)";
+pub(super) const ORDER_KEY_OF_Q: &str = "COALESCE((q.message->>'order')::bigint, 0)";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -993,6 +993,24 @@ impl MessageQueue for PgTx {
         // RETURNING has no order of its own.
         messages.sort_by_key(|(key, m)| (*key, m.msg_id));
         Ok(messages.into_iter().map(|(_, m)| m).collect())
+    }
+
+    async fn read_delivered(
+        &mut self,
+        queue: &str,
+        lease: Duration,
+        delivered: &[(i64, i32)],
+    ) -> Result<Vec<QueueMessage>> {
+        if delivered.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            super::pg_delivered::read_delivered_sql(&queue_table(queue)?, ORDER_KEY_OF_Q, millis(lease), delivered);
+        let rows = self.first_statement(sql).await.map_err(|e| match e {
+            TaskerError::Database(e) => queue_error(e, format!("claiming deliveries of queue '{queue}'")),
+            other => other,
+        })?;
+        super::pg_delivered::delivered_messages(queue, &rows)
     }
 
     async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {

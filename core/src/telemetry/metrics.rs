@@ -71,6 +71,10 @@ pub const BREAKER_STATE: &str = "tasker.circuit_breaker.state";
 pub const BREAKER_REJECTED: &str = "tasker.circuit_breaker.rejected";
 pub const BREAKER_OPENED: &str = "tasker.circuit_breaker.opened";
 pub const SPANS_DROPPED: &str = "tasker.telemetry.spans_dropped";
+pub const BROKER_CONNECTED: &str = "tasker.broker.connected";
+pub const BROKER_PUBLISHED: &str = "tasker.broker.published";
+pub const BROKER_DELIVERIES: &str = "tasker.broker.deliveries";
+pub const BROKER_RECONNECTS: &str = "tasker.broker.reconnects";
 
 /// Every metric there is.
 pub const METRICS: &[MetricInfo] = &[
@@ -180,6 +184,34 @@ pub const METRICS: &[MetricInfo] = &[
         "{span}",
         &[],
         "spans not exported (the export buffer was full, or the receiver refused them)",
+    ),
+    metric(
+        BROKER_CONNECTED,
+        MetricKind::Gauge,
+        "1",
+        &[],
+        "RabbitMQ (messaging.backend = \"rabbitmq\"): 1 while connected, else 0",
+    ),
+    metric(
+        BROKER_PUBLISHED,
+        MetricKind::Counter,
+        "{message}",
+        &[],
+        "messages the outbox relay published to RabbitMQ and the broker confirmed",
+    ),
+    metric(
+        BROKER_DELIVERIES,
+        MetricKind::Counter,
+        "{message}",
+        &["outcome"],
+        "RabbitMQ deliveries to this process (outcome: received, or stale: a duplicate or superseded copy a claim dropped)",
+    ),
+    metric(
+        BROKER_RECONNECTS,
+        MetricKind::Counter,
+        "{reconnect}",
+        &[],
+        "times the RabbitMQ connection was lost and opened again",
     ),
 ];
 
