@@ -11,11 +11,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tasker_core  # noqa: E402
-from polyglot import MATH_QUEUES, ORDER_QUEUES, TEMPLATES, ScratchDb, WorkerGroup  # noqa: E402
+from polyglot import MATH_QUEUES, ORDER_QUEUES, TEMPLATES, ScratchDb, WorkerGroup, backends_under_test  # noqa: E402
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=backends_under_test())
 def db(request: pytest.FixtureRequest) -> Iterator[ScratchDb]:
+    """SQLite and PostgreSQL; a module that also runs on RabbitMQ overrides this fixture with
+    `backends_under_test(with_rabbitmq=True)`."""
     scratch = ScratchDb.create(request.param)
     yield scratch
     scratch.drop()

@@ -26,29 +26,63 @@ ORDER_QUEUES = {"python": "polyglot_python", "ruby": "polyglot_ruby", "typescrip
 MATH_QUEUES = {"python": "math_python", "ruby": "math_ruby", "typescript": "math_node"}
 
 
+# The environment that puts an engine's messages on RabbitMQ (PostgreSQL still holds every
+# state); the broker is RABBITMQ_URL, else the local default.
+RABBITMQ_KEYS = ("TASKER_MESSAGING__BACKEND", "TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX")
+
+
+def backends_under_test(with_rabbitmq: bool = False) -> List[str]:
+    """SQLite and PostgreSQL; with `with_rabbitmq`, PostgreSQL + RabbitMQ too when RABBITMQ_URL
+    is set (scripts/test-all.sh sets it, starting a server when none answers)."""
+    names = ["sqlite", "postgres"]
+    if with_rabbitmq and os.environ.get("RABBITMQ_URL"):
+        names.append("postgres_rabbitmq")
+    return names
+
+
 @dataclass
 class ScratchDb:
-    """A fresh SQLite file or PostgreSQL database; `drop()` removes it."""
+    """A fresh SQLite file or PostgreSQL database; `drop()` removes it.
+
+    `postgres_rabbitmq` is a PostgreSQL database whose messages travel over RabbitMQ: while it
+    exists, this process's environment selects `messaging.backend = "rabbitmq"` with queues of
+    its own, so the test's clients and every process it starts (which inherit the environment)
+    use the broker."""
 
     url: str
     backend: str
     _dir: Optional[str] = None
     _pg: Optional[tuple] = None
+    _saved_env: Optional[Dict[str, Optional[str]]] = None
 
     @classmethod
     def create(cls, backend: str) -> ScratchDb:
         if backend == "sqlite":
             d = tempfile.mkdtemp(prefix="tasker-e2e-")
             return cls(url=f"sqlite://{d}/tasker.db", backend=backend, _dir=d)
+        if backend not in ("postgres", "postgres_rabbitmq"):
+            raise ValueError(f"unknown backend {backend!r}")
         server = os.environ.get("DATABASE_URL", "")
         if not server.startswith("postgres"):
             raise RuntimeError("PostgreSQL tests need DATABASE_URL=postgres://… (scripts/test-all.sh provides one)")
         name = f"tasker_e2e_{uuid.uuid4().hex[:16]}"
         subprocess.run(["psql", server, "-qc", f"CREATE DATABASE {name}"], check=True)
         base = server.rsplit("/", 1)[0]
-        return cls(url=f"{base}/{name}", backend=backend, _pg=(server, name))
+        scratch = cls(url=f"{base}/{name}", backend=backend, _pg=(server, name))
+        if backend == "postgres_rabbitmq":
+            scratch._saved_env = {k: os.environ.get(k) for k in RABBITMQ_KEYS}
+            os.environ["TASKER_MESSAGING__BACKEND"] = "rabbitmq"
+            os.environ["TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX"] = f"e2e{uuid.uuid4().hex[:12]}."
+        return scratch
 
     def drop(self) -> None:
+        if self._saved_env is not None:
+            for k, v in self._saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            self._saved_env = None
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
         if self._pg:

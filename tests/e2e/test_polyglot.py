@@ -1,14 +1,25 @@
 """One workflow, three languages: steps handled by Python, Ruby and TypeScript worker processes,
-coordinated through the database. Every test runs on SQLite and on PostgreSQL."""
+coordinated through the database. Every test runs on SQLite, on PostgreSQL, and on PostgreSQL
+with RabbitMQ carrying the messages (when RABBITMQ_URL is set)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 import tasker_core
 from conftest import order_context, read_ledger
-from polyglot import ScratchDb, WorkerGroup
+from polyglot import ScratchDb, WorkerGroup, backends_under_test
+
+
+@pytest.fixture(params=backends_under_test(with_rabbitmq=True))
+def db(request: pytest.FixtureRequest) -> Iterator[ScratchDb]:
+    scratch = ScratchDb.create(request.param)
+    yield scratch
+    scratch.drop()
 
 EXPECTED_TOTAL = 39.25  # 2 x 9.50 + 1 x 20.25
 

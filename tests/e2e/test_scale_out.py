@@ -1,4 +1,5 @@
-"""Scale-out on PostgreSQL: two orchestrators (`tasker serve`) and five worker processes (two
+"""Scale-out on PostgreSQL (with the database's queue, and with RabbitMQ carrying the messages
+when RABBITMQ_URL is set): two orchestrators (`tasker serve`) and five worker processes (two
 Python, two Ruby, one TypeScript) share one database. 500 mixed-language tasks all complete;
 the handlers' ledger shows no step ran twice while nothing failed; a worker killed with SIGKILL
 mid-run loses nothing: its in-flight steps run again after their lease."""
@@ -13,14 +14,14 @@ import pytest
 
 import tasker_core
 from conftest import order_context, read_ledger
-from polyglot import ORDER_QUEUES, TEMPLATES, ScratchDb, WorkerGroup
+from polyglot import ORDER_QUEUES, TEMPLATES, ScratchDb, WorkerGroup, backends_under_test
 
 TASKS = 500
 
 
-@pytest.fixture
-def pg() -> ScratchDb:
-    scratch = ScratchDb.create("postgres")
+@pytest.fixture(params=[b for b in backends_under_test(with_rabbitmq=True) if b != "sqlite"])
+def pg(request: pytest.FixtureRequest) -> ScratchDb:
+    scratch = ScratchDb.create(request.param)
     yield scratch
     scratch.drop()
 
