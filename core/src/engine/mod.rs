@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
@@ -491,7 +491,9 @@ impl Tasker {
             .transpose()
             .map_err(|e| TaskerError::InvalidArgument(format!("traceparent: {e}")))?;
         let t = &template.template;
-        let now = Utc::now();
+        // Milliseconds, the precision SQLite stores: the summary returned below is then exactly
+        // what a later read gives back, on either backend.
+        let now = Utc::now().trunc_subsecs(3);
         let task_uuid = Uuid::now_v7();
         let identity_hash =
             match (&request.idempotency_key, request.strict_identity) {
@@ -638,6 +640,7 @@ impl Tasker {
             .check(self.inner.store.as_ref(), &messages)
             .await?;
         let durable = self.durable_rows_for(&changes).await;
+        let created = new_task.summary();
         let inserted = self
             .inner
             .store
@@ -651,8 +654,10 @@ impl Tasker {
             self.publish_signal(RemoteSignal::Queue(m.queue.clone()));
         }
         self.announce(changes, Vec::new());
-        let task = self.task_summary(task_uuid).await?;
-        Ok(CreatedTask { task, created: true })
+        Ok(CreatedTask {
+            task: created,
+            created: true,
+        })
     }
 
     /// A task with its steps and transitions.

@@ -245,6 +245,37 @@ pub struct NewTask {
     pub trace_parent: Option<String>,
 }
 
+impl NewTask {
+    /// The row as inserted, what [`super::Store::task_summary`] would read back right after the
+    /// insert: creation returns it without another round trip. `created_at` must already have
+    /// the stores' precision (milliseconds), so that a later read gives the same value.
+    pub fn summary(&self) -> TaskSummary {
+        TaskSummary {
+            task_uuid: self.task_uuid,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            state: self.state.as_str().to_owned(),
+            context: self.context.clone(),
+            initiator: self.initiator.clone(),
+            source_system: self.source_system.clone(),
+            reason: self.reason.clone(),
+            tags: self.tags.clone(),
+            priority: self.priority,
+            correlation_id: self.correlation_id,
+            idempotency_key: self.idempotency_key.clone(),
+            total_steps: i32::try_from(self.steps.len()).unwrap_or(i32::MAX),
+            completed_steps: 0,
+            active_steps: self.active_steps,
+            failed_steps: 0,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            completed_at: None,
+            trace_parent: self.trace_parent.clone(),
+        }
+    }
+}
+
 /// A step to insert.
 #[derive(Debug, Clone)]
 pub struct NewStep {
