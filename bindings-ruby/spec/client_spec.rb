@@ -39,7 +39,9 @@ RSpec.describe TaskerCore::Client do
     let(:client) { @client }
 
     it "connects to the requested backend" do
-      expect(client.backend).to eq(backend)
+      expect(client.backend).to eq(database_backend)
+      # RabbitMQ carries the messages exactly on postgres_rabbitmq: its connection is a check.
+      expect(client.health["checks"].map { |c| c["name"] }.include?("broker")).to eq(backend == "postgres_rabbitmq")
     end
 
     it "registers templates and reports them" do

@@ -26,9 +26,10 @@ RSpec.describe "configuration (config/tasker, TASKER_<SECTION>__<KEY>)" do
     RUBY
   end
 
-  # Every TASKER_* variable of this process, unset: the child sees only what an example sets.
+  # Every TASKER_* variable of this process, unset: the child sees only what an example sets,
+  # besides the backend's own (PostgreSQL with RabbitMQ).
   def clean_env
-    ENV.keys.grep(/\ATASKER_/).to_h { |k| [k, nil] }.merge(ruby_subprocess_env)
+    ENV.keys.grep(/\ATASKER_/).to_h { |k| [k, nil] }.merge(backend_env).merge(ruby_subprocess_env)
   end
 
   def config_tree(files)

@@ -115,7 +115,7 @@ RSpec.describe "resilience" do
     end
 
     it "fails fast with UnavailableError while PostgreSQL is away, and recovers" do
-      skip "SQLite has no breaker" unless backend == "postgres"
+      skip "SQLite has no breaker" unless database_backend == "postgres"
 
       server = URI(database_url)
       proxy = CuttableProxy.new(server.host, server.port || 5432)

@@ -46,7 +46,9 @@ fn class_for(code: &str) -> &'static str {
         "invalid_state" | "illegal_transition" => "InvalidStateError",
         // A bad database URL, or configuration files / `TASKER_*__*` variables that do not load.
         "database_url_invalid" | "config_invalid" => "ConfigurationError",
-        "database_unreachable" => "ConnectionError",
+        // The message broker (`messaging.backend = "rabbitmq"`) is a connection like the
+        // database's: unreachable now, transient, retried by the worker.
+        "database_unreachable" | "broker_unreachable" => "ConnectionError",
         "database_error" | "migration_failed" | "queue_error" | "corrupt_data" => "DatabaseError",
         "timeout" => "TimeoutError",
         "unknown_event" => "UnknownEventError",

@@ -77,7 +77,8 @@ module TaskerCore
   # The database failed (query, migration, queue or corrupt data).
   class DatabaseError < Error; end
 
-  # The database could not be reached.
+  # The database could not be reached ({#code} "database_unreachable"), or the message broker
+  # with `messaging.backend = "rabbitmq"` ("broker_unreachable").
   class ConnectionError < DatabaseError; end
 
   # Waiting (e.g. {Task#wait}) ran out of time.

@@ -9,18 +9,30 @@ module SpecSupport
     FileUtils.rm_rf(TMP_ROOT)
   end
 
-  # Example groups for each backend: SQLite always; PostgreSQL from DATABASE_URL. PostgreSQL is
-  # required (the run fails instead of skipping) when DATABASE_URL is set or
-  # TASKER_REQUIRE_POSTGRES=1.
+  # Example groups for each backend: SQLite always; PostgreSQL from DATABASE_URL; and PostgreSQL
+  # with RabbitMQ carrying the messages (`postgres_rabbitmq`: `messaging.backend = "rabbitmq"`
+  # on RABBITMQ_URL) when RABBITMQ_URL is set too. PostgreSQL is required (the run fails instead
+  # of skipping) when TASKER_REQUIRE_POSTGRES=1 (the test script sets it under CI); so is
+  # postgres_rabbitmq then, when RABBITMQ_URL is set.
   module Backends
     def each_backend(&block)
       SpecSupport.backends.each do |backend, url|
         context "on #{backend}", backend: backend do
           let(:backend) { backend }
           define_method(:database_url) { url.respond_to?(:call) ? url.call : url }
+          # The TASKER_* variables that make this backend what it is: set for the whole group, so
+          # that every engine it connects (worker subprocesses included, which inherit ENV) runs
+          # on it, and restored afterwards. RSpec runs `after` hooks in reverse order, so this one
+          # runs after the group's own cleanup.
+          env = SpecSupport.backend_env(backend)
+          define_method(:backend_env) { env }
+          saved = {}
           before(:all) do
             skip "PostgreSQL: DATABASE_URL is not set (export it to run these examples)" if url.nil?
+            env.each_key { |k| saved[k] = ENV.fetch(k, nil) }
+            ENV.update(env)
           end
+          after(:all) { ENV.update(saved) }
           class_exec(&block)
         end
       end
@@ -38,7 +50,27 @@ module SpecSupport
     elsif !pg.start_with?("postgres://", "postgresql://")
       raise "DATABASE_URL must be a postgres:// URL for the PostgreSQL examples, got #{pg.split('@').last}"
     end
-    { "sqlite" => -> { sqlite_url }, "postgres" => pg }
+    list = { "sqlite" => -> { sqlite_url }, "postgres" => pg }
+    list["postgres_rabbitmq"] = pg unless ENV["RABBITMQ_URL"].to_s.empty?
+    list
+  end
+
+  # The environment of one example group on `backend`: on PostgreSQL with RabbitMQ, the messaging
+  # backend and a queue prefix of the group's own (the exchange is shared, the queues are not).
+  def self.backend_env(backend)
+    return {} unless backend == "postgres_rabbitmq"
+
+    { "TASKER_MESSAGING__BACKEND" => "rabbitmq", "TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX" => "rb#{SecureRandom.hex(6)}." }
+  end
+
+  # The TASKER_* variables of the backend an example runs on (none outside `each_backend`).
+  def backend_env
+    {}
+  end
+
+  # The database backend a client reports: PostgreSQL also when RabbitMQ carries the messages.
+  def database_backend
+    backend == "sqlite" ? "sqlite" : "postgres"
   end
 
   # A fresh SQLite file.
