@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Ruby gem tests: installs what is missing (Debian packages), lints with RuboCop, builds the
-# native extension with cargo, runs RSpec on SQLite and, when DATABASE_URL is set, on PostgreSQL too, then builds the
-# gem and installs it offline into a scratch GEM_HOME to check `require "tasker_core"` from
-# outside the repository.
+# native extension with cargo, runs RSpec on SQLite and, when DATABASE_URL is set, on PostgreSQL too
+# (and, when RABBITMQ_URL is set as well, on PostgreSQL with RabbitMQ carrying the messages), then
+# builds the gem and installs it offline into a scratch GEM_HOME to check `require "tasker_core"`
+# from outside the repository.
 #
-#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bindings-ruby/scripts/test.sh
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+#   RABBITMQ_URL='amqp://guest:guest@127.0.0.1:5672/%2f' bindings-ruby/scripts/test.sh
 #
 # TASKER_REQUIRE_POSTGRES=1 (implied when CI is set) fails instead of skipping PostgreSQL when
 # DATABASE_URL is missing. TASKER_RUBY_SKIP_GEM=1 skips the gem build/install check.
