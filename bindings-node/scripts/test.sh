@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the npm package `tasker-core` (native addon + TypeScript) and runs its tests on SQLite
-# and PostgreSQL. Runnable on a fresh machine: installs what it needs.
+# and PostgreSQL, and on PostgreSQL with RabbitMQ carrying the messages when RABBITMQ_URL is set.
+# Runnable on a fresh machine: installs what it needs.
 #
 #   bindings-node/scripts/test.sh             # DATABASE_URL must point at PostgreSQL
 #   TASKER_SKIP_POSTGRES=1 bindings-node/scripts/test.sh   # SQLite only (local runs)
@@ -50,7 +51,7 @@ cargo fmt -p tasker-node -- --check
 cargo clippy -q -p tasker-node -- -D warnings
 
 # --- tests ----------------------------------------------------------------------------------
-log "node --test (SQLite$( [[ -n "${DATABASE_URL:-}" ]] && echo ' and PostgreSQL'))"
+log "node --test (SQLite$( [[ -n "${DATABASE_URL:-}" ]] && echo ', PostgreSQL')$( [[ -n "${DATABASE_URL:-}" && -n "${RABBITMQ_URL:-}" ]] && echo ', PostgreSQL with RabbitMQ'))"
 if [[ "${TASKER_SKIP_POSTGRES:-}" != "1" ]]; then export TASKER_REQUIRE_POSTGRES=1; fi
 node --import tsx --test --test-concurrency=2 bindings-node/test/*.test.ts
 

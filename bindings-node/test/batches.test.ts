@@ -8,7 +8,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import {
   defineHandler,
@@ -18,7 +18,7 @@ import {
   StepResult,
   Worker,
 } from '../ts/index.js';
-import { backends, deferred, explain, type Harness, harness, sleep } from './helpers.js';
+import { backends, describeBackend, deferred, explain, type Harness, harness, sleep } from './helpers.js';
 
 type Input = {
   total: number;
@@ -112,7 +112,7 @@ const slow = defineHandler('NodeBatch.Slow', async (ctx) => {
 const sumBelow = (n: number): number => (n * (n - 1)) / 2;
 
 for (const backend of backends()) {
-  describe(`batch processing on ${backend.name}`, () => {
+  describeBackend(backend, `batch processing on ${backend.name}`, () => {
     let h: Harness;
     let worker: Worker;
 

@@ -11,7 +11,7 @@ import { NativeWorker } from '../native/index.js';
 import { ShutDownError, type StepContext, TimeoutError, Worker, WorkerFailedError } from '../ts/index.js';
 import { buildStepContext } from '../ts/testing.js';
 import { nativeWorkers } from '../ts/worker.js';
-import { backends, deferred, explain, type Harness, harness, sleep } from './helpers.js';
+import { backends, describeBackend, deferred, explain, type Harness, harness, sleep } from './helpers.js';
 
 /** Upper bound for a handler's wait; the engine cancels after about 1 s (timeout_seconds: 1). */
 const GIVE_UP_AFTER_MS = 15_000;
@@ -32,7 +32,7 @@ function looper(seen: { before?: boolean; reason?: unknown; became?: () => void 
 }
 
 for (const backend of backends()) {
-  describe(`cancellation on ${backend.name}`, () => {
+  describeBackend(backend, `cancellation on ${backend.name}`, () => {
     let h: Harness;
     const workers: Worker[] = [];
 

@@ -19,7 +19,8 @@ import {
   TemplateNotFoundError,
   TimeoutError,
 } from '../ts/index.js';
-import { backends, type Harness, harness, sqliteUrl, tempDir } from './helpers.js';
+import { fromNative } from '../ts/errors.js';
+import { backends, describeBackend, type Harness, harness, sqliteUrl, tempDir } from './helpers.js';
 
 describe('connect', () => {
   test('defaults like the CLI: TASKER_DATABASE_URL, then DATABASE_URL', async () => {
@@ -47,6 +48,16 @@ describe('connect', () => {
       (e: unknown) => e instanceof DatabaseError && e.code === 'database_url_invalid' && /unsupported scheme/.test(e.message),
     );
     await bad.close(); // closing a client that never connected is fine
+  });
+
+  test('an unreachable message broker (RabbitMQ) is a DatabaseError like an unreachable database', () => {
+    // The core reports it from the relay and the worker's claims, not from a call one can make
+    // fail on purpose here: the mapping is checked on the native layer's payload.
+    const payload = { code: 'broker_unreachable', message: 'message broker unreachable: not connected to amqp://127.0.0.1:1/%2f' };
+    const e = fromNative(new Error(`__tasker_error__:${JSON.stringify(payload)}`));
+    assert.ok(e instanceof DatabaseError, String(e));
+    assert.equal(e.code, 'broker_unreachable');
+    assert.equal(e.message, payload.message);
   });
 
   test('a failed connection nobody awaits is not an unhandled rejection', async () => {
@@ -91,7 +102,7 @@ describe('templates', () => {
 });
 
 for (const backend of backends()) {
-  describe(`client on ${backend.name}`, () => {
+  describeBackend(backend, `client on ${backend.name}`, () => {
     let h: Harness;
 
     before(async () => {

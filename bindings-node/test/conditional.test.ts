@@ -6,10 +6,10 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import { defineHandler, PermanentError, type StepContext, StepResult, type TaskDetail, Worker } from '../ts/index.js';
-import { backends, explain, type Harness, harness } from './helpers.js';
+import { backends, describeBackend, explain, type Harness, harness } from './helpers.js';
 
 type Request = { amount: number; requester: string; skip_approval?: boolean; route_to?: string[] };
 
@@ -42,7 +42,7 @@ const handlers = [
 const BRANCHES = ['auto_approve', 'manager_approval', 'finance_review'];
 
 for (const backend of backends()) {
-  describe(`decision points on ${backend.name}`, () => {
+  describeBackend(backend, `decision points on ${backend.name}`, () => {
     let h: Harness;
     let worker: Worker;
 

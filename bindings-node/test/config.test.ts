@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 
 import { ConfigurationError, type ConfigValue, connect, InvalidArgumentError, loadConfig } from '../ts/index.js';
 import { fromNative } from '../ts/errors.js';
-import { backends, tempDir } from './helpers.js';
+import { type Backend, backends, describeBackend, tempDir } from './helpers.js';
 
 const CHILD = join(__dirname, 'fixtures', 'config-child.ts');
 /** By URL, so that a child whose working directory is elsewhere still finds it. */
@@ -41,14 +41,18 @@ function configTree(files: Record<string, string>, root = tempDir('tasker-node-c
   return root;
 }
 
-/** Runs the child with this process's environment minus every TASKER_ variable, plus `env`. */
+/**
+ * Runs the child with this process's environment minus every TASKER_ variable, plus the
+ * backend's own (PostgreSQL with RabbitMQ), plus `env`.
+ */
 function runChild(
-  url: string,
+  backend: Backend,
   options: { env?: Record<string, string>; cwd?: string; concurrency?: number } = {},
 ): Promise<ChildReport> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TASKER_')) env[k] = v;
-  Object.assign(env, options.env);
+  Object.assign(env, backend.env, options.env);
+  const url = backend.url();
   const queue = `cfg_${randomBytes(4).toString('hex')}`;
   const args = ['--import', TSX, CHILD, url, queue];
   if (options.concurrency !== undefined) args.push(String(options.concurrency));
@@ -72,10 +76,10 @@ function value(report: ChildReport, key: string): ConfigValue | undefined {
 const WORKER_TOML = '[worker]\nconcurrency = 3\n';
 
 for (const backend of backends()) {
-  describe(`configuration (${backend.name})`, () => {
+  describeBackend(backend, `configuration (${backend.name})`, () => {
     test('a worker started without concurrency gets the configured one (base/worker.toml)', async () => {
       const root = configTree({ 'base/worker.toml': WORKER_TOML });
-      const report = await runChild(backend.url(), { env: { TASKER_CONFIG_ROOT: root } });
+      const report = await runChild(backend, { env: { TASKER_CONFIG_ROOT: root } });
       assert.equal(report.listed, 3, JSON.stringify(report));
       assert.equal(report.worker, 3);
       assert.deepEqual(value(report, 'worker.concurrency'), {
@@ -87,14 +91,14 @@ for (const backend of backends()) {
 
     test('TASKER_WORKER__CONCURRENCY beats the file', async () => {
       const root = configTree({ 'base/worker.toml': WORKER_TOML });
-      const report = await runChild(backend.url(), { env: { TASKER_CONFIG_ROOT: root, TASKER_WORKER__CONCURRENCY: '5' } });
+      const report = await runChild(backend, { env: { TASKER_CONFIG_ROOT: root, TASKER_WORKER__CONCURRENCY: '5' } });
       assert.equal(report.listed, 5, JSON.stringify(report));
       assert.deepEqual(value(report, 'worker.concurrency')?.origin, { kind: 'env', var: 'TASKER_WORKER__CONCURRENCY' });
     });
 
     test('an explicit concurrency beats the variable and the file', async () => {
       const root = configTree({ 'base/worker.toml': WORKER_TOML });
-      const report = await runChild(backend.url(), {
+      const report = await runChild(backend, {
         env: { TASKER_CONFIG_ROOT: root, TASKER_WORKER__CONCURRENCY: '5' },
         concurrency: 7,
       });
@@ -107,7 +111,7 @@ for (const backend of backends()) {
 }
 
 describe('configuration', () => {
-  const url = (): string => backends()[0]!.url();
+  const sqlite = backends()[0]!;
 
   test('./config/tasker is found from the working directory; TASKER_ENV picks the environment layer', async () => {
     const cwd = tempDir('tasker-node-cwd-');
@@ -115,21 +119,21 @@ describe('configuration', () => {
       { 'base/worker.toml': WORKER_TOML, 'environments/test/worker.toml': '[worker]\nconcurrency = 4\n' },
       join(cwd, 'config', 'tasker'),
     );
-    const dev = await runChild(url(), { cwd });
+    const dev = await runChild(sqlite, { cwd });
     assert.equal(dev.listed, 3, JSON.stringify(dev));
-    const testEnv = await runChild(url(), { cwd, env: { TASKER_ENV: 'test' } });
+    const testEnv = await runChild(sqlite, { cwd, env: { TASKER_ENV: 'test' } });
     assert.equal(testEnv.listed, 4, JSON.stringify(testEnv));
     assert.equal(value(testEnv, 'worker.concurrency')?.origin.kind, 'file');
   });
 
   test('without any configuration the core defaults apply (concurrency 8, as before)', async () => {
-    const report = await runChild(url(), { cwd: tempDir('tasker-node-cwd-') });
+    const report = await runChild(sqlite, { cwd: tempDir('tasker-node-cwd-') });
     assert.equal(report.listed, 8, JSON.stringify(report));
     assert.deepEqual(value(report, 'worker.concurrency')?.origin, { kind: 'default' });
   });
 
   test('loadConfig shows the database URL without its password', async () => {
-    const report = await runChild(url(), {
+    const report = await runChild(sqlite, {
       env: { TASKER_CONFIG_ROOT: configTree({}), TASKER_DATABASE__URL: 'postgres://app:s3cr3t@db.example:5432/tasker' },
     });
     const shown = value(report, 'database.url');
@@ -140,7 +144,7 @@ describe('configuration', () => {
 
   test('an unknown key makes connect throw a ConfigurationError naming the file and key', async () => {
     const root = configTree({ 'base/worker.toml': '[worker]\nconcurency = 3\n' });
-    const report = await runChild(url(), { env: { TASKER_CONFIG_ROOT: root } });
+    const report = await runChild(sqlite, { env: { TASKER_CONFIG_ROOT: root } });
     const error = report.error;
     assert.ok(error, JSON.stringify(report));
     assert.equal(error.name, 'ConfigurationError');
@@ -155,7 +159,7 @@ describe('configuration', () => {
 
   test('every problem is listed, a bad variable by its name', async () => {
     const root = configTree({ 'base/worker.toml': '[worker]\nconcurency = 3\n' });
-    const report = await runChild(url(), { env: { TASKER_CONFIG_ROOT: root, TASKER_WORKER__LEASE_MS: 'soon' } });
+    const report = await runChild(sqlite, { env: { TASKER_CONFIG_ROOT: root, TASKER_WORKER__LEASE_MS: 'soon' } });
     const problems = report.error?.problems ?? [];
     assert.equal(problems.length, 2, JSON.stringify(report));
     const variable = problems.find((p) => p.source === '$TASKER_WORKER__LEASE_MS');
@@ -177,7 +181,7 @@ describe('configuration', () => {
   test('connect refuses a maxConnections out of range before reading anything', () => {
     for (const bad of [1, 1001, 2.5, Number.NaN]) {
       assert.throws(
-        () => connect({ databaseUrl: url(), maxConnections: bad }),
+        () => connect({ databaseUrl: sqlite.url(), maxConnections: bad }),
         (e: unknown) => e instanceof InvalidArgumentError && e.path === 'maxConnections',
       );
     }

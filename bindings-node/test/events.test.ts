@@ -31,7 +31,7 @@ import {
 import { serveWithWorker, taskerMiddleware } from 'tasker-core/express';
 import { assertFailure, assertSuccess, buildEvent, buildStepContext, runHandler, runSubscriber } from 'tasker-core/testing';
 
-import { backends, explain, type Harness, harness, sleep } from './helpers.js';
+import { backends, describeBackend, explain, type Harness, harness, sleep } from './helpers.js';
 
 const unique = (name: string): string => `${name}_${randomBytes(4).toString('hex')}`;
 
@@ -200,7 +200,7 @@ describe('subscriber test helpers', () => {
 });
 
 for (const backend of backends()) {
-  describe(`events on ${backend.name}`, () => {
+  describeBackend(backend, `events on ${backend.name}`, () => {
     let h: Harness;
     let worker: Worker;
     const runners: SubscriberRunner[] = [];

@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import { type Client, connect, Worker } from 'tasker-core';
 import { type RunningServer, serveWithWorker, taskerMiddleware } from 'tasker-core/express';
 
 import { createApp } from '../examples/express-app/app.js';
 import { shopHandlers } from '../examples/express-app/handlers.js';
-import { type Backend, backends, tempDir } from './helpers.js';
+import { type Backend, backends, describeBackend, tempDir } from './helpers.js';
 
 const EXAMPLE = join(__dirname, '..', 'examples', 'express-app');
 
@@ -61,7 +61,7 @@ test('taskerMiddleware puts the client on req.tasker', async () => {
 });
 
 for (const backend of backends()) {
-  describe(`example shop on ${backend.name}`, () => {
+  describeBackend(backend, `example shop on ${backend.name}`, () => {
     let client: Client;
     let running: RunningServer;
     let namespace: string;
@@ -126,7 +126,7 @@ for (const backend of backends()) {
     });
   });
 
-  describe(`example shop server process on ${backend.name}`, () => {
+  describeBackend(backend, `example shop server process on ${backend.name}`, () => {
     test('serves HTTP, runs the worker, and stops gracefully on SIGTERM', async () => {
       const { dir, namespace } = shopTemplates();
       const child = startServer(backend, dir, namespace);

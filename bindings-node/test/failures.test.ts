@@ -5,7 +5,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import {
   defineHandler,
@@ -16,7 +16,7 @@ import {
   ValidationError,
   Worker,
 } from '../ts/index.js';
-import { backends, explain, type Harness, harness } from './helpers.js';
+import { backends, describeBackend, explain, type Harness, harness } from './helpers.js';
 
 /** Attempt start / failure times per task, for the retryAfter check. */
 const retryAfterLog = new Map<string, { failedAt?: number; retriedAt?: number }>();
@@ -73,7 +73,7 @@ const handlers = [
 ];
 
 for (const backend of backends()) {
-  describe(`failures on ${backend.name}`, () => {
+  describeBackend(backend, `failures on ${backend.name}`, () => {
     let h: Harness;
     let worker: Worker;
     const workerErrors: unknown[] = [];

@@ -1,20 +1,30 @@
 /**
- * Shared test plumbing: backends (SQLite always; PostgreSQL through DATABASE_URL), fresh
- * databases, and fixture templates registered under namespaces unique to one test run.
+ * Shared test plumbing: backends (SQLite always; PostgreSQL through DATABASE_URL; PostgreSQL with
+ * RabbitMQ carrying the messages when RABBITMQ_URL is set too), fresh databases, and fixture
+ * templates registered under namespaces unique to one test run.
  */
 
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, describe } from 'node:test';
 
 import { type Client, connect, type CreateTaskRequest, type Task, type TaskDetail } from '../ts/index.js';
 
 export const FIXTURES = join(__dirname, 'fixtures');
 
-/** A database backend the suites run against. */
+/** A backend the suites run against. */
 export interface Backend {
-  readonly name: 'sqlite' | 'postgres';
+  /** `postgres_rabbitmq`: PostgreSQL keeps every state, RabbitMQ carries the step messages. */
+  readonly name: 'sqlite' | 'postgres' | 'postgres_rabbitmq';
+  /** The database, as `client.backend()` reports it. */
+  readonly database: 'sqlite' | 'postgres';
+  /**
+   * The `TASKER_*` variables that make this backend what it is, set in `process.env` for the
+   * duration of its suites (see {@link describeBackend}); empty for SQLite and PostgreSQL.
+   */
+  readonly env: Readonly<Record<string, string>>;
   /** A database URL: a fresh SQLite file each call, or DATABASE_URL. */
   url(): string;
 }
@@ -38,19 +48,60 @@ export function sqliteUrl(): string {
 }
 
 /**
- * The backends to test: SQLite, plus PostgreSQL when DATABASE_URL is set. With
- * TASKER_REQUIRE_POSTGRES=1 (the test script sets it), a missing DATABASE_URL is an error.
+ * The backends to test: SQLite, plus PostgreSQL when DATABASE_URL is set, plus PostgreSQL with
+ * RabbitMQ (`messaging.backend = "rabbitmq"`, on RABBITMQ_URL) when RABBITMQ_URL is set too.
+ * With TASKER_REQUIRE_POSTGRES=1 (the test script sets it), a missing DATABASE_URL is an error.
  */
 export function backends(): Backend[] {
-  const list: Backend[] = [{ name: 'sqlite', url: sqliteUrl }];
+  const list: Backend[] = [{ name: 'sqlite', database: 'sqlite', env: {}, url: sqliteUrl }];
   const pg = process.env.DATABASE_URL;
   if (pg !== undefined && pg !== '') {
     if (!/^postgres(ql)?:\/\//.test(pg)) throw new Error(`DATABASE_URL must be a postgres:// URL, got ${pg}`);
-    list.push({ name: 'postgres', url: () => pg });
+    list.push({ name: 'postgres', database: 'postgres', env: {}, url: () => pg });
+    const rabbit = process.env.RABBITMQ_URL;
+    if (rabbit !== undefined && rabbit !== '') {
+      list.push({
+        name: 'postgres_rabbitmq',
+        database: 'postgres',
+        // Queues of this file's own (each test file is a process; the exchange is shared).
+        env: {
+          TASKER_MESSAGING__BACKEND: 'rabbitmq',
+          TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX: `nd${randomBytes(6).toString('hex')}.`,
+        },
+        url: () => pg,
+      });
+    }
   } else if (process.env.TASKER_REQUIRE_POSTGRES === '1') {
     throw new Error('PostgreSQL tests were requested (TASKER_REQUIRE_POSTGRES=1) but DATABASE_URL is not set');
   }
   return list;
+}
+
+/**
+ * `describe(title, body)` with `backend.env` set in `process.env` from before the suite's first
+ * hook until after its last: every client the suite connects, and every child process it starts
+ * (they inherit the environment), runs on the backend. The variables are restored afterwards.
+ * Suites of one file run one after the other, so the variables never leak into another suite.
+ */
+export function describeBackend(backend: Backend, title: string, body: () => void): void {
+  describe(title, () => {
+    const saved = new Map<string, string | undefined>();
+    before(() => {
+      for (const [k, v] of Object.entries(backend.env)) {
+        saved.set(k, process.env[k]);
+        process.env[k] = v;
+      }
+    });
+    body();
+    // Registered last, so it runs after the suite's own `after` hooks (they run in order).
+    after(() => {
+      for (const [k, v] of saved) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      saved.clear();
+    });
+  });
 }
 
 /** A connected client with fixture templates registered under unique namespaces. */

@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 
 import { type StepContext, TimeoutError, Worker } from '../ts/index.js';
-import { backends, deferred, explain, type Harness, harness, sleep } from './helpers.js';
+import { backends, describeBackend, deferred, explain, type Harness, harness, sleep } from './helpers.js';
 
 for (const backend of backends()) {
-  describe(`worker lifecycle on ${backend.name}`, () => {
+  describeBackend(backend, `worker lifecycle on ${backend.name}`, () => {
     let h: Harness;
     const workers: Worker[] = [];
 

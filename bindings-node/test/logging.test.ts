@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import {
   defaultLogger,
@@ -20,7 +20,7 @@ import {
   type TaskDetail,
   Worker,
 } from '../ts/index.js';
-import { backends, type Harness, harness, sleep } from './helpers.js';
+import { backends, describeBackend, type Harness, harness, sleep } from './helpers.js';
 
 const FAILED = 'step attempt failed permanently';
 const INDEX = join(__dirname, '..', 'ts', 'index.ts');
@@ -102,7 +102,7 @@ test('setLogger refuses what is not a logger, naming what is missing', () => {
 });
 
 for (const backend of backends()) {
-  describe(`logging on ${backend.name}`, () => {
+  describeBackend(backend, `logging on ${backend.name}`, () => {
     let h: Harness;
     let worker: Worker;
     const warnings: Error[] = [];

@@ -13,7 +13,7 @@ import { MAX_JSON_BYTES, MAX_JSON_DEPTH } from '../native/index.js';
 import { PermanentError, StepResult, type StepContext, ValidationError, Worker } from '../ts/index.js';
 import { buildStepContext, runHandler } from '../ts/testing.js';
 import { MAX_JSON_DEPTH as TS_MAX_JSON_DEPTH } from '../ts/util.js';
-import { backends, explain, type Harness, harness } from './helpers.js';
+import { backends, describeBackend, explain, type Harness, harness } from './helpers.js';
 
 /** An array nested `depth` levels deep, built without recursion. */
 function nested(depth: number): unknown[] {
@@ -29,7 +29,7 @@ test('the limits are the core’s', () => {
 });
 
 for (const backend of backends()) {
-  describe(`outcome limits on ${backend.name}`, () => {
+  describeBackend(backend, `outcome limits on ${backend.name}`, () => {
     let h: Harness;
 
     before(async () => {

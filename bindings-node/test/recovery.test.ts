@@ -6,7 +6,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import {
   defineHandler,
@@ -21,7 +21,7 @@ import {
   TaskNotFoundError,
   Worker,
 } from '../ts/index.js';
-import { backends, explain, type Harness, harness, sleep } from './helpers.js';
+import { backends, describeBackend, explain, type Harness, harness, sleep } from './helpers.js';
 
 /** Tasks whose `flaky` steps now succeed: the operator "fixed" the handler. */
 const fixed = new Set<string>();
@@ -69,7 +69,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20
 }
 
 for (const backend of backends()) {
-  describe(`recovering failed work on ${backend.name}`, () => {
+  describeBackend(backend, `recovering failed work on ${backend.name}`, () => {
     let h: Harness;
     let worker: Worker;
     const workerErrors: unknown[] = [];

@@ -6,10 +6,10 @@
 
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import { BackpressureError, connect, UnavailableError, Worker } from '../ts/index.js';
-import { backends, type Harness, harness } from './helpers.js';
+import { backends, describeBackend, type Harness, harness } from './helpers.js';
 
 /** Runs `body` with these configuration variables set, for clients connected inside it. */
 async function withEnv<T>(vars: Record<string, string>, body: () => Promise<T>): Promise<T> {
@@ -73,7 +73,7 @@ class Proxy {
 }
 
 for (const backend of backends()) {
-  describe(`resilience on ${backend.name}`, () => {
+  describeBackend(backend, `resilience on ${backend.name}`, () => {
     let h: Harness;
 
     before(async () => {
@@ -123,7 +123,7 @@ for (const backend of backends()) {
       }
     });
 
-    test('while PostgreSQL is away calls fail fast with UnavailableError, and recover', { skip: backend.name !== 'postgres' && 'SQLite has no breaker' }, async () => {
+    test('while PostgreSQL is away calls fail fast with UnavailableError, and recover', { skip: backend.database !== 'postgres' && 'SQLite has no breaker' }, async () => {
       const server = new URL(h.url);
       const proxy = await Proxy.start(server.hostname, Number(server.port || 5432));
       const via = new URL(h.url);

@@ -5,10 +5,10 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import { connect, InvalidArgumentError, type StepContext, Worker } from '../ts/index.js';
-import { backends, type Harness, harness } from './helpers.js';
+import { backends, describeBackend, type Harness, harness } from './helpers.js';
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER = `00-${CALLER_TRACE}-00f067aa0ba902b7-01`;
@@ -37,7 +37,7 @@ async function runTraced(h: Harness, client = h.client): Promise<(string | null)
 }
 
 for (const backend of backends()) {
-  describe(`telemetry on ${backend.name}`, () => {
+  describeBackend(backend, `telemetry on ${backend.name}`, () => {
     let h: Harness;
 
     before(async () => {

@@ -4,7 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 
 import {
   defineHandler,
@@ -14,7 +14,7 @@ import {
   StepResult,
   Worker,
 } from '../ts/index.js';
-import { backends, explain, type Harness, harness } from './helpers.js';
+import { backends, describeBackend, explain, type Harness, harness } from './helpers.js';
 
 type Value = { value: number };
 
@@ -117,7 +117,7 @@ const dag = [
 ];
 
 for (const backend of backends()) {
-  describe(`workflows on ${backend.name}`, () => {
+  describeBackend(backend, `workflows on ${backend.name}`, () => {
     let h: Harness;
     let worker: Worker;
 

@@ -183,7 +183,11 @@ export class DlqEntryNotFoundError extends TaskerError {
 /** An operation did not finish in time (e.g. waiting for a task). */
 export class TimeoutError extends TaskerError {}
 
-/** The database could not be reached, or a query or migration failed. */
+/**
+ * The database could not be reached (`database_unreachable`), or a query or migration failed; or,
+ * with `messaging.backend = "rabbitmq"`, the message broker could not be reached
+ * (`broker_unreachable`, transient like an unreachable database).
+ */
 export class DatabaseError extends TaskerError {}
 
 /** A state change that the task or step state machine does not allow. */
@@ -442,6 +446,7 @@ export function fromNative(error: unknown): unknown {
       break;
     case 'database_url_invalid':
     case 'database_unreachable':
+    case 'broker_unreachable':
     case 'database_error':
     case 'migration_failed':
     case 'queue_error':
