@@ -89,6 +89,19 @@ for (const backend of backends()) {
       });
     });
 
+    test('a child process inherits the backend (PostgreSQL with RabbitMQ: messaging.backend)', async () => {
+      // Inheriting this process's environment, as the worker processes other tests start do.
+      const queue = `cfg_${randomBytes(4).toString('hex')}`;
+      const stdout = await new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ['--import', TSX, CHILD, backend.url(), queue], { timeout: 60_000 }, (error, out, err) =>
+          error ? reject(new Error(`config-child failed: ${error.message}\n${out}${err}`)) : resolve(out),
+        );
+      });
+      const report = JSON.parse(stdout.trim().split('\n').pop() ?? '') as ChildReport;
+      const messaging = value(report, 'messaging.backend');
+      assert.equal(messaging?.value, backend.name === 'postgres_rabbitmq' ? 'rabbitmq' : 'database', JSON.stringify(messaging));
+    });
+
     test('TASKER_WORKER__CONCURRENCY beats the file', async () => {
       const root = configTree({ 'base/worker.toml': WORKER_TOML });
       const report = await runChild(backend, { env: { TASKER_CONFIG_ROOT: root, TASKER_WORKER__CONCURRENCY: '5' } });

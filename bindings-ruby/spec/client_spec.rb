@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "spec_helper"
+require "open3"
 
 RSpec.describe TaskerCore::Client do
   describe "TaskerCore.connect" do
@@ -42,6 +43,18 @@ RSpec.describe TaskerCore::Client do
       expect(client.backend).to eq(database_backend)
       # RabbitMQ carries the messages exactly on postgres_rabbitmq: its connection is a check.
       expect(client.health["checks"].map { |c| c["name"] }.include?("broker")).to eq(backend == "postgres_rabbitmq")
+    end
+
+    it "hands its backend to the processes it starts (they inherit the environment)" do
+      script = <<~'RUBY'
+        require "tasker_core"
+        client = TaskerCore.connect(database_url: ARGV[0])
+        puts client.health["checks"].any? { |c| c["name"] == "broker" }
+        client.close
+      RUBY
+      out, err, status = Open3.capture3(ruby_subprocess_env, RbConfig.ruby, "-e", script, database_url)
+      expect(status).to be_success, err
+      expect(out.lines.last).to eq("#{backend == 'postgres_rabbitmq'}\n")
     end
 
     it "registers templates and reports them" do
