@@ -56,6 +56,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"tasker backends: {', '.join(BACKENDS)}"
 
 
+# What `postgres_rabbitmq` sets in the environment for its module's tests.
+RABBITMQ_KEYS = ("TASKER_MESSAGING__BACKEND", "TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX")
+
+
+@pytest.fixture(autouse=True)
+def _messaging_environment_of_this_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment `db_url` sets for `postgres_rabbitmq` lives as long as its module-scoped
+    fixture, which pytest may keep while it runs the module's other tests (those of another
+    backend, or on no backend at all, such as a SQLite file of their own): they must not see it."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("db_url") != "postgres_rabbitmq":
+        for k in RABBITMQ_KEYS:
+            monkeypatch.delenv(k, raising=False)
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "sqlite":
@@ -66,8 +81,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         return
     # Every engine the module's tests connect (worker processes they start included) sends its
     # messages over RabbitMQ, on queues of the module's own.
-    keys = ("TASKER_MESSAGING__BACKEND", "TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX")
-    saved = {k: os.environ.get(k) for k in keys}
+    saved = {k: os.environ.get(k) for k in RABBITMQ_KEYS}
     os.environ["TASKER_MESSAGING__BACKEND"] = "rabbitmq"
     os.environ["TASKER_MESSAGING__RABBITMQ_QUEUE_PREFIX"] = f"py{uuid.uuid4().hex[:12]}."
     try:
