@@ -118,9 +118,13 @@ def test_run_stops_on_sigint(db_url, namespace, register, tmp_path):
             worker = tasker_core.Worker(client, [{namespace!r}], concurrency=2)
             worker.start()
 
+            # What SIGINT does before run(): Python's default, or SIG_IGN when this process was
+            # started with SIGINT ignored (as a background job of a shell is).
+            initial = signal.getsignal(signal.SIGINT)
+
             def announce():
                 # "ready" once run() has installed its SIGINT handler.
-                while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                while signal.getsignal(signal.SIGINT) is initial:
                     time.sleep(0.01)
                 print("ready", flush=True)
 
