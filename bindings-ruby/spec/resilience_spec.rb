@@ -9,6 +9,12 @@ require "spec_helper"
 # cuts it, as when the server goes away.
 
 # A TCP proxy to host:port that can be cut (its connections closed, new ones dropped at once).
+#
+# Sockets are shut down, never closed, while a thread may be copying from them: a close does not
+# wake a thread waiting in IO.copy_stream, and the freed descriptor number goes to the next socket
+# the process opens (the engine's next PostgreSQL connection, say), whose bytes that thread then
+# reads and sends elsewhere. That lost a reply, and the engine waited for it forever. A shutdown
+# wakes the copy at once; each connection's sockets are closed once both directions have stopped.
 class CuttableProxy
   attr_reader :port
 
@@ -22,7 +28,7 @@ class CuttableProxy
 
   def cut
     @up = false
-    @sockets.pop.close until @sockets.empty?
+    shut_down(@sockets.pop) until @sockets.empty?
   end
 
   def restore
@@ -44,21 +50,35 @@ class CuttableProxy
 
       upstream = TCPSocket.new(host, port)
       [client, upstream].each { |s| @sockets << s }
-      pipe(client, upstream)
-      pipe(upstream, client)
+      relay(client, upstream)
     end
   rescue IOError, SystemCallError
     nil
   end
 
-  def pipe(source, target)
+  def relay(client, upstream)
     Thread.new do
-      IO.copy_stream(source, target)
-    rescue IOError, SystemCallError
-      nil
+      other = Thread.new { copy(client, upstream) }
+      copy(upstream, client)
+      other.join
     ensure
-      [source, target].each { |s| s.close unless s.closed? }
+      [client, upstream].each { |s| s.close unless s.closed? }
     end
+  end
+
+  # Copies until either side ends, then shuts both down, which ends the other direction too.
+  def copy(source, target)
+    IO.copy_stream(source, target)
+  rescue IOError, SystemCallError
+    nil
+  ensure
+    [source, target].each { |s| shut_down(s) }
+  end
+
+  def shut_down(socket)
+    socket.shutdown(Socket::SHUT_RDWR)
+  rescue IOError, SystemCallError
+    nil # already shut down, or closed once its connection ended
   end
 end
 
