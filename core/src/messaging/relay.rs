@@ -43,6 +43,9 @@ pub(crate) async fn run(store: Arc<dyn Store>, broker: std::sync::Weak<Broker>) 
             match relay_queue(store.as_ref(), &b, &queue).await {
                 Ok(true) => b.wake_relay([queue.as_str()]),
                 Ok(false) => {}
+                // Closing the engine closes the connection under a batch in flight: its rows
+                // stay visible in PostgreSQL, to be published by whichever relay runs next.
+                Err(_) if b.is_closed() => return,
                 Err(e) => {
                     failed = true;
                     if failures == 0 || failures.is_multiple_of(20) {
