@@ -1242,10 +1242,11 @@ fn typed(values: &BTreeMap<String, (toml::Value, Origin)>) -> Result<TaskerConfi
             refresh: ms("backpressure.refresh_ms").ok_or_else(|| missing("backpressure.refresh_ms"))?,
         },
         messaging: MessagingOptions {
-            backend: match string("messaging.backend").as_deref() {
-                Some("rabbitmq") => MessagingBackend::Rabbitmq,
-                _ => MessagingBackend::Database,
-            },
+            // Checked against the key's allowed values above; parsed by the one `FromStr`.
+            backend: string("messaging.backend")
+                .map(|b| b.parse::<MessagingBackend>())
+                .transpose()?
+                .unwrap_or_default(),
             rabbitmq: RabbitOptions {
                 url: string("messaging.rabbitmq_url"),
                 prefetch: int("messaging.rabbitmq_prefetch")

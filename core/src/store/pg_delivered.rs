@@ -41,8 +41,9 @@ pub(super) fn read_delivered_sql(table: &str, order_key_of_q: &str, lease_ms: i6
     )
 }
 
-/// The claimed rows as messages, in claim order (priority, then age).
-pub(super) fn delivered_messages(queue: &str, rows: &[PgRow]) -> Result<Vec<QueueMessage>> {
+/// The rows a claim's read returned (this statement's or the scanning read's), as messages in
+/// claim order: priority, then age (RETURNING has no order of its own).
+pub(super) fn claimed_messages(queue: &str, rows: &[PgRow]) -> Result<Vec<QueueMessage>> {
     let mut messages = rows
         .iter()
         .map(|r| {

@@ -975,24 +975,7 @@ impl MessageQueue for PgTx {
                     other => other,
                 })?
         };
-        let mut messages = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<i64, _>("order_key")?,
-                    QueueMessage {
-                        queue: queue.to_owned(),
-                        msg_id: r.try_get("msg_id")?,
-                        read_ct: r.try_get("read_ct")?,
-                        enqueued_at: r.try_get("enqueued_at")?,
-                        payload: r.try_get::<Json<Value>, _>("message")?.0,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // RETURNING has no order of its own.
-        messages.sort_by_key(|(key, m)| (*key, m.msg_id));
-        Ok(messages.into_iter().map(|(_, m)| m).collect())
+        super::pg_delivered::claimed_messages(queue, &rows)
     }
 
     async fn read_delivered(
@@ -1010,7 +993,7 @@ impl MessageQueue for PgTx {
             TaskerError::Database(e) => queue_error(e, format!("claiming deliveries of queue '{queue}'")),
             other => other,
         })?;
-        super::pg_delivered::delivered_messages(queue, &rows)
+        super::pg_delivered::claimed_messages(queue, &rows)
     }
 
     async fn send_messages(&mut self, messages: &[OutgoingMessage]) -> Result<Vec<MessageRef>> {
