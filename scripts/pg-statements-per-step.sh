@@ -7,6 +7,7 @@
 #
 #   scripts/pg-statements-per-step.sh            # uses target/release/tasker
 #   TASKER_BIN=path/to/tasker scripts/pg-statements-per-step.sh
+#   BREAKDOWN=1 scripts/pg-statements-per-step.sh   # also: each statement's calls per step
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/postgres.sh
@@ -25,6 +26,13 @@ counts() {
     FROM pg_stat_statements WHERE dbid <> (SELECT oid FROM pg_database WHERE datname = 'postgres')"
 }
 
+# Calls per step of each statement of the last run (the large one: start-up is a small share).
+breakdown() { # breakdown STEPS
+  psql -X "$DATABASE_URL" -tAF ' | ' -c "SELECT round(sum(calls)::numeric / $1, 2), left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+    FROM pg_stat_statements WHERE dbid <> (SELECT oid FROM pg_database WHERE datname = 'postgres')
+    GROUP BY 2 HAVING sum(calls) >= $1 / 20 ORDER BY 1 DESC"
+}
+
 measure() { # measure LABEL STEPS_PER_UNIT SMALL LARGE ARGS-WITH-@N@
   local label=$1 per=$2 small=$3 large=$4; shift 4
   local results=()
@@ -33,6 +41,7 @@ measure() { # measure LABEL STEPS_PER_UNIT SMALL LARGE ARGS-WITH-@N@
     "$bin" bench --backend postgres "${@//@N@/$n}" >/dev/null 2>&1
     results+=("$(counts)")
   done
+  [ -n "${BREAKDOWN:-}" ] && breakdown "$(( large * per ))"
   read -r s1 c1 <<<"${results[0]}"
   read -r s2 c2 <<<"${results[1]}"
   python3 - "$label" "$per" "$small" "$large" "$s1" "$c1" "$s2" "$c2" <<'PY'

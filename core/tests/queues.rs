@@ -189,3 +189,76 @@ async fn visibility_timeout_semantics(db: Db) {
     tasker.close().await;
     test_db.cleanup().await;
 }
+
+/// On PostgreSQL a claim of one queue reads its messages and locks their steps in one
+/// statement. A body that cannot be parsed, or names no step, must neither fail that statement
+/// nor lock anything (else one bad row would block its queue for good); a step named in another
+/// spelling of its uuid is still found; and a step named by two messages is claimed once.
+#[tokio::test]
+async fn hostile_message_bodies_never_fail_a_claim() {
+    let test_db = TestDb::new(Db::Postgres).await;
+    let tasker = test_db.connect().await;
+    tasker.register_templates(fixtures()).await.expect("register");
+    let task = create(&tasker, "engine_tests", "diamond", serde_json::json!({ "value": 1 })).await;
+    let detail = tasker.get_task(task).await.expect("detail");
+    let root = detail
+        .steps
+        .iter()
+        .find(|s| s.name == "a")
+        .expect("root step")
+        .step_uuid;
+    let pool = sqlx::PgPool::connect(&test_db.url).await.expect("connect");
+    let bodies = [
+        serde_json::json!([1, 2]),
+        serde_json::json!("text"),
+        serde_json::json!(42),
+        serde_json::json!({}),
+        serde_json::json!({ "step_uuid": 7 }),
+        serde_json::json!({ "step_uuid": "not-a-uuid" }),
+        serde_json::json!({ "step_uuid": "-".repeat(36) }),
+        serde_json::json!({ "step_uuid": format!("urn:uuid:{}", uuid::Uuid::now_v7()), "task_uuid": task, "attempt": 0 }),
+        serde_json::json!({ "step_uuid": format!("{{{}}}", root.to_string().to_uppercase()), "task_uuid": task, "attempt": 0 }),
+    ];
+    for body in &bodies {
+        sqlx::query("INSERT INTO pgmq.q_engine_tests (vt, message) VALUES (clock_timestamp(), $1)")
+            .bind(body)
+            .execute(&pool)
+            .await
+            .expect("insert a raw message");
+    }
+
+    let mut tx = tasker.store().begin().await.expect("begin");
+    let (read, locks) = tx
+        .read_and_lock("engine_tests", Duration::from_secs(30), 20)
+        .await
+        .expect("a claim's read never fails on a message body");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        read.len(),
+        bodies.len() + 1,
+        "every message is read, the engine's own included"
+    );
+    assert_eq!(
+        locks.iter().map(|l| l.step_uuid).collect::<Vec<_>>(),
+        [root],
+        "only the real step is locked, once"
+    );
+
+    let claimed = tasker
+        .claim(&["engine_tests".to_owned()], 20, Duration::from_secs(30), 0)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.iter().map(|c| c.step_uuid).collect::<Vec<_>>(), [root]);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pgmq.q_engine_tests")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        left, 1,
+        "the claimed step's message stays (leased); every other one is dropped"
+    );
+
+    pool.close().await;
+    tasker.close().await;
+    test_db.cleanup().await;
+}

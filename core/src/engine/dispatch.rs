@@ -261,12 +261,21 @@ impl Tasker {
         let store = self.store();
         let mut tx = store.begin().await?;
         let mut messages = Vec::new();
-        for i in 0..queues.len() {
-            let queue = &queues[(start + i) % queues.len()];
-            let want = (max - messages.len()) as i64;
-            messages.extend(tx.read_messages(queue, lease, want).await?);
-            if messages.len() >= max {
-                break;
+        // One queue: its steps are locked with the read (one statement where the backend can).
+        // Several: every queue is read first, then all their steps are locked in one pass.
+        let mut locked = None;
+        if let [queue] = queues {
+            let (read, locks) = tx.read_and_lock(queue, lease, max as i64).await?;
+            messages = read;
+            locked = Some(locks);
+        } else {
+            for i in 0..queues.len() {
+                let queue = &queues[(start + i) % queues.len()];
+                let want = (max - messages.len()) as i64;
+                messages.extend(tx.read_messages(queue, lease, want).await?);
+                if messages.len() >= max {
+                    break;
+                }
             }
         }
         // Fewer messages than asked for: every queue was read to its end.
@@ -291,8 +300,13 @@ impl Tasker {
                 }
             }
         }
-        let ids: Vec<Uuid> = parsed.iter().map(|(_, b)| b.step_uuid).collect();
-        let locks = lock_map(tx.as_mut(), &ids).await?;
+        let locks = match locked {
+            Some(locks) => locks.into_iter().map(|l| (l.step_uuid, l)).collect(),
+            None => {
+                let ids: Vec<Uuid> = parsed.iter().map(|(_, b)| b.step_uuid).collect();
+                lock_map(tx.as_mut(), &ids).await?
+            }
+        };
         let mut claims = Vec::new();
         let mut poisoned = Vec::new();
         let mut lost = Vec::new();
@@ -300,6 +314,9 @@ impl Tasker {
         // commit that sent it (nothing is sent with a delay), while a re-read one became visible
         // when an earlier lease ran out, which the queue does not record.
         let mut waited: HashMap<Uuid, f64> = HashMap::new();
+        // A step named by two messages of this batch is claimed by the first; the other one is
+        // dropped as superseded (else the step would be handed out twice).
+        let mut taken: HashSet<Uuid> = HashSet::new();
         for (m, body) in parsed {
             let Some(lock) = locks.get(&body.step_uuid) else {
                 plan.delete.push(m.reference());
@@ -307,7 +324,7 @@ impl Tasker {
             };
             let live = !lock.task_state.is_terminal();
             match lock.state {
-                StepState::Enqueued if live && lock.attempts == body.attempt => {
+                StepState::Enqueued if live && lock.attempts == body.attempt && taken.insert(lock.step_uuid) => {
                     if m.read_ct == 1 {
                         let ms = (now - m.enqueued_at).num_milliseconds().max(0);
                         waited.insert(lock.step_uuid, ms as f64 / 1000.0);
@@ -375,8 +392,10 @@ impl Tasker {
                 _ => plan.delete.push(m.reference()),
             }
         }
-        let applied = tx
-            .change_steps_audited(&plan.step_changes, &plan.step_transitions, now)
+        // The inputs of every claim are read with the change (see `claim_inputs`).
+        let (task_ids, step_ids) = claim_input_ids(&claims);
+        let (applied, inputs, dependency_results) = tx
+            .change_steps_with_inputs(&plan.step_changes, &plan.step_transitions, now, &task_ids, &step_ids)
             .await?;
         claims.retain(|c| applied.contains(&c.step_uuid));
         poisoned.retain(|(l, _, _)| applied.contains(&l.step_uuid));
@@ -395,7 +414,8 @@ impl Tasker {
             )
             .await?;
         }
-        let (claimed, unreadable) = self.claimed_steps(tx.as_mut(), claims).await?;
+        let (mut claimed, unreadable) = assemble_claims(claims, inputs, dependency_results);
+        self.attach_extras(tx.as_mut(), &mut claimed).await?;
         poisoned.extend(unreadable);
         if !poisoned.is_empty() {
             self.fail_poisoned(tx.as_mut(), poisoned, now, &mut effects).await?;
@@ -1357,32 +1377,19 @@ struct PendingClaim {
     lock: StepLock,
 }
 
-impl Tasker {
-    /// Turns claims into [`ClaimedStep`]s: task contexts and dependency results are read in the
-    /// claiming transaction, two queries for the whole batch. Claims whose stored data cannot
-    /// be read back come back separately, with the reason, to be failed (see `fail_poisoned`).
-    async fn claimed_steps(
-        &self,
-        tx: &mut dyn StoreTx,
-        claims: Vec<PendingClaim>,
-    ) -> Result<(Vec<ClaimedStep>, Vec<Poisoned>)> {
-        if claims.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let mut task_ids: Vec<Uuid> = claims.iter().map(|c| c.task_uuid).collect();
-        task_ids.sort();
-        task_ids.dedup();
-        // Root steps have no dependency results to read: their template says so.
-        let step_ids: Vec<Uuid> = claims
-            .iter()
-            .filter(|c| c.template.has_dependencies(&c.step_name))
-            .map(|c| c.step_uuid)
-            .collect();
-        let (inputs, dependency_results) = tx.claim_inputs(&task_ids, &step_ids).await?;
-        let (mut claimed, poisoned) = assemble_claims(claims, inputs, dependency_results);
-        self.attach_extras(tx, &mut claimed).await?;
-        Ok((claimed, poisoned))
-    }
+/// What a claim reads for its steps (task contexts and dependency results, in the claiming
+/// transaction): the tasks of `claims`, and those of their steps that have dependencies (root
+/// steps have no dependency results to read: their template says so).
+fn claim_input_ids(claims: &[PendingClaim]) -> (Vec<Uuid>, Vec<Uuid>) {
+    let mut task_ids: Vec<Uuid> = claims.iter().map(|c| c.task_uuid).collect();
+    task_ids.sort();
+    task_ids.dedup();
+    let step_ids = claims
+        .iter()
+        .filter(|c| c.template.has_dependencies(&c.step_name))
+        .map(|c| c.step_uuid)
+        .collect();
+    (task_ids, step_ids)
 }
 
 /// Claims made by a completion (eager dispatch), with the inputs read for them.

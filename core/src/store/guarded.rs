@@ -322,6 +322,31 @@ impl StoreTx for GuardedTx {
         self.note(r)
     }
 
+    async fn read_and_lock(
+        &mut self,
+        queue: &str,
+        lease: Duration,
+        max: i64,
+    ) -> Result<(Vec<QueueMessage>, Vec<StepLock>)> {
+        let r = self.inner.read_and_lock(queue, lease, max).await;
+        self.note(r)
+    }
+
+    async fn change_steps_with_inputs(
+        &mut self,
+        changes: &[StepChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+        task_uuids: &[Uuid],
+        step_uuids: &[Uuid],
+    ) -> Result<(Vec<Uuid>, Vec<TaskInput>, Vec<DependencyResult>)> {
+        let r = self
+            .inner
+            .change_steps_with_inputs(changes, transitions, now, task_uuids, step_uuids)
+            .await;
+        self.note(r)
+    }
+
     async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
         let r = self.inner.change_steps(changes, now).await;
         self.note(r)

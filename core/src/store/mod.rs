@@ -240,6 +240,13 @@ pub fn order_key(sent_at_ms: i64, priority: i32) -> i64 {
     sent_at_ms.saturating_sub(boost)
 }
 
+/// The step a queue message's body names (its `step_uuid`), if it names one. The body is
+/// [`StepMessage`]-shaped when the engine wrote it; anything else locks
+/// nothing and is dropped by the claim that reads it.
+pub(crate) fn named_step(payload: &serde_json::Value) -> Option<Uuid> {
+    payload.get("step_uuid")?.as_str()?.parse().ok()
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -421,6 +428,49 @@ pub trait StoreTx: MessageQueue {
     /// Results of the direct dependencies of each step: (child, parent name, parent result, or
     /// why that stored result cannot be read back).
     async fn dependency_results(&mut self, step_uuids: &[Uuid]) -> Result<Vec<DependencyResult>>;
+
+    /// A claim of one queue: [`MessageQueue::read_messages`], then [`StoreTx::lock_steps`] of
+    /// the steps the messages name (a message whose body names no step locks nothing), in the
+    /// documented order (messages, then tasks, then steps). Backends may do both in one
+    /// statement. A claim of several queues reads them all before locking anything, so that
+    /// its task locks are taken in one uuid-ordered pass.
+    async fn read_and_lock(
+        &mut self,
+        queue: &str,
+        lease: Duration,
+        max: i64,
+    ) -> Result<(Vec<QueueMessage>, Vec<StepLock>)> {
+        let messages = self.read_messages(queue, lease, max).await?;
+        if messages.is_empty() {
+            return Ok((messages, Vec::new()));
+        }
+        let mut ids: Vec<Uuid> = messages.iter().filter_map(|m| named_step(&m.payload)).collect();
+        ids.sort();
+        ids.dedup();
+        let locks = self.lock_steps(&ids).await?;
+        Ok((messages, locks))
+    }
+
+    /// A claim's compare-and-swap with its audit rows ([`StoreTx::change_steps_audited`]) and
+    /// the inputs of the steps it claims ([`StoreTx::claim_inputs`]), as one unit. Returns the
+    /// uuids that changed and the inputs of every step asked for: the caller drops those of
+    /// claims that lost their race (a claim changes no input, so reading them with the change
+    /// reads the same). Backends may do it in one statement.
+    async fn change_steps_with_inputs(
+        &mut self,
+        changes: &[StepChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+        task_uuids: &[Uuid],
+        step_uuids: &[Uuid],
+    ) -> Result<(Vec<Uuid>, Vec<TaskInput>, Vec<DependencyResult>)> {
+        let applied = self.change_steps_audited(changes, transitions, now).await?;
+        if applied.is_empty() || task_uuids.is_empty() {
+            return Ok((applied, Vec::new(), Vec::new()));
+        }
+        let (inputs, deps) = self.claim_inputs(task_uuids, step_uuids).await?;
+        Ok((applied, inputs, deps))
+    }
 
     /// [`StoreTx::task_inputs`] of `task_uuids` and [`StoreTx::dependency_results`] of
     /// `step_uuids`, which a claim needs together. Backends may read both in one statement.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{Executor, PgConnection, PgPool, QueryBuilder, Row};
+use sqlx::{Executor, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -436,6 +436,29 @@ pub(super) fn queue_table(queue: &str) -> Result<String> {
 const ORDER_KEY: &str = "COALESCE((message->>'order')::bigint, 0)";
 pub(super) const ORDER_KEY_OF_Q: &str = "COALESCE((q.message->>'order')::bigint, 0)";
 
+/// The CTEs of a claim's read of `table`: `picked` and `msgs`, whose rows are the messages read
+/// (`msg_id, read_ct, enqueued_at, message, order_key`). PGMQ's own `read` takes the oldest
+/// messages; this takes them in `order_key` order (priority, then age), through the index
+/// `ensure_queue` creates, with the same semantics: SKIP LOCKED, a lease by the server's clock,
+/// `read_ct` counted. `lease` (milliseconds) and `max` are SQL expressions.
+fn read_ctes(table: &str, lease: &str, max: &str) -> String {
+    format!(
+        "picked AS ( \
+           SELECT msg_id FROM pgmq.{table} WHERE vt <= clock_timestamp() \
+           ORDER BY {ORDER_KEY}, msg_id LIMIT {max} FOR UPDATE SKIP LOCKED), \
+         msgs AS (UPDATE pgmq.{table} q SET vt = clock_timestamp() + {lease} ::float8 * interval '1 millisecond', \
+           read_ct = q.read_ct + 1 \
+           FROM picked WHERE q.msg_id = picked.msg_id \
+           RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.message, {ORDER_KEY_OF_Q} AS order_key)"
+    )
+}
+
+/// The step a message read by [`read_ctes`] names, as `uuid` (NULL when it names none). It
+/// accepts every spelling the engine's own parsing does (hyphens, braces, `urn:uuid:`, any
+/// case) and never fails the statement: a body that does not name a step locks nothing.
+const NAMED_STEP: &str = "CASE WHEN regexp_replace(lower(message->>'step_uuid'), '^urn:uuid:|[{}-]', '', 'g') \
+     ~ '^[0-9a-f]{32}$' THEN regexp_replace(lower(message->>'step_uuid'), '^urn:uuid:|[{}-]', '', 'g')::uuid END";
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
@@ -794,23 +817,35 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<Ta
         .map(|c| format!("t.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let rows = sqlx::query(&format!(
-        "SELECT {task_columns}, s.step_uuid AS s_step_uuid, s.name AS s_name, s.queue AS s_queue, \
-            s.state AS s_state, s.attempts AS s_attempts, s.max_attempts AS s_max_attempts, \
-            s.retryable AS s_retryable, s.results AS s_results, s.last_error AS s_last_error, \
-            s.next_retry_at AS s_next_retry_at, s.created_at AS s_created_at, \
-            s.first_attempted_at AS s_first_attempted_at, s.last_attempted_at AS s_last_attempted_at, \
-            s.completed_at AS s_completed_at, s.created_by AS s_created_by, s.inputs AS s_inputs, \
-            s.free_attempts AS s_free_attempts, \
-            s.checkpoint AS s_checkpoint, \
-            COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
-              JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{{}}') AS s_deps \
-         FROM tasker_tasks t LEFT JOIN tasker_steps s ON s.task_uuid = t.task_uuid \
-         WHERE t.task_uuid = $1 ORDER BY s.position, s.name"
-    ))
-    .bind(task_uuid)
-    .fetch_all(&mut *conn)
-    .await?;
+    // The task with its steps, and its audit trail: two statements in one round trip (the
+    // simple protocol takes several; its one value, a uuid, is inlined). Audit rows are the
+    // ones with a `src` column.
+    let task_literal = format!("'{task_uuid}'::uuid");
+    let all = conn
+        .fetch_all(
+            format!(
+                "SELECT {task_columns}, s.step_uuid AS s_step_uuid, s.name AS s_name, s.queue AS s_queue, \
+                s.state AS s_state, s.attempts AS s_attempts, s.max_attempts AS s_max_attempts, \
+                s.retryable AS s_retryable, s.results AS s_results, s.last_error AS s_last_error, \
+                s.next_retry_at AS s_next_retry_at, s.created_at AS s_created_at, \
+                s.first_attempted_at AS s_first_attempted_at, s.last_attempted_at AS s_last_attempted_at, \
+                s.completed_at AS s_completed_at, s.created_by AS s_created_by, s.inputs AS s_inputs, \
+                s.free_attempts AS s_free_attempts, \
+                s.checkpoint AS s_checkpoint, \
+                COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
+                  JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{{}}') AS s_deps \
+             FROM tasker_tasks t LEFT JOIN tasker_steps s ON s.task_uuid = t.task_uuid \
+             WHERE t.task_uuid = {task_literal} ORDER BY s.position, s.name; \
+             SELECT NULL::uuid AS step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 0 AS src \
+             FROM tasker_task_transitions WHERE task_uuid = {task_literal} \
+             UNION ALL \
+             SELECT step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 1 \
+             FROM tasker_step_transitions WHERE task_uuid = {task_literal} ORDER BY src, id"
+            )
+            .as_str(),
+        )
+        .await?;
+    let (audit, rows): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.try_column("src").is_ok());
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -848,16 +883,6 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<Ta
         names.insert(step.step_uuid, step.name.clone());
         steps.push(step);
     }
-    let audit = sqlx::query(
-        "SELECT NULL::uuid AS step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 0 AS src \
-         FROM tasker_task_transitions WHERE task_uuid = $1 \
-         UNION ALL \
-         SELECT step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 1 \
-         FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY src, id",
-    )
-    .bind(task_uuid)
-    .fetch_all(&mut *conn)
-    .await?;
     let mut task_transitions = Vec::new();
     let mut step_transitions = Vec::new();
     for r in &audit {
@@ -929,6 +954,48 @@ fn visible_queue_wakes(messages: &[OutgoingMessage], origin: &str) -> Vec<Wake> 
         .collect()
 }
 
+/// Pushes the read of a claim's inputs: task rows (tagged 't': context, correlation id,
+/// template) of `task_uuids` and the dependency results (tagged 'd') of `step_uuids`.
+fn push_claim_inputs<'a>(qb: &mut QueryBuilder<'a, Postgres>, task_uuids: &'a [Uuid], step_uuids: &'a [Uuid]) {
+    qb.push(
+        "SELECT 't' AS kind, task_uuid AS id, NULL::text AS name, context::text AS body, correlation_id, \
+                template_id FROM tasker_tasks WHERE task_uuid = ANY(",
+    );
+    qb.push_bind(task_uuids);
+    qb.push(
+        ") UNION ALL \
+         SELECT 'd', e.to_step, p.name, p.results::text, NULL::uuid, NULL::bigint FROM tasker_step_edges e \
+         JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = ANY(",
+    );
+    qb.push_bind(step_uuids);
+    qb.push(")");
+}
+
+/// The inputs among rows tagged by [`push_claim_inputs`] (rows of other kinds are skipped).
+fn claim_input_rows(rows: &[sqlx::postgres::PgRow]) -> Result<(Vec<TaskInput>, Vec<DependencyResult>)> {
+    let mut inputs = Vec::new();
+    let mut deps = Vec::new();
+    for r in rows {
+        let body: Option<&str> = r.try_get("body")?;
+        match r.try_get::<&str, _>("kind")? {
+            "t" => inputs.push(TaskInput {
+                task_uuid: r.try_get("id")?,
+                // Decoded row by row: one undecodable context fails its own steps only.
+                context: decode_json(body.unwrap_or("null"), "task context"),
+                correlation_id: r.try_get("correlation_id")?,
+                template_id: r.try_get("template_id")?,
+            }),
+            "d" => deps.push((
+                r.try_get("id")?,
+                r.try_get("name")?,
+                body.map_or(Ok(Value::Null), |text| decode_json(text, "dependency result")),
+            )),
+            _ => {}
+        }
+    }
+    Ok((inputs, deps))
+}
+
 /// A transaction on a leased connection, rolled back if dropped. It begins lazily: the first
 /// statement sends `BEGIN` with it (in one round trip where it can: [`PgTx::first_statement`]),
 /// and one that ran nothing ends without a round trip.
@@ -944,37 +1011,9 @@ struct PgTx {
 #[async_trait]
 impl MessageQueue for PgTx {
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
-        // PGMQ's own `read` takes the oldest messages; this takes them in `order_key` order
-        // (priority, then age), through the index `ensure_queue` creates, with the same
-        // semantics: SKIP LOCKED, a lease by the server's clock, `read_ct` counted.
         let table = queue_table(queue)?;
-        let sql = |lease: &str, max: &str| {
-            format!(
-                "WITH picked AS ( \
-                   SELECT msg_id FROM pgmq.{table} WHERE vt <= clock_timestamp() \
-                   ORDER BY {ORDER_KEY}, msg_id LIMIT {max} FOR UPDATE SKIP LOCKED) \
-                 UPDATE pgmq.{table} q SET vt = clock_timestamp() + {lease} ::float8 * interval '1 millisecond', \
-                   read_ct = q.read_ct + 1 \
-                 FROM picked WHERE q.msg_id = picked.msg_id \
-                 RETURNING q.msg_id, q.read_ct, q.enqueued_at, q.message, {ORDER_KEY_OF_Q} AS order_key"
-            )
-        };
-        // A claim's first statement: then it goes with BEGIN, its numbers inlined.
-        let rows = if self.begun {
-            sqlx::query(&sql("$1", "$2"))
-                .bind(millis(lease))
-                .bind(max)
-                .fetch_all(self.tx().await?)
-                .await
-                .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))?
-        } else {
-            self.first_statement(sql(&millis(lease).to_string(), &max.to_string()))
-                .await
-                .map_err(|e| match e {
-                    TaskerError::Database(e) => queue_error(e, format!("reading queue '{queue}'")),
-                    other => other,
-                })?
-        };
+        let sql = |lease: &str, max: &str| format!("WITH {} SELECT * FROM msgs", read_ctes(&table, lease, max));
+        let rows = self.claim_read(queue, lease, max, sql).await?;
         super::pg_delivered::claimed_messages(queue, &rows)
     }
 
@@ -1092,6 +1131,45 @@ impl StoreTx for PgTx {
             self.first_statement(sql(&uuid_array_literal(step_uuids))).await?
         };
         rows.iter().map(step_lock_from_row).collect()
+    }
+
+    async fn read_and_lock(
+        &mut self,
+        queue: &str,
+        lease: Duration,
+        max: i64,
+    ) -> Result<(Vec<QueueMessage>, Vec<StepLock>)> {
+        // `read_messages` and `lock_steps` in one statement, locking in the same order: the
+        // messages (`picked`), then their tasks (`t`, in uuid order), then their steps. Each
+        // message row carries the lock of the step it names, if there is one.
+        let table = queue_table(queue)?;
+        let sql = |lease: &str, max: &str| {
+            format!(
+                "WITH {reads}, \
+                 named AS (SELECT msg_id, {NAMED_STEP} AS step FROM msgs), \
+                 t AS MATERIALIZED ( \
+                   SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
+                   WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid IN (SELECT step FROM named)) \
+                   ORDER BY task_uuid FOR NO KEY UPDATE), \
+                 s AS MATERIALIZED ( \
+                   SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
+                   WHERE s.step_uuid IN (SELECT step FROM named) AND (SELECT count(*) FROM t) > 0 \
+                   ORDER BY s.step_uuid FOR UPDATE OF s) \
+                 SELECT msgs.*, s.* FROM msgs JOIN named USING (msg_id) LEFT JOIN s ON s.step_uuid = named.step",
+                reads = read_ctes(&table, lease, max)
+            )
+        };
+        let rows = self.claim_read(queue, lease, max, sql).await?;
+        let messages = super::pg_delivered::claimed_messages(queue, &rows)?;
+        let mut locks: BTreeMap<Uuid, StepLock> = BTreeMap::new();
+        for r in &rows {
+            if let Some(step) = r.try_get::<Option<Uuid>, _>("step_uuid")? {
+                if let std::collections::btree_map::Entry::Vacant(e) = locks.entry(step) {
+                    e.insert(step_lock_from_row(r)?);
+                }
+            }
+        }
+        Ok((messages, locks.into_values().collect()))
     }
 
     async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
@@ -1349,39 +1427,44 @@ impl StoreTx for PgTx {
         task_uuids: &[Uuid],
         step_uuids: &[Uuid],
     ) -> Result<(Vec<TaskInput>, Vec<DependencyResult>)> {
-        // One round trip for both reads: task rows ('t') and dependency results ('d').
-        let rows = sqlx::query(
-            "SELECT 't' AS kind, task_uuid AS id, NULL::text AS name, context::text AS body, correlation_id, \
-                    template_id FROM tasker_tasks WHERE task_uuid = ANY($1) \
-             UNION ALL \
-             SELECT 'd', e.to_step, p.name, p.results::text, NULL::uuid, NULL::bigint FROM tasker_step_edges e \
-             JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = ANY($2)",
-        )
-        .bind(task_uuids)
-        .bind(step_uuids)
-        .fetch_all(self.tx().await?)
-        .await?;
-        let mut inputs = Vec::new();
-        let mut deps = Vec::new();
+        // One round trip for both reads.
+        let mut qb = QueryBuilder::new("");
+        push_claim_inputs(&mut qb, task_uuids, step_uuids);
+        let rows = qb.build().fetch_all(self.tx().await?).await?;
+        claim_input_rows(&rows)
+    }
+
+    async fn change_steps_with_inputs(
+        &mut self,
+        changes: &[StepChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+        task_uuids: &[Uuid],
+        step_uuids: &[Uuid],
+    ) -> Result<(Vec<Uuid>, Vec<TaskInput>, Vec<DependencyResult>)> {
+        if changes.is_empty() {
+            return Ok((Vec::new(), Vec::new(), Vec::new()));
+        }
+        // The claim's compare-and-swap and its inputs in one statement: the inputs are read
+        // on the statement's snapshot, before `upd`, which changes no task context and no
+        // dependency's result. Rows of the steps that changed are tagged 'c'.
+        let mut qb = QueryBuilder::new("WITH ");
+        pg_fused::push_step_changes(&mut qb, changes, transitions, now);
+        qb.push(
+            " SELECT 'c' AS kind, step_uuid AS id, NULL::text AS name, NULL::text AS body, \
+               NULL::uuid AS correlation_id, NULL::bigint AS template_id \
+             FROM upd WHERE (SELECT count(*) FROM ins) >= 0 UNION ALL ",
+        );
+        push_claim_inputs(&mut qb, task_uuids, step_uuids);
+        let rows = qb.build().fetch_all(self.tx().await?).await?;
+        let mut applied = Vec::new();
         for r in &rows {
-            let body: Option<&str> = r.try_get("body")?;
-            if r.try_get::<&str, _>("kind")? == "t" {
-                inputs.push(TaskInput {
-                    task_uuid: r.try_get("id")?,
-                    // Decoded row by row: one undecodable context fails its own steps only.
-                    context: decode_json(body.unwrap_or("null"), "task context"),
-                    correlation_id: r.try_get("correlation_id")?,
-                    template_id: r.try_get("template_id")?,
-                });
-            } else {
-                deps.push((
-                    r.try_get("id")?,
-                    r.try_get("name")?,
-                    body.map_or(Ok(Value::Null), |text| decode_json(text, "dependency result")),
-                ));
+            if r.try_get::<&str, _>("kind")? == "c" {
+                applied.push(r.try_get("id")?);
             }
         }
-        Ok((inputs, deps))
+        let (inputs, deps) = claim_input_rows(&rows)?;
+        Ok((applied, inputs, deps))
     }
 
     async fn task_steps(&mut self, task_uuid: Uuid) -> Result<Vec<ExistingStep>> {
@@ -1566,6 +1649,32 @@ impl PgTx {
     fn wake_visible(&mut self, groups: &[pg_fused::SendGroup]) {
         for g in groups.iter().filter(|g| g.hidden_ms == 0) {
             self.wake_queue(&g.queue);
+        }
+    }
+
+    /// Runs a claim's read, `sql(lease, max)`: usually the transaction's first statement, which
+    /// then goes with `BEGIN`, its numbers inlined.
+    async fn claim_read(
+        &mut self,
+        queue: &str,
+        lease: Duration,
+        max: i64,
+        sql: impl Fn(&str, &str) -> String,
+    ) -> Result<Vec<sqlx::postgres::PgRow>> {
+        if self.begun {
+            sqlx::query(&sql("$1", "$2"))
+                .bind(millis(lease))
+                .bind(max)
+                .fetch_all(self.tx().await?)
+                .await
+                .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))
+        } else {
+            self.first_statement(sql(&millis(lease).to_string(), &max.to_string()))
+                .await
+                .map_err(|e| match e {
+                    TaskerError::Database(e) => queue_error(e, format!("reading queue '{queue}'")),
+                    other => other,
+                })
         }
     }
 

@@ -8,8 +8,9 @@
 //! when that claim commits, given back when it does not. Commits that made messages visible
 //! wake the relay; idle workers learn of work from deliveries, not from the database.
 //!
-//! Every other method is forwarded, the ones with default bodies included: PostgreSQL overrides
-//! those with fused single-statement versions, which the defaults would silently replace.
+//! Every other method is forwarded, the ones with default bodies included (but `read_and_lock`,
+//! whose default reads through `read_messages`): PostgreSQL overrides those with fused
+//! single-statement versions, which the defaults would silently replace.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -446,8 +447,25 @@ impl MessageQueue for RabbitTx {
 
 #[async_trait]
 impl StoreTx for RabbitTx {
+    // `read_and_lock` is the one method not forwarded: its default body reads through this
+    // type's `read_messages` (the broker's deliveries), where PostgreSQL's fused version would
+    // scan the outbox table itself.
+
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
         self.inner()?.lock_steps(step_uuids).await
+    }
+
+    async fn change_steps_with_inputs(
+        &mut self,
+        changes: &[StepChange],
+        transitions: &[TransitionRecord],
+        now: DateTime<Utc>,
+        task_uuids: &[Uuid],
+        step_uuids: &[Uuid],
+    ) -> Result<(Vec<Uuid>, Vec<TaskInput>, Vec<DependencyResult>)> {
+        self.inner()?
+            .change_steps_with_inputs(changes, transitions, now, task_uuids, step_uuids)
+            .await
     }
 
     async fn change_steps(&mut self, changes: &[StepChange], now: DateTime<Utc>) -> Result<Vec<Uuid>> {
