@@ -84,7 +84,20 @@ async fn a_worker_whose_broker_connection_is_cut_mid_step_runs_nothing_twice() {
     .await;
     assert_each_step_ran_once(&steady, &tasks, &ledger).await;
     assert!(broker.status().reconnects >= 1);
-    assert!(cut.health(&[]).await.ready);
+    // Ready again once every check is: the circuit breaker, opened by the calls that failed
+    // during the cut, closes only after its cool-down and a successful trial call.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = cut.health(&[]).await;
+        if health.ready {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready 30 s after the broker came back: {health:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     w_cut.stop().await;
     w_steady.stop().await;
     db.cleanup().await;

@@ -494,6 +494,7 @@ async fn a_failed_creation_leaves_nothing_and_the_writer_usable(db: Db) {
     };
     let task = |id: Uuid, steps: Vec<NewStep>| NewTask {
         trace_parent: None,
+        newest_template_id: None,
         task_uuid: id,
         template_id: template.id,
         namespace: "engine_tests".into(),

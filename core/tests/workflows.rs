@@ -10,6 +10,7 @@ on_every_backend!(
     linear_diamond_tree_and_mixed_dags_complete,
     every_dispatch_mode_runs_workflows,
     versions_coexist_and_the_highest_is_the_default,
+    a_version_registered_by_another_process_is_the_new_default,
     higher_priority_tasks_run_first,
 );
 
@@ -171,6 +172,46 @@ async fn versions_coexist_and_the_highest_is_the_default(db: Db) {
     assert_eq!((d.task.version.as_str(), result_of(&d, "d")), ("1.2.0", 20));
     assert_eq!(tasker.list_templates().await.expect("list").len(), 3);
     worker.stop().await;
+    tasker.close().await;
+    test_db.cleanup().await;
+}
+
+/// Creation caches which version a name without a version resolves to. A higher version that
+/// another engine (another process) registers afterwards is used by this engine's very next
+/// creation: the insert checks that its version is still the newest, and resolves again if not.
+async fn a_version_registered_by_another_process_is_the_new_default(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let tasker = test_db.connect().await;
+    let other = test_db.connect().await;
+    let base = std::fs::read_to_string(fixtures().join("diamond.yaml")).expect("fixture");
+    let version = |v: &str| {
+        tasker_core::template::parse_str(&base.replace("version: 1.0.0", &format!("version: {v}")), None, "test")
+            .expect("template")
+    };
+    tasker
+        .register_template(&version("1.0.0"))
+        .await
+        .expect("register 1.0.0");
+    let first = create(&tasker, "engine_tests", "diamond", json!({"value": 1})).await;
+    let cached = create(&tasker, "engine_tests", "diamond", json!({"value": 1})).await;
+    other
+        .register_template(&version("2.0.0"))
+        .await
+        .expect("register 2.0.0 elsewhere");
+    let after = create(&tasker, "engine_tests", "diamond", json!({"value": 1})).await;
+    let again = create(&tasker, "engine_tests", "diamond", json!({"value": 1})).await;
+    // An older version registered later changes nothing.
+    other
+        .register_template(&version("1.5.0"))
+        .await
+        .expect("register 1.5.0 elsewhere");
+    let still = create(&tasker, "engine_tests", "diamond", json!({"value": 1})).await;
+    let mut versions = Vec::new();
+    for task in [first, cached, after, again, still] {
+        versions.push(tasker.get_task(task).await.expect("task").task.version);
+    }
+    assert_eq!(versions, ["1.0.0", "1.0.0", "2.0.0", "2.0.0", "2.0.0"]);
+    other.close().await;
     tasker.close().await;
     test_db.cleanup().await;
 }

@@ -480,9 +480,37 @@ impl Tasker {
     /// Creates a task and enqueues its root steps, in one transaction. With an idempotency key,
     /// a second call returns the first task (`created == false`) and writes nothing.
     pub async fn create_task(&self, request: TaskRequest) -> Result<CreatedTask> {
-        let template = self
-            .template(&request.namespace, &request.name, request.version.as_deref())
+        let store = self.inner.store.as_ref();
+        let (namespace, name, version) = (&request.namespace, &request.name, request.version.as_deref());
+        let resolved = self
+            .inner
+            .templates
+            .resolve_for_creation(store, namespace, name, version, false)
             .await?;
+        // The cached "highest version" is checked by the insert itself; when a newer version
+        // was registered elsewhere meanwhile, creation resolves again and runs once more.
+        let again = resolved.newest_template_id.is_some().then(|| request.clone());
+        if let Some(created) = self.create_with(resolved, request).await? {
+            return Ok(created);
+        }
+        let request = again.ok_or_else(|| {
+            TaskerError::Corrupt("a task creation without a template guard was refused as superseded".into())
+        })?;
+        let (namespace, name, version) = (&request.namespace, &request.name, request.version.as_deref());
+        let resolved = self
+            .inner
+            .templates
+            .resolve_for_creation(store, namespace, name, version, true)
+            .await?;
+        self.create_with(resolved, request).await?.ok_or_else(|| {
+            TaskerError::Corrupt("a task creation without a template guard was refused as superseded".into())
+        })
+    }
+
+    /// [`Tasker::create_task`] with its template resolved; `None` when the store refused it
+    /// because a newer version of the template exists ([`InsertedTask::TemplateSuperseded`]).
+    async fn create_with(&self, resolved: templates::ForCreation, request: TaskRequest) -> Result<Option<CreatedTask>> {
+        let template = resolved.template;
         template.validator.validate(&request.context)?;
         let caller_trace = request
             .traceparent
@@ -605,6 +633,7 @@ impl Tasker {
             steps,
             edges,
             created_at: now,
+            newest_template_id: resolved.newest_template_id,
         };
         // What creation announces: the task exists and runs, and its root steps wait.
         let mut changes = vec![EngineEvent::Task {
@@ -646,18 +675,25 @@ impl Tasker {
             .store
             .create_task_with_events(&new_task, &task_transitions, &step_transitions, &messages, &durable)
             .await?;
-        if let InsertedTask::Existing(existing) = inserted {
-            let task = self.task_summary(existing).await?;
-            return Ok(CreatedTask { task, created: false });
+        match inserted {
+            InsertedTask::Created => {}
+            InsertedTask::Existing(existing) => {
+                let task = self.task_summary(existing).await?;
+                return Ok(Some(CreatedTask { task, created: false }));
+            }
+            InsertedTask::TemplateSuperseded => {
+                self.inner.templates.forget_latest(&t.namespace_name, &t.name);
+                return Ok(None);
+            }
         }
         for m in &messages {
             self.publish_signal(RemoteSignal::Queue(m.queue.clone()));
         }
         self.announce(changes, Vec::new());
-        Ok(CreatedTask {
+        Ok(Some(CreatedTask {
             task: created,
             created: true,
-        })
+        }))
     }
 
     /// A task with its steps and transitions.

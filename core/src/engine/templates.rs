@@ -1,6 +1,6 @@
 //! Registered templates: registration, lookup by `(namespace, name, version)`, and an
 //! in-process cache of compiled templates (template versions are immutable once stored, so a
-//! cached copy never goes stale).
+//! cached copy never goes stale; see [`TemplateCache`] for the one resolution that can).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -195,14 +195,41 @@ impl TemplateInfo {
     }
 }
 
+/// Compiled templates by id, and which version a name without a version resolves to.
+///
+/// A stored version never changes, so a template cached by id or by its full key is never
+/// stale. "The highest version" can be: another process may register a higher one. So that
+/// resolution is cached only for task creation, which stores the task on condition that no
+/// newer version of the name exists (`NewTask::newest_template_id`) and resolves again when one
+/// does; every other caller reads the versions from the store.
 #[derive(Debug, Default)]
 pub(crate) struct TemplateCache {
     by_id: RwLock<HashMap<i64, Arc<CompiledTemplate>>>,
+    /// `(namespace, name, version)` → id.
+    by_key: RwLock<HashMap<(String, String, String), i64>>,
+    /// `(namespace, name)` → the newest version's resolution.
+    latest: RwLock<HashMap<(String, String), Latest>>,
+}
+
+/// What an unversioned name resolved to, and the largest template id of the name then.
+#[derive(Debug, Clone, Copy)]
+struct Latest {
+    id: i64,
+    newest_id: i64,
+}
+
+/// A template resolved for task creation.
+pub(crate) struct ForCreation {
+    pub template: Arc<CompiledTemplate>,
+    /// Set when the resolution of a name without a version came from the cache: the largest
+    /// template id of the name when it was read. The task is stored only if the name still has
+    /// no larger one.
+    pub newest_template_id: Option<i64>,
 }
 
 impl TemplateCache {
     pub(crate) async fn get(&self, store: &dyn Store, id: i64) -> Result<Arc<CompiledTemplate>> {
-        if let Some(t) = self.by_id.read().ok().and_then(|m| m.get(&id).cloned()) {
+        if let Some(t) = self.cached(id) {
             return Ok(t);
         }
         let row = store
@@ -212,15 +239,23 @@ impl TemplateCache {
         self.insert(&row)
     }
 
+    fn cached(&self, id: i64) -> Option<Arc<CompiledTemplate>> {
+        self.by_id.read().ok().and_then(|m| m.get(&id).cloned())
+    }
+
     pub(crate) fn insert(&self, row: &TemplateRow) -> Result<Arc<CompiledTemplate>> {
         let compiled = Arc::new(CompiledTemplate::from_row(row)?);
         if let Ok(mut m) = self.by_id.write() {
             m.insert(row.id, compiled.clone());
         }
+        if let Ok(mut m) = self.by_key.write() {
+            m.insert((row.namespace.clone(), row.name.clone(), row.version.clone()), row.id);
+        }
         Ok(compiled)
     }
 
-    /// Resolves `(namespace, name, version)`; without a version, the highest semver wins.
+    /// Resolves `(namespace, name, version)` from the store; without a version, the highest
+    /// semver wins.
     pub(crate) async fn resolve(
         &self,
         store: &dyn Store,
@@ -228,12 +263,77 @@ impl TemplateCache {
         name: &str,
         version: Option<&str>,
     ) -> Result<Arc<CompiledTemplate>> {
+        Ok(self.resolve_from_store(store, namespace, name, version).await?.0)
+    }
+
+    /// [`Self::resolve`] for task creation, from the cache where it can (see the type's
+    /// documentation). `fresh` skips the cached "highest version" (a creation with it was
+    /// refused).
+    pub(crate) async fn resolve_for_creation(
+        &self,
+        store: &dyn Store,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+        fresh: bool,
+    ) -> Result<ForCreation> {
+        let cached = match version {
+            Some(v) => self
+                .by_key
+                .read()
+                .ok()
+                .and_then(|m| m.get(&(namespace.to_owned(), name.to_owned(), v.to_owned())).copied())
+                .and_then(|id| self.cached(id))
+                .map(|template| ForCreation {
+                    template,
+                    newest_template_id: None,
+                }),
+            None if fresh => None,
+            None => self
+                .latest
+                .read()
+                .ok()
+                .and_then(|m| m.get(&(namespace.to_owned(), name.to_owned())).copied())
+                .and_then(|l| {
+                    Some(ForCreation {
+                        template: self.cached(l.id)?,
+                        newest_template_id: Some(l.newest_id),
+                    })
+                }),
+        };
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        // Just read from the store: as fresh as the guard would make it.
+        let template = self.resolve(store, namespace, name, version).await?;
+        Ok(ForCreation {
+            template,
+            newest_template_id: None,
+        })
+    }
+
+    /// Forgets which version `namespace/name` resolves to (a version was registered here).
+    pub(crate) fn forget_latest(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.latest.write() {
+            m.remove(&(namespace.to_owned(), name.to_owned()));
+        }
+    }
+
+    /// The resolution and the largest template id of the name; an unversioned one is cached.
+    async fn resolve_from_store(
+        &self,
+        store: &dyn Store,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Arc<CompiledTemplate>, i64)> {
         let not_found = || TaskerError::TemplateNotFound {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             version: version.map(str::to_owned),
         };
         let rows = store.template_versions(namespace, name).await?;
+        let newest_id = rows.iter().map(|r| r.id).max().unwrap_or(0);
         let chosen = match version {
             Some(v) => rows.iter().find(|r| r.version == v),
             None => rows
@@ -243,10 +343,22 @@ impl TemplateCache {
                 .map(|(_, r)| r),
         }
         .ok_or_else(not_found)?;
-        if let Some(t) = self.by_id.read().ok().and_then(|m| m.get(&chosen.id).cloned()) {
-            return Ok(t);
+        let template = match self.cached(chosen.id) {
+            Some(t) => t,
+            None => self.insert(chosen)?,
+        };
+        if version.is_none() {
+            if let Ok(mut m) = self.latest.write() {
+                m.insert(
+                    (namespace.to_owned(), name.to_owned()),
+                    Latest {
+                        id: chosen.id,
+                        newest_id,
+                    },
+                );
+            }
         }
-        self.insert(chosen)
+        Ok((template, newest_id))
     }
 }
 
@@ -261,6 +373,7 @@ pub(crate) async fn register(
     let mut registered = Vec::with_capacity(rows.len());
     for (row, loaded) in rows.iter().zip(loaded) {
         let compiled = cache.insert(row)?;
+        cache.forget_latest(&row.namespace, &row.name);
         let mut queues: Vec<String> = compiled.template.steps.iter().map(|s| compiled.queue_of(s)).collect();
         queues.sort();
         queues.dedup();

@@ -79,7 +79,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             .await?;
         match inserted {
             InsertedTask::Created => tx.commit().await?,
-            InsertedTask::Existing(_) => tx.rollback().await?,
+            InsertedTask::Existing(_) | InsertedTask::TemplateSuperseded => tx.rollback().await?,
         }
         Ok(inserted)
     }
@@ -107,7 +107,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
                 tx.insert_events(events).await?;
                 tx.commit().await?
             }
-            InsertedTask::Existing(_) => tx.rollback().await?,
+            InsertedTask::Existing(_) | InsertedTask::TemplateSuperseded => tx.rollback().await?,
         }
         Ok(inserted)
     }
@@ -400,7 +400,8 @@ pub trait StoreTx: MessageQueue {
     async fn insert_task_transitions(&mut self, rows: &[TransitionRecord]) -> Result<()>;
 
     /// Inserts a task with its steps and edges unless a task with the same identity hash
-    /// exists, in which case nothing is written and the existing task's uuid is returned.
+    /// exists, in which case nothing is written and the existing task's uuid is returned (or
+    /// unless its template was superseded: see [`NewTask::newest_template_id`]).
     async fn insert_task(&mut self, task: &NewTask) -> Result<InsertedTask>;
 
     /// Everything creating a task writes: the task with its steps and edges (as

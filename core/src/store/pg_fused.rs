@@ -305,7 +305,8 @@ pub(super) fn create_task_statement<'a>(
     let mut qb = QueryBuilder::new(
         "WITH task AS (INSERT INTO tasker_tasks (task_uuid, template_id, namespace_name, name, version, state, \
            context, initiator, source_system, reason, tags, priority, correlation_id, identity_hash, \
-           idempotency_key, total_steps, active_steps, created_at, updated_at, trace_parent) VALUES (",
+           idempotency_key, total_steps, active_steps, created_at, updated_at, trace_parent) \
+         SELECT * FROM (VALUES (",
     );
     {
         let mut values = qb.separated(", ");
@@ -330,6 +331,16 @@ pub(super) fn create_task_statement<'a>(
         values.push_bind(t.created_at);
         values.push_bind(&t.trace_parent);
     }
+    // Only while its template is still the newest version, when the caller asks (see
+    // `NewTask::newest_template_id`).
+    qb.push(")) AS v WHERE ");
+    qb.push_bind(t.newest_template_id);
+    qb.push("::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM tasker_templates WHERE namespace_name = ");
+    qb.push_bind(&t.namespace);
+    qb.push(" AND name = ");
+    qb.push_bind(&t.name);
+    qb.push(" AND id > ");
+    qb.push_bind(t.newest_template_id);
     qb.push(") ON CONFLICT (identity_hash) DO NOTHING RETURNING task_uuid), ");
     qb.push(
         "steps AS (INSERT INTO tasker_steps (step_uuid, task_uuid, name, position, queue, state, max_attempts, \

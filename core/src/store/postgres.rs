@@ -932,13 +932,21 @@ async fn create_task_on(
         }
         return Ok(InsertedTask::Created);
     }
-    // Its identity exists. Read in a statement of its own: a task committed while this one
-    // waited on the conflict is not in the snapshot the statement above ran on.
-    let existing: Uuid = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
+    // Its identity exists, or its template was superseded. Read in a statement of its own: a
+    // task committed while this one waited on the conflict is not in the snapshot the
+    // statement above ran on.
+    let existing: Option<Uuid> = sqlx::query_scalar("SELECT task_uuid FROM tasker_tasks WHERE identity_hash = $1")
         .bind(&task.identity_hash)
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-    Ok(InsertedTask::Existing(existing))
+    match existing {
+        Some(existing) => Ok(InsertedTask::Existing(existing)),
+        None if task.newest_template_id.is_some() => Ok(InsertedTask::TemplateSuperseded),
+        None => Err(TaskerError::Corrupt(format!(
+            "task {} was neither stored nor found by its identity",
+            task.task_uuid
+        ))),
+    }
 }
 
 /// The wake-ups for the queues of `messages` that are visible at once.

@@ -243,6 +243,10 @@ pub struct NewTask {
     pub created_at: DateTime<Utc>,
     /// The caller's W3C `traceparent`, when the task was created inside a trace.
     pub trace_parent: Option<String>,
+    /// When set, the task is stored only if no template of its namespace and name has a larger
+    /// id ([`InsertedTask::TemplateSuperseded`] otherwise): its template was resolved as the
+    /// highest version from a cache, and a newer version registered since must win.
+    pub newest_template_id: Option<i64>,
 }
 
 impl NewTask {
@@ -325,6 +329,8 @@ pub enum InsertedTask {
     Created,
     /// A task with the same identity already exists.
     Existing(Uuid),
+    /// Nothing was written: [`NewTask::newest_template_id`] is no longer the newest.
+    TemplateSuperseded,
 }
 
 /// What a worker needs of a task to run one of its steps.

@@ -887,13 +887,17 @@ static FOLLOWUP_WRITES: LazyLock<String> = LazyLock::new(|| {
 /// identity hash (`?1`) exists, then (only if this task's row went in) its steps, edges, audit
 /// rows and messages; ends with the uuid of the task holding the identity. `?2`: the task's
 /// uuid, `?3`: its creation time, `?4`: the steps, `?5`: the edges, `?6`: the task's audit rows,
-/// `?7`: the steps' audit rows, `?8`: the messages, `?9..?22`: the task's other columns.
+/// `?7`: the steps' audit rows, `?8`: the messages, `?9..?23`: the task's other columns, `?24`:
+/// `NewTask::newest_template_id` (the row goes in only while no template of the name has a
+/// larger id).
 const INSERT_TASK_ROW: &str = "INSERT INTO tasker_tasks (identity_hash, task_uuid, created_at, updated_at, \
         total_steps, template_id, namespace_name, name, version, state, context, initiator, source_system, \
         reason, tags, priority, correlation_id, idempotency_key, active_steps, trace_parent) \
      SELECT ?1, ?2, ?3, ?3, json_array_length(?4), ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
             ?21, ?22, ?23 \
      WHERE (?5 IS NULL OR ?6 IS NULL OR ?7 IS NULL OR ?8 IS NULL OR 1) \
+       AND (?24 IS NULL OR NOT EXISTS (SELECT 1 FROM tasker_templates \
+              WHERE namespace_name = ?10 AND name = ?11 AND id > ?24)) \
      ON CONFLICT (identity_hash) DO NOTHING";
 macro_rules! created {
     () => {
@@ -1852,10 +1856,18 @@ impl SqliteTx {
             .bind(&t.idempotency_key)
             .bind(t.active_steps)
             .bind(&t.trace_parent)
+            .bind(t.newest_template_id)
             // All of it: a fetch that stops at the first row would leave the rest unrun.
             .fetch_all(self.conn()?)
             .await?;
-        let holder = *holders.first().ok_or(sqlx::Error::RowNotFound)?;
+        let Some(&holder) = holders.first() else {
+            // No row went in and no task holds the identity: the template was superseded.
+            return if t.newest_template_id.is_some() {
+                Ok(InsertedTask::TemplateSuperseded)
+            } else {
+                Err(sqlx::Error::RowNotFound.into())
+            };
+        };
         Ok(if holder == t.task_uuid {
             InsertedTask::Created
         } else {
