@@ -13,6 +13,7 @@ mod pg_delivered;
 mod pg_events;
 mod pg_fused;
 mod pg_notifier;
+mod pg_prepared;
 mod pg_recovery;
 mod postgres;
 mod rabbit;

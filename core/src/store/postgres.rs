@@ -5,7 +5,8 @@
 //! number of round trips as one step.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use super::pg_connections::{HotPool, Leased};
 use super::pg_events;
 use super::pg_fused::{self, TransitionArrays};
 use super::pg_notifier::{Notifier, Wake};
+use super::pg_prepared::{self, Prepared};
 use super::pg_recovery;
 use super::records::*;
 use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
@@ -104,6 +106,8 @@ pub struct PostgresStore {
     origin: std::sync::Arc<str>,
     /// Sends the wake-ups of committed transactions.
     notifier: Notifier,
+    /// Whether the hot statements run by name (see `pg_prepared`).
+    prepared: Arc<AtomicBool>,
 }
 
 impl PostgresStore {
@@ -140,6 +144,14 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
+            // Best effort: before the first migration the tables are missing, and those
+            // connections prepare when they first need to (see `pg_prepared`).
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let _ = pg_prepared::prepare_all(conn, &PREPARED).await;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         migrate(&pool).await?;
@@ -159,6 +171,7 @@ impl PostgresStore {
             known_queues: Mutex::new(HashSet::new()),
             listener: Mutex::new(listener),
             origin,
+            prepared: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -470,6 +483,7 @@ impl Store for PostgresStore {
             conn: self.hot.lease().await?,
             origin: self.origin.clone(),
             begun: false,
+            prepared: self.prepared.clone(),
             notifier: self.notifier.clone(),
             wakes: Vec::new(),
         }))
@@ -612,7 +626,13 @@ impl Store for PostgresStore {
     }
 
     async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
-        self.hot.read(|conn| Box::pin(detail_on(conn, task_uuid))).await
+        let prepared = self.prepared.clone();
+        self.hot
+            .read(move |conn| {
+                let prepared = prepared.clone();
+                Box::pin(async move { detail_on(conn, task_uuid, &prepared).await })
+            })
+            .await
     }
 
     async fn task_summary(&self, task_uuid: Uuid) -> Result<Option<TaskSummary>> {
@@ -811,40 +831,26 @@ impl Store for PostgresStore {
 
 /// A task in full, in two statements: the task row joined with its steps, then both audit
 /// tables at once.
-async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
-    let task_columns: String = TASK_COLUMNS
-        .split(", ")
-        .map(|c| format!("t.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid, prepared: &AtomicBool) -> Result<Option<TaskDetail>> {
     // The task with its steps, and its audit trail: two statements in one round trip (the
-    // simple protocol takes several; its one value, a uuid, is inlined). Audit rows are the
+    // simple protocol takes several; its one value, a uuid, is a literal). Audit rows are the
     // ones with a `src` column.
-    let task_literal = format!("'{task_uuid}'::uuid");
-    let all = conn
-        .fetch_all(
-            format!(
-                "SELECT {task_columns}, s.step_uuid AS s_step_uuid, s.name AS s_name, s.queue AS s_queue, \
-                s.state AS s_state, s.attempts AS s_attempts, s.max_attempts AS s_max_attempts, \
-                s.retryable AS s_retryable, s.results AS s_results, s.last_error AS s_last_error, \
-                s.next_retry_at AS s_next_retry_at, s.created_at AS s_created_at, \
-                s.first_attempted_at AS s_first_attempted_at, s.last_attempted_at AS s_last_attempted_at, \
-                s.completed_at AS s_completed_at, s.created_by AS s_created_by, s.inputs AS s_inputs, \
-                s.free_attempts AS s_free_attempts, \
-                s.checkpoint AS s_checkpoint, \
-                COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
-                  JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{{}}') AS s_deps \
-             FROM tasker_tasks t LEFT JOIN tasker_steps s ON s.task_uuid = t.task_uuid \
-             WHERE t.task_uuid = {task_literal} ORDER BY s.position, s.name; \
-             SELECT NULL::uuid AS step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 0 AS src \
-             FROM tasker_task_transitions WHERE task_uuid = {task_literal} \
-             UNION ALL \
-             SELECT step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 1 \
-             FROM tasker_step_transitions WHERE task_uuid = {task_literal} ORDER BY src, id"
-            )
-            .as_str(),
-        )
-        .await?;
+    let task = format!("'{task_uuid}'::uuid");
+    let batch = |by_name: bool| {
+        if by_name {
+            format!("{}; {}", DETAIL_STEPS.execute(&task), DETAIL_AUDIT.execute(&task))
+        } else {
+            format!("{}; {}", DETAIL_STEPS.inline(&task), DETAIL_AUDIT.inline(&task))
+        }
+    };
+    let by_name = prepared.load(Ordering::Relaxed);
+    let all = match conn.fetch_all(batch(by_name).as_str()).await.map_err(TaskerError::from) {
+        Err(e) if by_name && pg_prepared::is_missing(&e) => {
+            let again = prepare_again(conn, prepared).await;
+            conn.fetch_all(batch(again).as_str()).await?
+        }
+        other => other?,
+    };
     let (audit, rows): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.try_column("src").is_ok());
     let Some(first) = rows.first() else {
         return Ok(None);
@@ -1004,6 +1010,81 @@ fn claim_input_rows(rows: &[sqlx::postgres::PgRow]) -> Result<(Vec<TaskInput>, V
     Ok((inputs, deps))
 }
 
+/// `lock_steps` of the steps `$1` (`uuid[]`). The documented lock order: the task rows first
+/// (in uuid order), then their steps (in uuid order). The CTE takes the task locks; `FOR NO KEY
+/// UPDATE` is what the counter updates take anyway, and it does not block foreign-key checks.
+/// Both locking scans return the newest committed row versions (READ COMMITTED re-reads a row it
+/// had to wait for), so the task state read here is the one that holds until commit.
+static LOCK_STEPS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH t AS MATERIALIZED ( \
+           SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
+           WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid = ANY($1)) \
+           ORDER BY task_uuid FOR NO KEY UPDATE) \
+         SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
+         WHERE s.step_uuid = ANY($1) AND (SELECT count(*) FROM t) > 0 \
+         ORDER BY s.step_uuid FOR UPDATE OF s"
+    )
+});
+
+/// A task's row joined with its steps (`$1`: the task's uuid); a task without steps is one row
+/// with NULL step columns.
+fn detail_steps_sql() -> String {
+    let task_columns: String = TASK_COLUMNS
+        .split(", ")
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {task_columns}, s.step_uuid AS s_step_uuid, s.name AS s_name, s.queue AS s_queue, \
+            s.state AS s_state, s.attempts AS s_attempts, s.max_attempts AS s_max_attempts, \
+            s.retryable AS s_retryable, s.results AS s_results, s.last_error AS s_last_error, \
+            s.next_retry_at AS s_next_retry_at, s.created_at AS s_created_at, \
+            s.first_attempted_at AS s_first_attempted_at, s.last_attempted_at AS s_last_attempted_at, \
+            s.completed_at AS s_completed_at, s.created_by AS s_created_by, s.inputs AS s_inputs, \
+            s.free_attempts AS s_free_attempts, \
+            s.checkpoint AS s_checkpoint, \
+            COALESCE((SELECT array_agg(p.name ORDER BY p.position) FROM tasker_step_edges e \
+              JOIN tasker_steps p ON p.step_uuid = e.from_step WHERE e.to_step = s.step_uuid), '{{}}') AS s_deps \
+         FROM tasker_tasks t LEFT JOIN tasker_steps s ON s.task_uuid = t.task_uuid \
+         WHERE t.task_uuid = $1 ORDER BY s.position, s.name"
+    )
+}
+
+/// A task's audit trail, both tables at once (`$1`: the task's uuid); its rows have `src`.
+fn detail_audit_sql() -> String {
+    "SELECT NULL::uuid AS step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 0 AS src \
+     FROM tasker_task_transitions WHERE task_uuid = $1 \
+     UNION ALL \
+     SELECT step_uuid, from_state, to_state, event, metadata, most_recent, created_at, id, 1 \
+     FROM tasker_step_transitions WHERE task_uuid = $1 ORDER BY src, id"
+        .to_owned()
+}
+
+static LOCK_STEPS: Prepared = Prepared::new("tasker_lock_steps", "uuid[]", lock_steps_sql);
+static DETAIL_STEPS: Prepared = Prepared::new("tasker_task_detail", "uuid", detail_steps_sql);
+static DETAIL_AUDIT: Prepared = Prepared::new("tasker_task_audit", "uuid", detail_audit_sql);
+
+fn lock_steps_sql() -> String {
+    LOCK_STEPS_SQL.clone()
+}
+
+/// Every statement prepared by name on the store's connections (see `pg_prepared`).
+static PREPARED: [&Prepared; 3] = [&LOCK_STEPS, &DETAIL_STEPS, &DETAIL_AUDIT];
+
+/// After an `EXECUTE` found a statement missing on `conn`: prepares them all there. Returns
+/// whether to go on by name; when preparing fails, nothing is run by name from then on.
+async fn prepare_again(conn: &mut PgConnection, prepared: &AtomicBool) -> bool {
+    match pg_prepared::prepare_all(conn, &PREPARED).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::info!(error = %e, "cannot prepare statements on this PostgreSQL connection; inlining them from now on");
+            prepared.store(false, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
 /// A transaction on a leased connection, rolled back if dropped. It begins lazily: the first
 /// statement sends `BEGIN` with it (in one round trip where it can: [`PgTx::first_statement`]),
 /// and one that ran nothing ends without a round trip.
@@ -1011,6 +1092,8 @@ struct PgTx {
     conn: Leased,
     origin: std::sync::Arc<str>,
     begun: bool,
+    /// Whether the hot statements run by name (see `pg_prepared`); shared by the store.
+    prepared: Arc<AtomicBool>,
     notifier: Notifier,
     /// What to announce once this commits (see `pg_notifier`).
     wakes: Vec<Wake>,
@@ -1118,25 +1201,15 @@ impl StoreTx for PgTx {
         // updates take anyway, and it does not block foreign-key checks. Both locking scans
         // return the newest committed row versions (READ COMMITTED re-reads a row it had to wait
         // for), so the task state read here is the one that holds until commit.
-        let sql = |ids: &str| {
-            format!(
-                "WITH t AS MATERIALIZED ( \
-                   SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
-                   WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid = ANY({ids})) \
-                   ORDER BY task_uuid FOR NO KEY UPDATE) \
-                 SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
-                 WHERE s.step_uuid = ANY({ids}) AND (SELECT count(*) FROM t) > 0 \
-                 ORDER BY s.step_uuid FOR UPDATE OF s"
-            )
-        };
-        // Usually a transaction's first statement: then it goes with BEGIN, its uuids inlined.
+        // Usually a transaction's first statement: then it goes with BEGIN, by name.
         let rows = if self.begun {
-            sqlx::query(&sql("$1"))
+            sqlx::query(&LOCK_STEPS_SQL)
                 .bind(step_uuids)
                 .fetch_all(self.tx().await?)
                 .await?
         } else {
-            self.first_statement(sql(&uuid_array_literal(step_uuids))).await?
+            self.first_prepared(&LOCK_STEPS, &uuid_array_literal(step_uuids))
+                .await?
         };
         rows.iter().map(step_lock_from_row).collect()
     }
@@ -1714,6 +1787,31 @@ impl PgTx {
     }
 
     /// From here on a drop rolls back, even if the first statement fails half-way.
+    /// [`Self::first_statement`] of a statement prepared by name, `literal` its parameter. A
+    /// connection that lacks it rolls the failed `BEGIN` back, prepares, and runs it again.
+    async fn first_prepared(&mut self, statement: &Prepared, literal: &str) -> Result<Vec<sqlx::postgres::PgRow>> {
+        if !self.prepared.load(Ordering::Relaxed) {
+            return self.first_statement(statement.inline(literal)).await;
+        }
+        match self.first_statement(statement.execute(literal)).await {
+            Err(e) if pg_prepared::is_missing(&e) => {}
+            done => return done,
+        }
+        if let Err(e) = self.conn.execute("ROLLBACK").await {
+            self.conn.mark_unknown();
+            return Err(e.into());
+        }
+        self.conn.transaction_ended();
+        self.begun = false;
+        let by_name = prepare_again(&mut self.conn, &self.prepared).await;
+        let sql = if by_name {
+            statement.execute(literal)
+        } else {
+            statement.inline(literal)
+        };
+        self.first_statement(sql).await
+    }
+
     fn begin_now(&mut self) {
         self.conn.transaction_begun();
         self.begun = true;
