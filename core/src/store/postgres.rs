@@ -4,7 +4,7 @@
 //! Every primitive is one statement over arrays (`unnest`), so a batch of N steps costs the same
 //! number of round trips as one step.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -108,6 +108,7 @@ pub struct PostgresStore {
     notifier: Notifier,
     /// Whether the hot statements run by name (see `pg_prepared`).
     prepared: Arc<AtomicBool>,
+    claim_reads: Arc<ClaimReads>,
 }
 
 impl PostgresStore {
@@ -148,7 +149,7 @@ impl PostgresStore {
             // connections prepare when they first need to (see `pg_prepared`).
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    let _ = pg_prepared::prepare_all(conn, &PREPARED).await;
+                    let _ = pg_prepared::prepare_all(conn, &fixed_statements()).await;
                     Ok(())
                 })
             })
@@ -172,6 +173,7 @@ impl PostgresStore {
             listener: Mutex::new(listener),
             origin,
             prepared: Arc::new(AtomicBool::new(true)),
+            claim_reads: Arc::default(),
         })
     }
 
@@ -484,6 +486,7 @@ impl Store for PostgresStore {
             origin: self.origin.clone(),
             begun: false,
             prepared: self.prepared.clone(),
+            claim_reads: self.claim_reads.clone(),
             notifier: self.notifier.clone(),
             wakes: Vec::new(),
         }))
@@ -838,15 +841,15 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid, prepared: &AtomicBo
     let task = format!("'{task_uuid}'::uuid");
     let batch = |by_name: bool| {
         if by_name {
-            format!("{}; {}", DETAIL_STEPS.execute(&task), DETAIL_AUDIT.execute(&task))
+            format!("{}; {}", DETAIL_STEPS.execute(&[&task]), DETAIL_AUDIT.execute(&[&task]))
         } else {
-            format!("{}; {}", DETAIL_STEPS.inline(&task), DETAIL_AUDIT.inline(&task))
+            format!("{}; {}", DETAIL_STEPS.inline(&[&task]), DETAIL_AUDIT.inline(&[&task]))
         }
     };
     let by_name = prepared.load(Ordering::Relaxed);
     let all = match conn.fetch_all(batch(by_name).as_str()).await.map_err(TaskerError::from) {
         Err(e) if by_name && pg_prepared::is_missing(&e) => {
-            let again = prepare_again(conn, prepared).await;
+            let again = prepare_again(conn, &[&DETAIL_STEPS, &DETAIL_AUDIT], prepared).await;
             conn.fetch_all(batch(again).as_str()).await?
         }
         other => other?,
@@ -1061,27 +1064,50 @@ fn detail_audit_sql() -> String {
         .to_owned()
 }
 
-static LOCK_STEPS: Prepared = Prepared::new("tasker_lock_steps", "uuid[]", lock_steps_sql);
-static DETAIL_STEPS: Prepared = Prepared::new("tasker_task_detail", "uuid", detail_steps_sql);
-static DETAIL_AUDIT: Prepared = Prepared::new("tasker_task_audit", "uuid", detail_audit_sql);
+static LOCK_STEPS: LazyLock<Prepared> = LazyLock::new(|| Prepared::new("uuid[]", LOCK_STEPS_SQL.clone()));
+static DETAIL_STEPS: LazyLock<Prepared> = LazyLock::new(|| Prepared::new("uuid", detail_steps_sql()));
+static DETAIL_AUDIT: LazyLock<Prepared> = LazyLock::new(|| Prepared::new("uuid", detail_audit_sql()));
 
-fn lock_steps_sql() -> String {
-    LOCK_STEPS_SQL.clone()
+/// The statements every connection prepares when it opens (see `pg_prepared`); a claim's reads
+/// depend on the queue and are prepared where first needed ([`ClaimReads`]).
+fn fixed_statements() -> [&'static Prepared; 3] {
+    [&LOCK_STEPS, &DETAIL_STEPS, &DETAIL_AUDIT]
 }
 
-/// Every statement prepared by name on the store's connections (see `pg_prepared`).
-static PREPARED: [&Prepared; 3] = [&LOCK_STEPS, &DETAIL_STEPS, &DETAIL_AUDIT];
-
-/// After an `EXECUTE` found a statement missing on `conn`: prepares them all there. Returns
-/// whether to go on by name; when preparing fails, nothing is run by name from then on.
-async fn prepare_again(conn: &mut PgConnection, prepared: &AtomicBool) -> bool {
-    match pg_prepared::prepare_all(conn, &PREPARED).await {
+/// After an `EXECUTE` found a statement missing on `conn`: prepares `statements` there.
+/// Returns whether to go on by name; when preparing fails, nothing runs by name from then on.
+async fn prepare_again(conn: &mut PgConnection, statements: &[&Prepared], prepared: &AtomicBool) -> bool {
+    match pg_prepared::prepare_all(conn, statements).await {
         Ok(()) => true,
         Err(e) => {
             tracing::info!(error = %e, "cannot prepare statements on this PostgreSQL connection; inlining them from now on");
             prepared.store(false, Ordering::Relaxed);
             false
         }
+    }
+}
+
+/// What a claim's first statement reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ClaimRead {
+    /// `read_messages`.
+    Messages,
+    /// `read_and_lock`.
+    MessagesAndLocks,
+}
+
+/// A claim's reads as prepared statements, one per queue and kind (`$1`: the lease in
+/// milliseconds, `$2`: how many messages at most).
+#[derive(Debug, Default)]
+struct ClaimReads(Mutex<HashMap<(ClaimRead, String), Arc<Prepared>>>);
+
+impl ClaimReads {
+    fn get(&self, kind: ClaimRead, queue: &str, sql: impl FnOnce() -> String) -> Arc<Prepared> {
+        let mut reads = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        reads
+            .entry((kind, queue.to_owned()))
+            .or_insert_with(|| Arc::new(Prepared::new("int8, int8", sql())))
+            .clone()
     }
 }
 
@@ -1094,6 +1120,7 @@ struct PgTx {
     begun: bool,
     /// Whether the hot statements run by name (see `pg_prepared`); shared by the store.
     prepared: Arc<AtomicBool>,
+    claim_reads: Arc<ClaimReads>,
     notifier: Notifier,
     /// What to announce once this commits (see `pg_notifier`).
     wakes: Vec<Wake>,
@@ -1104,7 +1131,7 @@ impl MessageQueue for PgTx {
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
         let table = queue_table(queue)?;
         let sql = |lease: &str, max: &str| format!("WITH {} SELECT * FROM msgs", read_ctes(&table, lease, max));
-        let rows = self.claim_read(queue, lease, max, sql).await?;
+        let rows = self.claim_read(ClaimRead::Messages, queue, lease, max, sql).await?;
         super::pg_delivered::claimed_messages(queue, &rows)
     }
 
@@ -1203,12 +1230,12 @@ impl StoreTx for PgTx {
         // for), so the task state read here is the one that holds until commit.
         // Usually a transaction's first statement: then it goes with BEGIN, by name.
         let rows = if self.begun {
-            sqlx::query(&LOCK_STEPS_SQL)
+            sqlx::query(LOCK_STEPS.sql())
                 .bind(step_uuids)
                 .fetch_all(self.tx().await?)
                 .await?
         } else {
-            self.first_prepared(&LOCK_STEPS, &uuid_array_literal(step_uuids))
+            self.first_prepared(&LOCK_STEPS, &[&uuid_array_literal(step_uuids)])
                 .await?
         };
         rows.iter().map(step_lock_from_row).collect()
@@ -1240,7 +1267,9 @@ impl StoreTx for PgTx {
                 reads = read_ctes(&table, lease, max)
             )
         };
-        let rows = self.claim_read(queue, lease, max, sql).await?;
+        let rows = self
+            .claim_read(ClaimRead::MessagesAndLocks, queue, lease, max, sql)
+            .await?;
         let messages = super::pg_delivered::claimed_messages(queue, &rows)?;
         let mut locks: BTreeMap<Uuid, StepLock> = BTreeMap::new();
         for r in &rows {
@@ -1733,30 +1762,32 @@ impl PgTx {
         }
     }
 
-    /// Runs a claim's read, `sql(lease, max)`: usually the transaction's first statement, which
-    /// then goes with `BEGIN`, its numbers inlined.
+    /// Runs a claim's read of `queue`, `sql(lease, max)`: usually the transaction's first
+    /// statement, which then goes with `BEGIN`, by name (see [`ClaimReads`]).
     async fn claim_read(
         &mut self,
+        kind: ClaimRead,
         queue: &str,
         lease: Duration,
         max: i64,
         sql: impl Fn(&str, &str) -> String,
     ) -> Result<Vec<sqlx::postgres::PgRow>> {
-        if self.begun {
+        let rows = if self.begun {
             sqlx::query(&sql("$1", "$2"))
                 .bind(millis(lease))
                 .bind(max)
                 .fetch_all(self.tx().await?)
                 .await
-                .map_err(|e| queue_error(e, format!("reading queue '{queue}'")))
+                .map_err(TaskerError::from)
         } else {
-            self.first_statement(sql(&millis(lease).to_string(), &max.to_string()))
+            let statement = self.claim_reads.get(kind, queue, || sql("$1", "$2"));
+            self.first_prepared(&statement, &[&millis(lease).to_string(), &max.to_string()])
                 .await
-                .map_err(|e| match e {
-                    TaskerError::Database(e) => queue_error(e, format!("reading queue '{queue}'")),
-                    other => other,
-                })
-        }
+        };
+        rows.map_err(|e| match e {
+            TaskerError::Database(e) => queue_error(e, format!("reading queue '{queue}'")),
+            other => other,
+        })
     }
 
     /// The connection, with the transaction begun (`BEGIN` sent now if it was not yet).
@@ -1787,13 +1818,13 @@ impl PgTx {
     }
 
     /// From here on a drop rolls back, even if the first statement fails half-way.
-    /// [`Self::first_statement`] of a statement prepared by name, `literal` its parameter. A
-    /// connection that lacks it rolls the failed `BEGIN` back, prepares, and runs it again.
-    async fn first_prepared(&mut self, statement: &Prepared, literal: &str) -> Result<Vec<sqlx::postgres::PgRow>> {
+    /// [`Self::first_statement`] of a statement prepared by name, `literals` its parameters. A
+    /// connection that lacks it rolls the failed `BEGIN` back, prepares it, and runs it again.
+    async fn first_prepared(&mut self, statement: &Prepared, literals: &[&str]) -> Result<Vec<sqlx::postgres::PgRow>> {
         if !self.prepared.load(Ordering::Relaxed) {
-            return self.first_statement(statement.inline(literal)).await;
+            return self.first_statement(statement.inline(literals)).await;
         }
-        match self.first_statement(statement.execute(literal)).await {
+        match self.first_statement(statement.execute(literals)).await {
             Err(e) if pg_prepared::is_missing(&e) => {}
             done => return done,
         }
@@ -1803,11 +1834,10 @@ impl PgTx {
         }
         self.conn.transaction_ended();
         self.begun = false;
-        let by_name = prepare_again(&mut self.conn, &self.prepared).await;
-        let sql = if by_name {
-            statement.execute(literal)
+        let sql = if prepare_again(&mut self.conn, &[statement], &self.prepared).await {
+            statement.execute(literals)
         } else {
-            statement.inline(literal)
+            statement.inline(literals)
         };
         self.first_statement(sql).await
     }
