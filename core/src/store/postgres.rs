@@ -846,13 +846,28 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid, prepared: &AtomicBo
             format!("{}; {}", DETAIL_STEPS.inline(&[&task]), DETAIL_AUDIT.inline(&[&task]))
         }
     };
-    let by_name = prepared.load(Ordering::Relaxed);
-    let all = match conn.fetch_all(batch(by_name).as_str()).await.map_err(TaskerError::from) {
-        Err(e) if by_name && pg_prepared::is_missing(&e) => {
-            let again = prepare_again(conn, &[&DETAIL_STEPS, &DETAIL_AUDIT], prepared).await;
-            conn.fetch_all(batch(again).as_str()).await?
+    // As `PgTx::first_prepared`: by name, prepared after a miss, inlined after a second one.
+    let mut all = None;
+    for attempt in 0..2 {
+        if !prepared.load(Ordering::Relaxed) {
+            break;
         }
-        other => other?,
+        match conn.fetch_all(batch(true).as_str()).await.map_err(TaskerError::from) {
+            Err(e) if pg_prepared::is_missing(&e) => {}
+            done => {
+                all = Some(done?);
+                break;
+            }
+        }
+        if attempt == 0 {
+            prepare_again(conn, &[&DETAIL_STEPS, &DETAIL_AUDIT], prepared).await;
+        } else {
+            prepared.store(false, Ordering::Relaxed);
+        }
+    }
+    let all = match all {
+        Some(rows) => rows,
+        None => conn.fetch_all(batch(false).as_str()).await?,
     };
     let (audit, rows): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.try_column("src").is_ok());
     let Some(first) = rows.first() else {
@@ -1821,25 +1836,30 @@ impl PgTx {
     /// [`Self::first_statement`] of a statement prepared by name, `literals` its parameters. A
     /// connection that lacks it rolls the failed `BEGIN` back, prepares it, and runs it again.
     async fn first_prepared(&mut self, statement: &Prepared, literals: &[&str]) -> Result<Vec<sqlx::postgres::PgRow>> {
-        if !self.prepared.load(Ordering::Relaxed) {
-            return self.first_statement(statement.inline(literals)).await;
+        // By name; after a miss, prepared and by name once more; after a second miss (the
+        // server connection changed under us: a pooler), inlined from then on.
+        for attempt in 0..2 {
+            if !self.prepared.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.first_statement(statement.execute(literals)).await {
+                Err(e) if pg_prepared::is_missing(&e) => {}
+                done => return done,
+            }
+            if let Err(e) = self.conn.execute("ROLLBACK").await {
+                self.conn.mark_unknown();
+                return Err(e.into());
+            }
+            self.conn.transaction_ended();
+            self.begun = false;
+            if attempt == 0 {
+                prepare_again(&mut self.conn, &[statement], &self.prepared).await;
+            } else {
+                tracing::info!("prepared statements do not stay on this PostgreSQL connection; inlining them from now on");
+                self.prepared.store(false, Ordering::Relaxed);
+            }
         }
-        match self.first_statement(statement.execute(literals)).await {
-            Err(e) if pg_prepared::is_missing(&e) => {}
-            done => return done,
-        }
-        if let Err(e) = self.conn.execute("ROLLBACK").await {
-            self.conn.mark_unknown();
-            return Err(e.into());
-        }
-        self.conn.transaction_ended();
-        self.begun = false;
-        let sql = if prepare_again(&mut self.conn, &[statement], &self.prepared).await {
-            statement.execute(literals)
-        } else {
-            statement.inline(literals)
-        };
-        self.first_statement(sql).await
+        self.first_statement(statement.inline(literals)).await
     }
 
     fn begin_now(&mut self) {
