@@ -1855,7 +1855,9 @@ impl PgTx {
             if attempt == 0 {
                 prepare_again(&mut self.conn, &[statement], &self.prepared).await;
             } else {
-                tracing::info!("prepared statements do not stay on this PostgreSQL connection; inlining them from now on");
+                tracing::info!(
+                    "prepared statements do not stay on this PostgreSQL connection; inlining them from now on"
+                );
                 self.prepared.store(false, Ordering::Relaxed);
             }
         }
