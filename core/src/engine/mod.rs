@@ -481,30 +481,27 @@ impl Tasker {
     /// a second call returns the first task (`created == false`) and writes nothing.
     pub async fn create_task(&self, request: TaskRequest) -> Result<CreatedTask> {
         let store = self.inner.store.as_ref();
-        let (namespace, name, version) = (&request.namespace, &request.name, request.version.as_deref());
-        let resolved = self
-            .inner
-            .templates
-            .resolve_for_creation(store, namespace, name, version, false)
-            .await?;
-        // The cached "highest version" is checked by the insert itself; when a newer version
-        // was registered elsewhere meanwhile, creation resolves again and runs once more.
-        let again = resolved.newest_template_id.is_some().then(|| request.clone());
-        if let Some(created) = self.create_with(resolved, request).await? {
-            return Ok(created);
+        // A cached "highest version" is checked by the insert itself; when a newer version was
+        // registered elsewhere meanwhile, creation resolves from the store and runs once more.
+        let mut request = Some(request);
+        for fresh in [false, true] {
+            let Some(current) = request.take() else { break };
+            let (namespace, name, version) = (&current.namespace, &current.name, current.version.as_deref());
+            let resolved = self
+                .inner
+                .templates
+                .resolve_for_creation(store, namespace, name, version, fresh)
+                .await?;
+            if resolved.newest_template_id.is_some() {
+                request = Some(current.clone());
+            }
+            if let Some(created) = self.create_with(resolved, current).await? {
+                return Ok(created);
+            }
         }
-        let request = again.ok_or_else(|| {
-            TaskerError::Corrupt("a task creation without a template guard was refused as superseded".into())
-        })?;
-        let (namespace, name, version) = (&request.namespace, &request.name, request.version.as_deref());
-        let resolved = self
-            .inner
-            .templates
-            .resolve_for_creation(store, namespace, name, version, true)
-            .await?;
-        self.create_with(resolved, request).await?.ok_or_else(|| {
-            TaskerError::Corrupt("a task creation without a template guard was refused as superseded".into())
-        })
+        Err(TaskerError::Corrupt(
+            "a task creation without a template guard was refused as superseded".into(),
+        ))
     }
 
     /// [`Tasker::create_task`] with its template resolved; `None` when the store refused it
