@@ -326,9 +326,9 @@ pub trait StoreTx: MessageQueue {
     /// order. That is the engine's one lock order; every transaction that changes a step takes
     /// its locks through here (or locks the task row first, as cancellation does), so no two
     /// transactions can wait on each other in a cycle. Queue messages are the one exception a
-    /// claim must lock first (`read_messages`, `read_and_lock`); nothing that holds task or step locks ever
-    /// waits for a message lock (`delete_messages` and `set_message_visibility` skip locked
-    /// messages), which keeps that order deadlock-free too.
+    /// claim must lock first (`read_messages`, `read_and_lock`); nothing that holds task or
+    /// step locks ever waits for a message lock (`delete_messages` and
+    /// `set_message_visibility` skip locked messages), which keeps that order deadlock-free.
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>>;
 
     /// Compare-and-swap of step rows. Returns the uuids that changed.
