@@ -292,7 +292,7 @@ impl Tasker {
         let mut effects = Effects::default();
         let mut parsed = Vec::with_capacity(messages.len());
         for m in &messages {
-            match serde_json::from_value::<StepMessage>(m.payload.clone()) {
+            match StepMessage::from_payload(&m.payload) {
                 Ok(body) => parsed.push((m, body)),
                 Err(e) => {
                     tracing::error!(queue = %m.queue, msg_id = m.msg_id, error = %e, "dropping malformed queue message");

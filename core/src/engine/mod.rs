@@ -481,21 +481,17 @@ impl Tasker {
     /// a second call returns the first task (`created == false`) and writes nothing.
     pub async fn create_task(&self, request: TaskRequest) -> Result<CreatedTask> {
         let store = self.inner.store.as_ref();
+        let (namespace, name, version) = (&request.namespace, &request.name, request.version.as_deref());
         // A cached "highest version" is checked by the insert itself; when a newer version was
-        // registered elsewhere meanwhile, creation resolves from the store and runs once more.
-        let mut request = Some(request);
+        // registered elsewhere meanwhile, creation resolves from the store and runs once more
+        // (a fresh resolution carries no such check, so the second run is the last).
         for fresh in [false, true] {
-            let Some(current) = request.take() else { break };
-            let (namespace, name, version) = (&current.namespace, &current.name, current.version.as_deref());
             let resolved = self
                 .inner
                 .templates
                 .resolve_for_creation(store, namespace, name, version, fresh)
                 .await?;
-            if resolved.newest_template_id.is_some() {
-                request = Some(current.clone());
-            }
-            if let Some(created) = self.create_with(resolved, current).await? {
+            if let Some(created) = self.create_with(resolved, &request).await? {
                 return Ok(created);
             }
         }
@@ -506,7 +502,11 @@ impl Tasker {
 
     /// [`Tasker::create_task`] with its template resolved; `None` when the store refused it
     /// because a newer version of the template exists ([`InsertedTask::TemplateSuperseded`]).
-    async fn create_with(&self, resolved: templates::ForCreation, request: TaskRequest) -> Result<Option<CreatedTask>> {
+    async fn create_with(
+        &self,
+        resolved: templates::ForCreation,
+        request: &TaskRequest,
+    ) -> Result<Option<CreatedTask>> {
         let template = resolved.template;
         template.validator.validate(&request.context)?;
         let caller_trace = request
@@ -616,16 +616,16 @@ impl Tasker {
             name: t.name.clone(),
             version: t.version.clone(),
             state,
-            context: request.context,
-            initiator: request.initiator,
-            source_system: request.source_system,
-            reason: request.reason,
-            tags: request.tags,
+            context: request.context.clone(),
+            initiator: request.initiator.clone(),
+            source_system: request.source_system.clone(),
+            reason: request.reason.clone(),
+            tags: request.tags.clone(),
             priority: request.priority,
             correlation_id: caller_trace.map_or_else(Uuid::now_v7, |c| Uuid::from_bytes(c.trace_id)),
             trace_parent: caller_trace.map(|c| c.traceparent()),
             identity_hash,
-            idempotency_key: request.idempotency_key,
+            idempotency_key: request.idempotency_key.clone(),
             active_steps: i32::try_from(messages.len()).unwrap_or(i32::MAX),
             steps,
             edges,

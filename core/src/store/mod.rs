@@ -241,11 +241,10 @@ pub fn order_key(sent_at_ms: i64, priority: i32) -> i64 {
     sent_at_ms.saturating_sub(boost)
 }
 
-/// The step a queue message's body names (its `step_uuid`), if it names one. The body is
-/// [`StepMessage`]-shaped when the engine wrote it; anything else locks
-/// nothing and is dropped by the claim that reads it.
+/// The step a queue message's body names, parsed as the claim parses it: a body that is not a
+/// [`StepMessage`] locks nothing and is dropped by the claim that reads it.
 pub(crate) fn named_step(payload: &serde_json::Value) -> Option<Uuid> {
-    payload.get("step_uuid")?.as_str()?.parse().ok()
+    StepMessage::from_payload(payload).ok().map(|m| m.step_uuid)
 }
 
 /// Which database a [`Store`] talks to.

@@ -15,10 +15,71 @@
 //! hands out other server connections), the store stops using names and inlines the
 //! statements as before.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use sha2::{Digest, Sha256};
 use sqlx::{Executor, PgConnection};
 
 use crate::error::TaskerError;
+
+/// A store's use of names: whether it runs statements by name at all, and the statements it
+/// builds per queue (a claim's reads), each built once.
+#[derive(Debug)]
+pub(super) struct Names {
+    enabled: AtomicBool,
+    per_queue: Mutex<HashMap<(&'static str, String), Arc<Prepared>>>,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Self {
+            enabled: AtomicBool::new(true),
+            per_queue: Mutex::default(),
+        }
+    }
+}
+
+impl Names {
+    /// Whether statements go out by name (`EXECUTE`) rather than inlined.
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// The statement of kind `kind` for `queue`, built by `sql` the first time it is asked for.
+    pub(super) fn for_queue(
+        &self,
+        kind: &'static str,
+        queue: &str,
+        params: &'static str,
+        sql: impl FnOnce() -> String,
+    ) -> Arc<Prepared> {
+        let mut built = self.per_queue.lock().unwrap_or_else(|p| p.into_inner());
+        built
+            .entry((kind, queue.to_owned()))
+            .or_insert_with(|| Arc::new(Prepared::new(params, sql())))
+            .clone()
+    }
+
+    /// After an `EXECUTE` of one of `statements` found it missing on `conn`, `misses` times
+    /// before in the same call. The first miss prepares them there (a connection opened before
+    /// the first migration has none); a second one means names do not stay on the connection
+    /// (a pooler in transaction mode), and so does a failure to prepare: from then on the store
+    /// inlines every statement. Either way the caller runs its statement again.
+    pub(super) async fn recover(&self, conn: &mut PgConnection, statements: &[&Prepared], misses: usize) {
+        let why = if misses > 0 {
+            "prepared statements do not stay on this PostgreSQL connection".to_owned()
+        } else {
+            match prepare_all(conn, statements).await {
+                Ok(()) => return,
+                Err(e) => format!("cannot prepare statements on this PostgreSQL connection: {e}"),
+            }
+        };
+        tracing::info!(reason = %why, "running hot-path statements inlined from now on");
+        self.enabled.store(false, Ordering::Relaxed);
+    }
+}
 
 /// A statement prepared by name, whose parameters `$1`, `$2`… are given as SQL literals.
 #[derive(Debug)]

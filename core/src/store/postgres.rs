@@ -4,8 +4,7 @@
 //! Every primitive is one statement over arrays (`unnest`), so a batch of N steps costs the same
 //! number of round trips as one step.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use super::pg_connections::{HotPool, Leased};
 use super::pg_events;
 use super::pg_fused::{self, TransitionArrays};
 use super::pg_notifier::{Notifier, Wake};
-use super::pg_prepared::{self, Prepared};
+use super::pg_prepared::{self, Names, Prepared};
 use super::pg_recovery;
 use super::records::*;
 use super::{Backend, MessageQueue, RemoteSignal, Store, StoreTx, TERMINAL_TASK_STATES};
@@ -106,9 +105,8 @@ pub struct PostgresStore {
     origin: std::sync::Arc<str>,
     /// Sends the wake-ups of committed transactions.
     notifier: Notifier,
-    /// Whether the hot statements run by name (see `pg_prepared`).
-    prepared: Arc<AtomicBool>,
-    claim_reads: Arc<ClaimReads>,
+    /// Statements run by name (see `pg_prepared`).
+    names: Arc<Names>,
 }
 
 impl PostgresStore {
@@ -172,8 +170,7 @@ impl PostgresStore {
             known_queues: Mutex::new(HashSet::new()),
             listener: Mutex::new(listener),
             origin,
-            prepared: Arc::new(AtomicBool::new(true)),
-            claim_reads: Arc::default(),
+            names: Arc::default(),
         })
     }
 
@@ -485,8 +482,7 @@ impl Store for PostgresStore {
             conn: self.hot.lease().await?,
             origin: self.origin.clone(),
             begun: false,
-            prepared: self.prepared.clone(),
-            claim_reads: self.claim_reads.clone(),
+            names: self.names.clone(),
             notifier: self.notifier.clone(),
             wakes: Vec::new(),
         }))
@@ -629,11 +625,11 @@ impl Store for PostgresStore {
     }
 
     async fn task_detail(&self, task_uuid: Uuid) -> Result<Option<TaskDetail>> {
-        let prepared = self.prepared.clone();
+        let names = self.names.clone();
         self.hot
             .read(move |conn| {
-                let prepared = prepared.clone();
-                Box::pin(async move { detail_on(conn, task_uuid, &prepared).await })
+                let names = names.clone();
+                Box::pin(async move { detail_on(conn, task_uuid, &names).await })
             })
             .await
     }
@@ -834,7 +830,7 @@ impl Store for PostgresStore {
 
 /// A task in full, in two statements: the task row joined with its steps, then both audit
 /// tables at once.
-async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid, prepared: &AtomicBool) -> Result<Option<TaskDetail>> {
+async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid, names: &Names) -> Result<Option<TaskDetail>> {
     // The task with its steps, and its audit trail: two statements in one round trip (the
     // simple protocol takes several; its one value, a uuid, is a literal). Audit rows are the
     // ones with a `src` column.
@@ -846,28 +842,16 @@ async fn detail_on(conn: &mut PgConnection, task_uuid: Uuid, prepared: &AtomicBo
             format!("{}; {}", DETAIL_STEPS.inline(&[&task]), DETAIL_AUDIT.inline(&[&task]))
         }
     };
-    // As `PgTx::first_prepared`: by name, prepared after a miss, inlined after a second one.
-    let mut all = None;
-    for attempt in 0..2 {
-        if !prepared.load(Ordering::Relaxed) {
-            break;
-        }
-        match conn.fetch_all(batch(true).as_str()).await.map_err(TaskerError::from) {
-            Err(e) if pg_prepared::is_missing(&e) => {}
-            done => {
-                all = Some(done?);
-                break;
+    let mut misses = 0;
+    let all = loop {
+        let by_name = names.enabled();
+        match conn.fetch_all(batch(by_name).as_str()).await.map_err(TaskerError::from) {
+            Err(e) if by_name && pg_prepared::is_missing(&e) => {
+                names.recover(conn, &[&DETAIL_STEPS, &DETAIL_AUDIT], misses).await;
+                misses += 1;
             }
+            done => break done?,
         }
-        if attempt == 0 {
-            prepare_again(conn, &[&DETAIL_STEPS, &DETAIL_AUDIT], prepared).await;
-        } else {
-            prepared.store(false, Ordering::Relaxed);
-        }
-    }
-    let all = match all {
-        Some(rows) => rows,
-        None => conn.fetch_all(batch(false).as_str()).await?,
     };
     let (audit, rows): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.try_column("src").is_ok());
     let Some(first) = rows.first() else {
@@ -1028,22 +1012,25 @@ fn claim_input_rows(rows: &[sqlx::postgres::PgRow]) -> Result<(Vec<TaskInput>, V
     Ok((inputs, deps))
 }
 
-/// `lock_steps` of the steps `$1` (`uuid[]`). The documented lock order: the task rows first
-/// (in uuid order), then their steps (in uuid order). The CTE takes the task locks; `FOR NO KEY
-/// UPDATE` is what the counter updates take anyway, and it does not block foreign-key checks.
-/// Both locking scans return the newest committed row versions (READ COMMITTED re-reads a row it
-/// had to wait for), so the task state read here is the one that holds until commit.
-static LOCK_STEPS_SQL: LazyLock<String> = LazyLock::new(|| {
+/// The locking CTEs of `lock_steps`: `t`, the tasks of the steps whose `step_uuid` satisfies
+/// `steps` (an SQL condition such as `= ANY($1)`), and `s`, those steps with their tasks' state,
+/// as [`STEP_LOCK_COLUMNS`]. The documented lock order: the task rows first (in uuid order),
+/// then their steps (in uuid order). `FOR NO KEY UPDATE` is what the counter updates take
+/// anyway, and it does not block foreign-key checks. Both locking scans return the newest
+/// committed row versions (READ COMMITTED re-reads a row it had to wait for), so the task state
+/// read here is the one that holds until commit.
+fn lock_ctes(steps: &str) -> String {
     format!(
-        "WITH t AS MATERIALIZED ( \
+        "t AS MATERIALIZED ( \
            SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
-           WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid = ANY($1)) \
-           ORDER BY task_uuid FOR NO KEY UPDATE) \
-         SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
-         WHERE s.step_uuid = ANY($1) AND (SELECT count(*) FROM t) > 0 \
-         ORDER BY s.step_uuid FOR UPDATE OF s"
+           WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid {steps}) \
+           ORDER BY task_uuid FOR NO KEY UPDATE), \
+         s AS MATERIALIZED ( \
+           SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
+           WHERE s.step_uuid {steps} AND (SELECT count(*) FROM t) > 0 \
+           ORDER BY s.step_uuid FOR UPDATE OF s)"
     )
-});
+}
 
 /// A task's row joined with its steps (`$1`: the task's uuid); a task without steps is one row
 /// with NULL step columns.
@@ -1079,51 +1066,17 @@ fn detail_audit_sql() -> String {
         .to_owned()
 }
 
-static LOCK_STEPS: LazyLock<Prepared> = LazyLock::new(|| Prepared::new("uuid[]", LOCK_STEPS_SQL.clone()));
+static LOCK_STEPS: LazyLock<Prepared> = LazyLock::new(|| {
+    let sql = format!("WITH {} SELECT * FROM s ORDER BY step_uuid", lock_ctes("= ANY($1)"));
+    Prepared::new("uuid[]", sql)
+});
 static DETAIL_STEPS: LazyLock<Prepared> = LazyLock::new(|| Prepared::new("uuid", detail_steps_sql()));
 static DETAIL_AUDIT: LazyLock<Prepared> = LazyLock::new(|| Prepared::new("uuid", detail_audit_sql()));
 
 /// The statements every connection prepares when it opens (see `pg_prepared`); a claim's reads
-/// depend on the queue and are prepared where first needed ([`ClaimReads`]).
+/// depend on the queue and are prepared where first needed (`PgTx::claim_read`).
 fn fixed_statements() -> [&'static Prepared; 3] {
     [&LOCK_STEPS, &DETAIL_STEPS, &DETAIL_AUDIT]
-}
-
-/// After an `EXECUTE` found a statement missing on `conn`: prepares `statements` there.
-/// Returns whether to go on by name; when preparing fails, nothing runs by name from then on.
-async fn prepare_again(conn: &mut PgConnection, statements: &[&Prepared], prepared: &AtomicBool) -> bool {
-    match pg_prepared::prepare_all(conn, statements).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::info!(error = %e, "cannot prepare statements on this PostgreSQL connection; inlining them from now on");
-            prepared.store(false, Ordering::Relaxed);
-            false
-        }
-    }
-}
-
-/// What a claim's first statement reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum ClaimRead {
-    /// `read_messages`.
-    Messages,
-    /// `read_and_lock`.
-    MessagesAndLocks,
-}
-
-/// A claim's reads as prepared statements, one per queue and kind (`$1`: the lease in
-/// milliseconds, `$2`: how many messages at most).
-#[derive(Debug, Default)]
-struct ClaimReads(Mutex<HashMap<(ClaimRead, String), Arc<Prepared>>>);
-
-impl ClaimReads {
-    fn get(&self, kind: ClaimRead, queue: &str, sql: impl FnOnce() -> String) -> Arc<Prepared> {
-        let mut reads = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        reads
-            .entry((kind, queue.to_owned()))
-            .or_insert_with(|| Arc::new(Prepared::new("int8, int8", sql())))
-            .clone()
-    }
 }
 
 /// A transaction on a leased connection, rolled back if dropped. It begins lazily: the first
@@ -1133,9 +1086,8 @@ struct PgTx {
     conn: Leased,
     origin: std::sync::Arc<str>,
     begun: bool,
-    /// Whether the hot statements run by name (see `pg_prepared`); shared by the store.
-    prepared: Arc<AtomicBool>,
-    claim_reads: Arc<ClaimReads>,
+    /// The store's statements run by name (see `pg_prepared`).
+    names: Arc<Names>,
     notifier: Notifier,
     /// What to announce once this commits (see `pg_notifier`).
     wakes: Vec<Wake>,
@@ -1146,7 +1098,7 @@ impl MessageQueue for PgTx {
     async fn read_messages(&mut self, queue: &str, lease: Duration, max: i64) -> Result<Vec<QueueMessage>> {
         let table = queue_table(queue)?;
         let sql = |lease: &str, max: &str| format!("WITH {} SELECT * FROM msgs", read_ctes(&table, lease, max));
-        let rows = self.claim_read(ClaimRead::Messages, queue, lease, max, sql).await?;
+        let rows = self.claim_read("read", queue, lease, max, sql).await?;
         super::pg_delivered::claimed_messages(queue, &rows)
     }
 
@@ -1238,11 +1190,7 @@ impl MessageQueue for PgTx {
 #[async_trait]
 impl StoreTx for PgTx {
     async fn lock_steps(&mut self, step_uuids: &[Uuid]) -> Result<Vec<StepLock>> {
-        // The documented lock order: the task rows first (in uuid order), then their steps (in
-        // uuid order). The CTE takes the task locks; `FOR NO KEY UPDATE` is what the counter
-        // updates take anyway, and it does not block foreign-key checks. Both locking scans
-        // return the newest committed row versions (READ COMMITTED re-reads a row it had to wait
-        // for), so the task state read here is the one that holds until commit.
+        // In the documented lock order: see `lock_ctes`.
         // Usually a transaction's first statement: then it goes with BEGIN, by name.
         let rows = if self.begun {
             sqlx::query(LOCK_STEPS.sql())
@@ -1263,28 +1211,19 @@ impl StoreTx for PgTx {
         max: i64,
     ) -> Result<(Vec<QueueMessage>, Vec<StepLock>)> {
         // `read_messages` and `lock_steps` in one statement, locking in the same order: the
-        // messages (`picked`), then their tasks (`t`, in uuid order), then their steps. Each
-        // message row carries the lock of the step it names, if there is one.
+        // messages (`picked`), then their tasks and steps (`lock_ctes`). Each message row
+        // carries the lock of the step it names, if there is one.
         let table = queue_table(queue)?;
         let sql = |lease: &str, max: &str| {
             format!(
                 "WITH {reads}, \
-                 named AS (SELECT msg_id, {NAMED_STEP} AS step FROM msgs), \
-                 t AS MATERIALIZED ( \
-                   SELECT task_uuid, state, template_id, priority FROM tasker_tasks \
-                   WHERE task_uuid IN (SELECT task_uuid FROM tasker_steps WHERE step_uuid IN (SELECT step FROM named)) \
-                   ORDER BY task_uuid FOR NO KEY UPDATE), \
-                 s AS MATERIALIZED ( \
-                   SELECT {STEP_LOCK_COLUMNS} FROM tasker_steps s JOIN t ON t.task_uuid = s.task_uuid \
-                   WHERE s.step_uuid IN (SELECT step FROM named) AND (SELECT count(*) FROM t) > 0 \
-                   ORDER BY s.step_uuid FOR UPDATE OF s) \
+                 named AS (SELECT msg_id, {NAMED_STEP} AS step FROM msgs), {locks} \
                  SELECT msgs.*, s.* FROM msgs JOIN named USING (msg_id) LEFT JOIN s ON s.step_uuid = named.step",
-                reads = read_ctes(&table, lease, max)
+                reads = read_ctes(&table, lease, max),
+                locks = lock_ctes("IN (SELECT step FROM named)")
             )
         };
-        let rows = self
-            .claim_read(ClaimRead::MessagesAndLocks, queue, lease, max, sql)
-            .await?;
+        let rows = self.claim_read("read_and_lock", queue, lease, max, sql).await?;
         let messages = super::pg_delivered::claimed_messages(queue, &rows)?;
         let mut locks: BTreeMap<Uuid, StepLock> = BTreeMap::new();
         for r in &rows {
@@ -1778,10 +1717,11 @@ impl PgTx {
     }
 
     /// Runs a claim's read of `queue`, `sql(lease, max)`: usually the transaction's first
-    /// statement, which then goes with `BEGIN`, by name (see [`ClaimReads`]).
+    /// statement, which then goes with `BEGIN`, by name (one statement per `kind` and queue,
+    /// `$1` the lease in milliseconds, `$2` how many messages at most).
     async fn claim_read(
         &mut self,
-        kind: ClaimRead,
+        kind: &'static str,
         queue: &str,
         lease: Duration,
         max: i64,
@@ -1795,7 +1735,7 @@ impl PgTx {
                 .await
                 .map_err(TaskerError::from)
         } else {
-            let statement = self.claim_reads.get(kind, queue, || sql("$1", "$2"));
+            let statement = self.names.for_queue(kind, queue, "int8, int8", || sql("$1", "$2"));
             self.first_prepared(&statement, &[&millis(lease).to_string(), &max.to_string()])
                 .await
         };
@@ -1832,18 +1772,20 @@ impl PgTx {
         }
     }
 
-    /// From here on a drop rolls back, even if the first statement fails half-way.
     /// [`Self::first_statement`] of a statement prepared by name, `literals` its parameters. A
-    /// connection that lacks it rolls the failed `BEGIN` back, prepares it, and runs it again.
+    /// connection that lacks it rolls the failed `BEGIN` back and runs it again, after
+    /// [`Names::recover`].
     async fn first_prepared(&mut self, statement: &Prepared, literals: &[&str]) -> Result<Vec<sqlx::postgres::PgRow>> {
-        // By name; after a miss, prepared and by name once more; after a second miss (the
-        // server connection changed under us: a pooler), inlined from then on.
-        for attempt in 0..2 {
-            if !self.prepared.load(Ordering::Relaxed) {
-                break;
-            }
-            match self.first_statement(statement.execute(literals)).await {
-                Err(e) if pg_prepared::is_missing(&e) => {}
+        let mut misses = 0;
+        loop {
+            let by_name = self.names.enabled();
+            let sql = if by_name {
+                statement.execute(literals)
+            } else {
+                statement.inline(literals)
+            };
+            match self.first_statement(sql).await {
+                Err(e) if by_name && pg_prepared::is_missing(&e) => {}
                 done => return done,
             }
             if let Err(e) = self.conn.execute("ROLLBACK").await {
@@ -1852,18 +1794,12 @@ impl PgTx {
             }
             self.conn.transaction_ended();
             self.begun = false;
-            if attempt == 0 {
-                prepare_again(&mut self.conn, &[statement], &self.prepared).await;
-            } else {
-                tracing::info!(
-                    "prepared statements do not stay on this PostgreSQL connection; inlining them from now on"
-                );
-                self.prepared.store(false, Ordering::Relaxed);
-            }
+            self.names.recover(&mut self.conn, &[statement], misses).await;
+            misses += 1;
         }
-        self.first_statement(statement.inline(literals)).await
     }
 
+    /// From here on a drop rolls back, even if the first statement fails half-way.
     fn begin_now(&mut self) {
         self.conn.transaction_begun();
         self.begun = true;

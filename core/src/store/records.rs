@@ -69,6 +69,13 @@ pub struct StepMessage {
     pub attempt: i32,
 }
 
+impl StepMessage {
+    /// Reads a queue message's body: the one parse a claim and the stores' locking reads share.
+    pub fn from_payload(payload: &Value) -> serde_json::Result<Self> {
+        Self::deserialize(payload)
+    }
+}
+
 /// A message to send.
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
